@@ -1,0 +1,32 @@
+# tradebook: `make demo` runs 20 simulated trading days; `make test` runs every test.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench browser-deps clean-runs lint
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tradebook demo --fresh --days 20
+
+# Browser tests drive Debian's Chromium; install it when missing (fail loudly otherwise).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium could not be installed: browser tests cannot run" >&2; exit 1; }
+
+test: $(STAMP) browser-deps
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean-runs:
+	rm -rf runs/20* runs/*.duckdb* runs/report.html runs/logs runs/backups

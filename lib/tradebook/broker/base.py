@@ -1,0 +1,170 @@
+"""The broker boundary: one small Protocol and the value types that cross it.
+
+SimBroker and AlpacaBroker are peers behind this protocol; nothing above it knows
+which one it talks to. Results are plain floats (fast to compute with); order
+requests carry Decimal quantities and prices, quantised at construction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Side = Literal["buy", "sell"]
+OrderType = Literal["market", "limit"]
+TimeInForce = Literal["day", "gtc", "ioc"]
+# Order states as the broker reports them (alpaca wire values).
+OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled"})
+FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
+
+QTY_STEP = Decimal("0.000000001")  # Alpaca allows at most 9 decimals
+
+
+def to_qty(value: float | Decimal | str) -> Decimal:
+    """Quantise a share quantity to the broker's 9-decimal grid, rounding toward zero."""
+    return Decimal(str(value)).quantize(QTY_STEP, rounding=ROUND_DOWN)
+
+
+def to_price(value: float | Decimal | str) -> Decimal:
+    """Quantise a price: cents at/above $1, 4 decimals below (US equity tick rules)."""
+    d = Decimal(str(value))
+    step = Decimal("0.01") if d >= 1 else Decimal("0.0001")
+    return d.quantize(step)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    equity: float
+    cash: float
+    buying_power: float
+    currency: str = "USD"
+    status: str = "ACTIVE"
+    fractional_enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    symbol: str
+    qty: float
+    avg_price: float
+    market_price: float
+
+    @property
+    def market_value(self) -> float:
+        return self.qty * self.market_price
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    symbol: str
+    side: Side
+    qty: Decimal
+    client_order_id: str
+    order_type: OrderType = "limit"
+    limit_price: Decimal | None = None
+    time_in_force: TimeInForce = "day"
+
+    def __post_init__(self) -> None:
+        if self.qty <= 0:
+            raise ValueError(f"order qty must be positive, got {self.qty}")
+        if self.order_type == "limit" and self.limit_price is None:
+            raise ValueError("limit orders need a limit_price")
+        if self.order_type == "market" and self.limit_price is not None:
+            raise ValueError("market orders take no limit_price")
+        if not self.client_order_id or len(self.client_order_id) > 48:
+            raise ValueError("client_order_id must be 1..48 characters")
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    broker_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: float
+    order_type: OrderType
+    status: str  # alpaca wire values: new, accepted, partially_filled, filled, canceled, expired, rejected
+    limit_price: float | None = None
+    filled_qty: float = 0.0
+    filled_avg_price: float | None = None
+    submitted_at: datetime | None = None
+    updated_at: datetime | None = None
+    reject_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    symbol: str
+    bid: float
+    ask: float
+    ts: datetime
+    day_open: float | None = None      # today's open, for SYMBOL_MOVE
+    prev_close: float | None = None    # yesterday's close, for gaps
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+    @property
+    def spread_bps(self) -> float:
+        mid = self.mid
+        return (self.ask - self.bid) / mid * 1e4 if mid > 0 else float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    now: datetime          # timezone-aware
+    is_open: bool
+    next_open: datetime
+    next_close: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    day: date
+    open: datetime         # timezone-aware
+    close: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    symbol: str
+    tradable: bool
+    fractionable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    client_order_ids: tuple[str, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class Broker(Protocol):
+    """What tradebook needs from a broker. The broker is the truth for positions, orders, cash."""
+
+    name: str
+
+    def account(self) -> Account: ...
+    def positions(self) -> list[Position]: ...
+    def open_orders(self) -> list[Order]: ...
+    def get_order(self, client_order_id: str) -> Order | None:
+        """Look an order up by client id; None when the broker has never seen it."""
+    def submit(self, request: OrderRequest) -> Order: ...
+    def cancel(self, client_order_id: str) -> None: ...
+    def cancel_all(self) -> CancelResult: ...
+    def close_position(self, symbol: str, client_order_id: str) -> Order | None:
+        """Market-sell the whole position; None when there is nothing to close."""
+    def clock(self) -> Clock: ...
+    def calendar(self, start: date, end: date) -> list[Session]: ...
+    def quotes(self, symbols: list[str]) -> dict[str, Quote]: ...
+    def daily_bars(self, symbols: list[str], start: date, end: date) -> "pd.DataFrame":
+        """Adjusted daily bars, long format: symbol, date, open, high, low, close, volume."""
+    def asset(self, symbol: str) -> Asset: ...

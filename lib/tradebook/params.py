@@ -1,0 +1,249 @@
+"""Validated run parameters (SPEC §6, CFG-1..3).
+
+Params are parsed once from ``params/*.yaml``, papermill/CLI overrides win, and the
+result is a frozen model whose hash is stored with every run. Unknown keys, wrong
+types and contradictory values are errors that name the key and the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tradebook.errors import ConfigError
+
+Fraction = Field(ge=0.0, le=1.0)
+DEFAULT_PARAMS_FILE = "params/sim.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class StrategyParams(_Frozen):
+    """Reference swing strategy: trend filter + pullback entry, trend-invalidation exit."""
+
+    trend_sma: int = Field(100, ge=5, le=400)
+    fast_sma: int = Field(20, ge=2, le=200)
+    pullback_rsi: int = Field(5, ge=2, le=50)
+    rsi_entry: float = Field(35.0, ge=1, le=99)
+    rsi_exit: float = Field(70.0, ge=1, le=99)
+    max_hold_days: int = Field(15, ge=1, le=250)
+    position_size_pct: float = Field(0.04, gt=0.0, le=1.0)
+
+
+class ScheduleParams(_Frozen):
+    """Phase times in exchange time, as minutes relative to the session open/close."""
+
+    reconcile_before_open_min: int = Field(15, ge=0, le=240)
+    decide_after_close_min: int = Field(15, ge=0, le=240)
+    report_after_close_min: int = Field(20, ge=0, le=300)
+    monitor_points: int = Field(3, ge=0, le=400)  # demo/sim: monitor calls per session
+
+
+class SimParams(_Frozen):
+    """The embedded simulator: replayed daily bars, a seeded intraday path."""
+
+    start_date: date = date(2011, 7, 1)
+    starting_cash: float = Field(100_000.0, gt=0)
+    spread_bps: float = Field(4.0, ge=0, le=500)
+    seed: int = 7
+    fractionable: list[str] = ["AAPL", "GOOG", "IBM", "MSFT"]
+    state_file: str = "sim.duckdb"  # relative to runs_dir
+
+
+class AlpacaParams(_Frozen):
+    """alpaca-py settings; keys never live here (environment only)."""
+
+    url_override: str | None = None
+    data_url_override: str | None = None
+    feed: Literal["iex", "sip", "delayed_sip"] = "iex"
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    retries: int = Field(3, ge=0, le=10)
+
+
+class AlertParams(_Frozen):
+    apprise_urls: list[str] = []
+
+
+class Params(_Frozen):
+    """Every key of SPEC §6 with its safe default."""
+
+    mode: Literal["sim", "paper", "live"] = "sim"
+    i_understand_the_risk: bool = False
+    symbols: list[str] = ["AAPL", "GOOG", "IBM", "MSFT"]
+    runs_dir: str = "runs"
+    ledger_file: str = "ledger.duckdb"  # relative to runs_dir
+
+    max_position_pct: float = Field(0.05, gt=0.0, le=1.0)
+    max_gross_exposure_pct: float = Field(0.60, gt=0.0, le=2.0)
+    max_order_notional: float = Field(10_000.0, gt=0)
+    min_order_notional: float = Field(50.0, ge=0)
+    allow_shorts: bool = False
+    stale_signal_seconds: int = Field(120, gt=0)
+    max_signal_age_hours: float = Field(24.0, gt=0)
+    max_gap_pct: float = Field(0.02, ge=0, le=1)
+    max_slip_pct: float = Field(0.005, ge=0, le=0.2)
+    spread_limit_bps: float = Field(50.0, gt=0)
+    symbol_move_limit_pct: float = Field(0.10, gt=0, le=1)
+    orders_per_symbol_day: int = Field(5, ge=0)
+    orders_per_day: int = Field(200, ge=0)
+    orders_per_run: int = Field(10, ge=0)
+    daily_loss_pct: float = Field(0.02, gt=0, le=1)
+    daily_loss_usd: float | None = Field(None, gt=0)
+    max_drawdown_pct: float = Field(0.10, gt=0, le=1)
+    session_drawdown_pct: float = Field(0.01, gt=0, le=1)
+    min_equity_usd: float = Field(25_000.0, ge=0)
+    stop_loss_pct: float = Field(0.05, gt=0, le=1)
+    profit_target_pct: float | None = Field(0.15, gt=0)
+    eod_liquidation: bool = False
+    buying_power_use_pct: float = Field(0.95, gt=0, le=1)
+    sector_cap_pct: float = Field(0.30, gt=0, le=1)
+    tier_caps: dict[str, float] = {"TIER1": 0.60, "TIER2": 0.45, "TIER3": 0.30}
+    cap_buffer_pct: float = Field(0.05, ge=0, le=1)
+    symbol_tiers: dict[str, str] = {"AAPL": "TIER3", "GOOG": "TIER3", "IBM": "TIER2", "MSFT": "TIER2"}
+    symbol_sectors: dict[str, str] = {
+        "AAPL": "Technology", "GOOG": "Communication", "IBM": "Technology", "MSFT": "Technology",
+    }
+    correlation_limit: float = Field(0.90, gt=0, le=1)
+    correlation_lookback_days: int = Field(60, ge=10, le=500)
+    signal_threshold: float = Field(0.1, ge=0, le=1)
+    add_on_enabled: bool = True
+    add_on_confidence: float = Field(0.6, ge=0, le=1)
+    exit_window_start_min: int = Field(5, ge=0, le=390)
+    exit_window_end_min: int = Field(30, ge=1, le=390)
+    execution_timeout_s: float = Field(30.0, gt=0, le=600)
+    reconcile_interval_s: float = Field(60.0, gt=0)
+    api_breaker_failures: int = Field(5, ge=1)
+    api_breaker_window_s: float = Field(60.0, gt=0)
+    rearm_cooldown_min: float = Field(30.0, ge=0)
+    max_incidents_per_day: int = Field(3, ge=0)
+    cooldown_minutes_per_ticker: float = Field(15.0, ge=0)
+    max_concurrent_positions: int = Field(16, ge=0)
+    fractional_enabled: bool = True
+    backup_retention_days: int = Field(14, ge=1)
+
+    strategy: StrategyParams = StrategyParams()
+    schedule: ScheduleParams = ScheduleParams()
+    sim: SimParams = SimParams()
+    alpaca: AlpacaParams = AlpacaParams()
+    alerts: AlertParams = AlertParams()
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> "Params":
+        problems = []
+        if self.max_position_pct > self.max_gross_exposure_pct:
+            problems.append(("max_position_pct", f"{self.max_position_pct} exceeds max_gross_exposure_pct "
+                                                  f"{self.max_gross_exposure_pct}"))
+        if self.min_order_notional > self.max_order_notional:
+            problems.append(("min_order_notional", "is larger than max_order_notional"))
+        if self.exit_window_start_min >= self.exit_window_end_min:
+            problems.append(("exit_window_start_min", "must be before exit_window_end_min"))
+        if self.strategy.fast_sma >= self.strategy.trend_sma:
+            problems.append(("strategy.fast_sma", "must be shorter than strategy.trend_sma"))
+        if self.strategy.position_size_pct > self.max_position_pct:
+            problems.append(("strategy.position_size_pct", "exceeds max_position_pct"))
+        for sym, tier in self.symbol_tiers.items():
+            if tier not in self.tier_caps:
+                problems.append((f"symbol_tiers.{sym}", f"tier {tier!r} has no entry in tier_caps"))
+        dangerous = [k for k, v, limit in (
+            ("max_position_pct", self.max_position_pct, 0.10),
+            ("max_gross_exposure_pct", self.max_gross_exposure_pct, 1.0),
+            ("daily_loss_pct", self.daily_loss_pct, 0.05),
+            ("max_drawdown_pct", self.max_drawdown_pct, 0.25),
+        ) if v > limit]
+        if self.allow_shorts:
+            dangerous.append("allow_shorts")
+        if dangerous and not self.i_understand_the_risk:
+            problems.append((dangerous[0], "is a dangerous value; set i_understand_the_risk: true to allow "
+                                           f"({', '.join(dangerous)})"))
+        if problems:
+            raise ValueError("; ".join(f"{k}: {msg}" for k, msg in problems))
+        return self
+
+    # paths -----------------------------------------------------------------------------
+    def runs_path(self, root: Path | None = None) -> Path:
+        base = Path(self.runs_dir)
+        return base if base.is_absolute() or root is None else root / base
+
+    def ledger_path(self, root: Path | None = None) -> Path:
+        return self.runs_path(root) / self.ledger_file
+
+    def sim_state_path(self, root: Path | None = None) -> Path:
+        return self.runs_path(root) / self.sim.state_file
+
+    def as_dict(self) -> dict[str, Any]:
+        """The merged params as plain JSON-able data (contains no secrets by construction)."""
+        return self.model_dump(mode="json")
+
+    def digest(self) -> str:
+        """Stable short hash stored with each run (CFG-2)."""
+        raw = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (value as YAML, so numbers/bools/lists work)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
+    """Load a params YAML file, apply dotted-key overrides, validate; errors name key and file."""
+    source = Path(path) if path else None
+    data: dict[str, Any] = {}
+    if source is not None:
+        if not source.exists():
+            raise ConfigError(f"params file {source} does not exist")
+        try:
+            loaded = yaml.safe_load(source.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"params file {source} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"params file {source} must be a mapping of key: value")
+        data = loaded
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return validate_params(data, source=str(source) if source else "<defaults>",
+                           override_keys=set(overrides or {}))
+
+
+def validate_params(data: dict[str, Any], source: str = "<params>",
+                    override_keys: set[str] | None = None) -> Params:
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, override_keys or set())) from None
+
+
+def _describe(exc: ValidationError, source: str, override_keys: set[str]) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(params)"
+        where = "override" if key in override_keys else source
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against SPEC §6 / params/sim.yaml)"
+        # Never echo the offending value: it could be a pasted secret.
+        lines.append(f"  {key}: {msg} [in {where}]")
+    return f"invalid params from {source}:\n" + "\n".join(lines)
