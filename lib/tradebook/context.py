@@ -1,0 +1,65 @@
+"""The objects one phase run works with: params, project root, ledger, broker, run id."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradebook.params import DEFAULT_PARAMS_FILE, Params, load_params
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from tradebook.broker.base import Broker
+    from tradebook.ledger import Ledger
+
+
+def project_root(start: Path | None = None) -> Path:
+    """TRADEBOOK_ROOT if set, else the nearest folder (from cwd up) holding ``params/``."""
+    env = os.environ.get("TRADEBOOK_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+@dataclass
+class Context:
+    params: Params
+    root: Path
+    run_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, params_file: str | None = None, overrides: dict[str, Any] | None = None,
+             run_id: str | None = None, root: Path | None = None) -> "Context":
+        root = root or project_root()
+        path = Path(params_file or DEFAULT_PARAMS_FILE)
+        if not path.is_absolute():
+            path = root / path
+        return cls(load_params(path, overrides), root, run_id)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.params.runs_path(self.root)
+
+    @cached_property
+    def ledger(self) -> "Ledger":
+        from tradebook.ledger import Ledger
+
+        return Ledger(self.params.ledger_path(self.root))
+
+    @cached_property
+    def broker(self) -> "Broker":
+        from tradebook.broker import make_broker
+
+        return make_broker(self.params, self.root)
+
+    def now(self) -> "datetime":
+        """The broker's clock (SimBroker's simulated time in sim mode)."""
+        return self.broker.clock().now

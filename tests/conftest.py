@@ -1,0 +1,36 @@
+"""Shared fixtures: a throw-away project root with its own runs/ and params."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tradebook.context import Context
+from tradebook.params import Params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A project root with params/ and notebooks/ copied in and an empty runs/."""
+    shutil.copytree(REPO / "params", tmp_path / "params")
+    if (REPO / "notebooks").is_dir():
+        shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    (tmp_path / "runs").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def make_params(root: Path):
+    """Params from params/sim.yaml with overrides; runs_dir points at the temp root."""
+    def factory(**overrides) -> Params:
+        overrides.setdefault("runs_dir", str(root / "runs"))
+        return load_params(root / "params" / "sim.yaml", overrides)
+    return factory
+
+
+@pytest.fixture
+def ctx(root: Path, make_params) -> Context:
+    return Context(make_params(), root)
