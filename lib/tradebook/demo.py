@@ -1,0 +1,161 @@
+"""`tradebook demo`: replay trading days through the four phase notebooks.
+
+Each simulated session runs reconcile (open-15 min), execute (open+5), a few
+intraday monitor ticks (library calls, no notebook), decide (close+15) and report
+(close+20). Every notebook is a real papermill run kept under ``runs/<date>/``.
+The clock is the broker's: SimBroker's simulated time, or the loopback Alpaca
+fake's when ``broker="alpaca-fake"``.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tradebook.context import Context, project_root
+from tradebook.errors import ConfigError
+
+PHASES = ("reconcile", "execute", "decide", "report")
+
+
+@dataclass
+class DemoSummary:
+    days: int
+    notebooks: int
+    wall_s: float
+    fills: int
+    equity_start: float
+    equity_end: float
+    rejects_by_reason: dict[str, int]
+    report_html: Path | None
+    first_day: str = ""
+    last_day: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def pnl(self) -> float:
+        return self.equity_end - self.equity_start
+
+    def lines(self) -> list[str]:
+        rejects = ", ".join(f"{k}={v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
+        return [
+            f"sessions {self.days} ({self.first_day} → {self.last_day}), {self.notebooks} notebooks in {self.wall_s:.1f}s",
+            f"fills {self.fills}, equity {self.equity_start:,.2f} → {self.equity_end:,.2f} (P&L {self.pnl:+,.2f})",
+            f"gate rejections: {rejects}",
+            f"report: {self.report_html or '(not written)'}",
+        ]
+
+
+def archive_runs(runs_dir: Path) -> Path | None:
+    """Move previous demo output aside (never delete a ledger): runs/archive/<stamp>/."""
+    if not runs_dir.exists():
+        return None
+    movable = [p for p in runs_dir.iterdir() if p.name not in ("README.md", "archive")]
+    if not movable:
+        return None
+    dest = runs_dir / "archive" / datetime.now().strftime("%Y%m%dT%H%M%S")
+    dest.mkdir(parents=True)
+    for p in movable:
+        shutil.move(str(p), dest / p.name)
+    return dest
+
+
+def _schedule(session, params) -> list[tuple[datetime, str]]:
+    """The day's steps: (broker time, phase or 'monitor')."""
+    s = params.schedule
+    steps = [(session.open - timedelta(minutes=s.reconcile_before_open_min), "reconcile"),
+             (session.open + timedelta(minutes=params.exit_window_start_min), "execute")]
+    span = (session.close - session.open) - timedelta(minutes=params.exit_window_end_min + 10)
+    for i in range(1, s.monitor_points + 1):
+        steps.append((session.open + timedelta(minutes=params.exit_window_end_min) + span * i / s.monitor_points,
+                      "monitor"))
+    steps += [(session.close + timedelta(minutes=s.decide_after_close_min), "decide"),
+              (session.close + timedelta(minutes=s.report_after_close_min), "report")]
+    return steps
+
+
+def _sessions(sim, days: int) -> Iterator[Any]:
+    """The next ``days`` sessions whose reconcile time is still ahead of the broker clock."""
+    now = sim.clock().now
+    session = sim.first_session_on_or_after(now.date())
+    while session.open - timedelta(minutes=30) < now:
+        session = sim.first_session_on_or_after(session.day + timedelta(days=1))
+    for _ in range(days):
+        yield session
+        session = sim.first_session_on_or_after(session.day + timedelta(days=1))
+
+
+def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[str, Any] | None = None,
+             root: Path | None = None, fresh: bool = False, broker: str = "sim",
+             on_step: Callable[[str, str], None] | None = None) -> DemoSummary:
+    """Replay ``days`` sessions through reconcile → execute → monitor → decide → report."""
+    from tradebook.monitor import run_monitor
+    from tradebook.runner import KernelPool, run_phase
+
+    root = (root or project_root()).resolve()
+    overrides = dict(overrides or {})
+    with ExitStack() as stack:
+        if broker == "alpaca-fake":
+            overrides.update(stack.enter_context(_alpaca_fake(root)))
+        elif broker != "sim":
+            raise ConfigError(f"demo broker must be 'sim' or 'alpaca-fake', not {broker!r}")
+        ctx = Context.load(params_file, overrides, root=root)
+        if broker == "sim" and ctx.params.mode != "sim":
+            raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
+        if fresh:
+            archive_runs(ctx.runs_dir)
+        sim = _clock_driver(ctx, broker, stack)
+        pool = stack.enter_context(KernelPool())
+        started, notebooks, failures = time.monotonic(), 0, []
+        equity_start = ctx.broker.account().equity
+        sessions = list(_sessions(sim, days))
+        for session in sessions:
+            for when, step in _schedule(session, ctx.params):
+                sim.advance_to(when)
+                if on_step:
+                    on_step(str(session.day), step)
+                if step == "monitor":
+                    run_monitor(ctx)
+                    continue
+                record = run_phase(step, params_file=params_file, overrides=overrides, root=root,
+                                   pool=pool, raise_on_failure=False)
+                notebooks += 1
+                if record.status != "OK":
+                    failures.append(f"{session.day} {step}: {record.error} ({record.notebook_path})")
+        html = _export_report(ctx)
+        return DemoSummary(
+            days=len(sessions), notebooks=notebooks, wall_s=time.monotonic() - started,
+            fills=ctx.ledger.scalar("SELECT count(*) FROM fills") or 0,
+            equity_start=equity_start, equity_end=ctx.broker.account().equity,
+            rejects_by_reason=dict(ctx.ledger.rows(
+                "SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' GROUP BY 1")),
+            report_html=html, first_day=str(sessions[0].day) if sessions else "",
+            last_day=str(sessions[-1].day) if sessions else "", failures=failures)
+
+
+def _export_report(ctx: Context) -> Path | None:
+    """Write runs/report.html from the newest executed report notebook."""
+    from tradebook.report import export_html
+
+    latest = ctx.ledger.scalar("SELECT notebook_path FROM runs WHERE phase = 'report' AND status = 'OK' "
+                               "ORDER BY started_at DESC LIMIT 1")
+    if not latest:
+        return None
+    out = ctx.runs_dir / "report.html"
+    export_html(Path(latest), out)
+    return out
+
+
+def _clock_driver(ctx: Context, broker: str, stack: ExitStack):
+    """Who moves time forward: SimBroker itself, or the fake Alpaca server's clock."""
+    if broker == "sim":
+        return ctx.broker
+    return ctx.extras["fake_clock"]
+
+
+def _alpaca_fake(root: Path):
+    raise ConfigError("the alpaca-fake demo is not wired yet")  # replaced when the adapter lands

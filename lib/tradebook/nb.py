@@ -1,0 +1,31 @@
+"""Small helpers that keep the phase notebooks thin: start a phase, show its report."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from tradebook.context import Context
+
+
+class PhaseReport(Protocol):
+    def summary(self) -> str: ...
+    def tables(self) -> dict[str, Any]: ...
+
+
+def start(phase: str, params_file: str | None, overrides: dict[str, Any] | None,
+          run_id: str | None) -> Context:
+    """Validate params and build the phase's Context; prints one orienting line."""
+    ctx = Context.load(params_file, overrides or {}, run_id)
+    print(f"{phase} · mode={ctx.params.mode} · params {ctx.params.digest()} · run {run_id or '(interactive)'}")
+    return ctx
+
+
+def show(report: PhaseReport, max_rows: int = 50) -> None:
+    """Display a phase report: its summary line, then each non-empty table with a heading."""
+    from IPython.display import Markdown, display
+
+    for title, frame in report.tables().items():
+        if frame is None or len(frame) == 0:
+            display(Markdown(f"**{title}** — none"))
+            continue
+        display(Markdown(f"**{title}** ({len(frame)})"))
+        display(frame.head(max_rows))
