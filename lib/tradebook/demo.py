@@ -89,18 +89,46 @@ def _sessions(sim, days: int) -> Iterator[Any]:
         session = sim.first_session_on_or_after(session.day + timedelta(days=1))
 
 
+def direct_phase(phase: str, ctx: Context) -> None:
+    """Run a phase's library function in-process (fixtures and research; no notebook kept)."""
+    from importlib import import_module
+
+    module, func = {"reconcile": ("reconcile", "run_reconcile"), "execute": ("execute", "run_execute"),
+                    "decide": ("decide", "run_decide"), "report": ("report", "build_report")}[phase]
+    getattr(import_module(f"tradebook.{module}"), func)(ctx)
+
+
+def replay(ctx: Context, clock: Any, days: int, run_step: Callable[[str], None],
+           on_step: Callable[[str, str], None] | None = None) -> list[Any]:
+    """Drive ``days`` sessions: move the clock to each step, then run it. Returns the sessions."""
+    from tradebook.monitor import run_monitor
+
+    sessions = list(_sessions(clock, days))
+    for session in sessions:
+        for when, step in _schedule(session, ctx.params):
+            clock.advance_to(when)
+            if on_step:
+                on_step(str(session.day), step)
+            if step == "monitor":
+                run_monitor(ctx)
+            else:
+                run_step(step)
+    return sessions
+
+
 def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[str, Any] | None = None,
              root: Path | None = None, fresh: bool = False, broker: str = "sim",
              on_step: Callable[[str, str], None] | None = None) -> DemoSummary:
-    """Replay ``days`` sessions through reconcile → execute → monitor → decide → report."""
-    from tradebook.monitor import run_monitor
+    """Replay ``days`` sessions through reconcile → execute → monitor → decide → report notebooks."""
     from tradebook.runner import KernelPool, run_phase
 
     root = (root or project_root()).resolve()
     overrides = dict(overrides or {})
     with ExitStack() as stack:
+        clock = None
         if broker == "alpaca-fake":
-            overrides.update(stack.enter_context(_alpaca_fake(root)))
+            fake_overrides, clock = stack.enter_context(_alpaca_fake(root))
+            overrides.update(fake_overrides)
         elif broker != "sim":
             raise ConfigError(f"demo broker must be 'sim' or 'alpaca-fake', not {broker!r}")
         ctx = Context.load(params_file, overrides, root=root)
@@ -108,24 +136,20 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
         if fresh:
             archive_runs(ctx.runs_dir)
-        sim = _clock_driver(ctx, broker, stack)
+        clock = clock or ctx.broker
         pool = stack.enter_context(KernelPool())
-        started, notebooks, failures = time.monotonic(), 0, []
+        started, failures, notebooks = time.monotonic(), [], 0
         equity_start = ctx.broker.account().equity
-        sessions = list(_sessions(sim, days))
-        for session in sessions:
-            for when, step in _schedule(session, ctx.params):
-                sim.advance_to(when)
-                if on_step:
-                    on_step(str(session.day), step)
-                if step == "monitor":
-                    run_monitor(ctx)
-                    continue
-                record = run_phase(step, params_file=params_file, overrides=overrides, root=root,
-                                   pool=pool, raise_on_failure=False)
-                notebooks += 1
-                if record.status != "OK":
-                    failures.append(f"{session.day} {step}: {record.error} ({record.notebook_path})")
+
+        def run_step(phase: str) -> None:
+            nonlocal notebooks
+            record = run_phase(phase, params_file=params_file, overrides=overrides, root=root,
+                               pool=pool, raise_on_failure=False)
+            notebooks += 1
+            if record.status != "OK":
+                failures.append(f"{phase}: {record.error} ({record.notebook_path})")
+
+        sessions = replay(ctx, clock, days, run_step, on_step)
         html = _export_report(ctx)
         return DemoSummary(
             days=len(sessions), notebooks=notebooks, wall_s=time.monotonic() - started,
@@ -150,12 +174,8 @@ def _export_report(ctx: Context) -> Path | None:
     return out
 
 
-def _clock_driver(ctx: Context, broker: str, stack: ExitStack):
-    """Who moves time forward: SimBroker itself, or the fake Alpaca server's clock."""
-    if broker == "sim":
-        return ctx.broker
-    return ctx.extras["fake_clock"]
-
-
 def _alpaca_fake(root: Path):
-    raise ConfigError("the alpaca-fake demo is not wired yet")  # replaced when the adapter lands
+    """Start the loopback Alpaca fake; yields (overrides pointing AlpacaBroker at it, its clock)."""
+    from tradebook.errors import NotBuiltError
+
+    raise NotBuiltError("`tradebook demo --broker alpaca-fake` needs the Alpaca adapter (issue 6), not merged yet")

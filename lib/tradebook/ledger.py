@@ -9,6 +9,7 @@ DuckDB database is reported as corrupt with the backup to restore, never replace
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -101,9 +102,11 @@ def utcnow() -> datetime:
 class Ledger:
     """Short-lived, lock-retrying connections to the ledger file."""
 
-    def __init__(self, path: str | Path, *, lock_timeout_s: float = 15.0, create: bool = True):
+    def __init__(self, path: str | Path, *, lock_timeout_s: float | None = None, create: bool = True):
         self.path = Path(path)
-        self.lock_timeout_s = lock_timeout_s
+        # How long to wait for another process's lock; TRADEBOOK_LEDGER_LOCK_TIMEOUT_S tunes the default.
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else float(
+            os.environ.get("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "15"))
         self._migrated = False
         if not self.path.exists():
             if not create:

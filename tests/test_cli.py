@@ -1,0 +1,65 @@
+"""The CLI: bad input gets one clear line and exit code 2, never a traceback or a new ledger."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def tradebook(root: Path, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tradebook.cli", *args], cwd=root, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "TRADEBOOK_ROOT": str(root), **(env or {})})
+
+
+def test_run_when_params_file_has_unknown_key_then_clear_error_naming_key_and_file(root: Path):
+    """CFG-1 through the CLI: nothing runs, no notebook, exit 2."""
+    bad = root / "params" / "bad.yaml"
+    bad.write_text("mode: sim\nmax_positon_pct: 0.03\n")
+    out = tradebook(root, "run", "reconcile", "--params", str(bad))
+    assert out.returncode == 2
+    assert "max_positon_pct" in out.stderr and "bad.yaml" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not list((root / "runs").glob("20*"))
+
+
+def test_run_when_override_is_invalid_then_clear_error(root: Path):
+    out = tradebook(root, "run", "execute", "-p", "orders_per_run=-3")
+    assert out.returncode == 2 and "orders_per_run" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_run_when_phase_unknown_then_clear_error(root: Path):
+    out = tradebook(root, "run", "trade-everything")
+    assert out.returncode == 2 and "unknown phase" in out.stderr
+
+
+def test_run_when_ledger_corrupt_then_clear_error_and_file_kept(root: Path):
+    """OPS-3: a corrupt ledger is reported, never replaced by an empty one."""
+    ledger = root / "runs" / "ledger.duckdb"
+    ledger.write_bytes(b"not a database" * 200)
+    out = tradebook(root, "run", "reconcile")
+    assert out.returncode == 2
+    assert "corrupt" in out.stderr and str(ledger) in out.stderr.replace("\n", "")
+    assert ledger.read_bytes() == b"not a database" * 200
+
+
+def test_run_when_ledger_locked_by_another_process_then_clear_error(root: Path):
+    """OPS-1: a held lock is named, with what to do, after the retry budget."""
+    from tradebook.ledger import Ledger
+
+    ledger = root / "runs" / "ledger.duckdb"
+    Ledger(ledger).check()
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(ledger)!r}); "
+                               "print('locked', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = tradebook(root, "run", "reconcile", env={"TRADEBOOK_LEDGER_LOCK_TIMEOUT_S": "1"})
+        assert out.returncode == 2
+        assert "locked" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        holder.kill()
+        holder.wait()

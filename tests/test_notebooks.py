@@ -1,0 +1,39 @@
+"""nbval over every notebook in notebooks/, against the deterministic fixture state.
+
+Each notebook stores the outputs of a run against ``tests/notebook_fixture.py``;
+nbval re-executes it and fails when a checked output changes. Refresh the stored
+outputs deliberately with ``python tests/notebook_fixture.py --refresh``.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import notebook_fixture
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("notebooks")]
+
+
+def test_every_notebook_is_covered_by_the_nbval_run():
+    """A new notebook must be added to the fixture's run order, or it would go unchecked."""
+    found = {p.relative_to(notebook_fixture.REPO / "notebooks").with_suffix("").as_posix()
+             for p in (notebook_fixture.REPO / "notebooks").rglob("*.ipynb")
+             if ".ipynb_checkpoints" not in p.parts}
+    assert found <= set(notebook_fixture.NOTEBOOKS), f"not in the nbval order: {found - set(notebook_fixture.NOTEBOOKS)}"
+
+
+def test_notebooks_when_rerun_against_fixture_then_checked_outputs_match(tmp_path: Path):
+    """Foundation item 9: nbval checks every phase notebook; a regression breaks a checked cell."""
+    root = notebook_fixture.build(tmp_path)
+    env = {**os.environ, "TRADEBOOK_ROOT": str(root), "MPLBACKEND": "Agg"}
+    paths = [str(p) for p in notebook_fixture.notebook_paths()]
+    assert len(paths) >= 4
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           "-o", "addopts=", "-q", *paths],
+                          cwd=notebook_fixture.REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
