@@ -67,8 +67,16 @@ class UnknownSymbol(BrokerRejected):
         super().__init__(message, code="UNKNOWN_SYMBOL")
 
 
+class CalendarError(TradebookError, ValueError):
+    """A date/time outside the exchange calendar, not a session, naive, or a sim clock moved backwards."""
+
+
 class TradingHalted(TradebookError):
     """Trading is halted or frozen; an operator must resume it."""
+
+
+class ControlRefused(TradebookError):
+    """A control action was refused (no reason given, KILL_SWITCH still set, ...): do what it says."""
 
 
 class SecretsError(ConfigError):
@@ -77,3 +85,15 @@ class SecretsError(ConfigError):
 
 class NotBuiltError(TradebookError):
     """A feature that is named in the params but not built yet."""
+
+
+class PhaseFailed(TradebookError):
+    """A phase notebook failed; read the executed notebook it names. Never retried automatically."""
+
+    def __init__(self, message: str, *, notebook_path: object = None, run_id: str | None = None,
+                 phase: str | None = None, error: str | None = None):
+        super().__init__(message)
+        self.notebook_path = notebook_path
+        self.run_id = run_id
+        self.phase = phase
+        self.error = error

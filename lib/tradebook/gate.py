@@ -12,8 +12,10 @@ once, so a run of many intents costs O(rules) per intent, not O(positions).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from types import MappingProxyType
+from operator import attrgetter
 from typing import TYPE_CHECKING, Callable, Literal, Mapping
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 Severity = Literal["pass", "warn", "reject"]
 ControlState = Literal["RUNNING", "REDUCE_ONLY", "HALTED", "FROZEN"]
+QTY_EPS = 1e-9                    # share quantities closer than this are equal (float noise)
+NO_DETAIL: Mapping[str, object] = MappingProxyType({})  # shared, immutable: pass verdicts are reused
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +108,15 @@ class PortfolioView:
     gross: float = 0.0
     by_tier: dict[str, float] = field(default_factory=dict)
     by_sector: dict[str, float] = field(default_factory=dict)
+    n_positions: int = 0          # holdings with a non-zero quantity (GATE-14 max concurrent)
 
     def __post_init__(self) -> None:
         self.gross = 0.0
         self.by_tier, self.by_sector = {}, {}
+        self.n_positions = 0
         for sym, h in self.holdings.items():
             self._add(sym, abs(h.value))
+            self.n_positions += abs(h.qty) > QTY_EPS
 
     def _add(self, symbol: str, value: float) -> None:
         self.gross += value
@@ -122,6 +129,26 @@ class PortfolioView:
         h = self.holdings.get(symbol)
         return h.qty if h else 0.0
 
+    def reduces(self, order: ProposedOrder) -> bool:
+        """True when the order only shrinks an existing position toward zero (never flips it)."""
+        h = self.holdings.get(order.symbol)
+        if h is None or order.qty <= 0:
+            return False
+        if h.qty > QTY_EPS:
+            return order.side == "sell" and order.qty <= h.qty + QTY_EPS
+        return h.qty < -QTY_EPS and order.side == "buy" and order.qty <= -h.qty + QTY_EPS
+
+    def exposure_delta(self, order: ProposedOrder) -> float:
+        """Change of gross (and of the symbol's tier and sector) exposure if the order fills.
+
+        The symbol's current contribution (at its current price, as counted in the
+        aggregates) is replaced by the position after the order at the order's price.
+        """
+        h = self.holdings.get(order.symbol)
+        if h is None:
+            return abs(order.signed_qty * order.price)
+        return abs((h.qty + order.signed_qty) * order.price) - abs(h.qty * h.price)
+
     def value_after(self, order: ProposedOrder) -> tuple[float, float]:
         """(abs value of the symbol's position before, after) the order, at the order's price."""
         h = self.holdings.get(order.symbol)
@@ -133,10 +160,14 @@ class PortfolioView:
         """Account for an accepted order as if filled at its reference price."""
         h = self.holdings.get(order.symbol)
         old_value = abs(h.value) if h else 0.0
-        qty = (h.qty if h else 0.0) + order.signed_qty
+        old_qty = h.qty if h else 0.0
+        qty = old_qty + order.signed_qty
+        qty = 0.0 if abs(qty) <= QTY_EPS else qty   # a full exit leaves exactly zero
         origin = h.origin if h else "STRATEGY"
         self.holdings[order.symbol] = Holding(qty, order.price, origin)
         self._add(order.symbol, abs(qty * order.price) - old_value)
+        self.n_positions += (qty != 0.0) - (abs(old_qty) > QTY_EPS)
+        # Sells do not free buying power until they fill: conservative within one run.
         self.buying_power -= order.notional if order.side == "buy" else 0.0
 
 
@@ -155,6 +186,10 @@ class GateContext:
     closed_today: frozenset[str] = frozenset()
     last_order_at: Mapping[str, datetime] = field(default_factory=dict)
     correlations: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    # Weekdays without a session (exchange holidays) between a planned intent's decision and
+    # now; with weekends they are not counted in its age (GATE-7), so Friday's plan is fresh
+    # on Monday. Empty: only weekends are discounted.
+    non_trading_days: frozenset[date] = frozenset()
 
 
 Rule = Callable[[ProposedOrder, PortfolioView, GateContext], Verdict]
@@ -163,14 +198,15 @@ Rule = Callable[[ProposedOrder, PortfolioView, GateContext], Verdict]
 @dataclass(frozen=True, slots=True)
 class GateResult:
     verdicts: tuple[Verdict, ...]
+    # True when no verdict rejects; computed once here because callers ask for every order.
+    passed: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def passed(self) -> bool:
-        return not any(v.rejected for v in self.verdicts)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", "reject" not in map(_severity, self.verdicts))
 
     @property
     def rejection(self) -> Verdict | None:
-        return next((v for v in self.verdicts if v.rejected), None)
+        return None if self.passed else next(v for v in self.verdicts if v.rejected)
 
     @property
     def warnings(self) -> list[Verdict]:
@@ -182,16 +218,25 @@ class GateResult:
         return r.code if r else ("WARN:" + ",".join(v.code for v in self.warnings) if self.warnings else "OK")
 
 
+_severity = attrgetter("severity")
+
+
 def evaluate(order: ProposedOrder, view: PortfolioView, ctx: GateContext,
              rules: "list[Rule] | None" = None) -> GateResult:
     """Run every rule (all of them, so the stored record shows each reason); fail closed."""
-    out = []
-    for rule in rules if rules is not None else RULES:
+    if rules is None:
         try:
-            out.append(rule(order, view, ctx))
+            return GateResult((_fast_default or _compile_default())(order, view, ctx))
+        except Exception:  # some rule raised: run them one by one to keep every other verdict
+            pass
+    out = []
+    append = out.append  # hot loop: 14 rules x every order of a run
+    for rule in rules if rules is not None else (_rules_cache or _default_rules()):
+        try:
+            append(rule(order, view, ctx))
         except Exception as exc:  # a broken rule must never let an order through
-            out.append(reject(getattr(rule, "rule_id", rule.__name__), "RULE_ERROR",
-                              error=f"{type(exc).__name__}: {exc}"))
+            append(reject(getattr(rule, "rule_id", rule.__name__), "RULE_ERROR",
+                          error=f"{type(exc).__name__}: {exc}"))
     return GateResult(tuple(out))
 
 
@@ -207,6 +252,75 @@ def record(con: "duckdb.DuckDBPyConnection", intent_id: str, run_id: str | None,
                 ["pass" if result.passed else "reject", result.reason, ts, intent_id])
 
 
+class GateRun:
+    """Gate a sequence of orders in one run: each accepted order updates the view and the
+    context (order counts, cooldown, closed-today), so the next order sees it (GATE-3/4/10/12/14).
+    """
+
+    def __init__(self, view: PortfolioView, ctx: GateContext, rules: "list[Rule] | None" = None):
+        self.view = view
+        self.rules = rules
+        # Own mutable copies: the caller's mappings are never changed.
+        self._by_symbol = dict(ctx.orders_today_by_symbol)
+        self._last_order_at = dict(ctx.last_order_at)
+        self.ctx = replace(ctx, orders_today_by_symbol=self._by_symbol, last_order_at=self._last_order_at)
+
+    def check(self, order: ProposedOrder, *, accept: bool = True) -> GateResult:
+        """Evaluate one order; when it passes and ``accept`` is set, account for it."""
+        result = evaluate(order, self.view, self.ctx, self.rules)
+        if accept and result.passed:
+            self.accept(order)
+        return result
+
+    def accept(self, order: ProposedOrder) -> None:
+        """Account for an order that was sent: exposure, order counts, cooldown, closed-today."""
+        ctx = self.ctx
+        held_before = self.view.held_qty(order.symbol)
+        self.view.apply(order)
+        self._by_symbol[order.symbol] = self._by_symbol.get(order.symbol, 0) + 1
+        self._last_order_at[order.symbol] = ctx.now
+        # self.ctx is this run's own copy (made in __init__): frozen to the rules, advanced
+        # only here, in place, because dataclasses.replace per order costs more than all rules.
+        advance = object.__setattr__
+        advance(ctx, "orders_today", ctx.orders_today + 1)
+        advance(ctx, "orders_this_run", ctx.orders_this_run + 1)
+        if held_before != 0.0 and self.view.held_qty(order.symbol) == 0.0:
+            advance(ctx, "closed_today", ctx.closed_today | {order.symbol})
+
+
 # --- rules ---------------------------------------------------------------------------------
 # Rule functions live in tradebook.gate_rules (one function per GATE-n); RULES is their order.
-from tradebook.gate_rules import RULES  # noqa: E402  (rules import the types above)
+# Imported lazily: gate_rules imports the types above, so either module may be imported first.
+_rules_cache: "list[Rule] | None" = None
+_fast_default: "Callable[[ProposedOrder, PortfolioView, GateContext], tuple[Verdict, ...]] | None" = None
+
+
+def _default_rules() -> "list[Rule]":
+    global _rules_cache
+    if _rules_cache is None:
+        from tradebook.gate_rules import RULES
+
+        _rules_cache = RULES
+    return _rules_cache
+
+
+def _compile_default() -> Callable[[ProposedOrder, PortfolioView, GateContext], tuple[Verdict, ...]]:
+    """RULES unrolled into one function, one call site per rule.
+
+    A loop calling 14 different functions from one call site defeats CPython's call
+    specialisation; the unrolled form halves the gate's cost (bench/bench_gate.py).
+    RULES is read once here: pass ``rules=`` to evaluate a different list.
+    """
+    global _fast_default
+    rules = _default_rules()
+    names = {f"r{i}": rule for i, rule in enumerate(rules)}
+    calls = ", ".join(f"r{i}(o, v, c)" for i in range(len(rules)))
+    exec(f"def run_rules(o, v, c):\n    return ({calls},)\n", names)  # noqa: S102 (fixed template)
+    _fast_default = names["run_rules"]
+    return _fast_default
+
+
+def __getattr__(name: str) -> object:
+    if name == "RULES":  # `from tradebook.gate import RULES` keeps working
+        return _default_rules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

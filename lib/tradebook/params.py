@@ -30,11 +30,13 @@ class StrategyParams(_Frozen):
 
     trend_sma: int = Field(100, ge=5, le=400)
     fast_sma: int = Field(20, ge=2, le=200)
-    pullback_rsi: int = Field(5, ge=2, le=50)
-    rsi_entry: float = Field(35.0, ge=1, le=99)
+    pullback_rsi: int = Field(2, ge=2, le=50)      # short RSI: Connors-style 2-day pullback
+    rsi_entry: float = Field(30.0, ge=1, le=99)
     rsi_exit: float = Field(70.0, ge=1, le=99)
     max_hold_days: int = Field(15, ge=1, le=250)
     position_size_pct: float = Field(0.04, gt=0.0, le=1.0)
+    trend_full_pct: float = Field(0.10, gt=0.0, le=1.0)  # close this far above the trend SMA = full strength
+    depth_weight: float = Field(0.6, ge=0.0, le=1.0)     # confidence = w * pullback depth + (1-w) * trend
 
 
 class ScheduleParams(_Frozen):
@@ -65,6 +67,9 @@ class AlpacaParams(_Frozen):
     feed: Literal["iex", "sip", "delayed_sip"] = "iex"
     timeout_s: float = Field(10.0, gt=0, le=120)
     retries: int = Field(3, ge=0, le=10)
+    # Alpaca adapter (issue 6): first retry wait, doubling; also caps a server's Retry-After.
+    backoff_s: float = Field(0.5, ge=0, le=30)
+    max_backoff_s: float = Field(8.0, ge=0, le=120)
 
 
 class AlertParams(_Frozen):

@@ -1,0 +1,195 @@
+"""Research backtest over the bundled daily bars: the live strategy and gate, fast (RES-1).
+
+Indicators are computed once, vectorised (``tradebook.strategy.indicators``); a tight
+event loop then walks the sessions. Each session: pending orders fill at the open
+(next-bar-open fills, through the same gate as execute when ``use_gate``), then the
+rules look at the close and queue orders for the next open. The equity curve is
+rebuilt from the fills with array arithmetic after the loop.
+
+Two rule sets: ``SwingRules`` (the reference swing strategy with the decide policy:
+sizing, signal threshold, POS-2 add-ons) and ``SmaCross`` (SMA fast/slow crossover,
+fixed size), the parity reference checked against backtrader. Not modelled: the
+monitor's intraday stop-loss / profit target and the account breakers (daily bars
+cannot order them), spread and commissions (fills are at the open).
+"""
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import TYPE_CHECKING, Sequence
+
+from tradebook.backtest_engine import Book, Market, Order, pd_ffill, simulate
+from tradebook.backtest_results import BacktestResult
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from tradebook.params import Params
+
+REFERENCE_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
+__all__ = ["BacktestResult", "Market", "SmaCross", "SwingRules", "crossings", "run_reference", "run_strategy"]
+
+
+# --- rule sets ------------------------------------------------------------------------------
+class SmaCross:
+    """SMA(fast) / SMA(slow) crossover, fixed size: buy on an up-cross when flat, sell all on a down-cross.
+
+    Crosses follow backtrader's CrossOver exactly: up when the last non-zero difference
+    was negative and the difference is now positive (and vice versa).
+    """
+
+    def __init__(self, market: Market, fast: int = 20, slow: int = 50, size: float = 100.0):
+        import numpy as np
+
+        self.size = size
+        up = np.zeros(market.has_bar.shape, dtype=bool)
+        down = np.zeros_like(up)
+        for j, r in enumerate(market.rows):
+            u, d = crossings(market.close[r, j], fast, slow)
+            up[r, j], down[r, j] = u, d
+        self.up, self.down = up, down
+        self.active = set(np.flatnonzero((up | down).any(axis=1)).tolist())
+
+    def decide(self, t: int, book: Book) -> Sequence[Order]:
+        if t not in self.active:
+            return ()
+        orders = []
+        for j in range(len(book.market.symbols)):
+            if self.up[t, j] and book.qty[j] == 0:
+                orders.append(Order(j, "buy", self.size, "SMA_CROSS_UP", t))
+            elif self.down[t, j] and book.qty[j] > 0:
+                orders.append(Order(j, "sell", None, "SMA_CROSS_DOWN", t, kind="EXIT"))
+        return orders
+
+
+def crossings(close: "np.ndarray", fast: int, slow: int) -> tuple["np.ndarray", "np.ndarray"]:
+    """(up, down) crossover flags of SMA(fast) over SMA(slow) for one symbol's closes."""
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(close)
+    diff = (s.rolling(fast).mean() - s.rolling(slow).mean()).to_numpy(copy=True)
+    # Rolling sums drift by a few ulps; where the sign could hinge on that, recompute the
+    # means exactly rounded (math.fsum, as backtrader does) so crossings match bit for bit.
+    close_call = np.flatnonzero(np.abs(diff) <= 1e-9 * np.abs(close))
+    for i in close_call:
+        diff[i] = math.fsum(close[i - fast + 1:i + 1]) / fast - math.fsum(close[i - slow + 1:i + 1]) / slow
+    up = np.zeros(len(close), dtype=bool)
+    down = np.zeros_like(up)
+    if len(close) <= slow:
+        return up, down
+    nzd = pd.Series(np.where(diff == 0, np.nan, diff)).ffill().to_numpy(copy=True)
+    nzd[slow - 1] = diff[slow - 1]  # the seed keeps a zero, like NonZeroDifference.nextstart
+    prev, now = nzd[slow - 1:-1], diff[slow:]
+    up[slow:] = (prev < 0) & (now > 0)
+    down[slow:] = (prev > 0) & (now < 0)
+    return up, down
+
+
+class SwingRules:
+    """The reference swing strategy (``tradebook.strategy``) plus the decide policy."""
+
+    def __init__(self, market: Market, bars: "pd.DataFrame", params: "Params"):
+        import numpy as np
+
+        from tradebook import strategy
+
+        self.p, self.sp = params, params.strategy
+        self.table = table = strategy.indicators(bars, self.sp)
+        self.entry = market.scatter(table["entry"].to_numpy(dtype=bool))
+        self.conf = market.scatter(table["confidence"].to_numpy(dtype=float))
+        self.exit_trend = market.scatter(table["exit_trend"].to_numpy(dtype=bool))
+        self.exit_rsi = market.scatter(table["exit_rsi"].to_numpy(dtype=bool))
+        self.rsi = market.scatter(table["rsi"].to_numpy(dtype=float))
+        self.sma = market.scatter(table["sma_trend"].to_numpy(dtype=float))
+        self.barno = np.cumsum(market.has_bar, axis=0) - 1
+        self.close_ff = pd_ffill(market.close)
+        self.market = market
+
+    def decide(self, t: int, book: Book) -> Sequence[Order]:
+        from tradebook import strategy
+
+        m, sp, orders = self.market, self.sp, []
+        exiting = set()
+        for j, start in list(book.entry_session.items()):
+            if not m.has_bar[t, j]:
+                continue
+            held_days = int(self.barno[t, j] - self.barno[start, j])
+            code = strategy.exit_code(self.exit_trend[t, j], self.exit_rsi[t, j], held_days, sp)
+            if code:
+                reason = strategy.exit_reason(code, rsi=self.rsi[t, j], close=m.close[t, j],
+                                              sma_trend=self.sma[t, j], held_days=held_days, sp=sp)
+                orders.append(Order(j, "sell", None, reason, t, kind="EXIT"))
+                exiting.add(j)
+        candidates = [j for j in self.entry[t].nonzero()[0] if j not in exiting]
+        if candidates:
+            equity = book.equity_at_close(t, self.close_ff)
+            for j in sorted(candidates, key=lambda c: -self.conf[t, c]):
+                order = self._entry(t, int(j), book, equity)
+                if order:
+                    orders.append(order)
+        return orders
+
+    def _entry(self, t: int, j: int, book: Book, equity: float) -> Order | None:
+        from tradebook import strategy
+
+        conf, price = float(self.conf[t, j]), float(self.market.close[t, j])
+        if conf < self.p.signal_threshold:
+            return None
+        qty = strategy.entry_qty(equity, price, self.sp)
+        kind = "ENTRY"
+        if book.qty[j] > 0:  # POS-2: add-on only when enabled, confident, and below the cap
+            # Aim under the cap by its warning buffer so an overnight gap does not breach GATE-3.
+            cap = self.p.max_position_pct * (1 - self.p.cap_buffer_pct) * equity
+            room = cap - book.qty[j] * price
+            if not self.p.add_on_enabled or conf < self.p.add_on_confidence or room <= 0:
+                return None
+            qty, kind = min(qty, math.floor(room / price)), "ADD_ON"
+            if qty * price < self.p.min_order_notional:
+                return None  # too small to be worth an order (GATE-5 would refuse it)
+        reason = strategy.entry_reason(self.rsi[t, j], price, self.sma[t, j], self.sp)
+        return Order(j, "buy", qty, reason, t, conf, kind) if qty > 0 else None
+
+
+
+
+# --- entry points ---------------------------------------------------------------------------
+def run_reference(symbols: Sequence[str] = REFERENCE_SYMBOLS, *, fast: int = 20, slow: int = 50,
+                  size: float = 100.0, cash: float = 10_000_000.0,
+                  bars: "pd.DataFrame | None" = None) -> BacktestResult:
+    """The parity reference: SMA(fast/slow) crossover, fixed size, next-bar-open fills, no gate."""
+    from tradebook.marketdata import load_bars
+
+    market = Market.from_bars(bars if bars is not None else load_bars(list(symbols)))
+    book = simulate(market, SmaCross(market, fast, slow, size), cash=cash)
+    return BacktestResult.build(book, cash)
+
+
+def run_strategy(params: "Params | None" = None, *, symbols: Sequence[str] | None = None,
+                 start: date | None = None, end: date | None = None, cash: float | None = None,
+                 use_gate: bool = True, bars: "pd.DataFrame | None" = None) -> BacktestResult:
+    """The reference swing strategy (and, by default, the live gate rules) over history.
+
+    Indicators warm up on all the bars; trading happens in [start, end] (default: all).
+    Cash defaults to ``params.sim.starting_cash``.
+    """
+    import numpy as np
+
+    from tradebook.marketdata import load_bars
+    from tradebook.params import Params
+
+    params = params or Params()
+    if bars is None:
+        bars = load_bars(list(symbols or params.symbols))
+    bars = bars.sort_values(["symbol", "date"], kind="stable")
+    market = Market.from_bars(bars)
+    first = int(np.searchsorted(market.dates, np.datetime64(start, "D"))) if start else 0
+    last = int(np.searchsorted(market.dates, np.datetime64(end, "D"), side="right")) if end else None
+    cash = float(cash if cash is not None else params.sim.starting_cash)
+    rules = SwingRules(market, bars, params)
+    book = simulate(market, rules, cash=cash, params=params, use_gate=use_gate, start=first, end=last)
+    result = BacktestResult.build(book, cash)
+    result.indicators = rules.table
+    result.rsi_levels = (params.strategy.rsi_entry, params.strategy.rsi_exit)
+    return result

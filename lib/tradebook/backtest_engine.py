@@ -1,0 +1,266 @@
+"""The backtest engine: bars as arrays, a book of cash and positions, one tight session loop.
+
+Each session: pending orders fill at the open of their symbol's next bar (through
+the gate when asked, exactly as the execute phase builds its inputs), then the
+rules look at the close and queue orders. ``tradebook.backtest`` holds the rule
+sets and turns a finished ``Book`` into tables and statistics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from tradebook.params import Params
+
+NY = "America/New_York"
+
+
+@dataclass
+class Market:
+    """Bars as [session, symbol] arrays on the union of dates (NaN where a symbol has no bar)."""
+
+    dates: "np.ndarray"           # datetime64[D], sorted
+    symbols: list[str]
+    open: "np.ndarray"
+    close: "np.ndarray"
+    has_bar: "np.ndarray"         # bool
+    rows: list["np.ndarray"]      # per symbol: the session indices of its bars, in order
+
+    @classmethod
+    def from_bars(cls, bars: "pd.DataFrame") -> "Market":
+        """Build from long bars (symbol, date, open, close, ...), sorted by symbol then date."""
+        import numpy as np
+
+        day = np.asarray(bars["date"].to_numpy(), dtype="datetime64[D]")
+        sym = bars["symbol"].to_numpy()
+        symbols = list(dict.fromkeys(sym))
+        dates = np.unique(day)
+        col = np.searchsorted(np.asarray(symbols, dtype=object), sym) if symbols == sorted(symbols) \
+            else np.array([symbols.index(s) for s in sym])
+        row = np.searchsorted(dates, day)
+        shape = (len(dates), len(symbols))
+        arrays = {}
+        for name in ("open", "close"):
+            arrays[name] = np.full(shape, np.nan)
+            arrays[name][row, col] = bars[name].to_numpy(dtype=float)
+        has_bar = np.zeros(shape, dtype=bool)
+        has_bar[row, col] = True
+        rows = [row[col == j] for j in range(len(symbols))]
+        return cls(dates, symbols, arrays["open"], arrays["close"], has_bar, rows)
+
+    def scatter(self, long_values: "np.ndarray") -> "np.ndarray":
+        """Put a per-bar column (long order: symbol, then date) into a [session, symbol] array."""
+        import numpy as np
+
+        dtype = long_values.dtype
+        out = np.zeros(self.has_bar.shape, dtype=dtype) if dtype == bool else np.full(self.has_bar.shape, np.nan)
+        start = 0
+        for j, r in enumerate(self.rows):
+            out[r, j] = long_values[start:start + len(r)]
+            start += len(r)
+        return out
+
+
+@dataclass(slots=True)
+class Order:
+    """An order queued after a close for the next open of its symbol."""
+
+    col: int
+    side: str
+    qty: float | None             # None: sell the whole position at fill time
+    reason: str
+    decided: int                  # session index of the decision close
+    confidence: float | None = None
+    kind: str = "ENTRY"
+
+
+class Rules(Protocol):
+    def decide(self, t: int, book: "Book") -> Sequence[Order]: ...
+
+
+@dataclass
+class Book:
+    """Cash, positions and the record of what happened; the rules read it, the engine writes it."""
+
+    market: Market
+    cash: float
+    qty: "np.ndarray"
+    entry_session: dict[int, int] = field(default_factory=dict)
+    fills: list[tuple] = field(default_factory=list)
+    rejections: list[tuple] = field(default_factory=list)
+    span: tuple[int, int] = (0, 0)  # the sessions simulated: [start, end)
+
+    def equity_at_close(self, t: int, close_ff: "np.ndarray") -> float:
+        held = self.qty != 0
+        return self.cash + float((self.qty[held] * close_ff[t, held]).sum()) if held.any() else self.cash
+
+    def fill(self, t: int, order: Order, qty: float, price: float) -> None:
+        signed = qty if order.side == "buy" else -qty
+        self.cash -= signed * price
+        before = self.qty[order.col]
+        self.qty[order.col] = 0.0 if abs(before + signed) < 1e-9 else before + signed
+        if before == 0:
+            self.entry_session[order.col] = t
+        elif self.qty[order.col] == 0:
+            self.entry_session.pop(order.col, None)
+        m = self.market
+        self.fills.append((m.dates[t], m.symbols[order.col], order.side, qty, price, order.kind,
+                           order.reason, order.confidence, float(m.close[order.decided, order.col])))
+
+
+# --- the engine -----------------------------------------------------------------------------
+def simulate(market: Market, rules: Rules, *, cash: float, params: "Params | None" = None,
+             use_gate: bool = False, start: int = 0, end: int | None = None) -> Book:
+    """Walk sessions ``start..end-1``: fill pending orders at the open, then let the rules decide."""
+    import numpy as np
+
+    book = Book(market, float(cash), np.zeros(len(market.symbols)))
+    gate = GateAdapter(market, params) if use_gate else None
+    if use_gate and params is None:
+        raise ValueError("use_gate needs params (the gate limits)")
+    pending: list[Order] = []
+    last = len(market.dates) if end is None else end
+    for t in range(start, last):
+        if pending:
+            pending = _fill_at_open(t, pending, book, gate)
+        new = rules.decide(t, book)
+        if new:
+            pending.extend(new)
+    book.span = (start, last)
+    return book
+
+
+def _fill_at_open(t: int, pending: list[Order], book: Book, gate: "GateAdapter | None") -> list[Order]:
+    """Fill the orders whose symbol trades at ``t``; exits first, then entries by confidence."""
+    m = book.market
+    ready = [o for o in pending if m.has_bar[t, o.col]]
+    if not ready:
+        return pending
+    ready.sort(key=lambda o: (o.side != "sell", -(o.confidence or 0.0)))
+    run = gate.start(t, book) if gate else None
+    for order in ready:
+        price = float(m.open[t, order.col])
+        qty = float(book.qty[order.col]) if order.qty is None else float(order.qty)
+        if qty <= 0:
+            continue
+        if run is not None:
+            rejection = gate.check(run, t, order, qty, price)
+            if rejection is not None:
+                book.rejections.append((m.dates[t], m.symbols[order.col], order.side, qty, order.kind,
+                                        rejection.rule, rejection.code, dict(rejection.detail)))
+                continue
+        book.fill(t, order, qty, price)
+    return [o for o in pending if not m.has_bar[t, o.col]]
+
+
+class GateAdapter:
+    """Builds the execute phase's gate inputs for a backtest session (open + exit window start)."""
+
+    def __init__(self, market: Market, params: "Params"):
+        import numpy as np
+        from zoneinfo import ZoneInfo
+
+        from tradebook.gate import GateContext
+
+        self.m, self.p, self.tz = market, params, ZoneInfo(NY)
+        self.close_ff = pd_ffill(market.close)
+        days = market.dates
+        weekdays = np.arange(days[0], days[-1] + 1, dtype="datetime64[D]")
+        weekdays = weekdays[np.is_busday(weekdays)]
+        holidays = frozenset(d.item() for d in np.setdiff1d(weekdays, days))
+        names = {f.name for f in fields(GateContext)}
+        self.extra = {"non_trading_days": holidays} if "non_trading_days" in names else {}
+        self.corr = rolling_correlation(self.close_ff, params.correlation_lookback_days)
+        self.last_order_at: dict[str, datetime] = {}
+
+    def _at(self, t: int, clock: time, minutes: int = 0) -> datetime:
+        day = self.m.dates[t].item()
+        return datetime.combine(day, clock, self.tz) + timedelta(minutes=minutes)
+
+    def start(self, t: int, book: Book):
+        """A GateRun for session ``t``: portfolio at the open, quotes, correlations as of t-1."""
+        import numpy as np
+
+        from tradebook.broker.base import Quote
+        from tradebook.gate import GateContext, GateRun, Holding, PortfolioView
+
+        m, p = self.m, self.p
+        price = np.where(m.has_bar[t], m.open[t], self.close_ff[t - 1] if t else np.nan)
+        held = np.flatnonzero(book.qty)
+        holdings = {m.symbols[j]: Holding(float(book.qty[j]), float(price[j])) for j in held}
+        equity = book.cash + sum(h.value for h in holdings.values())
+        view = PortfolioView(equity, book.cash, holdings, p.symbol_tiers, p.symbol_sectors)
+        now = self._at(t, time(9, 30), p.exit_window_start_min)
+        half = p.sim.spread_bps / 2e4
+        quotes = {m.symbols[j]: Quote(m.symbols[j], m.open[t, j] * (1 - half), m.open[t, j] * (1 + half), now,
+                                      day_open=float(m.open[t, j]),
+                                      prev_close=float(self.close_ff[t - 1, j]) if t else None)
+                  for j in np.flatnonzero(m.has_bar[t])}
+        corr = {}
+        if t and len(held):
+            c = self.corr[t - 1]
+            for i, a in enumerate(m.symbols):
+                for j in held:
+                    if i != j and not np.isnan(c[i, j]):
+                        corr[(a, m.symbols[j])] = corr[(m.symbols[j], a)] = float(c[i, j])
+        ctx = GateContext(now=now, params=p, quotes=quotes, last_order_at=dict(self.last_order_at),
+                          correlations=corr, **self.extra)
+        return GateRun(view, ctx)
+
+    def check(self, run: Any, t: int, order: Order, qty: float, price: float):
+        """Gate one order; returns the rejecting verdict, or None when it may fill."""
+        from tradebook.gate import ProposedOrder
+
+        symbol = self.m.symbols[order.col]
+        proposed = ProposedOrder(
+            intent_id=f"bt-{t}-{symbol}-{order.side}", symbol=symbol, side=order.side, qty=qty,
+            price=price, kind=order.kind, order_type="limit", limit_price=price,
+            confidence=order.confidence, decision_price=float(self.m.close[order.decided, order.col]),
+            decision_time=self._at(order.decided, time(16, 0), self.p.schedule.decide_after_close_min))
+        result = run.check(proposed)
+        if result.passed:
+            self.last_order_at[symbol] = run.ctx.now
+            return None
+        return result.rejection
+
+
+def rolling_correlation(close: "np.ndarray", window: int) -> "np.ndarray":
+    """[session, i, j] correlation of daily returns over the last ``window`` sessions (NaN if incomplete)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = close[1:] / close[:-1] - 1.0
+    r = np.vstack([np.full((1, close.shape[1]), np.nan), r])
+    ok = ~np.isnan(r)
+    x = np.where(ok, r, 0.0)
+    both = ok[:, :, None] & ok[:, None, :]
+
+    def wsum(a: "np.ndarray") -> "np.ndarray":
+        c = np.cumsum(a, axis=0)
+        out = c.copy()
+        out[window:] = c[window:] - c[:-window]
+        return out
+
+    n = wsum(both.astype(float))
+    sx = wsum(x[:, :, None] * both)
+    sy = wsum(x[:, None, :] * both)
+    sxy = wsum(x[:, :, None] * x[:, None, :])
+    sxx = wsum(x[:, :, None] ** 2 * both)
+    syy = wsum(x[:, None, :] ** 2 * both)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - sx * sy / n
+        corr = cov / np.sqrt((sxx - sx ** 2 / n) * (syy - sy ** 2 / n))
+    corr[n < window] = np.nan
+    return corr
+
+
+def pd_ffill(values: "np.ndarray") -> "np.ndarray":
+    """Forward-fill NaNs down each column (last known close for sessions without a bar)."""
+    import pandas as pd
+
+    return pd.DataFrame(values).ffill().to_numpy()

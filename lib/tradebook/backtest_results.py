@@ -1,0 +1,198 @@
+"""Backtest results: fills, gate rejections, round trips, equity curve, statistics, display."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from tradebook.backtest_engine import Book, pd_ffill
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FILL_COLUMNS = ["date", "symbol", "side", "qty", "price", "kind", "reason", "confidence", "decision_price"]
+REJECTION_COLUMNS = ["date", "symbol", "side", "qty", "kind", "rule", "code", "detail"]
+
+
+# --- results --------------------------------------------------------------------------------
+@dataclass
+class BacktestResult:
+    """Fills, gate rejections, round trips, the daily equity curve and headline statistics."""
+
+    fills: "pd.DataFrame"         # FILL_COLUMNS, in execution order
+    rejections: "pd.DataFrame"    # REJECTION_COLUMNS
+    round_trips: "pd.DataFrame"
+    equity: "pd.DataFrame"        # index date: cash, holdings, equity, drawdown, exposure
+    stats: dict[str, Any]
+    indicators: "pd.DataFrame | None" = None  # the strategy's indicator table, for signal plots
+    rsi_levels: tuple[float, ...] = ()          # entry / exit RSI levels drawn on those plots
+
+    @classmethod
+    def build(cls, book: Book, cash: float) -> "BacktestResult":
+        import pandas as pd
+
+        fills = pd.DataFrame(book.fills, columns=FILL_COLUMNS)
+        fills["date"] = pd.to_datetime(fills["date"]).dt.date
+        rejections = pd.DataFrame(book.rejections, columns=REJECTION_COLUMNS)
+        rejections["date"] = pd.to_datetime(rejections["date"]).dt.date
+        equity = equity_curve(book, cash)
+        trips = round_trips(fills)
+        return cls(fills, rejections, trips, equity, statistics(equity, trips, fills, rejections))
+
+    def trades(self) -> list[tuple[date, str, str, float, float]]:
+        """(date, symbol, side, qty, price) per fill, sorted: the parity record."""
+        rows = self.fills[["date", "symbol", "side", "qty", "price"]].itertuples(index=False, name=None)
+        return sorted((d, s, side, float(q), float(p)) for d, s, side, q, p in rows)
+
+    def tables(self) -> dict[str, "pd.DataFrame"]:
+        import pandas as pd
+
+        stats = pd.DataFrame({"value": self.stats}).rename_axis("statistic")
+        by_code = (self.rejections.groupby(["rule", "code"]).size().rename("rejections").reset_index()
+                   if len(self.rejections) else pd.DataFrame(columns=["rule", "code", "rejections"]))
+        return {"statistics": stats, "round trips": self.round_trips, "fills": self.fills,
+                "gate rejections by reason": by_code}
+
+    def stats_table(self) -> "pd.DataFrame":
+        """The statistics as readable (label, value) rows."""
+        import pandas as pd
+
+        s = self.stats
+        rows = [("period", f"{s['start']} → {s['end']} ({s['sessions']:,} sessions)"),
+                ("equity", f"{s['start_equity']:,.0f} → {s['end_equity']:,.0f}"),
+                ("total return", f"{s['total_return_pct']:+.2f}%"), ("CAGR", f"{s['cagr_pct']:+.2f}%"),
+                ("volatility (annualised)", f"{s['volatility_pct']:.2f}%"), ("Sharpe (rf = 0)", f"{s['sharpe']:.2f}"),
+                ("max drawdown", f"{s['max_drawdown_pct']:.2f}%"), ("average exposure", f"{s['avg_exposure_pct']:.1f}%"),
+                ("round trips", f"{s['round_trips']:,}"), ("win rate", f"{s['win_rate_pct']:.1f}%"),
+                ("average trade", f"{s['avg_trade_pct']:+.2f}%"), ("average holding", f"{s['avg_days_held']:.1f} days"),
+                ("realized P&L", f"{s['realized_pnl']:+,.2f}"), ("fills", f"{s['fills']:,}"),
+                ("gate rejections", f"{s['rejections']:,}")]
+        return pd.DataFrame(rows, columns=["statistic", "figure"])
+
+    def by_exit_reason(self) -> "pd.DataFrame":
+        """Round trips grouped by why they ended."""
+        t = self.round_trips
+        return (t.groupby("exit_reason", as_index=False)
+                 .agg(trades=("pnl", "size"), win_rate=("pnl", lambda p: float((p > 0).mean())),
+                      avg_return_pct=("return_pct", "mean"), pnl=("pnl", "sum"), avg_days=("days", "mean"))
+                 .sort_values("trades", ascending=False))
+
+    def show(self, section: str = "summary", **kw: Any) -> None:
+        """Display a section in a notebook: summary | equity | trades | rejections | signals (symbol=, year=)."""
+        from IPython.display import Image, Markdown, display
+
+        from tradebook import report_plots as plots
+        from tradebook.report_sections import style
+
+        if section == "summary":
+            display(Markdown(self.summary()))
+            display(style(self.stats_table()))
+        elif section == "equity":
+            display(Image(plots.png(plots.backtest_equity_figure(self))))
+        elif section == "trades":
+            if not len(self.round_trips):
+                display(Markdown("**No round trips** in this period."))
+                return
+            display(Image(plots.png(plots.trade_returns_figure(self))))
+            display(style(self.by_exit_reason()))
+            display(Markdown("Latest round trips:"))
+            display(style(self.round_trips.iloc[::-1].head(kw.get("rows", 15))))
+        elif section == "rejections":
+            table = self.tables()["gate rejections by reason"]
+            display(style(table) if len(table) else Markdown("**No gate rejections** in this period."))
+        elif section == "signals":
+            display(Image(plots.png(plots.signals_figure(self, kw.get("symbol", "AAPL"), kw.get("year")))))
+        else:
+            raise ValueError(f"unknown backtest section {section!r}")
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f"{s['start']} → {s['end']}: equity {s['start_equity']:,.0f} → {s['end_equity']:,.0f} "
+                f"({s['total_return_pct']:+.1f}%, CAGR {s['cagr_pct']:+.1f}%, max drawdown "
+                f"{s['max_drawdown_pct']:.1f}%, Sharpe {s['sharpe']:.2f}); {s['round_trips']} round trips, "
+                f"win rate {s['win_rate_pct']:.0f}%, {s['fills']} fills, {s['rejections']} gate rejections")
+
+
+def equity_curve(book: Book, cash: float) -> "pd.DataFrame":
+    """Daily cash, holdings value, equity, drawdown and gross exposure, rebuilt from the fills."""
+    import numpy as np
+    import pandas as pd
+
+    m = book.market
+    start, end = book.span
+    delta = np.zeros(m.close.shape)
+    flow = np.zeros(len(m.dates))
+    if book.fills:
+        when = np.searchsorted(m.dates, np.array([f[0] for f in book.fills], dtype="datetime64[D]"))
+        col = np.array([m.symbols.index(f[1]) for f in book.fills])
+        signed = np.array([f[3] if f[2] == "buy" else -f[3] for f in book.fills], dtype=float)
+        np.add.at(delta, (when, col), signed)
+        np.add.at(flow, when, -signed * np.array([f[4] for f in book.fills], dtype=float))
+    qty = np.cumsum(delta, axis=0)[start:end]
+    held = np.nan_to_num(qty * pd_ffill(m.close)[start:end])
+    cash_path = cash + np.cumsum(flow)[start:end]
+    equity = cash_path + held.sum(axis=1)
+    peak = np.maximum.accumulate(equity) if len(equity) else equity
+    return pd.DataFrame({"cash": cash_path, "holdings": held.sum(axis=1), "equity": equity,
+                         "drawdown": equity / peak - 1.0, "exposure": np.abs(held).sum(axis=1) / equity},
+                        index=pd.Index(pd.to_datetime(m.dates[start:end]).date, name="date"))
+
+
+def round_trips(fills: "pd.DataFrame") -> "pd.DataFrame":
+    """Flat-to-flat trades per symbol: entry/exit dates, average prices, P&L, exit reason."""
+    import pandas as pd
+
+    out, open_ = [], {}
+    for f in fills.itertuples(index=False):
+        trip = open_.setdefault(f.symbol, {"symbol": f.symbol, "entry_date": f.date, "qty": 0.0, "max_qty": 0.0,
+                                            "cost": 0.0, "proceeds": 0.0, "sold": 0.0, "confidence": f.confidence})
+        if f.side == "buy":
+            trip["qty"] += f.qty
+            trip["cost"] += f.qty * f.price
+            trip["max_qty"] = max(trip["max_qty"], trip["qty"])
+        else:
+            trip["qty"] -= f.qty
+            trip["proceeds"] += f.qty * f.price
+            trip["sold"] += f.qty
+        if abs(trip["qty"]) < 1e-9:
+            del open_[f.symbol]
+            bought = trip["cost"] / max(trip["sold"], 1e-12)
+            out.append({"symbol": f.symbol, "entry_date": trip["entry_date"], "exit_date": f.date,
+                        "qty": trip["max_qty"], "entry_price": bought,
+                        "exit_price": trip["proceeds"] / max(trip["sold"], 1e-12),
+                        "pnl": trip["proceeds"] - trip["cost"],
+                        "return_pct": (trip["proceeds"] / trip["cost"] - 1.0) * 100 if trip["cost"] else 0.0,
+                        "days": (f.date - trip["entry_date"]).days, "exit_reason": str(f.reason).split(":")[0],
+                        "confidence": trip["confidence"]})
+    columns = ["symbol", "entry_date", "exit_date", "qty", "entry_price", "exit_price", "pnl", "return_pct",
+               "days", "exit_reason", "confidence"]
+    return pd.DataFrame(out, columns=columns)
+
+
+def statistics(equity: "pd.DataFrame", trips: "pd.DataFrame", fills: "pd.DataFrame",
+               rejections: "pd.DataFrame") -> dict[str, Any]:
+    """Headline numbers: returns, risk, trade quality, gate activity."""
+    import numpy as np
+
+    eq = equity["equity"].to_numpy()
+    if len(eq) < 2:
+        eq = np.array([eq[0], eq[0]]) if len(eq) else np.array([0.0, 0.0])
+    daily = np.diff(eq) / eq[:-1]
+    years = max(len(eq) / 252.0, 1e-9)
+    vol = float(np.std(daily, ddof=1)) if len(daily) > 1 else 0.0
+    wins = trips["pnl"] > 0
+    return {
+        "start": equity.index[0] if len(equity) else None, "end": equity.index[-1] if len(equity) else None,
+        "sessions": len(equity), "start_equity": float(eq[0]), "end_equity": float(eq[-1]),
+        "total_return_pct": float(eq[-1] / eq[0] - 1) * 100 if eq[0] else 0.0,
+        "cagr_pct": float((eq[-1] / eq[0]) ** (1 / years) - 1) * 100 if eq[0] > 0 and eq[-1] > 0 else 0.0,
+        "volatility_pct": vol * math.sqrt(252) * 100,
+        "sharpe": float(np.mean(daily)) / vol * math.sqrt(252) if vol > 0 else 0.0,
+        "max_drawdown_pct": float(equity["drawdown"].min() * 100) if len(equity) else 0.0,
+        "avg_exposure_pct": float(equity["exposure"].mean() * 100) if len(equity) else 0.0,
+        "round_trips": len(trips), "win_rate_pct": float(wins.mean() * 100) if len(trips) else 0.0,
+        "avg_trade_pct": float(trips["return_pct"].mean()) if len(trips) else 0.0,
+        "avg_days_held": float(trips["days"].mean()) if len(trips) else 0.0,
+        "realized_pnl": float(trips["pnl"].sum()), "fills": len(fills), "rejections": len(rejections),
+    }

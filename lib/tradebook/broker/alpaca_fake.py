@@ -1,0 +1,447 @@
+"""A loopback Alpaca-compatible HTTP server: Trading API v2 + Market Data v2, the subset tradebook uses.
+
+It is a real ``ThreadingHTTPServer`` on 127.0.0.1 (ephemeral port), so AlpacaBroker runs the
+real alpaca-py client against it: ``with FakeAlpacaServer() as fake: ... url_override=fake.url``.
+Prices replay the bundled daily bars under a settable simulated clock (``set_time`` or
+``POST /_fake/clock {"now": iso}``), and faults are scriptable (``inject`` or
+``POST /_fake/faults``). ``tradebook demo --broker alpaca-fake`` runs the notebooks against it.
+
+Fault kinds (``times`` answers each; ``path``/``method`` narrow them, ``path`` may end in ``*``):
+  latency                    handle the request, then wait ``seconds`` before answering (client timeout)
+  http_500 / http_503 / http_504   answer that status without handling (503/504 bodies are HTML)
+  http_429                   rate limited, with ``Retry-After: retry_after``
+  reject_buying_power        403 insufficient buying power          (default: POST /v2/orders)
+  duplicate_client_order_id  422 client_order_id must be unique     (default: POST /v2/orders)
+  fractional_reject          422 asset is not fractionable          (default: POST /v2/orders)
+  lost_response              record the order, then drop the connection (default: POST /v2/orders)
+  accept_then_504            record the order, then answer 504      (default: POST /v2/orders)
+  drop_connection            drop the connection without handling the request
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, time as dtime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from tradebook.broker.alpaca_fake_market import NY, FakeMarket, bar_json, quote_json, snapshot_json
+from tradebook.broker.alpaca_fake_state import FakeBrokerState, Reply
+
+log = logging.getLogger("tradebook.broker.alpaca_fake")
+
+ORDER_FAULTS = ("reject_buying_power", "duplicate_client_order_id", "fractional_reject", "lost_response",
+                "accept_then_504")
+FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_connection") + ORDER_FAULTS
+DEFAULT_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "FB")
+DEFAULT_START = datetime(2011, 7, 1, 8, 0, tzinfo=NY)   # params.sim.start_date, before the open
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int = 1
+    path: str | None = None
+    method: str | None = None
+    seconds: float = 1.0
+    retry_after: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method:
+            return False
+        if self.path is None:
+            return True
+        return path.startswith(self.path[:-1]) if self.path.endswith("*") else path == self.path
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any = None
+
+
+@dataclass
+class _Answer:
+    status: int
+    payload: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None
+
+
+class FakeAlpacaServer:
+    """Context manager around the loopback server; also the demo's clock (``advance_to``)."""
+
+    def __init__(self, *, start: datetime | date | None = None, symbols: tuple[str, ...] = DEFAULT_SYMBOLS,
+                 cash: float = 100_000.0, spread_bps: float = 4.0, key_id: str | None = None,
+                 secret_key: str | None = None, account_fractional: bool = True,
+                 non_fractionable: tuple[str, ...] = (), page_size: int = 10_000):
+        if isinstance(start, date) and not isinstance(start, datetime):
+            start = datetime.combine(start, dtime(8, 0), tzinfo=NY)
+        self.market = FakeMarket(tuple(symbols), spread_bps)
+        self.state = FakeBrokerState(self.market, start or DEFAULT_START, cash, account_fractional,
+                                     non_fractionable)
+        self.page_size = page_size
+        self._keys = (key_id, secret_key)
+        self._faults: list[Fault] = []
+        self._requests: list[RequestRecord] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:   # never show the configured keys
+        return f"FakeAlpacaServer(url={self._url_or_none()!r}, now={self.state.now.isoformat()!r})"
+
+    # lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "FakeAlpacaServer":
+        """Bind 127.0.0.1 on an ephemeral port and serve in a daemon thread."""
+        if self._httpd is None:
+            self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+            self._httpd.daemon_threads = True
+            self._httpd.fake = self  # type: ignore[attr-defined]
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name="fake-alpaca", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._httpd = self._thread = None
+
+    def __enter__(self) -> "FakeAlpacaServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _url_or_none(self) -> str | None:
+        return None if self._httpd is None else f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
+    def url(self) -> str:
+        """Base URL for ``url_override``/``data_url_override`` (no ``/v2``)."""
+        url = self._url_or_none()
+        if url is None:
+            raise RuntimeError("FakeAlpacaServer is not started")
+        return url
+
+    def overrides(self) -> dict[str, Any]:
+        """Params overrides pointing AlpacaBroker (paper mode) at this server."""
+        return {"mode": "paper", "alpaca.url_override": self.url, "alpaca.data_url_override": self.url}
+
+    # clock (the demo drives it like SimBroker) -------------------------------------------------
+    @property
+    def now(self) -> datetime:
+        return self.state.now
+
+    def set_time(self, now: datetime) -> None:
+        """Move the simulated time forward; open orders fill or expire on the way."""
+        self.state.set_time(now)
+
+    advance_to = set_time
+
+    def clock(self):
+        from tradebook.broker.base import Clock
+
+        next_open, next_close = self.market.next_open_close(self.now)
+        return Clock(self.now, self.market.is_open(self.now), next_open, next_close)
+
+    def first_session_on_or_after(self, day: date):
+        from tradebook.broker.base import Session
+
+        s = self.market.first_session_on_or_after(day)
+        return Session(s.day, s.open, s.close)
+
+    def session_times(self, day: date):
+        from tradebook.broker.base import Session
+
+        s = self.market.session(day)
+        return None if s is None else Session(s.day, s.open, s.close)
+
+    # faults and inspection ---------------------------------------------------------------
+    def inject(self, kind: str, times: int = 1, path: str | None = None, method: str | None = None,
+               seconds: float = 1.0, retry_after: int = 1) -> None:
+        """Script the next ``times`` matching requests to fail in the ``kind`` way (see module doc)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
+        if kind in ORDER_FAULTS and path is None:
+            path, method = "/v2/orders", method or "POST"
+        with self._lock:
+            self._faults.append(Fault(kind, int(times), path, method, float(seconds), int(retry_after)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.times > 0 and fault.matches(method, path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._requests)
+
+    def count(self, method: str, path: str) -> int:
+        """How many API requests the server received for (method, path)."""
+        return sum(1 for r in self.requests if r.method == method and r.path == path)
+
+    def seed_position(self, symbol: str, qty: float, avg_price: float) -> None:
+        self.state.seed_position(symbol, qty, avg_price)
+
+    def set_fractionable(self, symbol: str, fractionable: bool) -> None:
+        self.state.fractionable[symbol] = fractionable
+
+    def _authorised(self, headers: Any) -> bool:
+        got = (headers.get("APCA-API-KEY-ID") or "", headers.get("APCA-API-SECRET-KEY") or "")
+        want = self._keys
+        if want[0] is None:
+            return bool(got[0] and got[1])
+        return hmac.compare_digest(got[0], want[0] or "") and hmac.compare_digest(got[1], want[1] or "")
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._requests.append(record)
+
+    # routing -----------------------------------------------------------------------------
+    def answer(self, method: str, path: str, query: dict[str, str], body: Any) -> _Answer:
+        """Route one API request to the state (Reply errors become their status/body)."""
+        for verb, pattern, handler in _ROUTES:
+            match = pattern.fullmatch(path)
+            if verb == method and match:
+                try:
+                    return handler(self, query, body, **match.groupdict())
+                except Reply as reply:
+                    return _Answer(reply.status, reply.body)
+                except ValueError as exc:
+                    return _Answer(422, {"code": 40010001, "message": str(exc)})
+        return _Answer(404, {"code": 40410000, "message": "endpoint not found"})
+
+    def control(self, method: str, path: str, body: Any) -> _Answer:
+        """/_fake/* endpoints: clock, faults, request log (no auth; loopback only)."""
+        try:
+            if path == "/_fake/clock" and method == "POST":
+                self.set_time(datetime.fromisoformat(str(body["now"])))
+            elif path == "/_fake/faults" and method == "POST":
+                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})
+            elif path == "/_fake/faults" and method == "DELETE":
+                self.clear_faults()
+            elif path == "/_fake/requests" and method == "GET":
+                return _Answer(200, [{"method": r.method, "path": r.path} for r in self.requests])
+            elif not (path == "/_fake/clock" and method == "GET"):
+                return _Answer(404, {"message": "unknown fake control endpoint"})
+        except (KeyError, TypeError, ValueError) as exc:
+            return _Answer(400, {"message": f"bad fake control request: {exc}"})
+        return _Answer(200, {"now": self.now.isoformat()})
+
+
+# --- route handlers ------------------------------------------------------------------------
+def _flag(value: str | None) -> bool:
+    return str(value).lower() == "true"   # the SDK sends Python's True/False
+
+
+def _bars(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
+    if q.get("timeframe", "1Day") != "1Day":
+        return _Answer(422, {"message": "the fake serves 1Day bars only"})
+    start = datetime.fromisoformat(q["start"]) if "start" in q else datetime(2000, 1, 1, tzinfo=NY)
+    end = datetime.fromisoformat(q["end"]) if "end" in q else fake.now
+    rows = []
+    for sym in [s for s in q.get("symbols", "").split(",") if s]:
+        for bar in fake.market.completed_bars(sym, start.astimezone(NY).date(), end.astimezone(NY).date(),
+                                              fake.now):
+            midnight = datetime(bar.day.year, bar.day.month, bar.day.day, tzinfo=NY)
+            if start <= midnight <= end:
+                rows.append((sym, bar))
+    offset = int(q.get("page_token") or 0)
+    size = min(int(q.get("limit") or 1000), fake.page_size)
+    page, more = rows[offset:offset + size], offset + size < len(rows)
+    out: dict[str, list] = {}
+    for sym, bar in page:
+        out.setdefault(sym, []).append(bar_json(bar))
+    return _Answer(200, {"bars": out, "next_page_token": str(offset + size) if more else None})
+
+
+def _snapshots(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
+    snaps = {s: snapshot_json(fake.market, s, fake.now) for s in q.get("symbols", "").split(",") if s}
+    return _Answer(200, {s: v for s, v in snaps.items() if v is not None})
+
+
+def _latest_quotes(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
+    quotes = {s: quote_json(fake.market, s, fake.now) for s in q.get("symbols", "").split(",") if s}
+    return _Answer(200, {"quotes": {s: v for s, v in quotes.items() if v is not None}})
+
+
+def _calendar(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
+    today = fake.now.astimezone(NY).date()
+    start = date.fromisoformat(q["start"][:10]) if "start" in q else today
+    end = date.fromisoformat(q["end"][:10]) if "end" in q else start
+    return _Answer(200, fake.state.calendar_json(start, end))
+
+
+def _close_all(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
+    if _flag(q.get("cancel_orders")):
+        fake.state.cancel_all()
+    out = [{"symbol": s, "status": 200, "body": fake.state.close_position(s)} for s in list(fake.state.positions)]
+    return _Answer(207, out)
+
+
+def _r(method: str, path: str, handler: Callable[..., _Answer]) -> tuple[str, re.Pattern, Callable]:
+    return method, re.compile(path), handler
+
+
+_ROUTES = [
+    _r("GET", "/v2/account", lambda f, q, b: _Answer(200, f.state.account_json())),
+    _r("GET", "/v2/account/configurations", lambda f, q, b: _Answer(200, f.state.config_json())),
+    _r("GET", "/v2/positions", lambda f, q, b: _Answer(200, f.state.positions_json())),
+    _r("DELETE", "/v2/positions", _close_all),
+    _r("GET", "/v2/positions/(?P<sym>[^/]+)", lambda f, q, b, sym: _Answer(200, f.state.position_json(sym))),
+    _r("DELETE", "/v2/positions/(?P<sym>[^/]+)", lambda f, q, b, sym: _Answer(
+        200, f.state.close_position(sym, q.get("qty"), q.get("percentage")))),
+    _r("GET", "/v2/orders", lambda f, q, b: _Answer(200, f.state.list_orders(
+        q.get("status", "open"), int(q.get("limit") or 50),
+        [s for s in q.get("symbols", "").split(",") if s], q.get("direction", "desc")))),
+    _r("POST", "/v2/orders", lambda f, q, b: _Answer(200, f.state.submit(b or {}))),
+    _r("DELETE", "/v2/orders", lambda f, q, b: _Answer(207, f.state.cancel_all())),
+    _r("GET", "/v2/orders:by_client_order_id", lambda f, q, b: _Answer(
+        200, f.state.order_by_client_id(q.get("client_order_id", "")))),
+    _r("GET", "/v2/orders/(?P<oid>[^/]+)", lambda f, q, b, oid: _Answer(200, f.state.order_json(oid))),
+    _r("DELETE", "/v2/orders/(?P<oid>[^/]+)", lambda f, q, b, oid: (f.state.cancel(oid), _Answer(204))[1]),
+    _r("GET", "/v2/clock", lambda f, q, b: _Answer(200, f.state.clock_json())),
+    _r("GET", "/v2/calendar", _calendar),
+    _r("GET", "/v2/assets/(?P<sym>[^/]+)", lambda f, q, b, sym: _Answer(200, f.state.asset_json(sym))),
+    _r("GET", "/v2/stocks/bars", _bars),
+    _r("GET", "/v2/stocks/snapshots", _snapshots),
+    _r("GET", "/v2/stocks/quotes/latest", _latest_quotes),
+]
+
+
+# --- faults --------------------------------------------------------------------------------
+_HTML = {503: b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+         504: b"<html><body><h1>504 Gateway Time-out</h1></body></html>"}
+
+
+def _fault_answer(fault: Fault, body: Any) -> _Answer | None:
+    """The answer a fault gives instead of handling the request (None: handle it)."""
+    kind, symbol = fault.kind, (body or {}).get("symbol", "?") if isinstance(body, dict) else "?"
+    if kind in ("http_503", "http_504"):
+        code = int(kind[-3:])
+        return _Answer(code, headers={"Content-Type": "text/html"}, raw=_HTML[code])
+    if kind == "http_500":
+        return _Answer(500, {"code": 50010000, "message": "internal server error occurred"})
+    if kind == "http_429":
+        return _Answer(429, {"code": 42910000, "message": "too many requests"},
+                       {"Retry-After": str(fault.retry_after), "X-Ratelimit-Limit": "200",
+                        "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(time.time()) + fault.retry_after)})
+    if kind == "reject_buying_power":
+        return _Answer(403, {"buying_power": "0", "code": 40310000, "cost_basis": "1",
+                             "message": "insufficient buying power"})
+    if kind == "duplicate_client_order_id":
+        return _Answer(422, {"code": 40010001, "message": "client_order_id must be unique"})
+    if kind == "fractional_reject":
+        return _Answer(422, {"code": 42210000, "message": f'asset "{symbol}" is not fractionable'})
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeAlpaca/1.0"
+    # One send per answer (headers + body) and no Nagle: avoids 40 ms delayed-ACK stalls on loopback.
+    wbufsize = -1
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, fmt: str, *args: Any) -> None:   # request line only: never headers
+        log.debug("fake alpaca %s %s", self.command, urlsplit(self.path).path)
+
+    def _dispatch(self) -> None:
+        fake: FakeAlpacaServer = self.server.fake  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._send(_Answer(400, {"message": "request body is not valid JSON"}))
+            return
+        if path.startswith("/_fake/"):
+            self._send(fake.control(self.command, path, body))
+            return
+        if not fake._authorised(self.headers):
+            self._send(_Answer(401, {"message": "unauthorized"}))
+            return
+        fake._record(RequestRecord(self.command, path, query, body))
+        fault = fake._take_fault(self.command, path)
+        if fault and fault.kind == "drop_connection":
+            self.close_connection = True
+            return
+        answer = _fault_answer(fault, body) if fault else None
+        if answer is None:
+            answer = fake.answer(self.command, path, query, body)
+        if fault and fault.kind == "lost_response":
+            self.close_connection = True   # the order is recorded; the client never hears back
+            return
+        if fault and fault.kind == "accept_then_504":
+            answer = _Answer(504, headers={"Content-Type": "text/html"}, raw=_HTML[504])
+        if fault and fault.kind == "latency":
+            time.sleep(fault.seconds)
+        self._send(answer)
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw, parse_float=Decimal) if raw.strip() else None
+
+    def _send(self, answer: _Answer) -> None:
+        raw = answer.raw if answer.raw is not None else (
+            b"" if answer.payload is None else json.dumps(answer.payload).encode())
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+            for key, value in answer.headers.items():
+                if key != "Content-Type":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):   # the client gave up (timeout fault)
+            self.close_connection = True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tradebook.broker.alpaca_fake [--start YYYY-MM-DD]``: serve until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START.date())
+    args = parser.parse_args(argv)
+    with FakeAlpacaServer(start=args.start) as fake:
+        print(f"fake Alpaca at {fake.url} (simulated time {fake.now.isoformat()}); Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

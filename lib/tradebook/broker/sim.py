@@ -1,0 +1,322 @@
+"""SimBroker: the embedded, deterministic venue replaying real daily bars (SPEC §2).
+
+A peer of AlpacaBroker behind ``Broker``. Its whole state (simulated clock, cash,
+positions, orders, fills, pending faults) lives in its own DuckDB file, changed one
+transaction per call, so a restarted process, or a notebook kernel and the demo
+process taking turns, see the same account. Prices come from ``sim_path`` (seeded
+intraday path over adjusted bars), matching from ``sim_orders``.
+
+Venue rules (chosen to mirror Alpaca):
+- Market orders fill at the ask (buy) / bid (sell) at submit time when the market is
+  open. Sent while closed they are *accepted* and fill at the next open's first quote.
+- Limit orders fill when the path crosses the limit between submit and the time the
+  clock is advanced to; a marketable limit fills at once at the better quote.
+- Day orders expire at their session's close; gtc orders stay open; ioc orders fill
+  what they can at submit and cancel the rest.
+- Fractional qty only for ``sim.fractionable`` symbols and day orders.
+- Cash account: buying power = cash - open buy orders' remaining notional (limit
+  price, or the ask at submit for market orders); no shorts.
+- Rejections raise (BrokerRejected and subclasses) and leave nothing at the venue, as
+  Alpaca's 403/422 do; ``get_order`` then returns None.
+- Cancelling an unknown order raises BrokerRejected(code ORDER_NOT_FOUND), an order no
+  longer open BrokerRejected(code ORDER_NOT_CANCELABLE) (Alpaca's 404/422).
+"""
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from tradebook import sessions
+from tradebook.broker import sim_orders as match
+from tradebook.broker import sim_path as prices
+from tradebook.broker import sim_state as state
+from tradebook.broker.base import (Account, Asset, CancelResult, Clock, Order, OrderRequest, Position,
+                                   Quote, Session, to_qty)
+from tradebook.broker.sim_accept import FAULT_OPS, READ_FAULTS, SUBMIT_FAULTS, accept, fault_error
+from tradebook.errors import BrokerRejected, CalendarError, ConfigError, OrderOutcomeUnknown
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tradebook.params import Params
+
+__all__ = ["SimBroker", "Fill", "SUBMIT_FAULTS", "READ_FAULTS", "FAULT_OPS"]
+DAY_START = time(8, 0)   # a new simulated account starts at 08:00 exchange time
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    ts: datetime
+
+
+class SimBroker:
+    """The simulated venue. Cheap to construct; the state file is created on first use."""
+
+    name = "sim"
+
+    def __init__(self, state_path: str | Path, *, start_date: date = date(2011, 7, 1),
+                 starting_cash: float = 100_000.0, spread_bps: float = 4.0, seed: int = 7,
+                 fractionable: tuple[str, ...] | list[str] = ("AAPL", "GOOG", "IBM", "MSFT"),
+                 lock_timeout_s: float = 15.0):
+        self.store = state.SimStore(state_path, lock_timeout_s)
+        self.start_date = start_date
+        self.starting_cash = float(starting_cash)
+        self.spread_bps = float(spread_bps)
+        self.seed = int(seed)
+        self.fractionable = frozenset(fractionable)
+
+    @classmethod
+    def from_params(cls, params: "Params", root: Path | None = None) -> "SimBroker":
+        """The SimBroker of ``params.sim``, state in ``params.sim_state_path(root)``."""
+        sim = params.sim
+        return cls(params.sim_state_path(root), start_date=sim.start_date, starting_cash=sim.starting_cash,
+                   spread_bps=sim.spread_bps, seed=sim.seed, fractionable=tuple(sim.fractionable))
+
+    # --- state plumbing -----------------------------------------------------------------
+    @contextmanager
+    def _book(self, orders: bool = True) -> Iterator[tuple[Any, state.Book]]:
+        """One transaction with the state loaded (creating a brand-new account if needed)."""
+        with self.store.transaction() as con:
+            meta = state.read_meta(con)
+            if meta is None:
+                first = sessions.first_session_on_or_after(self.start_date)
+                start = datetime.combine(first.day, DAY_START, sessions.EXCHANGE_TZ)
+                state.create_meta(con, self.seed, match.to_us(start), self.starting_cash, self.start_date)
+                meta = state.read_meta(con)
+            if meta[0] != self.seed:
+                raise ConfigError(f"sim.seed: the sim state {self.store.path} was created with seed {meta[0]}, "
+                                  f"params say {self.seed}; use the same seed or move the file aside")
+            yield con, state.load_book(con, meta, orders)
+
+    def _call(self, op: str | None, body: Callable[[Any, state.Book], Any], orders: bool = True) -> Any:
+        """Run ``body`` in one transaction, unless an injected fault for ``op`` fires instead."""
+        with self._book(orders) as (con, book):
+            fault = state.pop_fault(book, op) if op else None
+            if fault:
+                state.save_book(con, book)   # the fault is consumed even though the call fails
+            result = None if fault else body(con, book)
+        if fault:
+            raise fault_error(fault, op)
+        return result
+
+    def _mid(self, symbol: str, book: state.Book) -> float:
+        point = prices.price_at(symbol, book.now_us / match.US, self.seed)
+        return point.mid if point else 0.0
+
+    # --- Broker protocol: reads -----------------------------------------------------------
+    def now(self) -> datetime:
+        """The simulated time (exchange time)."""
+        return self._call(None, lambda con, book: match.from_us(book.now_us), orders=False)
+
+    def clock(self) -> Clock:
+        """The simulated clock (is_open, next_open, next_close as Alpaca reports them)."""
+        now = self.now()
+        current = sessions.current_or_next_session(now)
+        return Clock(now=now, is_open=current.open <= now < current.close,
+                     next_open=sessions.next_session(now).open, next_close=current.close)
+
+    def account(self) -> Account:
+        """Cash, equity at current mids and buying power (cash minus reserved buy notional)."""
+        def body(con, book):
+            equity = book.cash + sum(q * self._mid(s, book) for s, (q, _) in book.positions.items())
+            return Account(equity=equity, cash=book.cash,
+                           buying_power=max(0.0, book.cash - match.reserved_cash(book)),
+                           fractional_enabled=bool(self.fractionable))
+        return self._call("account", body)
+
+    def positions(self) -> list[Position]:
+        """Held positions with avg_price and the current mid as market_price."""
+        def body(con, book):
+            return [Position(s, q, p, self._mid(s, book)) for s, (q, p) in sorted(book.positions.items())]
+        return self._call("positions", body, orders=False)
+
+    def open_orders(self) -> list[Order]:
+        return self._call("open_orders", lambda con, book: [match.to_order(o) for o in book.open_orders])
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        """Any order (open or final) by client id; None when the venue never accepted it."""
+        def body(con, book):
+            rows = state.load_orders(con, "client_order_id = ?", [client_order_id])
+            return match.to_order(rows[0]) if rows else None
+        return self._call("get_order", body, orders=False)
+
+    def fills(self) -> list[Fill]:
+        """Every fill so far in time order (extra, for tests, demos and reports)."""
+        def body(con, book):
+            rows = state.load_orders(con, "fills <> '[]'")
+            out = [(ts, o.seq, Fill(o.client_order_id, o.symbol, o.side, q, p, match.from_us(ts)))
+                   for o in rows for q, p, ts in o.fills]
+            return [f for _, _, f in sorted(out, key=lambda x: x[:2])]
+        return self._call(None, body, orders=False)
+
+    def quotes(self, symbols: list[str]) -> dict[str, Quote]:
+        """Bid/ask around the path price now; symbols without data yet (not listed) are left out."""
+        def body(con, book):
+            ts, out = match.from_us(book.now_us), {}
+            for symbol in symbols:
+                point = prices.price_at(symbol, book.now_us / match.US, self.seed)
+                if point is not None:
+                    bid, ask = prices.bid_ask(point.mid, self.spread_bps)
+                    out[symbol] = Quote(symbol, bid, ask, ts, point.day_open, point.prev_close)
+            return out
+        for symbol in symbols:
+            prices.symbol_bars(symbol)  # UnknownSymbol for data the simulator does not have
+        return self._call("quotes", body, orders=False)
+
+    def daily_bars(self, symbols: list[str], start: date, end: date) -> "pd.DataFrame":
+        """Adjusted daily bars up to the last *closed* session: today's bar only after the close."""
+        import bisect
+
+        import pandas as pd
+
+        from tradebook.marketdata import COLUMNS, load_bars
+
+        closed = sessions.last_closed_session(self.now())
+        last = min(end, closed.day) if closed else date.min
+        parts = []
+        for symbol in symbols:
+            frame, days = load_bars([symbol]), prices.symbol_bars(symbol).days
+            parts.append(frame.iloc[bisect.bisect_left(days, start):bisect.bisect_right(days, last)])
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+
+    def asset(self, symbol: str) -> Asset:
+        """Tradable while the replayed data covers the current (or next) session."""
+        prices.symbol_bars(symbol)
+        day = sessions.current_or_next_session(self.now()).day
+        return Asset(symbol, prices.has_data(symbol, day), symbol in self.fractionable)
+
+    def calendar(self, start: date, end: date) -> list[Session]:
+        return sessions.sessions(start, end)
+
+    def session_times(self, day: date) -> Session:
+        """The session on ``day``; CalendarError when the exchange is closed that day."""
+        session = sessions.session_on(day)
+        if session is None:
+            raise CalendarError(f"{day} is not an {sessions.EXCHANGE} trading session")
+        return session
+
+    def first_session_on_or_after(self, day: date) -> Session:
+        return sessions.first_session_on_or_after(day)
+
+    # --- Broker protocol: orders ------------------------------------------------------------
+    def submit(self, request: OrderRequest) -> Order:
+        """Send an order to the simulated venue (rules in the module docstring)."""
+        return self._submit(lambda book: request, liquidation=False)
+
+    def close_position(self, symbol: str, client_order_id: str) -> Order | None:
+        """Market-sell the whole position; None when nothing is held."""
+        def build(book):
+            held = book.positions.get(symbol)
+            if not held or held[0] <= 0:
+                return None
+            return OrderRequest(symbol, "sell", to_qty(held[0]), client_order_id, order_type="market")
+        return self._submit(build, liquidation=True)
+
+    def _submit(self, build: Callable[[state.Book], OrderRequest | None], liquidation: bool) -> Order | None:
+        pending: Exception | None = None
+        order = None
+        with self._book() as (con, book):
+            fault = state.pop_fault(book, "submit")
+            pending = fault_error(fault, "submit") if fault else None
+            request = None if pending else build(book)
+            try:
+                if request is not None:
+                    order = accept(self, con, book, request, partial=fault == "partial_fill",
+                                   liquidation=liquidation)
+            except BrokerRejected as exc:
+                pending = exc     # raised after the commit, so the consumed fault stays consumed
+            if fault == "timeout_after_accept":
+                cid = request.client_order_id if request else "?"
+                pending = OrderOutcomeUnknown(f"submit of {cid} timed out after the simulated venue received "
+                                              "it (injected fault); look the order up by client_order_id")
+            if fault and order is None:
+                state.save_book(con, book)
+        if pending is not None:
+            raise pending
+        return order
+
+    def cancel(self, client_order_id: str) -> None:
+        """Cancel an open order (BrokerRejected when unknown or no longer open)."""
+        def body(con, book):
+            rows = state.load_orders(con, "client_order_id = ?", [client_order_id])
+            if not rows:
+                raise BrokerRejected(f"order {client_order_id} not found", code="ORDER_NOT_FOUND")
+            if rows[0].status not in state.OPEN_DB_STATUSES:
+                raise BrokerRejected(f"order {client_order_id} is not cancelable (status {rows[0].status})",
+                                     code="ORDER_NOT_CANCELABLE")
+            match.finish(book, rows[0], "canceled", book.now_us)
+            state.save_book(con, book)
+        self._call("cancel", body, orders=False)
+
+    def cancel_all(self) -> CancelResult:
+        """Cancel every open order."""
+        def body(con, book):
+            for row in book.open_orders:
+                match.finish(book, row, "canceled", book.now_us)
+            state.save_book(con, book)
+            return CancelResult(tuple(o.client_order_id for o in book.open_orders))
+        return self._call("cancel", body)
+
+    # --- simulator controls -----------------------------------------------------------------
+    def advance_to(self, dt: datetime) -> list[Order]:
+        """Move the clock forward to ``dt``, filling and expiring orders along the path.
+
+        Returns the orders that changed on the way (fills, partial fills, expiries).
+        """
+        target = match.to_us(dt)
+
+        def body(con, book):
+            if target < book.now_us:
+                raise CalendarError(f"the simulated clock is at {match.from_us(book.now_us)}; it cannot move "
+                                    f"back to {dt}")
+            changed = match.advance(book, target, self.seed, self.spread_bps, self.fractionable)
+            state.save_book(con, book)
+            return [match.to_order(o) for o in changed]
+        return self._call(None, body)
+
+    def inject_fault(self, kind: str, times: int = 1, op: str = "submit") -> None:
+        """Make the next ``times`` calls of ``op`` fail with ``kind`` (persisted, one per call)."""
+        if op not in FAULT_OPS:
+            raise ValueError(f"fault op must be one of {', '.join(FAULT_OPS)}, not {op!r}")
+        allowed = SUBMIT_FAULTS if op == "submit" else READ_FAULTS
+        if kind not in allowed:
+            raise ValueError(f"fault kind for {op} must be one of {', '.join(allowed)}, not {kind!r}")
+        if times < 1:
+            raise ValueError("times must be >= 1")
+
+        def body(con, book):
+            book.faults.append([op, kind, int(times)])
+            state.save_book(con, book)
+        self._call(None, body, orders=False)
+
+    def seed_position(self, symbol: str, qty: float, avg_price: float) -> Position:
+        """Set a position as if changed outside tradebook (cash untouched); EXTERNAL reconcile tests."""
+        prices.symbol_bars(symbol)
+        if qty <= 0 or avg_price <= 0:
+            raise ValueError("seed_position needs qty > 0 and avg_price > 0 (use drop_position to remove)")
+
+        def body(con, book):
+            book.positions[symbol] = [round(float(qty), 9), float(avg_price)]
+            state.save_book(con, book)
+            return Position(symbol, book.positions[symbol][0], float(avg_price), self._mid(symbol, book))
+        return self._call(None, body, orders=False)
+
+    def drop_position(self, symbol: str) -> None:
+        """Remove a position as if closed outside tradebook (cash untouched)."""
+        def body(con, book):
+            book.positions.pop(symbol, None)
+            state.save_book(con, book)
+        self._call(None, body, orders=False)
+
+    def new_broker_id(self, seq: int) -> str:
+        """Deterministic venue order id (same seed, same sequence -> same id)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tradebook-sim/{self.seed}/{seq}"))

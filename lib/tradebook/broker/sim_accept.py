@@ -1,0 +1,110 @@
+"""What the simulated venue does with a new order: validate, reserve, record, fill if it can.
+
+Every check runs before anything changes, so a rejected order leaves no trace (like
+Alpaca's 403/422 answers). Reject codes follow ``BrokerRejected.code``:
+INSUFFICIENT_BUYING_POWER, INSUFFICIENT_QTY, ASSET_NOT_TRADABLE, plus the
+DuplicateClientOrderId / FractionalNotSupported / UnknownSymbol subclasses.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tradebook import sessions
+from tradebook.broker import sim_orders as match
+from tradebook.broker import sim_path as prices
+from tradebook.broker import sim_state as state
+from tradebook.broker.base import Order, OrderRequest
+from tradebook.errors import (BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported)
+
+if TYPE_CHECKING:
+    from tradebook.broker.sim import SimBroker
+
+SUBMIT_FAULTS = ("timeout_after_accept", "http_500", "http_503", "http_429", "reject_buying_power",
+                 "partial_fill", "fractional_reject")
+READ_FAULTS = ("http_500", "http_503", "http_429")
+FAULT_OPS = ("submit", "get_order", "positions", "account", "open_orders", "cancel", "quotes")
+
+
+def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, partial: bool,
+           liquidation: bool) -> Order:
+    """Validate and record ``request``; fill it at once when the market is open and it is marketable."""
+    if not isinstance(request, OrderRequest):
+        raise TypeError("submit takes a tradebook.broker.base.OrderRequest")
+    if con.execute("SELECT 1 FROM sim_orders WHERE client_order_id = ?", [request.client_order_id]).fetchone():
+        raise DuplicateClientOrderId(f"client_order_id {request.client_order_id} must be unique "
+                                     "(the venue already has an order with it; look it up)")
+    table = sessions.table()
+    now_s = book.now_us / match.US
+    i = table.closing_after(now_s)          # the session this order trades in
+    if i >= len(table):
+        raise BrokerRejected(f"no {sessions.EXCHANGE} session after {match.from_us(book.now_us)} in the calendar",
+                             code="ASSET_NOT_TRADABLE")
+    _check_asset(sim, request, table.days[i], liquidation)
+    qty = float(request.qty)
+    limit = float(request.limit_price) if request.limit_price is not None else None
+    point = prices.price_at(request.symbol, now_s, sim.seed)
+    if point is None:
+        raise BrokerRejected(f"asset {request.symbol} has no price yet", code="ASSET_NOT_TRADABLE")
+    bid, ask = prices.bid_ask(point.mid, sim.spread_bps)
+    reserve = limit if limit is not None else ask
+    _check_funds(book, request, qty, reserve)
+    is_open = table.opens[i] <= now_s < table.closes[i]
+    book.order_seq += 1
+    row = state.OrderRow(
+        seq=book.order_seq, client_order_id=request.client_order_id, broker_id=sim.new_broker_id(book.order_seq),
+        symbol=request.symbol, side=request.side, qty=qty, order_type=request.order_type, limit_price=limit,
+        tif=request.time_in_force, status="new" if is_open else "accepted", filled_qty=0.0,
+        filled_avg_price=None, submitted_us=book.now_us, updated_us=book.now_us,
+        active_from_us=book.now_us if is_open else table.opens[i] * match.US,
+        expires_us=table.closes[i] * match.US if request.time_in_force == "day" else None,
+        reserve_price=reserve, partial=partial)
+    book.new_orders.append(row)
+    if is_open and match.crosses(row.side, limit, bid, ask):
+        price = ask if row.side == "buy" else bid
+        match.apply_fill(book, row, match.fill_qty(row, row.symbol in sim.fractionable), price, book.now_us)
+    if row.tif == "ioc" and row.status in state.OPEN_DB_STATUSES:
+        match.finish(book, row, "canceled", book.now_us)
+    state.save_book(con, book)
+    return match.to_order(row)
+
+
+def _check_asset(sim: "SimBroker", request: OrderRequest, day, liquidation: bool) -> None:
+    prices.symbol_bars(request.symbol)      # UnknownSymbol for data the simulator does not have
+    if not prices.has_data(request.symbol, day) and not liquidation:
+        raise BrokerRejected(f"asset {request.symbol} is not tradable on {day} (outside the replayed data)",
+                             code="ASSET_NOT_TRADABLE")
+    if request.qty == request.qty.to_integral_value() or liquidation:
+        return  # closing a fractional position is always allowed, as at Alpaca
+    if request.symbol not in sim.fractionable:
+        raise FractionalNotSupported(f'asset "{request.symbol}" is not fractionable')
+    if request.time_in_force != "day":
+        raise FractionalNotSupported("fractional orders must be DAY orders")
+
+
+def _check_funds(book: state.Book, request: OrderRequest, qty: float, reserve: float) -> None:
+    if request.side == "buy":
+        buying_power = book.cash - match.reserved_cash(book)
+        cost = qty * reserve
+        if cost > buying_power + 1e-6:
+            raise BrokerRejected(f"insufficient buying power (buying_power {buying_power:.2f}, "
+                                 f"cost_basis {cost:.2f})", code="INSUFFICIENT_BUYING_POWER")
+        return
+    held = book.positions.get(request.symbol, [0.0, 0.0])[0]
+    available = held - match.reserved_qty(book, request.symbol)
+    if qty > available + match.EPS:
+        raise BrokerRejected(f"insufficient qty available for order (requested: {qty:g}, "
+                             f"available: {max(available, 0.0):g}); the venue allows no shorts",
+                             code="INSUFFICIENT_QTY")
+
+
+def fault_error(kind: str, op: str) -> Exception | None:
+    """The exception an injected fault turns into (None for faults that do not raise at once)."""
+    where = f"simulated venue, injected fault on {op}"
+    return {
+        "http_500": BrokerUnavailable(f"HTTP 500 internal server error ({where}); nothing was recorded"),
+        "http_503": BrokerUnavailable(f"HTTP 503 service unavailable ({where}); nothing was recorded"),
+        "http_429": BrokerUnavailable(f"HTTP 429 too many requests ({where}); nothing was recorded"),
+        "reject_buying_power": BrokerRejected(f"insufficient buying power ({where})",
+                                              code="INSUFFICIENT_BUYING_POWER"),
+        "fractional_reject": FractionalNotSupported(f"fractional orders are not accepted ({where})"),
+    }.get(kind)

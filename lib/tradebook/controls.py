@@ -1,0 +1,313 @@
+"""Trading state and the kill switch (CTL-1, CTL-2, CTL-3, CTL-5).
+
+States, least to most restrictive: RUNNING < REDUCE_ONLY < HALTED < FROZEN. The
+effective state is the most restrictive of every source (CTL-1):
+
+1. the flag file ``runs/KILL_SWITCH`` (``tradebook.killswitch``) — read first, without the ledger, so the
+   kill switch works while another process holds the ledger or the file is corrupt;
+2. the environment variable ``KILL_SWITCH=1``;
+3. the ledger's ``controls`` table: its rows since the last RUNNING row (an
+   "episode"); no row means RUNNING. An unreadable ledger fails closed (HALTED).
+
+Writers only escalate (a lower request while a higher state holds is noted as an
+event, never written as a row), so nothing but ``resume`` (operator, with a reason)
+or ``try_rearm`` (auto trips only) lowers the state (CTL-2, CTL-3).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from tradebook.errors import ControlRefused
+from tradebook.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from tradebook.context import Context
+    from tradebook.ledger import Ledger
+    from tradebook.params import Params
+
+STATES = ("RUNNING", "REDUCE_ONLY", "HALTED", "FROZEN")
+RANK = {state: i for i, state in enumerate(STATES)}
+AUTO_ACTOR = "auto"
+STATUS_LOCK_TIMEOUT_S = 2.0   # status must stay responsive while a run writes
+QUICK_LOCK_TIMEOUT_S = 0.25   # flag/env already halt: the ledger can only add detail
+
+
+@dataclass(frozen=True)
+class ControlStatus:
+    """The effective trading state with every reason and the sources that set it."""
+
+    state: str
+    reasons: tuple[str, ...]
+    sources: tuple[str, ...]
+    since: datetime | None
+    notes: tuple[str, ...] = ()       # what an action did or could not do (e.g. ledger busy)
+    ledger_error: str | None = None   # set when the ledger could not be read
+
+    @property
+    def allows_entries(self) -> bool:
+        return self.state == "RUNNING"
+
+    @property
+    def allows_exits(self) -> bool:
+        """REDUCE_ONLY still lets position-reducing orders through (GATE-1)."""
+        return self.state in ("RUNNING", "REDUCE_ONLY")
+
+    def describe(self) -> str:
+        since = f" since {self.since:%Y-%m-%d %H:%M:%S %Z}" if self.since else ""
+        lines = [f"{self.state}{since}"] + [f"  - {r}" for r in self.reasons]
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def session_date(now: datetime) -> date:
+    """The exchange (America/New_York) date of an aware timestamp."""
+    from zoneinfo import ZoneInfo
+
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (exchange time is America/New_York)")
+    return now.astimezone(ZoneInfo("America/New_York")).date()
+
+
+# --- ledger state ----------------------------------------------------------------------------
+def episode(con: "duckdb.DuckDBPyConnection") -> list[tuple]:
+    """Control rows since the last RUNNING row, oldest first: (state, reason, actor, source, ts)."""
+    return con.execute(
+        "SELECT state, reason, actor, source, ts FROM controls WHERE control_id > "
+        "coalesce((SELECT max(control_id) FROM controls WHERE state = 'RUNNING'), -1) "
+        "ORDER BY control_id").fetchall()
+
+
+def ledger_state(con: "duckdb.DuckDBPyConnection") -> str:
+    """The ledger's state: the most restrictive row of the current episode (RUNNING if none)."""
+    return max((row[0] for row in episode(con)), key=RANK.__getitem__, default="RUNNING")
+
+
+def _ledger_parts(params: "Params", root: Path, ledger: "Ledger | None",
+                  quick: bool) -> tuple[list[Part], str | None]:
+    from tradebook.ledger import Ledger
+
+    if ledger is None:
+        path = params.ledger_path(root)
+        if not path.exists():
+            return [], None  # no ledger yet: nothing recorded, and a status check must not create one
+        timeout = QUICK_LOCK_TIMEOUT_S if quick else STATUS_LOCK_TIMEOUT_S
+        ledger = Ledger(path, lock_timeout_s=timeout, create=False)
+    try:
+        with ledger.connect() as con:
+            rows = episode(con)
+    except Exception as exc:  # locked, corrupt, anything: fail closed
+        text = f"{type(exc).__name__}: {exc}"
+        return [Part("HALTED", f"ledger unreadable, failing closed: {text}", "ledger_unavailable",
+                      utcnow())], text
+    return [Part(state, f"{state}: {reason} ({actor} via {source}, {ts:%Y-%m-%d %H:%M:%S %Z})",
+                  "ledger", ts) for state, reason, actor, source, ts in reversed(rows)], None
+
+
+def _combine(parts: list[Part], ledger_error: str | None) -> ControlStatus:
+    if not parts:
+        return ControlStatus("RUNNING", (), (), None, ledger_error=ledger_error)
+    state = max((p.state for p in parts), key=RANK.__getitem__)
+    since = min((p.since for p in parts if p.state == state and p.since), default=None)
+    ordered = sorted(parts, key=lambda p: -RANK[p.state])  # stable: source order within a state
+    return ControlStatus(state, tuple(p.reason for p in ordered),
+                         tuple(dict.fromkeys(p.source for p in parts)), since, ledger_error=ledger_error)
+
+
+def effective_state(params: "Params", root: Path, ledger: "Ledger | None" = None) -> ControlStatus:
+    """CTL-1: flag file first, then env KILL_SWITCH, then the ledger; most restrictive wins.
+
+    Without ``ledger`` the ledger is read with a short lock timeout; a ledger that
+    cannot be read (locked, corrupt) makes the result HALTED with that reason.
+    """
+    parts = [p for p in (read_flag(flag_path(params, root)), env_part()) if p]
+    ledger_parts, error = _ledger_parts(params, root, ledger, quick=bool(parts))
+    return _combine(parts + ledger_parts, error)
+
+
+# --- state changes ---------------------------------------------------------------------------
+@contextmanager
+def _tx(ledger_or_con: Any) -> Iterator["duckdb.DuckDBPyConnection"]:
+    """A Ledger gets its own transaction; a connection is the caller's transaction."""
+    from tradebook.ledger import Ledger
+
+    if isinstance(ledger_or_con, Ledger):
+        with ledger_or_con.transaction() as con:
+            yield con
+    else:
+        yield ledger_or_con
+
+
+def _set_state(con: "duckdb.DuckDBPyConnection", state: str, reason: str, actor: str, source: str,
+               now: datetime) -> bool:
+    """Escalate to ``state`` (row + event); a lower request is only noted. True if written."""
+    from tradebook.ledger import record_event
+
+    current = ledger_state(con)
+    data = {"from": current, "to": state, "actor": actor, "source": source}
+    if RANK[state] < RANK[current]:
+        record_event(con, "CONTROL_NOTED", reason=f"{state} requested while {current}: {reason}",
+                     data=data, ts=now)
+        return False
+    con.execute("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?, ?, ?, ?, ?)",
+                [now, state, reason, actor, source])
+    record_event(con, f"CONTROL_{state}", reason=reason, data=data, ts=now)
+    return True
+
+
+def clean_reason(reason: str | None) -> str:
+    return " ".join(str(reason or "").split())
+
+
+def halt(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
+         *, now: datetime | None = None) -> ControlStatus:
+    """CTL-1 kill switch: write the flag file first, then best-effort record a HALTED row."""
+    reason = clean_reason(reason) or "halted without a reason"
+    now = now or utcnow()
+    path = flag_path(params, root)
+    raise_flag(path, "HALTED", reason, actor, source, now)
+    notes = [f"kill-switch flag written: {path}"]
+    try:
+        from tradebook.ledger import Ledger
+
+        ledger = Ledger(params.ledger_path(root), lock_timeout_s=STATUS_LOCK_TIMEOUT_S)
+        with ledger.transaction() as con:
+            _set_state(con, "HALTED", reason, actor, source, now)
+        notes.append("ledger control row recorded")
+    except Exception as exc:  # the flag file alone halts; say so
+        notes.append(f"ledger not updated ({type(exc).__name__}: {exc}); "
+                     "the flag file alone keeps trading halted")
+    status = effective_state(params, root)
+    return replace(status, notes=status.notes + tuple(notes))
+
+
+def freeze(ledger: "Ledger", reason: str, actor: str, source: str, now: datetime | None = None) -> None:
+    """CTL-2: FROZEN; never auto-clears. ``ledger`` may also be the caller's open transaction."""
+    with _tx(ledger) as con:
+        _set_state(con, "FROZEN", clean_reason(reason) or "frozen without a reason", actor, source, now or utcnow())
+
+
+def reduce_only(ledger: "Ledger", reason: str, source: str, now: datetime | None = None,
+                *, incident: bool = True) -> None:
+    """CTL-3 auto trip: REDUCE_ONLY (exits only) unless a stricter state holds; counts as an incident.
+
+    Pass ``incident=False`` when the caller already recorded the incident for this trip.
+    """
+    now = now or utcnow()
+    reason = clean_reason(reason) or "auto trip"
+    with _tx(ledger) as con:
+        _set_state(con, "REDUCE_ONLY", reason, AUTO_ACTOR, source, now)
+        if incident:
+            record_incident(con, f"AUTO_TRIP:{source}", reason, now)
+
+
+def resume(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
+           *, now: datetime | None = None) -> ControlStatus:
+    """CTL-2: the only way out of FROZEN/HALTED: needs a reason; recorded; removes the flag file."""
+    from tradebook.ledger import Ledger, record_event
+
+    reason = clean_reason(reason)
+    if not reason:
+        raise ControlRefused("resume needs a reason (e.g. --reason 'breaker reviewed, limits ok'); nothing changed")
+    if env_part():
+        raise ControlRefused(f"environment {ENV_VAR} is set; unset it (`unset {ENV_VAR}`, and in the "
+                             "service environment) before resuming; nothing changed")
+    now = now or utcnow()
+    path = flag_path(params, root)
+    flag = read_flag(path)
+    with Ledger(params.ledger_path(root)).transaction() as con:
+        before = ledger_state(con)
+        if before == "RUNNING" and flag is None:
+            note = "already RUNNING; nothing to resume"
+        else:
+            con.execute("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?, 'RUNNING', ?, ?, ?)",
+                        [now, reason, actor, source])
+            record_event(con, "CONTROL_RESUME", reason=reason, ts=now, data={
+                "from": before, "flag": flag.reason if flag else None, "actor": actor, "source": source})
+            path.unlink(missing_ok=True)  # inside the transaction: a failure here rolls the row back
+            note = f"resumed from {before}" + (" and removed the kill-switch flag" if flag else "")
+    status = effective_state(params, root)
+    return replace(status, notes=status.notes + (note,))
+
+
+def record_incident(con: "duckdb.DuckDBPyConnection", kind: str, detail: str, now: datetime) -> None:
+    """Append an incident (and its audit event) inside the caller's transaction."""
+    from tradebook.ledger import record_event
+
+    con.execute("INSERT INTO incidents (ts, session_date, kind, detail) VALUES (?, ?, ?, ?)",
+                [now, session_date(now), kind, detail])
+    record_event(con, "INCIDENT", reason=f"{kind}: {detail}", data={"kind": kind}, ts=now)
+
+
+def incidents_on(con: "duckdb.DuckDBPyConnection", day: date) -> int:
+    return con.execute("SELECT count(*) FROM incidents WHERE session_date = ?", [day]).fetchone()[0]
+
+
+def rearm_blocker(con: "duckdb.DuckDBPyConnection", params: "Params", health_ok: bool,
+                  now: datetime) -> str | None:
+    """Why an auto re-arm may not happen now (None: it may). CTL-2/CTL-3 rules."""
+    rows = episode(con)
+    state = max((r[0] for r in rows), key=RANK.__getitem__, default="RUNNING")
+    if state != "REDUCE_ONLY":
+        return f"state is {state}" + ("" if state == "RUNNING" else "; only an operator resume clears it")
+    if any(r[2] != AUTO_ACTOR for r in rows):
+        return "not an auto trip; only an operator resume clears it"
+    left = max(r[4] for r in rows) + timedelta(minutes=params.rearm_cooldown_min) - now
+    if left > timedelta(0):
+        return f"cooldown: {left.total_seconds() / 60:.1f} min left"
+    if not health_ok:
+        return "health check failed"
+    count = incidents_on(con, session_date(now))
+    if count >= params.max_incidents_per_day:
+        return f"{count} incidents today (max {params.max_incidents_per_day}); an operator must resume"
+    return None
+
+
+def try_rearm(ctx: "Context", health_ok: bool, now: datetime) -> bool:
+    """CTL-3: REDUCE_ONLY (auto trip) -> RUNNING after the cooldown if healthy and few incidents."""
+    from tradebook.ledger import record_event
+
+    with ctx.ledger.transaction() as con:
+        if rearm_blocker(con, ctx.params, bool(health_ok), now) is not None:
+            return False
+        reason = (f"auto re-arm: cooldown {ctx.params.rearm_cooldown_min:g} min passed, health ok, "
+                  f"{incidents_on(con, session_date(now))} incidents today")
+        con.execute("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?, 'RUNNING', ?, ?, 'rearm')",
+                    [now, reason, AUTO_ACTOR])
+        record_event(con, "CONTROL_REARM", run_id=ctx.run_id, reason=reason, ts=now)
+    return True
+
+
+# --- flatten (CTL-5): the work lives in tradebook.flatten; the contract entry point is here ----
+@dataclass(frozen=True)
+class FlattenResult:
+    """What a flatten did: cancels, closing orders, symbols already closing, failures, final state."""
+
+    cancelled: tuple[str, ...]                 # client_order_ids cancelled
+    submitted: tuple[str, ...]                 # closing client_order_ids submitted by this call
+    already_closing: tuple[str, ...]           # symbols with an open closing order from before
+    failed: tuple[tuple[str, str], ...]        # (symbol or client_order_id, error)
+    status: ControlStatus
+
+    def summary(self) -> str:
+        parts = [f"cancelled {len(self.cancelled)} order(s)", f"submitted {len(self.submitted)} closing order(s)"]
+        if self.already_closing:
+            parts.append(f"already closing: {', '.join(self.already_closing)}")
+        if self.failed:
+            parts.append("FAILED: " + "; ".join(f"{k}: {e}" for k, e in self.failed))
+        return ", ".join(parts) + f"; state {self.status.state}"
+
+
+def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = "cli") -> FlattenResult:
+    """CTL-5: cancel open orders, close every position with a market order, then freeze."""
+    from tradebook.flatten import run_flatten
+
+    return run_flatten(ctx, reason, actor, source)

@@ -1,0 +1,70 @@
+"""Protective exit checks for the intraday monitor (EXIT-4, EXIT-5). Pure functions.
+
+- STOP_LOSS: the bid is ``stop_loss_pct`` or more below the average price.
+- PROFIT_TARGET: the bid is ``profit_target_pct`` or more above it (when set).
+- EOD_LIQUIDATION: ``eod_liquidation`` is on and the close is within EOD_MINUTES.
+
+Stop loss and profit target protect positions tradebook opened (STRATEGY); an
+EXTERNAL position is only exited by a strategy exit signal or an operator, except by
+EOD liquidation, which flattens everything (a day-trading params set ends flat, the
+seed's "untracked position" safety net). Each hit becomes an urgency=immediate EXIT
+intent executed at once with a market order through the gate (monitor.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from tradebook.broker.base import Quote
+    from tradebook.params import Params
+    from tradebook.positions import LedgerPosition
+
+EOD_MINUTES = 15
+STOP_LOSS, PROFIT_TARGET, EOD_LIQUIDATION = "STOP_LOSS", "PROFIT_TARGET", "EOD_LIQUIDATION"
+
+
+@dataclass(frozen=True)
+class ExitCheck:
+    symbol: str
+    code: str
+    qty: float
+    price: float          # the bid the check used
+    reason: str
+
+
+def check_position(symbol: str, qty: float, avg_price: float, origin: str, bid: float, *, params: "Params",
+                   now: datetime, close: datetime | None) -> ExitCheck | None:
+    """The protective exit one position needs now, or None."""
+    if qty <= 0 or bid <= 0:
+        return None
+    if params.eod_liquidation and close is not None and now >= close - timedelta(minutes=EOD_MINUTES):
+        return ExitCheck(symbol, EOD_LIQUIDATION, qty, bid,
+                         f"EOD liquidation: {(close - now).total_seconds() / 60:.0f} min to the close")
+    if origin != "STRATEGY" or avg_price <= 0:
+        return None
+    move = bid / avg_price - 1.0
+    if move <= -params.stop_loss_pct:
+        return ExitCheck(symbol, STOP_LOSS, qty, bid,
+                         f"stop loss: bid {bid:.2f} is {move:.2%} from avg {avg_price:.2f} "
+                         f"(limit -{params.stop_loss_pct:.2%})")
+    target = params.profit_target_pct
+    if target is not None and move >= target:
+        return ExitCheck(symbol, PROFIT_TARGET, qty, bid,
+                         f"profit target: bid {bid:.2f} is +{move:.2%} over avg {avg_price:.2f} (target {target:.2%})")
+    return None
+
+
+def check_positions(positions: Iterable["LedgerPosition"], quotes: Mapping[str, "Quote"], *, params: "Params",
+                    now: datetime, close: datetime | None) -> list[ExitCheck]:
+    """Every protective exit needed now, by symbol; positions without a quote are skipped."""
+    out = []
+    for p in sorted(positions, key=lambda p: p.symbol):
+        q = quotes.get(p.symbol)
+        if q is None:
+            continue
+        hit = check_position(p.symbol, p.qty, p.avg_price, p.origin, q.bid, params=params, now=now, close=close)
+        if hit is not None:
+            out.append(hit)
+    return out

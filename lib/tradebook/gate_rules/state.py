@@ -1,0 +1,35 @@
+"""GATE-1 (trading state) and GATE-2 (market open)."""
+from __future__ import annotations
+
+from tradebook.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject
+from tradebook.gate_rules._common import passed, rule
+
+_PASS1, _PASS2 = passed("GATE-1"), passed("GATE-2")
+_BLOCK_ALL = frozenset({"HALTED", "FROZEN"})
+
+
+@rule("GATE-1")
+def control_state(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Verdict:
+    """GATE-1: HALTED / FROZEN reject everything; REDUCE_ONLY lets only position-reducing orders out.
+
+    The state comes from tradebook.controls (kill switch flag file, env, ledger), read
+    by the caller; an unknown state is treated as blocking (fail closed).
+    """
+    state = ctx.control_state
+    if state == "RUNNING":
+        return _PASS1
+    if state == "REDUCE_ONLY":
+        if view.reduces(order):
+            return _PASS1
+        return reject("GATE-1", "REDUCE_ONLY", state=state, held=view.held_qty(order.symbol))
+    if state in _BLOCK_ALL:
+        return reject("GATE-1", state, state=state)
+    return reject("GATE-1", "UNKNOWN_CONTROL_STATE", state=str(state))
+
+
+@rule("GATE-2")
+def market_open(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Verdict:
+    """GATE-2: orders only while the market is open, urgency=immediate exits included."""
+    if ctx.market_open:
+        return _PASS2
+    return reject("GATE-2", "MARKET_CLOSED", urgency=order.urgency)

@@ -1,0 +1,179 @@
+"""Liveness (OPS-4): the daemon's heartbeat, systemd notifications, ``tradebook health``.
+
+The heartbeat lives in ``runs/heartbeat.json`` (written atomically) and in the ledger's
+``heartbeats`` table. ``tradebook health`` reads only the file and the control state
+(which reads the kill-switch flag before the ledger), so it answers while another
+process holds the ledger (OPS-1). A heartbeat is stale after 3 x reconcile_interval_s
+of the clock the daemon runs on, converted to wall seconds (never below a floor that
+covers one phase run, during which the loop does not beat).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradebook.logs import log_event
+
+if TYPE_CHECKING:
+    from tradebook.ledger import Ledger
+    from tradebook.params import Params
+
+HEARTBEAT_FILE = "heartbeat.json"
+COMPONENT = "daemon"
+STALE_INTERVALS = 3
+MIN_STALE_S = 120.0  # a notebook run (kernel start, execute timeout) blocks the loop this long at most
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    pid: int
+    host: str
+    wall: datetime            # real UTC time of the beat
+    clock: datetime           # the daemon's clock (SimBroker time in sim mode)
+    mode: str
+    state: str                # running | holding | stopped
+    stale_after_s: float      # wall seconds after which this beat is stale
+    speed: float | None = None  # sim: clock seconds per wall second; None = as fast as possible
+    next_event: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["wall"], data["clock"] = self.wall.isoformat(), self.clock.isoformat()
+        return json.dumps(data, default=str, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Heartbeat":
+        data = json.loads(text)
+        data["wall"] = datetime.fromisoformat(data["wall"])
+        data["clock"] = datetime.fromisoformat(data["clock"])
+        return cls(**data)
+
+
+def stale_after_s(interval_s: float, speed: float | None) -> float:
+    """Wall seconds after which a heartbeat is stale: 3 intervals of the daemon's clock."""
+    if speed is None:  # sim as fast as possible: clock time has no wall equivalent
+        return MIN_STALE_S
+    return max(STALE_INTERVALS * interval_s / speed, MIN_STALE_S)
+
+
+def heartbeat_path(params: "Params", root: Path | None) -> Path:
+    return params.runs_path(root) / HEARTBEAT_FILE
+
+
+def write_heartbeat(path: Path, beat: Heartbeat) -> None:
+    """Atomic replace, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(beat.to_json())
+    os.replace(tmp, path)
+
+
+def read_heartbeat(path: Path) -> Heartbeat | None:
+    try:
+        return Heartbeat.from_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as exc:
+        log_event("health", "warning", f"unreadable heartbeat file {path}: {exc}")
+        return None
+
+
+def record_heartbeat(ledger: "Ledger", beat: Heartbeat) -> None:
+    """Upsert the daemon's row in the ledger's ``heartbeats`` table."""
+    detail = {"pid": beat.pid, "host": beat.host, "wall": beat.wall.isoformat(), "state": beat.state,
+              "next_event": beat.next_event, **beat.detail}
+    with ledger.transaction() as con:
+        con.execute("INSERT OR REPLACE INTO heartbeats (component, ts, detail) VALUES (?, ?, ?)",
+                    [COMPONENT, beat.clock, json.dumps(detail, default=str)])
+
+
+def sd_notify(state: str) -> bool:
+    """Send ``state`` (e.g. ``READY=1``, ``WATCHDOG=1``) to systemd's NOTIFY_SOCKET; False if none."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+        return True
+    except OSError as exc:
+        log_event("health", "warning", f"sd_notify failed: {exc}")
+        return False
+
+
+def watchdog_interval_s() -> float | None:
+    """Half of systemd's WatchdogSec (from WATCHDOG_USEC) when the watchdog is on for us."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2e6
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    ok: bool
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+    heartbeat: Heartbeat | None = None
+
+    def lines(self) -> list[str]:
+        head = "healthy" if self.ok else "UNHEALTHY"
+        return [head, *(f"problem: {p}" for p in self.problems), *(f"  {n}" for n in self.notes)]
+
+
+def check_health(params: "Params", root: Path | None, *, wall_now: datetime | None = None) -> HealthReport:
+    """Heartbeat fresh, daemon alive, and trading not FROZEN/HALTED; every failure says why."""
+    wall_now = wall_now or datetime.now(timezone.utc)
+    problems, notes = [], []
+    beat = read_heartbeat(heartbeat_path(params, root))
+    problems += _heartbeat_problems(beat, wall_now, notes)
+    problems += _control_problems(params, root, notes)
+    return HealthReport(not problems, tuple(problems), tuple(notes), beat)
+
+
+def _heartbeat_problems(beat: Heartbeat | None, wall_now: datetime, notes: list[str]) -> list[str]:
+    if beat is None:
+        return ["no heartbeat file: the daemon has not run here (start it: `tradebook daemon`)"]
+    age = (wall_now - beat.wall).total_seconds()
+    notes.append(f"heartbeat {age:.0f}s ago (pid {beat.pid}, state {beat.state}, clock {beat.clock.isoformat()}, "
+                 f"next {beat.next_event or '-'})")
+    if beat.state == "stopped":
+        return [f"the daemon stopped at {beat.wall.isoformat()} (clean stop); start it again"]
+    problems = []
+    if age > beat.stale_after_s:
+        problems.append(f"heartbeat is stale: {age:.0f}s old, limit {beat.stale_after_s:.0f}s "
+                        f"({STALE_INTERVALS} x reconcile_interval_s of the daemon's clock)")
+    if beat.host == socket.gethostname() and not _pid_alive(beat.pid):
+        problems.append(f"daemon process {beat.pid} is not running")
+    return problems
+
+
+def _control_problems(params: "Params", root: Path | None, notes: list[str]) -> list[str]:
+    from tradebook import controls
+
+    status = controls.effective_state(params, root)
+    reasons = "; ".join(status.reasons) or "no reason recorded"
+    if status.state in ("FROZEN", "HALTED"):
+        return [f"trading is {status.state}: {reasons} (sources: {', '.join(status.sources) or '-'})"]
+    notes.append(f"trading state {status.state}" + (f": {reasons}" if status.reasons else ""))
+    return []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

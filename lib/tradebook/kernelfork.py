@@ -1,0 +1,201 @@
+"""A fork server for Jupyter kernels (Linux): pay the kernel's imports once, not per notebook.
+
+A plain ``python -m ipykernel_launcher`` spends ~1.3 s of CPU before it runs the first
+cell (IPython + ipykernel ~0.4 s, tradebook/pandas/duckdb ~0.7 s, app set-up ~0.2 s).
+On a 2-core machine that alone caps a demo at ~1 notebook per second. The zygote here is
+a process that imports those modules once, never runs user code, and forks a child per
+kernel request; the child becomes a brand-new ipykernel (own pid, own session, own
+namespace), exactly what ``python -m ipykernel_launcher -f <conn>`` would have started,
+minus the import time. Nothing that ran a notebook is ever forked or reused.
+
+Protocol: the parent writes one JSON line ``{"args", "env", "cwd"}`` per kernel to the
+request pipe; the zygote answers ``{"pid": n}`` (or ``{"error": "..."}``) on the reply
+pipe. The zygote exits when the request pipe closes. Stdlib only at import time: the
+zygote's expensive imports happen in :func:`serve`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
+    """Zygote main loop: import once, then fork one fresh kernel per request."""
+    import importlib
+
+    import ipykernel.kernelapp  # noqa: F401  (the point: pay this import once)
+
+    failed = []
+    for name in warm_modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the notebook's own import will report it properly
+            failed.append(f"{name}: {type(exc).__name__}")
+    # Children are reaped by the kernel (SIG_IGN = no zombies); each child restores SIG_DFL.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    # Raw fds, no file objects: a forked child closes them and nothing can flush into them later.
+    _write_line(resp_fd, {"ready": os.getpid(), "failed": failed})
+    for request in _read_lines(req_fd):
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _write_line(resp_fd, {"error": f"fork failed: {exc}"})
+            continue
+        if pid == 0:
+            _become_kernel(request, (req_fd, resp_fd))
+        _write_line(resp_fd, {"pid": pid})
+
+
+def _read_lines(fd: int):
+    buffer = b""
+    while True:
+        while b"\n" not in buffer:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return  # the parent closed the pipe (or died): stop serving
+            buffer += chunk
+        line, _, buffer = buffer.partition(b"\n")
+        yield json.loads(line)
+
+
+def _write_line(fd: int, message: dict) -> None:
+    data = (json.dumps(message) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _become_kernel(request: dict, inherited_fds: tuple[int, ...]) -> None:
+    """In the forked child: look like a freshly launched kernel process, then run it."""
+    code = 1
+    try:
+        for fd in inherited_fds:
+            os.close(fd)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setsid()  # own process group, as jupyter_client's launcher does (interrupts)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the poller exits if we are orphaned
+        _reseed_random_state()
+        # IPKernelApp read JPY_PARENT_PID into a class default when the zygote imported it.
+        sys.argv = ["ipykernel_launcher", *request["args"], f"--IPKernelApp.parent_handle={os.getppid()}"]
+        from ipykernel import kernelapp
+
+        kernelapp.launch_new_instance()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report and exit, never fall back into the zygote loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        _exit_child(code)
+
+
+def _reseed_random_state() -> None:
+    """Forked children share the zygote's RNG state; give each its own, like a new process."""
+    import time
+
+    time.tzset()  # TZ may differ from the zygote's environment
+    # `random` reseeds itself after fork (os.register_at_fork); numpy's global state does not.
+    np_random = sys.modules.get("numpy.random")
+    if np_random is not None:
+        np_random.seed()
+
+
+def _exit_child(code: int) -> None:
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+class ForkedProcess:
+    """The Popen-shaped handle jupyter_client's provisioner expects, for a zygote child.
+
+    The child is the zygote's, not ours, so ``waitpid`` is impossible; a pidfd (Linux
+    ≥ 5.3) tells us reliably when it exits. Exit codes are not observable: 0 is reported.
+    """
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def poll(self) -> int | None:
+        """None while the kernel runs, 0 once it has exited."""
+        if self.returncode is not None:
+            return self.returncode
+        if self._pidfd is not None:
+            import select
+
+            ready, _, _ = select.select([self._pidfd], [], [], 0)
+            alive = not ready
+        else:
+            alive = _pid_alive(self.pid)
+        if not alive:
+            self.returncode = 0
+            self._close()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"kernel {self.pid} still running")
+            time.sleep(0.02)
+        return 0
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signum)
+            else:
+                os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def _close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def __del__(self) -> None:
+        self._close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+if __name__ == "__main__":  # python -m tradebook.kernelfork REQ_FD RESP_FD MODULE...
+    serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:])

@@ -1,0 +1,358 @@
+"""Warm Jupyter kernels for papermill: start the next kernel while this notebook runs.
+
+Every notebook gets a *fresh* kernel, started for it and shut down after it; a kernel is
+never handed out twice, so each executed notebook is the record of an isolated run. What
+the pool changes is *when* the kernel starts: ``take()`` hands out a kernel that was
+launched earlier (and immediately launches its successor), so kernel start-up and the
+kernel's imports overlap with the previous notebook instead of adding to it.
+
+On Linux the kernels come from a fork server (:mod:`tradebook.kernelfork`) that has
+imported ipykernel, tradebook, pandas and duckdb once; elsewhere each kernel is a normal
+``python -m ipykernel_launcher`` that imports those modules at start-up (IPython
+``exec_lines``, run in a throw-away namespace so the notebook sees an empty one).
+
+A pool serves one project root at a time: kernels start with ``cwd = root`` and
+``TRADEBOOK_ROOT`` set (a pool made without a root binds to the first root asked for, and
+re-binds if asked for another). If tradebook's own sources change, warm kernels are
+discarded so a notebook never runs against stale library code.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable
+
+from tradebook.kernelfork import FORK_SUPPORTED, ForkedProcess
+
+DEFAULT_WARM_MODULES = ("tradebook.context", "tradebook.ledger", "tradebook.params", "pandas", "duckdb")
+KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]  # as nbclient does: no sqlite history per kernel
+
+
+class KernelPool:
+    """Keeps ``size`` kernels started ahead of need for one project root."""
+
+    def __init__(self, root: str | Path | None = None, *, size: int = 1, warm_modules: Iterable[str] = DEFAULT_WARM_MODULES,
+                 fork: bool | None = None, kernel_name: str = "python3", env: dict[str, str] | None = None,
+                 retire_grace_s: float = 3.0):
+        self.root = Path(root).resolve() if root is not None else None
+        self.size = max(0, int(size))
+        self.warm_modules = tuple(warm_modules)
+        self.fork = FORK_SUPPORTED if fork is None else bool(fork) and FORK_SUPPORTED
+        self.kernel_name = kernel_name
+        self.retire_grace_s = retire_grace_s
+        self.kernels_started = 0
+        self._base_env = env
+        self._env = kernel_env(self.root, env) if self.root else {}
+        self._spares: deque[Any] = deque()
+        self._retiring: list[tuple[Any, float]] = []
+        self._zygote: Zygote | None = None
+        self._tmp: Path | None = None
+        self._context: Any = None
+        self._fingerprint: tuple | None = None
+        self._closed = False
+
+    # lifecycle ------------------------------------------------------------------------
+    def start(self) -> "KernelPool":
+        """Launch the fork server (if any) and the first spare kernels; returns at once."""
+        if self._closed:
+            raise RuntimeError("KernelPool is closed")
+        if self._tmp is None:
+            import zmq.asyncio
+
+            self._tmp = Path(tempfile.mkdtemp(prefix="tb-kernels-"))
+            self._context = zmq.asyncio.Context()
+            atexit.register(self.close)
+        if self.root is None:
+            return self  # nothing to warm until we know the project root
+        if self._fingerprint is None:
+            self._fingerprint = source_fingerprint()
+        if self.fork and self._zygote is None:
+            self._zygote = Zygote(self.root, self._env, self.warm_modules)
+        self._fill()
+        return self
+
+    def __enter__(self) -> "KernelPool":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Kill spare kernels, let retired ones finish shutting down, stop the fork server."""
+        if self._closed or self._tmp is None:
+            return
+        self._closed = True
+        while self._spares:
+            self._shutdown(self._spares.popleft(), now=True)
+        deadline = time.monotonic() + self.retire_grace_s
+        while self._retiring and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.02)
+        self._reap(force=True)
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+        self._context.destroy(linger=0)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp = None
+        atexit.unregister(self.close)
+
+    # kernels ----------------------------------------------------------------------------
+    def take(self, root: str | Path | None = None) -> Any:
+        """A started kernel manager (``AsyncKernelManager``) for exactly one notebook."""
+        wanted = Path(root).resolve() if root is not None else self.root
+        if wanted is None:
+            raise ValueError("KernelPool.take needs a project root (none was given to the pool)")
+        if wanted != self.root:
+            self._bind(wanted)
+        elif self._fingerprint is not None and source_fingerprint() != self._fingerprint:
+            self._restart()  # tradebook changed on disk: warm kernels hold the old code
+        self.start()  # (re)creates whatever is missing: fork server, spares
+        self._reap()
+        km = self._spares.popleft() if self._spares else self._launch()
+        self._fill()
+        return km
+
+    def retire(self, km: Any, *, kill: bool = False) -> None:
+        """Ask a used kernel to shut down without waiting for it (reaped on later calls)."""
+        if kill:
+            self._shutdown(km, now=True)
+            return
+        from jupyter_core.utils import run_sync
+
+        try:
+            run_sync(km.request_shutdown)()
+        except Exception:  # the kernel may already be gone; reaping handles it
+            pass
+        self._retiring.append((km, time.monotonic() + self.retire_grace_s))
+
+    @property
+    def spares(self) -> int:
+        return len(self._spares)
+
+    @property
+    def context(self) -> Any:
+        """The zmq context shared by this pool's kernel managers and clients."""
+        return self._context
+
+    def _bind(self, root: Path) -> None:
+        """Serve another project root: warm kernels there have the wrong cwd and env."""
+        self.root = root
+        self._env = kernel_env(root, self._base_env)
+        self._restart()
+
+    def _fill(self) -> None:
+        while len(self._spares) < self.size:
+            self._spares.append(self._launch())
+
+    def _launch(self) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        kid = uuid.uuid4().hex
+        assert self._tmp is not None
+        km = AsyncKernelManager(kernel_name=self.kernel_name, transport="ipc", ip=str(self._tmp / kid[:12]),
+                                connection_file=str(self._tmp / f"kernel-{kid[:12]}.json"),
+                                context=self._context)
+        km.kernel_id = kid
+        extra = list(KERNEL_ARGS)
+        if self._zygote is not None:
+            km.provisioner = fork_provisioner(km, self._zygote)
+        elif self.warm_modules:
+            extra.append(f"--IPKernelApp.exec_lines={warm_line(self.warm_modules)}")
+        run_sync(km.start_kernel)(kernel_id=kid, extra_arguments=extra, cwd=str(self.root), env=dict(self._env))
+        self.kernels_started += 1
+        return km
+
+    def _restart(self) -> None:
+        while self._spares:
+            self._shutdown(self._spares.popleft(), now=True)
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None  # start() makes a new one for the current root and sources
+        self._fingerprint = None
+
+    def _reap(self, force: bool = False) -> None:
+        from jupyter_core.utils import run_sync
+
+        still = []
+        for km, deadline in self._retiring:
+            alive = run_sync(km.is_alive)()
+            if alive and not force and time.monotonic() < deadline:
+                still.append((km, deadline))
+            else:
+                self._shutdown(km, now=True)  # dead: just cleanup; overdue: kill
+        self._retiring = still
+
+    @staticmethod
+    def _shutdown(km: Any, now: bool) -> None:
+        from jupyter_core.utils import run_sync
+
+        try:
+            run_sync(km.shutdown_kernel)(now=now)
+        except Exception:  # best effort: a kernel that vanished needs no shutdown
+            pass
+
+
+def connect_client(km: Any, *, context: Any = None, timeout_s: float = 60.0) -> Any:
+    """A started client whose shell *and* iopub channels reach the kernel.
+
+    Like jupyter_client's ``wait_for_ready`` minus its trailing 0.2 s iopub "flush", which
+    costs every notebook 0.2 s of idle waiting; nbclient filters iopub by msg id anyway.
+    """
+    from jupyter_core.utils import run_sync
+
+    kc = km.client(context=context) if context is not None else km.client()
+    kc.start_channels()
+    try:
+        run_sync(_wait_ready)(km, kc, timeout_s)
+    except BaseException:
+        kc.stop_channels()
+        raise
+    kc.allow_stdin = False  # as nbclient: notebooks run unattended
+    return kc
+
+
+async def _wait_ready(km: Any, kc: Any, timeout_s: float) -> None:
+    from queue import Empty
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg_id = kc.kernel_info()
+        try:
+            reply = await kc.get_shell_msg(timeout=1.0)
+        except Empty:
+            if not await km.is_alive():
+                raise RuntimeError("the kernel died during start-up (see its output on stderr)") from None
+            continue
+        if reply["parent_header"].get("msg_id") != msg_id:
+            continue
+        # The reply proves the shell channel; seeing this request's idle status proves iopub
+        # (a SUB socket drops whatever was published before it connected).
+        try:
+            while True:
+                msg = await kc.get_iopub_msg(timeout=0.5)
+                if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                        and msg["content"].get("execution_state") == "idle"):
+                    return
+        except Empty:
+            continue
+    raise TimeoutError(f"kernel did not become ready within {timeout_s:.0f}s")
+
+
+def kernel_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The kernel's environment: ours plus TRADEBOOK_ROOT (secrets pass through the env only)."""
+    env = dict(os.environ if base is None else base)
+    env["TRADEBOOK_ROOT"] = str(root)
+    env.pop("PYTHONEXECUTABLE", None)  # as jupyter_client does for python kernels
+    return env
+
+
+def warm_line(modules: Iterable[str]) -> str:
+    """One IPython line importing ``modules`` in a throw-away namespace (no names leak)."""
+    body = ("import importlib\nfor m in %r:\n    try: importlib.import_module(m)\n"
+            "    except Exception: pass" % (tuple(modules),))
+    return f"exec({body!r}, {{}})"
+
+
+def source_fingerprint() -> tuple:
+    """(path, mtime, size) of every tradebook source file: changes when the library is edited."""
+    package = Path(__file__).resolve().parent
+    return tuple((str(p), st.st_mtime_ns, st.st_size)
+                 for p in sorted(package.rglob("*.py")) for st in (p.stat(),))
+
+
+def fork_provisioner(km: Any, zygote: "Zygote") -> Any:
+    """A LocalProvisioner whose launch asks the fork server instead of spawning python."""
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class ForkProvisioner(LocalProvisioner):
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            args = ipykernel_args(cmd)
+            if args is None:  # not our interpreter's ipykernel: launch it the normal way
+                return await super().launch_kernel(cmd, **kwargs)
+            cwd = str(kwargs.get("cwd") or os.getcwd())
+            pid = zygote.fork(args, dict(kwargs.get("env") or os.environ), cwd)
+            self.process = ForkedProcess(pid)
+            self.pid = self.pgid = pid
+            self.cwd = cwd
+            return self.connection_info
+
+    return ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+
+
+def ipykernel_args(cmd: list[str]) -> list[str] | None:
+    """The arguments after ``-m ipykernel_launcher`` when cmd runs our own interpreter."""
+    if len(cmd) < 3 or cmd[1:3] != ["-m", "ipykernel_launcher"]:
+        return None
+    try:
+        same = os.path.samefile(cmd[0], sys.executable)
+    except OSError:
+        same = False
+    return cmd[3:] if same else None
+
+
+class Zygote:
+    """Client side of the fork server: start it, ask it for kernels, stop it."""
+
+    def __init__(self, root: Path, env: dict[str, str], warm_modules: Iterable[str], timeout_s: float = 60.0):
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        cmd = [sys.executable, "-m", "tradebook.kernelfork", str(req_r), str(resp_w), *warm_modules]
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, pass_fds=(req_r, resp_w),
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        os.close(req_r)
+        os.close(resp_w)
+        self._req: int | None = req_w
+        self._resp: int | None = resp_r
+        self._buffer = b""
+        self.timeout_s = timeout_s
+        self.ready: dict | None = None
+
+    def fork(self, args: list[str], env: dict[str, str], cwd: str) -> int:
+        """Ask for one new kernel process; returns its pid."""
+        if self.ready is None:
+            self.ready = self._read()
+        data = (json.dumps({"args": args, "env": env, "cwd": cwd}) + "\n").encode()
+        assert self._req is not None, "fork server is closed"
+        while data:
+            data = data[os.write(self._req, data):]
+        reply = self._read()
+        if "pid" not in reply:
+            raise RuntimeError(f"kernel fork server: {reply.get('error', reply)}")
+        return int(reply["pid"])
+
+    def _read(self) -> dict:
+        assert self._resp is not None, "fork server is closed"
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([self._resp], [], [], self.timeout_s)
+            chunk = os.read(self._resp, 65536) if ready else b""
+            if not chunk:
+                raise RuntimeError(f"kernel fork server did not answer (exit code {self.proc.poll()}); "
+                                   "see its traceback on stderr")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        """Closing the request pipe ends the server's loop; kill it if it lingers."""
+        for fd in (self._req, self._resp):
+            if fd is not None:
+                os.close(fd)
+        self._req = self._resp = None
+        self.proc.terminate()  # holds no state; its clean exit would only finalise modules
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

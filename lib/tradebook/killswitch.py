@@ -1,0 +1,90 @@
+"""The kill switch's ledger-free sources (CTL-1): the flag file ``runs/KILL_SWITCH`` and env.
+
+Nothing here opens the ledger (or imports duckdb): these sources must answer while
+another process holds the ledger, or when its file is corrupt. ``controls`` combines
+them with the ledger's state.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from tradebook.params import Params
+
+FLAG_FILE = "KILL_SWITCH"
+ENV_VAR = "KILL_SWITCH"
+_ENV_OFF = ("", "0", "false", "no", "off")
+_FLAG_RANK = {"HALTED": 2, "FROZEN": 3}  # the flag file can only say HALTED or FROZEN
+
+
+class Part(NamedTuple):
+    """One source's contribution to the effective state."""
+
+    state: str
+    reason: str
+    source: str
+    since: datetime | None
+
+
+def flag_path(params: "Params", root: Path) -> Path:
+    """Where the flag file lives: ``<runs_dir>/KILL_SWITCH``."""
+    return params.runs_path(root) / FLAG_FILE
+
+
+def read_flag(path: Path) -> Part | None:
+    """The flag file as a source; any content (even none or garbage) halts."""
+    try:
+        raw = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return Part("HALTED", f"kill-switch flag {path} present but unreadable ({exc})", "flag_file", None)
+    try:
+        data = json.loads(raw)
+        data = data if isinstance(data, dict) else {}
+    except ValueError:
+        data = {}
+    state = data.get("state") if data.get("state") in ("HALTED", "FROZEN") else "HALTED"
+    since = _parse_ts(data.get("ts")) or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+    who = f" ({data.get('actor', '?')} via {data.get('source', '?')})" if data else ""
+    return Part(state, f"kill-switch flag {path.name}: {data.get('reason') or 'present'}{who}",
+                "flag_file", since)
+
+
+def env_part() -> Part | None:
+    """Env ``KILL_SWITCH`` as a source: any value but empty/0/false/no/off halts."""
+    value = os.environ.get(ENV_VAR, "")
+    if value.strip().lower() in _ENV_OFF:
+        return None
+    return Part("HALTED", f"environment {ENV_VAR}={value.strip()} is set", "env", None)
+
+
+def write_flag(path: Path, state: str, reason: str, actor: str, source: str, now: datetime) -> None:
+    """Write the flag atomically (temp file + fsync + rename): a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = {"state": state, "reason": reason, "actor": actor, "source": source, "ts": now.isoformat()}
+    with open(tmp, "w") as fh:
+        json.dump(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def raise_flag(path: Path, state: str, reason: str, actor: str, source: str, now: datetime) -> None:
+    """Write the flag with ``state``, never lowering a FROZEN flag to HALTED."""
+    existing = read_flag(path)
+    keep = existing is not None and _FLAG_RANK[existing.state] > _FLAG_RANK[state]
+    write_flag(path, existing.state if keep else state, reason, actor, source, now)
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    try:
+        ts = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)

@@ -1,0 +1,155 @@
+"""The intraday monitor tick (SPEC §3; called every reconcile_interval_s by the scheduler).
+
+One tick: light reconcile (our orders' status and fills), cancel planned orders whose
+window is over, account breakers (``breakers.run_breakers`` when built), then the
+protective exits of exits.py (EXIT-4, EXIT-5). Each hit becomes an urgency=immediate
+EXIT intent executed at once with a market order through the same gate and crash-safe
+submit path as execute. Every action is an event in the ledger.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tradebook import intents as it
+from tradebook.exits import ExitCheck, check_positions
+
+if TYPE_CHECKING:
+    from tradebook.context import Context
+    from tradebook.execute import ExecuteReport
+    from tradebook.reconcile import ReconcileReport
+
+
+@dataclass
+class MonitorReport:
+    now: datetime
+    market_open: bool
+    reconcile: "ReconcileReport"
+    cancelled: list[str] = field(default_factory=list)
+    breaker_trips: list[Any] = field(default_factory=list)
+    exits: list[ExitCheck] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)        # symbols whose exit is already under way
+    execution: "ExecuteReport | None" = None
+
+    def tables(self) -> dict[str, Any]:
+        import pandas as pd
+
+        tables = {"protective exits": pd.DataFrame([e.__dict__ for e in self.exits],
+                                                   columns=list(ExitCheck.__dataclass_fields__)),
+                  "breaker trips": pd.DataFrame([getattr(t, "__dict__", {"trip": str(t)}) for t in self.breaker_trips]),
+                  "cancelled at window end": pd.DataFrame({"client_order_id": self.cancelled})}
+        tables.update({f"reconcile: {k}": v for k, v in self.reconcile.tables().items() if k == "order updates"})
+        if self.execution is not None:
+            tables["exit orders"] = self.execution.tables()["intents processed"]
+        return tables
+
+    def summary(self) -> str:
+        parts = [f"monitor @ {self.now:%Y-%m-%d %H:%M %Z}", f"{len(self.reconcile.order_updates)} order update(s)"]
+        if self.cancelled:
+            parts.append(f"{len(self.cancelled)} cancelled at window end")
+        if self.breaker_trips:
+            parts.append(f"{len(self.breaker_trips)} breaker trip(s)")
+        if not self.market_open:
+            parts.append("market closed: no protective exits")
+        else:
+            parts.append(f"{len(self.exits)} protective exit(s)" +
+                         (": " + ", ".join(f"{e.code} {e.symbol}" for e in self.exits) if self.exits else ""))
+        return "; ".join(parts)
+
+
+def run_monitor(ctx: "Context") -> MonitorReport:
+    """One monitor tick (see the module docstring)."""
+    with it.phase_session(ctx):
+        return _tick(ctx)
+
+
+def _tick(ctx: "Context") -> MonitorReport:
+    from tradebook.execute_support import cancel_after_window
+    from tradebook.reconcile import sync_orders
+
+    now = ctx.now()
+    report = MonitorReport(now, False, sync_orders(ctx))
+    report.cancelled = cancel_after_window(ctx, now)
+    report.breaker_trips = _run_breakers(ctx)
+    clock = ctx.broker.clock()
+    report.market_open = clock.is_open
+    if clock.is_open:
+        _protective_exits(ctx, report, clock.next_close)
+    return report
+
+
+def _run_breakers(ctx: "Context") -> list[Any]:
+    try:
+        from tradebook.breakers import run_breakers
+    except ModuleNotFoundError as exc:
+        if exc.name != "tradebook.breakers":
+            raise
+        return []
+    return list(run_breakers(ctx) or [])
+
+
+def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) -> None:
+    from tradebook.execute import ExecuteReport, execute_intents
+    from tradebook.positions import load_positions
+
+    now = report.now
+    with ctx.ledger.connect() as con:
+        positions = load_positions(con)
+        active = it.in_states(con, [it.PLANNED, it.SUBMITTED])
+        known = {r[0] for r in con.execute("SELECT intent_id FROM intents WHERE intent_id LIKE ?",
+                                           [f"{_day(now):%Y%m%d}-%"]).fetchall()}
+    if not positions:
+        return
+    quotes = ctx.broker.quotes(sorted(positions))
+    checks = check_positions(positions.values(), quotes, params=ctx.params, now=now, close=close)
+    report.exits = checks
+    intents = _plan_immediate(ctx, checks, active, known, report)
+    if intents:
+        report.execution = execute_intents(ctx, intents, ExecuteReport(now, None),
+                                           time.monotonic() + ctx.params.execution_timeout_s, now)
+
+
+def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Intent], known: set[str],
+                    report: MonitorReport) -> list[it.Intent]:
+    """Immediate EXIT intents for the checks (skipping exits already under way), in one transaction."""
+    from tradebook.ledger import record_event
+
+    now, out = report.now, []
+    busy = {i.symbol for i in active if i.kind == "EXIT" and (i.state == it.SUBMITTED or i.urgency == "immediate")}
+    todo = [c for c in checks if c.symbol not in busy]
+    report.skipped = [c.symbol for c in checks if c.symbol in busy]
+    if not todo:
+        return []
+    with ctx.ledger.transaction() as con:
+        for c in todo:
+            iid = _free_id(_day(now), c, known)
+            intent = it.Intent(iid, now, ctx.run_id, "EXIT", c.symbol, "sell", c.qty, "market", None, "immediate",
+                               None, c.price, now, f"{c.code}: {c.reason}", it.PLANNED, 0, None, None, now)
+            it.insert(con, intent)
+            record_event(con, "EXIT_TRIGGERED", run_id=ctx.run_id, symbol=c.symbol, qty=c.qty, price=c.price, ts=now,
+                         reason=f"{c.code}: {c.reason}", data={"intent_id": iid, "code": c.code})
+            for old in active:  # the immediate exit replaces a planned one for the same symbol
+                if old.symbol == c.symbol and old.state == it.PLANNED:
+                    it.transition(con, old.intent_id, it.EXPIRED, reason=f"superseded by {iid} ({c.code})",
+                                  now=now, run_id=ctx.run_id)
+            out.append(intent)
+    return out
+
+
+def _day(now: datetime):
+    from tradebook.controls import session_date
+
+    return session_date(now)
+
+
+def _free_id(day, check: ExitCheck, known: set[str]) -> str:
+    """A fresh deterministic id: day-symbol-EXIT-<code>[-n] (a second stop the same day gets -2)."""
+    base = it.intent_id(day, check.symbol, "EXIT", check.code)
+    iid, n = base, 1
+    while iid in known:
+        n += 1
+        iid = f"{base}-{n}"
+    known.add(iid)
+    return iid

@@ -1,0 +1,239 @@
+"""The widget control panel (CTL-4): state, reasons, exposure vs caps, halt / resume / flatten.
+
+``build_widgets()`` makes the ipywidgets; ``ControlPanel`` wires them to plain
+methods (``on_halt``, ``on_resume``, ``on_flatten``, ``refresh``) that tests call
+directly, without a browser. Every action goes through ``tradebook.controls`` with
+``source="widget"``, so the panel is one more kill-switch source, never a bypass.
+Stable CSS classes (``tb-*``) give browser tests (Voilà) selectors.
+"""
+from __future__ import annotations
+
+import getpass
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from tradebook.context import Context
+from tradebook.controls import ControlStatus, effective_state, flatten, halt, resume
+
+if TYPE_CHECKING:
+    from tradebook.broker.base import Position
+    from tradebook.params import Params
+
+STATE_COLOURS = {"RUNNING": "#1a7f37", "REDUCE_ONLY": "#9a6700", "HALTED": "#cf222e", "FROZEN": "#8250df"}
+LOG_LINES = 50
+
+
+@dataclass(frozen=True)
+class ExposureRow:
+    group: str      # gross | tier | sector | symbol
+    name: str
+    value: float
+    pct: float      # of equity
+    cap: float
+    level: str      # OK | NEAR (tier/sector within cap_buffer_pct of the cap) | OVER
+
+
+def exposure_rows(positions: Iterable["Position"], equity: float, params: "Params") -> list[ExposureRow]:
+    """Exposure by gross / tier / sector / symbol against the params caps (GATE-3, 4, 12)."""
+    groups: dict[tuple[str, str], float] = {}
+    caps: dict[tuple[str, str], float] = {}
+    for pos in positions:
+        value = abs(pos.qty * pos.market_price)
+        tier = params.symbol_tiers.get(pos.symbol, "UNMAPPED")
+        sector = params.symbol_sectors.get(pos.symbol, "UNMAPPED")
+        for key, cap in ((("gross", "all"), params.max_gross_exposure_pct),
+                         (("tier", tier), params.tier_caps.get(tier, min(params.tier_caps.values(), default=0.0))),
+                         (("sector", sector), params.sector_cap_pct),
+                         (("symbol", pos.symbol), params.max_position_pct)):
+            groups[key] = groups.get(key, 0.0) + value
+            caps[key] = cap
+    rows = []
+    for (group, name), value in groups.items():
+        pct = value / equity if equity > 0 else float("inf")
+        cap = caps[(group, name)]
+        # The buffer warns before tier and sector caps (GATE-12); symbol and gross are hard caps.
+        near = group in ("tier", "sector") and pct > cap - params.cap_buffer_pct
+        level = "OVER" if pct > cap else "NEAR" if near else "OK"
+        rows.append(ExposureRow(group, name, value, pct, cap, level))
+    order = {"gross": 0, "tier": 1, "sector": 2, "symbol": 3}
+    return sorted(rows, key=lambda r: (order[r.group], r.name))
+
+
+def build_widgets() -> SimpleNamespace:
+    """Create the panel's widgets (unwired), each with a readable description and a tb-* class."""
+    import ipywidgets as w
+
+    def tagged(widget: Any, css: str) -> Any:
+        widget.add_class(css)
+        return widget
+
+    ns = SimpleNamespace(
+        title=w.HTML("<h3>tradebook control panel</h3>"),
+        state_html=tagged(w.HTML(), "tb-state"),
+        freezes_html=tagged(w.HTML(), "tb-freezes"),
+        account_html=tagged(w.HTML(), "tb-account"),
+        exposure_html=tagged(w.HTML(), "tb-exposure"),
+        reason_box=tagged(w.Text(description="Reason", placeholder="why (required for resume and flatten)",
+                                 layout=w.Layout(width="60%")), "tb-reason"),
+        confirm_box=tagged(w.Text(description="Confirm", placeholder="type RESUME or FLATTEN"), "tb-confirm"),
+        halt_button=tagged(w.Button(description="Halt", button_style="danger", icon="stop",
+                                    tooltip="Kill switch: stop all trading now"), "tb-halt"),
+        resume_button=tagged(w.Button(description="Resume", button_style="success", icon="play",
+                                      tooltip="Clear halt/freeze (type RESUME, give a reason)"), "tb-resume"),
+        flatten_button=tagged(w.Button(description="Flatten", button_style="warning", icon="times",
+                                       tooltip="Cancel orders, close all positions, freeze (type FLATTEN)"),
+                              "tb-flatten"),
+        refresh_button=tagged(w.Button(description="Refresh", icon="refresh"), "tb-refresh"),
+        log_html=tagged(w.HTML(), "tb-log"),
+    )
+    buttons = w.HBox([ns.halt_button, ns.resume_button, ns.flatten_button, ns.refresh_button])
+    ns.widget = tagged(w.VBox([ns.title, ns.state_html, ns.freezes_html, ns.account_html, ns.exposure_html,
+                               ns.reason_box, ns.confirm_box, buttons, w.HTML("<b>Log</b>"), ns.log_html]),
+                       "tb-panel")
+    return ns
+
+
+class ControlPanel:
+    """Widgets plus handlers; handlers are plain methods so tests drive them without a browser."""
+
+    def __init__(self, ctx: Context, actor: str | None = None):
+        self.ctx = ctx
+        self.actor = actor or _default_actor()
+        self.messages: list[str] = []
+        self.status: ControlStatus | None = None
+        self.positions: list["Position"] = []
+        self.exposure: list[ExposureRow] = []
+        self.broker_error: str | None = None
+        self._w = build_widgets()
+        for name in ("state_html", "freezes_html", "account_html", "exposure_html", "reason_box",
+                     "confirm_box", "halt_button", "resume_button", "flatten_button", "refresh_button",
+                     "log_html", "widget"):
+            setattr(self, name, getattr(self._w, name))
+        self.halt_button.on_click(self.on_halt)
+        self.resume_button.on_click(self.on_resume)
+        self.flatten_button.on_click(self.on_flatten)
+        self.refresh_button.on_click(self.refresh)
+        self.refresh()
+
+    @classmethod
+    def load(cls, params_file: str | None = None, overrides: dict[str, Any] | None = None,
+             root: Path | None = None, actor: str | None = None) -> "ControlPanel":
+        """Build the panel from a params file (what the notebook calls)."""
+        return cls(Context.load(params_file, overrides or {}, root=root), actor)
+
+    # handlers -------------------------------------------------------------------------------
+    def on_halt(self, _button: Any = None) -> ControlStatus | None:
+        """Kill switch: no confirmation needed (stopping must be one click); reason optional."""
+        reason = self.reason_box.value.strip() or "halted from the control panel"
+        return self._act("halt", lambda: halt(self.ctx.params, self.ctx.root, reason, self.actor, "widget"))
+
+    def on_resume(self, _button: Any = None) -> ControlStatus | None:
+        """Resume needs the typed confirmation RESUME and a reason (CTL-2)."""
+        if not self._confirmed("RESUME"):
+            return None
+        reason = self.reason_box.value
+        return self._act("resume", lambda: resume(self.ctx.params, self.ctx.root, reason, self.actor, "widget"))
+
+    def on_flatten(self, _button: Any = None):
+        """Flatten needs the typed confirmation FLATTEN and a reason (CTL-5)."""
+        if not self._confirmed("FLATTEN"):
+            return None
+        reason = self.reason_box.value
+        return self._act("flatten", lambda: flatten(self.ctx, reason, self.actor, "widget"))
+
+    def refresh(self, _button: Any = None) -> ControlStatus:
+        """Re-read the control state (never blocks long on a busy ledger) and the broker's positions."""
+        self.status = effective_state(self.ctx.params, self.ctx.root)
+        try:
+            account = self.ctx.broker.account()
+            self.positions = list(self.ctx.broker.positions())
+            self.exposure = exposure_rows(self.positions, account.equity, self.ctx.params)
+            self.broker_error = None
+            self.account_html.value = (f"<b>Equity</b> {account.equity:,.2f} · <b>Cash</b> {account.cash:,.2f}"
+                                       f" · <b>Buying power</b> {account.buying_power:,.2f}")
+        except Exception as exc:  # the panel must keep working (halt!) when the broker does not
+            self.broker_error = f"{type(exc).__name__}: {exc}"
+            self.account_html.value = f"<b>broker unavailable:</b> {html.escape(self.broker_error)}"
+        self._render()
+        return self.status
+
+    def summary(self) -> str:
+        """One line for notebooks and logs: state, reasons, positions, gross exposure."""
+        status = self.status or self.refresh()
+        gross = next((r for r in self.exposure if r.group == "gross"), None)
+        parts = [f"state {status.state}", f"{len(status.reasons)} reason(s)", f"{len(self.positions)} position(s)",
+                 f"gross {gross.pct:.1%} of equity (cap {gross.cap:.0%})" if gross else "gross 0.0%"]
+        return " · ".join(parts + (["broker unavailable"] if self.broker_error else []))
+
+    # internals ------------------------------------------------------------------------------
+    def _confirmed(self, word: str) -> bool:
+        if self.confirm_box.value.strip() == word:
+            return True
+        self.log(f"type {word} in the Confirm box to {word.lower()}; nothing changed")
+        self.confirm_box.value = ""
+        self.refresh()
+        return False
+
+    def _act(self, name: str, action: Callable[[], Any]) -> Any:
+        try:
+            result = action()
+        except Exception as exc:  # a widget callback must report, never vanish into the JS console
+            self.log(f"{name} failed: {type(exc).__name__}: {exc}")
+            result = None
+        else:
+            text = result.summary() if hasattr(result, "summary") else result.describe()
+            self.log(f"{name}: {text}")
+            self.reason_box.value = ""
+        self.confirm_box.value = ""  # a confirmation is good for one click only
+        self.refresh()
+        return result
+
+    def log(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        self.messages.append(f"{stamp} {message}")
+        lines = "\n".join(html.escape(m) for m in reversed(self.messages[-LOG_LINES:]))
+        self.log_html.value = f"<pre style='white-space:pre-wrap;margin:0'>{lines}</pre>"
+
+    def _render(self) -> None:
+        s = self.status
+        since = f" since {s.since:%Y-%m-%d %H:%M:%S %Z}" if s.since else ""
+        colour = STATE_COLOURS.get(s.state, "#000")
+        self.state_html.value = (f"<b>State</b> <span class='tb-state-value' style='color:{colour};"
+                                 f"font-weight:bold'>{s.state}</span>{html.escape(since)}")
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in s.reasons) or "<li>none</li>"
+        self.freezes_html.value = f"<b>Active halts / freezes</b><ul>{items}</ul>"
+        self.exposure_html.value = _positions_table(self.positions, self.ctx.params) + _exposure_table(self.exposure)
+
+
+def _default_actor() -> str:
+    try:
+        return f"{getpass.getuser()}@panel"
+    except Exception:  # no user database (containers): still record who, generically
+        return "operator@panel"
+
+
+def _table(headers: list[str], rows: list[list[str]], css: str) -> str:
+    head = "".join(f"<th style='text-align:left;padding:0 8px'>{h}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{html.escape(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
+
+
+def _positions_table(positions: list["Position"], params: "Params") -> str:
+    if not positions:
+        return "<b>Positions</b> none<br>"
+    rows = [[p.symbol, f"{p.qty:g}", f"{p.avg_price:,.2f}", f"{p.market_price:,.2f}", f"{p.qty * p.market_price:,.2f}",
+             params.symbol_tiers.get(p.symbol, "UNMAPPED"), params.symbol_sectors.get(p.symbol, "UNMAPPED")]
+            for p in sorted(positions, key=lambda p: p.symbol)]
+    return "<b>Positions</b>" + _table(["symbol", "qty", "avg price", "price", "value", "tier", "sector"],
+                                       rows, "tb-positions")
+
+
+def _exposure_table(rows: list[ExposureRow]) -> str:
+    cells = [[r.group, r.name, f"{r.value:,.2f}", f"{r.pct:.1%}", f"{r.cap:.0%}", r.level] for r in rows]
+    return "<b>Exposure vs caps</b>" + _table(["group", "name", "value", "% equity", "cap", "level"],
+                                              cells, "tb-exposure-table")

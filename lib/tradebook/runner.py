@@ -1,0 +1,283 @@
+"""Run one phase notebook with papermill and record the run (SPEC §3, CFG-2, §7 speed).
+
+``run_phase("execute")`` validates the params (nothing runs on bad input), records a
+RUNNING row in the ledger's ``runs`` table, executes ``notebooks/execute.ipynb`` with
+papermill into ``runs/<YYYY-MM-DD>/<HHMMSS>-execute.ipynb`` (date and time from the broker
+clock, in exchange time), then marks the row OK or FAILED. A failed notebook is kept as
+papermill wrote it and raises :class:`PhaseFailed`; it is never retried here.
+
+Speed: papermill runs in this process (``import papermill`` costs ~2 s here, paid once
+per process, never by the kernels), and a :class:`~tradebook.kernelpool.KernelPool`
+supplies a kernel that started while the previous notebook ran. Every notebook still
+gets its own fresh kernel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradebook.errors import ConfigError, PhaseFailed
+from tradebook.kernelpool import KernelPool, connect_client
+from tradebook.notebook_files import notebook_kernel_name, reserve_output, validate_notebook_parameters
+
+if TYPE_CHECKING:
+    from tradebook.ledger import Ledger
+    from tradebook.params import Params
+
+__all__ = ["KernelPool", "PhaseFailed", "RunRecord", "run_phase", "validate_notebook_parameters"]
+
+PHASES = ("reconcile", "decide", "execute", "report")
+DEFAULT_CELL_TIMEOUT_S = 600.0   # non-execute phases: generous, but a hung cell still ends
+EXCHANGE_TZ = "America/New_York"
+ENGINE_NAME = "tradebook-prestarted"
+_PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one phase run did; the same facts as its ``runs`` row."""
+
+    run_id: str
+    phase: str
+    status: str                  # OK | FAILED
+    notebook_path: Path
+    params_hash: str
+    started_at: datetime
+    ended_at: datetime
+    sim_time: datetime | None    # the simulated clock in sim mode, else None
+    error: str | None = None     # "ExceptionName: message" of the failing cell
+    kernel_pid: int | None = None
+    stopped_early: bool = False  # the notebook ended itself with sys.exit(0): a clean halt
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+
+def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+              root: str | Path | None = None, pool: KernelPool | None = None, notebook: str | Path | None = None,
+              now: datetime | None = None, timeout_s: float | None = None) -> RunRecord:
+    """Run ``notebooks/<phase>.ipynb`` (or ``notebook``) once; raise PhaseFailed if it fails."""
+    from tradebook.context import project_root
+    from tradebook.params import DEFAULT_PARAMS_FILE, load_params
+
+    base = Path(root).resolve() if root else project_root()
+    source = _notebook_path(phase, base, notebook)
+    params_path = Path(params_file or DEFAULT_PARAMS_FILE)
+    params_path = (params_path if params_path.is_absolute() else base / params_path).resolve()
+    clean = _plain_overrides(overrides)
+    params = load_params(params_path, clean)  # ConfigError: nothing is recorded or run
+    at = _exchange_time(now if now is not None else _broker_now(params, base))
+    run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
+    output = reserve_output(params.runs_path(base) / f"{at:%Y-%m-%d}", f"{at:%H%M%S}-{phase}")
+    sim_time = at if params.mode == "sim" else None
+    ledger = _ledger(params, base)
+    started = _utcnow()
+    _record_start(ledger, run_id, phase, params, started, output, sim_time)
+    parameters = {"params_file": str(params_path), "overrides": clean, "run_id": run_id}
+    timeout = timeout_s or (params.execution_timeout_s if phase == "execute" else DEFAULT_CELL_TIMEOUT_S)
+    try:
+        outcome = _execute(source, output, parameters, base, pool, timeout)
+    except BaseException as exc:  # Ctrl-C or a runner bug: the row must not stay RUNNING
+        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output)
+        raise
+    status = "FAILED" if outcome.error else "OK"
+    ended = _record_end(ledger, run_id, phase, status, outcome.error, output)
+    record = RunRecord(run_id, phase, status, output, params.digest(), started, ended, sim_time,
+                       outcome.error, outcome.kernel_pid, outcome.stopped_early)
+    if outcome.error:
+        raise PhaseFailed(f"phase {phase} failed: {outcome.error} (run {run_id}; executed notebook kept at "
+                          f"{output})", notebook_path=output, run_id=run_id, phase=phase, error=outcome.error)
+    return record
+
+
+# --- inputs ----------------------------------------------------------------------------------
+def _notebook_path(phase: str, root: Path, notebook: str | Path | None) -> Path:
+    if not _PHASE_NAME.match(phase or ""):
+        raise ConfigError(f"phase {phase!r} is not a phase name (lower-case letters, digits, _)")
+    path = Path(notebook) if notebook else root / "notebooks" / f"{phase}.ipynb"
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ConfigError(f"no notebook for phase {phase!r}: {path} does not exist")
+    return path.resolve()
+
+
+def _plain_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Overrides as JSON data: what papermill injects is exactly what was validated."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("overrides must be a mapping of dotted key -> value")
+    return json.loads(json.dumps(overrides, default=str))
+
+
+def _broker_now(params: "Params", root: Path) -> datetime:
+    """Simulated time from the SimBroker in sim mode; the wall clock for Alpaca."""
+    if params.mode != "sim":
+        return _utcnow()
+    from tradebook.context import Context
+
+    return Context(params, root).now()
+
+
+def _exchange_time(moment: datetime) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    if moment.tzinfo is None:
+        raise ValueError("run_phase needs a timezone-aware time (got a naive datetime)")
+    return moment.astimezone(ZoneInfo(EXCHANGE_TZ))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- the runs row (own short transactions; the notebook opens the ledger itself) ----------
+def _ledger(params: "Params", root: Path) -> "Ledger":
+    from tradebook.ledger import Ledger
+
+    return Ledger(params.ledger_path(root))
+
+
+def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
+                  output: Path, sim_time: datetime | None) -> None:
+    with ledger.transaction() as con:
+        con.execute(
+            "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
+            "sim_time) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?)",
+            [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
+             str(output), sim_time])
+
+
+def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
+                output: Path) -> datetime:
+    from tradebook.ledger import record_event
+
+    ended = _utcnow()
+    with ledger.transaction() as con:
+        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ?",
+                    [status, ended, error, run_id])
+        if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
+            record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
+                         data={"phase": phase, "notebook": str(output)}, ts=ended)
+    return ended
+
+
+# --- execution -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Outcome:
+    error: str | None
+    kernel_pid: int | None
+    stopped_early: bool
+
+
+def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
+             pool: KernelPool | None, timeout: float) -> _Outcome:
+    """papermill in this process, on a pre-started kernel from ``pool`` (or a fresh one)."""
+    kernel_name = notebook_kernel_name(source)
+    own_pool = pool is None or pool.kernel_name != kernel_name
+    if own_pool:  # one cold kernel, same code path: no warm spares kept
+        pool = KernelPool(root, size=0, fork=False, warm_modules=(), kernel_name=kernel_name).start()
+    km = kc = None
+    hung = False
+    try:
+        km = pool.take(root)
+        kc = connect_client(km, context=pool.context)
+        nb = _papermill(source, output, parameters, root, km, kc, timeout, kernel_name)
+        return _Outcome(None, _pid(km), _stopped_early(nb))
+    except Exception as exc:
+        hung = _is_timeout(exc)
+        _keep_failed_notebook(output, source, exc)
+        return _Outcome(_describe(exc), _pid(km), False)
+    finally:
+        if kc is not None:
+            kc.stop_channels()
+        if km is not None:
+            pool.retire(km, kill=hung)
+        if own_pool:
+            pool.close()
+
+
+def _papermill(source: Path, output: Path, parameters: dict[str, Any], root: Path, km: Any, kc: Any,
+               timeout: float, kernel_name: str) -> Any:
+    import papermill
+
+    _register_engine()
+    return papermill.execute_notebook(
+        str(source), str(output), parameters=parameters, engine_name=ENGINE_NAME, kernel_name=kernel_name,
+        cwd=str(root), progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
+
+
+_registered = False
+
+
+def _register_engine() -> None:
+    """A papermill engine that runs on a kernel (and client) we already started."""
+    global _registered
+    if _registered:
+        return
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+
+    class PrestartedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            km, kc = kwargs.pop("km"), kwargs.pop("kc")
+            for unused in ("input_path", "timeout", "startup_timeout"):
+                kwargs.pop(unused, None)
+            client = PapermillNotebookClient(
+                nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
+                kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file,
+                stderr_file=stderr_file, **kwargs)
+            client.kc = kc  # ready already: nbclient skips its own start-up handshake
+            return client.execute()
+
+    papermill_engines.register(ENGINE_NAME, PrestartedKernelEngine)
+    _registered = True
+
+
+def _pid(km: Any) -> int | None:
+    provisioner = getattr(km, "provisioner", None)
+    return getattr(provisioner, "pid", None)
+
+
+def _stopped_early(nb: Any) -> bool:
+    """sys.exit(0) in a cell: papermill stops without an error; we note the clean halt."""
+    return any(out.get("output_type") == "error" and out.get("ename") == "SystemExit"
+               for cell in nb.cells for out in cell.get("outputs", ()))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or type(exc).__name__ in ("CellTimeoutError", "DeadKernelError")
+
+
+def _describe(exc: BaseException) -> str:
+    """The notebook's exception as 'Name: message' (no traceback), bounded in size."""
+    name, message = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if name is None:
+        name, message = type(exc).__name__, str(exc)
+    text = f"{name}: {message}" if message else str(name)
+    first_lines = " ".join(text.strip().splitlines()[:3])
+    return first_lines[:500]
+
+
+def _keep_failed_notebook(output: Path, source: Path, exc: BaseException) -> None:
+    """papermill saves the executed notebook on a cell error; if it never got that far, say so."""
+    if output.exists() and output.stat().st_size > 0:
+        return
+    import nbformat
+
+    nb = nbformat.read(str(source), as_version=4)
+    note = nbformat.v4.new_markdown_cell(
+        f"**This run failed before its first cell executed:** `{_describe(exc)}`. "
+        "The cells below are the unexecuted notebook.")
+    nb.cells.insert(0, note)
+    nbformat.write(nb, str(output))

@@ -1,0 +1,188 @@
+"""OPS-4 done-when: the daemon runs a trading week unattended on simulated time, survives kills.
+
+The week 2011-11-21 .. 2011-11-28 has Thanksgiving (Thu 24, no session) and a half day
+(Fri 25, close 13:00). The daemon is a real subprocess on the real phase notebooks
+(papermill, real runs/ folders), SimBroker's clock as fast as possible:
+
+1. start fresh Monday 08:00, hold the clock at Tue 09:20 (after Tuesday's pre-open
+   reconcile); a second daemon is refused; SIGKILL the first (its whole process group);
+2. downtime: the simulated clock moves to Tue 11:00, past Tuesday's execute window;
+   restart, hold at Wed 16:05 (before Wednesday's decide); SIGKILL;
+3. downtime into the holiday (Thu 10:00); restart and run to Mon 28 17:00, clean stop.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tradebook.broker.sim import SimBroker
+from tradebook.daemon import DaemonAlreadyRunning, DaemonLock, parse_clock_time
+from tradebook.health import heartbeat_path, read_heartbeat
+from tradebook.ledger import Ledger
+from tradebook.schedule import day_plan
+
+from webhook import WebhookReceiver
+
+pytestmark = pytest.mark.integration
+NY = ZoneInfo("America/New_York")
+SESSIONS = [date(2011, 11, 21), date(2011, 11, 22), date(2011, 11, 23), date(2011, 11, 25), date(2011, 11, 28)]
+
+
+def ny(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=NY)
+
+
+class DaemonDriver:
+    """Starts `tradebook daemon` subprocesses against one project root and watches its heartbeat."""
+
+    def __init__(self, root: Path, overrides: dict):
+        self.root = root
+        self.args = [a for k, v in overrides.items() for a in ("-p", f"{k}={json.dumps(v)}")]
+        self.env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+        self.env.update(TRADEBOOK_ROOT=str(root), COLUMNS="200")
+        self.logs: list[Path] = []
+
+    def start(self, *extra: str) -> subprocess.Popen:
+        log = self.root / f"daemon-{len(self.logs)}.log"
+        self.logs.append(log)
+        return subprocess.Popen([sys.executable, "-m", "tradebook.cli", "daemon", "--speed", "max", *self.args,
+                                 *extra], cwd=self.root, env=self.env, stdout=log.open("w"),
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in self.logs)
+
+    def wait_holding(self, proc: subprocess.Popen, at: datetime, timeout: float = 150.0) -> None:
+        deadline = time.monotonic() + timeout
+        path = self.root / "runs" / "heartbeat.json"
+        while time.monotonic() < deadline:
+            beat = read_heartbeat(path) if path.exists() else None
+            if beat and beat.state == "holding" and beat.pid == proc.pid and beat.clock == at:
+                return
+            assert proc.poll() is None, f"daemon exited early ({proc.returncode}):\n{self.output()}"
+            time.sleep(0.1)
+        pytest.fail(f"daemon never held at {at}:\n{self.output()}")
+
+    @staticmethod
+    def kill(proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the daemon and its kernel fork server, as systemd would
+        proc.wait(timeout=30)
+
+
+def run_counts(ledger: Ledger, params) -> dict[tuple[date, str], int]:
+    """Runs of each phase inside each session's slot window (see schedule.py)."""
+    counts = {}
+    for day in SESSIONS:
+        for slot in day_plan(day, params):
+            if slot.phase == "backup":
+                continue
+            lo = slot.done_from if slot.phase != "reconcile" else slot.done_from.replace(hour=0, minute=0)
+            counts[(day, slot.phase)] = ledger.scalar(
+                "SELECT count(*) FROM runs WHERE phase = ? AND sim_time >= ? AND sim_time < ?",
+                [slot.phase, lo, slot.done_until])
+    return counts
+
+
+def test_ops4_when_daemon_runs_a_week_with_kills_then_each_phase_once_no_duplicates_alerts_delivered(
+        root: Path, make_params):
+    """OPS-4, OPS-5, EXIT-3: a week on simulated time with a holiday, a half day and two SIGKILLs."""
+    with WebhookReceiver() as webhook:
+        overrides = {"sim.start_date": "2011-11-21", "reconcile_interval_s": 1800,
+                     "alerts.apprise_urls": [webhook.url], "runs_dir": str(root / "runs")}
+        params = make_params(**overrides)
+        driver = DaemonDriver(root, overrides)
+
+        first = driver.start("--hold-at", "2011-11-22T09:20")
+        driver.wait_holding(first, ny("2011-11-22T09:20"))
+        second = driver.start("--until", "2011-11-22T10:00")
+        assert second.wait(timeout=120) == 3, driver.output()
+        assert "another tradebook daemon is running" in driver.logs[-1].read_text()
+        driver.kill(first)
+
+        SimBroker.from_params(params, root).advance_to(ny("2011-11-22T11:00"))  # down past Tuesday's window
+        restarted = driver.start("--hold-at", "2011-11-23T16:05")
+        driver.wait_holding(restarted, ny("2011-11-23T16:05"))
+        driver.kill(restarted)
+
+        SimBroker.from_params(params, root).advance_to(ny("2011-11-24T10:00"))  # down into Thanksgiving
+        last = driver.start("--until", "2011-11-28T17:00")
+        assert last.wait(timeout=300) == 0, driver.output()
+        alerts_seen = webhook.titles()
+
+    ledger = Ledger(params.ledger_path(root), create=False)
+    counts = run_counts(ledger, params)
+    # Every phase once per session; Tuesday's execute window was missed while the daemon was down.
+    for day in SESSIONS:
+        assert counts[(day, "execute")] == (0 if day == date(2011, 11, 22) else 1), (day, counts)
+        assert counts[(day, "decide")] == 1 and counts[(day, "report")] == 1, (day, counts)
+        assert counts[(day, "reconcile")] >= 1, (day, counts)
+    assert ledger.scalar("SELECT count(*) FROM runs WHERE status <> 'OK'") == 0, ledger.rows(
+        "SELECT phase, status, error FROM runs WHERE status <> 'OK'")
+
+    # The holiday: no execute; Wednesday's decide caught up on Thursday, before Friday's open.
+    holiday = ledger.rows("SELECT phase FROM runs WHERE sim_time >= ? AND sim_time < ? ORDER BY sim_time",
+                          [ny("2011-11-24T00:00"), ny("2011-11-25T00:00")])
+    assert [p for (p,) in holiday] == ["reconcile", "decide", "report"]
+    # The half day: decide after the 13:00 close.
+    assert ledger.scalar("SELECT sim_time FROM runs WHERE phase = 'decide' AND sim_time >= ? AND sim_time < ?",
+                         [ny("2011-11-25T00:00"), ny("2011-11-26T00:00")]) == ny("2011-11-25T13:15")
+
+    # EXIT-3: what Monday's decide planned stayed PLANNED through Tuesday (no order sent then).
+    monday = [r[0] for r in ledger.rows("SELECT intent_id FROM intents WHERE decision_time >= ? AND "
+                                        "decision_time < ?", [ny("2011-11-21T16:00"), ny("2011-11-22T00:00")])]
+    tuesday_orders = ledger.scalar("SELECT count(*) FROM orders WHERE submitted_at >= ? AND submitted_at < ?",
+                                   [ny("2011-11-22T00:00"), ny("2011-11-23T00:00")])
+    assert tuesday_orders == 0
+    assert ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED' AND decision_time < ?",
+                         [ny("2011-11-25T00:00")]) == 0, "intents left behind after the next windows"
+
+    # No duplicate orders: one client id per intent attempt, fills never exceed the intent.
+    assert ledger.scalar("SELECT count(*) FROM (SELECT intent_id, attempt FROM orders GROUP BY ALL "
+                         "HAVING count(*) > 1)") == 0
+    assert ledger.scalar("SELECT count(*) FROM intents i JOIN (SELECT intent_id, sum(qty) q FROM fills "
+                         "GROUP BY ALL) f USING (intent_id) WHERE f.q > i.qty + 1e-9") == 0
+    broker_ids = [o.client_order_id for o in SimBroker.from_params(params, root).fills()]
+    assert ledger.scalar("SELECT count(*) FROM fills") == len(broker_ids)
+
+    # Alerts stored and delivered to the local webhook.
+    stored = {r[0] for r in ledger.rows("SELECT data->>'$.alert' FROM events WHERE kind = 'ALERT'")}
+    assert {"DAEMON_START", "DAEMON_STOP", "MISSED_WINDOW"} <= stored
+    assert alerts_seen.count("[tradebook sim] DAEMON_START") == 3
+    assert alerts_seen.count("[tradebook sim] DAEMON_STOP") == 1  # the killed ones could not say goodbye
+    assert "[tradebook sim] MISSED_WINDOW" in alerts_seen
+    missed = ledger.rows("SELECT reason FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW' "
+                         "AND data->>'$.phase' = 'execute'")
+    assert len(missed) == 1 and "execute for 2011-11-22 missed" in missed[0][0]
+    assert monday  # Monday's decide planned something, so the missed window mattered
+
+    # Liveness and backups.
+    assert read_heartbeat(heartbeat_path(params, root)).state == "stopped"
+    assert ledger.scalar("SELECT count(*) FROM heartbeats WHERE component = 'daemon'") == 1
+    backups = {r[0] for r in ledger.rows("SELECT data->>'$.session' FROM events WHERE kind = 'BACKUP'")}
+    assert {d.isoformat() for d in SESSIONS} <= backups
+    assert len(list((root / "runs" / "backups").glob("ledger-2011112*"))) >= 5
+
+
+def test_ops4_when_lock_already_held_then_second_daemon_refused(tmp_path: Path):
+    """OPS-4: one daemon per runs/ folder; the message names the holder."""
+    with DaemonLock(tmp_path / "daemon.lock"):
+        with pytest.raises(DaemonAlreadyRunning, match=f"pid {os.getpid()}"):
+            with DaemonLock(tmp_path / "daemon.lock"):
+                pass
+    with DaemonLock(tmp_path / "daemon.lock"):  # released on exit
+        pass
+
+
+def test_ops4_when_clock_time_has_no_offset_then_exchange_time():
+    assert parse_clock_time("2011-11-25T13:00") == ny("2011-11-25T13:00")
+    assert parse_clock_time("2011-11-25T18:00+00:00") == ny("2011-11-25T13:00")
+    assert parse_clock_time(None) is None

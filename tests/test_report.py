@@ -1,0 +1,204 @@
+"""The report: ledger aggregations, exposure against caps, empty-ledger wording, HTML export."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import nbformat
+import pytest
+
+from tradebook import report as rpt
+from tradebook.context import Context
+from tradebook.report_sections import section_blocks, style
+
+NY = ZoneInfo("America/New_York")
+D1, D2, D3 = date(2011, 7, 5), date(2011, 7, 6), date(2011, 7, 7)
+
+
+def at(day: date, hh: int, mm: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hh, mm, tzinfo=NY)
+
+
+def populate(ctx: Context) -> None:
+    """A small ledger: 3 sessions, 2 entries + 1 exit, rejections, a halt/resume, an incident, open intents."""
+    with ctx.ledger.transaction() as con:
+        con.executemany("INSERT INTO equity_snapshots VALUES (?, ?, ?, ?, ?)", [
+            [at(D1, 9, 15), D1, "START_OF_DAY", 100_000.0, 100_000.0],
+            [at(D2, 9, 15), D2, "START_OF_DAY", 100_500.0, 92_000.0],
+            [at(D2, 11), D2, "PEAK", 100_800.0, 92_000.0],
+            [at(D3, 9, 15), D3, "START_OF_DAY", 100_200.0, 96_000.0],
+        ])
+        con.executemany(
+            "INSERT INTO intents (intent_id, created_at, kind, symbol, side, qty, order_type, limit_price, confidence, "
+            "decision_price, reason, state, gate_status, gate_reason, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [
+                ["i-aapl", at(D1, 16, 15), "ENTRY", "AAPL", "buy", 100, "limit", 45.5, 0.4, 45.0, "PULLBACK", "FILLED",
+                 "pass", "OK", at(D2, 9, 36)],
+                ["i-ibm", at(D1, 16, 15), "ENTRY", "IBM", "buy", 25, "limit", 146.0, 0.3, 146.0, "PULLBACK", "FILLED",
+                 "pass", "OK", at(D2, 9, 36)],
+                ["i-ibm-x", at(D2, 16, 15), "EXIT", "IBM", "sell", 25, "limit", 150.0, None, 150.0, "RSI_EXIT", "FILLED",
+                 "pass", "OK", at(D3, 9, 36)],
+                ["i-goog", at(D2, 16, 15), "ENTRY", "GOOG", "buy", 50, "limit", 300.0, 0.2, 300.0, "PULLBACK",
+                 "REJECTED", "reject", "MAX_ORDER_NOTIONAL", at(D3, 9, 36)],
+                ["i-msft", at(D3, 16, 15), "ENTRY", "MSFT", "buy", 150, "limit", 22.5, 0.5, 22.5, "PULLBACK", "PLANNED",
+                 None, None, at(D3, 16, 15)],
+                ["i-aapl-x", at(D3, 16, 15), "EXIT", "AAPL", "sell", 100, "limit", 46.0, None, 46.0, "TREND_BREAK",
+                 "PLANNED", None, None, at(D3, 16, 15)],
+            ])
+        con.executemany("INSERT INTO verdicts VALUES (?, NULL, ?, ?, ?, ?, '{}')", [
+            ["i-goog", at(D3, 9, 36), "GATE-5", "reject", "MAX_ORDER_NOTIONAL"],
+            ["i-goog", at(D3, 9, 36), "GATE-3", "reject", "MAX_POSITION"],
+            ["i-aapl", at(D2, 9, 36), "GATE-3", "pass", "OK"],
+            ["i-ibm", at(D2, 9, 36), "GATE-12", "warn", "TIER_CAP_BUFFER"],
+        ])
+        con.executemany("INSERT INTO fills (client_order_id, intent_id, symbol, side, qty, price, ts, decision_price, "
+                        "slippage_bps) VALUES (?,?,?,?,?,?,?,?,?)", [
+                            ["c1", "i-aapl", "AAPL", "buy", 100, 45.09, at(D2, 9, 36), 45.0, 20.0],
+                            ["c2", "i-ibm", "IBM", "buy", 25, 145.854, at(D2, 9, 36), 146.0, None],
+                            ["c3", "i-ibm-x", "IBM", "sell", 25, 150.15, at(D3, 9, 36), 150.0, -10.0],
+                        ])
+        con.executemany("INSERT INTO trades (ts, symbol, side, qty, price, kind, realized_pnl, reason) "
+                        "VALUES (?,?,?,?,?,?,?,?)", [
+                            [at(D2, 9, 36), "AAPL", "buy", 100, 45.09, "FILL", None, "fill"],
+                            [at(D2, 9, 36), "IBM", "buy", 25, 145.854, "FILL", None, "fill"],
+                            [at(D3, 9, 36), "IBM", "sell", 25, 150.15, "FILL", 107.4, "fill"],
+                        ])
+        con.execute("INSERT INTO positions VALUES ('AAPL', 100, 45.09, 'STRATEGY', ?, 0.4, 'TIER3', 'Technology', ?)",
+                    [at(D2, 9, 36), at(D2, 9, 36)])
+        con.execute("INSERT INTO positions VALUES ('XOM', 40, 80.0, 'EXTERNAL', NULL, NULL, NULL, NULL, ?)",
+                    [at(D3, 9, 15)])
+        con.executemany("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?,?,?,?,?)", [
+            [at(D2, 12), "HALTED", "checking a data glitch", "operator", "cli"],
+            [at(D2, 12, 30), "RUNNING", "glitch understood", "operator", "cli"],
+        ])
+        con.execute("INSERT INTO incidents (ts, session_date, kind, detail) VALUES (?, ?, 'RECONCILE_DIVERGENCE', "
+                    "'XOM seen at the broker twice')", [at(D3, 9, 15), D3])
+        con.executemany("INSERT INTO runs (run_id, phase, started_at, ended_at, status, error) VALUES (?,?,?,?,?,?)", [
+            ["r1", "decide", at(D1, 16, 15), at(D1, 16, 16), "OK", None],
+            ["r2", "execute", at(D2, 9, 35), at(D2, 9, 36), "OK", None],
+            ["r3", "execute", at(D3, 9, 35), at(D3, 9, 36), "FAILED", "BrokerUnavailable: 503"],
+        ])
+
+
+@pytest.fixture
+def built(ctx):
+    populate(ctx)
+    return rpt.build_report(ctx, prices={"AAPL": 46.0}, use_broker=False)
+
+
+def test_report_when_ledger_populated_then_daily_and_cumulative_pnl_from_snapshots(built):
+    eq = built.frames["equity"]
+    assert list(eq["session_date"]) == [D1, D2, D3]
+    # close of a session = next session's start-of-day equity; the last one its latest observation
+    assert list(eq["equity"]) == [100_500.0, 100_200.0, 100_200.0]
+    assert list(eq["daily_pnl"]) == [500.0, -300.0, 0.0]
+    assert list(eq["cum_pnl"]) == [500.0, 200.0, 200.0]
+    assert eq["drawdown"].iloc[-1] == pytest.approx(100_200 / 100_500 - 1)
+    assert eq.set_index("session_date").loc[D3, "realized"] == pytest.approx(107.4)
+
+
+def test_gate3_gate12_when_positions_then_exposure_by_symbol_tier_sector_against_caps(built):
+    """GATE-3/GATE-12: exposure at current prices (cost when no price), compared with each cap."""
+    sym = built.frames["exposure by symbol"].set_index("symbol")
+    equity = 100_200.0
+    assert sym.loc["AAPL", "value"] == pytest.approx(4600.0)
+    assert sym.loc["AAPL", "pct_equity"] == pytest.approx(4600 / equity)
+    assert sym.loc["AAPL", "status"] == "OK" and sym.loc["AAPL", "priced_at"] == "market"
+    assert sym.loc["XOM", "priced_at"] == "cost" and sym.loc["XOM", "tier"] == "UNMAPPED"
+    assert sym.loc["AAPL", "unrealized"] == pytest.approx((46.0 - 45.09) * 100)
+    tier = built.frames["exposure by tier"].set_index("tier")
+    assert tier.loc["TIER3", "cap"] == 0.30
+    sector = built.frames["exposure by sector"].set_index("sector")
+    assert sector.loc["Technology", "cap"] == 0.30
+    gross = built.frames["gross exposure"].iloc[0]
+    assert gross["value"] == pytest.approx(4600 + 3200)
+    assert gross["status"] == "OK"
+
+
+def test_cap_status_when_near_or_over_cap_then_warn_or_over():
+    import pandas as pd
+
+    status = rpt.cap_status(pd.Series([0.01, 0.048, 0.06, float("nan")]), pd.Series([0.05] * 4), 0.05)
+    assert status == ["OK", "WARN", "OVER", "n/a"]
+
+
+def test_exe6_when_fills_then_slippage_vs_decision_price_per_symbol_and_side(built):
+    """EXE-6: slippage per fill (stored, or computed from the decision price when missing)."""
+    slip = built.frames["slippage"].set_index(["symbol", "side"])
+    assert slip.loc[("AAPL", "buy"), "avg_bps"] == pytest.approx(20.0)
+    assert slip.loc[("IBM", "buy"), "avg_bps"] == pytest.approx((145.854 - 146) / 146 * 1e4)
+    assert slip.loc[("IBM", "sell"), "avg_bps"] == pytest.approx(-10.0)
+    fills = built.frames["fills"]
+    assert list(fills["symbol"]) == ["IBM", "IBM", "AAPL"]  # newest first
+    assert fills["kind"].iloc[0] == "EXIT"
+
+
+def test_report_when_rejections_then_grouped_by_rule_and_reason_code(built):
+    rej = built.frames["rejections"]
+    assert set(zip(rej["rule"], rej["reason_code"])) == {("GATE-5", "MAX_ORDER_NOTIONAL"), ("GATE-3", "MAX_POSITION")}
+    assert list(built.frames["warnings"]["reason_code"]) == ["TIER_CAP_BUFFER"]
+    assert built.totals["rejected_intents"] == 1
+
+
+def test_ctl2_when_controls_and_incidents_then_history_newest_first_and_open_intents_listed(built):
+    """CTL-2/EXIT-1: control changes with who/why, incidents, and EXIT_PLANNED intents are shown."""
+    assert list(built.frames["controls"]["state"]) == ["RUNNING", "HALTED"]
+    assert list(built.frames["incidents"]["kind"]) == ["RECONCILE_DIVERGENCE"]
+    intents = built.frames["intents"]
+    assert set(intents["intent_id"]) == {"i-msft", "i-aapl-x"}
+    assert "EXIT_PLANNED" in set(intents["state"])
+    runs = built.frames["runs"].set_index("phase")
+    assert runs.loc["execute", "failed"] == 1 and runs.loc["execute", "last_status"] == "FAILED"
+    assert built.totals["open_intents"] == 2 and built.totals["open_incidents"] == 1
+
+
+def test_report_when_populated_then_every_section_renders_tables_and_figures(built):
+    figures = built.figures()
+    assert set(figures) == {"pnl", "exposure", "fills", "rejections"}
+    for section in rpt.SECTIONS:
+        blocks = section_blocks(built, section)
+        assert blocks, section
+        for kind, payload in blocks:
+            if kind == "table":
+                assert "<table" in style(payload).to_html()
+    summary = built.summary()
+    assert "equity 100,200.00" in summary and "fills 3" in summary and "positions 2" in summary
+
+
+def test_report_when_ledger_empty_then_clear_none_yet_messages_and_no_crash(ctx):
+    report = rpt.build_report(ctx, use_broker=False)
+    assert report.figures() == {}
+    text = " ".join(p for s in rpt.SECTIONS for k, p in section_blocks(report, s) if k == "text")
+    for phrase in ("No fills yet", "No open positions", "No gate rejections", "No open intents",
+                   "No incidents recorded", "No equity recorded yet", "No phase runs recorded yet"):
+        assert phrase in text
+    assert report.summary() == "report: nothing recorded yet"
+
+
+def test_report_when_show_called_in_notebook_context_then_displays_each_section(built, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(type(obj).__name__))
+    for section in rpt.SECTIONS:
+        built.show(section)
+    assert {"Markdown", "Styler", "Image"} <= set(shown)
+    with pytest.raises(ValueError, match="unknown report section"):
+        built.show("nope")
+
+
+def test_export_html_when_executed_notebook_then_html_without_code(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("## P&L"),
+                nbformat.v4.new_code_cell("secret_code_marker = 1", outputs=[
+                    nbformat.v4.new_output("display_data", data={"text/html": "<b>equity 123</b>"})])]
+    src = tmp_path / "run.ipynb"
+    nbformat.write(nb, src)
+    out = rpt.export_html(src, tmp_path / "out" / "report.html")
+    html = out.read_text()
+    assert "equity 123" in html and "P&amp;L" in html
+    assert "secret_code_marker" not in html
+
+
+def test_export_html_when_notebook_missing_then_clear_error(tmp_path):
+    from tradebook.errors import TradebookError
+
+    with pytest.raises(TradebookError, match="does not exist"):
+        rpt.export_html(tmp_path / "missing.ipynb", tmp_path / "r.html")
