@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tradebook.broker.alpaca import PAPER_URL, AlpacaBroker
+from tradebook.broker.alpaca import LIVE_URL, PAPER_URL, AlpacaBroker
 from tradebook.broker.alpaca_fake import FakeAlpacaServer
 from tradebook.broker.base import Broker, OrderRequest
 from tradebook.errors import (BrokerRejected, BrokerUnavailable, CircuitOpen, ConfigError, DuplicateClientOrderId,
@@ -101,6 +101,7 @@ def test_construct_when_live_without_env_opt_in_then_refused(keys, fake, make_pa
     monkeypatch.setenv("TRADEBOOK_LIVE", "1")
     live = AlpacaBroker.from_params(params)
     assert live.mode == "live" and live.account().equity == 100_000.0
+    assert AlpacaBroker.from_params(make_params(mode="live")).trading_url == LIVE_URL   # no request made
 
 
 def test_construct_when_paper_without_override_then_paper_url(keys, make_params):
@@ -257,6 +258,12 @@ def test_daily_bars_when_range_then_adjusted_bars_without_today(broker):
     assert frame["close"].to_numpy() == pytest.approx(ref["close"].to_numpy(), abs=1e-3)
 
 
+def test_daily_bars_when_no_symbols_then_empty_frame_without_request(broker, fake):
+    frame = broker.daily_bars([], date(2011, 6, 1), date(2011, 6, 30))
+    assert frame.empty and list(frame.columns) == list(load_bars(["AAPL"]).columns)
+    assert fake.count("GET", "/v2/stocks/bars") == 0
+
+
 def test_daily_bars_when_paged_then_all_pages_joined(keys, make_params):
     with FakeAlpacaServer(start=OPEN_DAY, page_size=7) as small:
         b = AlpacaBroker.from_params(make_params(mode="paper", **{"alpaca.url_override": small.url,
@@ -380,6 +387,18 @@ def test_submit_when_connection_dropped_before_accept_then_resubmitted_once(brok
     assert fake.count("GET", "/v2/orders:by_client_order_id") == 1 and len(fake.state.orders) == 1
 
 
+def test_submit_when_server_unreachable_then_unavailable_not_unknown(keys, make_params, waits):
+    """Connection refused: the POST never left, so the outcome is known (not placed)."""
+    down = FakeAlpacaServer(start=OPEN_DAY).start()
+    url = down.url
+    down.stop()
+    b = AlpacaBroker.from_params(make_params(mode="paper", **{"alpaca.url_override": url,
+                                                             "alpaca.backoff_s": 0.0}), sleep=waits.append)
+    with pytest.raises(BrokerUnavailable, match="connection error after 4 attempt") as info:
+        b.submit(buy())
+    assert not isinstance(info.value, OrderOutcomeUnknown)
+
+
 def test_submit_when_5xx_persists_then_outcome_unknown(broker, fake):
     """EXE-1: after retries the outcome is unknown: the caller must look it up, never resubmit blind."""
     fake.inject("http_503", times=10, path="/v2/orders", method="POST")
@@ -456,32 +475,53 @@ def test_validate_fractional_when_account_has_it_off_then_all_false(keys, make_p
         assert not b.account().fractional_enabled
 
 
-def test_submit_when_symbol_known_non_fractionable_then_whole_shares_without_reject(broker, fake):
+def test_submit_when_symbol_known_non_fractionable_then_refused_without_request(broker, fake):
+    """EXE-5: like SimBroker, submit raises FractionalNotSupported; execute re-gates whole shares."""
     broker.validate_fractional(["IBM"])
-    order = broker.submit(buy(symbol="IBM", qty="2.5"))
-    assert order.qty == 2.0 and order.status == "filled" and fake.count("POST", "/v2/orders") == 1
+    with pytest.raises(FractionalNotSupported, match="use whole shares"):
+        broker.submit(buy(symbol="IBM", qty="2.5"))
+    assert fake.count("POST", "/v2/orders") == 0
+    assert broker.submit(buy(symbol="IBM", qty="2")).status == "filled"
 
 
-def test_submit_when_fractional_rejected_then_whole_shares_same_client_id(broker, fake, caplog):
-    """EXE-5: on a fractional reject, fall back to floor(qty) with the same client_order_id, logged."""
+def test_submit_when_alpaca_rejects_fractional_then_raised_logged_and_remembered(broker, fake, caplog):
     with caplog.at_level(logging.WARNING, logger="tradebook.broker.alpaca"):
-        order = broker.submit(buy(symbol="IBM", qty="2.5"))
+        with pytest.raises(FractionalNotSupported, match="not fractionable"):
+            broker.submit(buy(symbol="IBM", qty="2.5"))
+    assert "refused fractional qty 2.5" in caplog.text
+    with pytest.raises(FractionalNotSupported):
+        broker.submit(buy(symbol="IBM", qty="1.5", cid="cid-2"))
+    assert fake.count("POST", "/v2/orders") == 1 and fake.state.orders == {}
+
+
+def test_submit_when_fractional_disabled_in_params_then_refused_before_sending(make_broker, fake):
+    broker = make_broker(fractional_enabled=False)
+    with pytest.raises(FractionalNotSupported):
+        broker.submit(buy(qty="1.9"))
+    assert fake.count("POST", "/v2/orders") == 0 and not broker.account().fractional_enabled
+
+
+def test_submit_with_fallback_when_fractional_rejected_then_whole_shares_same_client_id(broker, fake, caplog):
+    """EXE-5: floor(qty) under the same client_order_id (the 422 left nothing at Alpaca), logged."""
+    with caplog.at_level(logging.WARNING, logger="tradebook.broker.alpaca"):
+        order = broker.submit_with_fallback(buy(symbol="IBM", qty="2.5"))
     assert (order.qty, order.client_order_id, order.status) == (2.0, "cid-1", "filled")
     assert fake.count("POST", "/v2/orders") == 2 and "2 whole shares" in caplog.text
 
 
-def test_submit_when_fractional_fault_then_fallback(broker, fake):
+def test_submit_with_fallback_when_fractional_fault_then_whole_shares(broker, fake):
     fake.inject("fractional_reject")
-    assert broker.submit(buy(qty="3.7")).qty == 3.0
+    assert broker.submit_with_fallback(buy(qty="3.7")).qty == 3.0
 
 
-def test_submit_when_fractional_rounds_to_zero_then_skipped_and_logged(broker, fake, caplog):
+def test_submit_with_fallback_when_known_non_fractionable_then_one_request(broker, fake):
+    broker.validate_fractional(["IBM"])
+    assert broker.submit_with_fallback(buy(symbol="IBM", qty="4.2")).qty == 4.0
+    assert fake.count("POST", "/v2/orders") == 1
+
+
+def test_submit_with_fallback_when_rounds_to_zero_then_skipped_and_logged(broker, fake, caplog):
     with caplog.at_level(logging.WARNING, logger="tradebook.broker.alpaca"):
         with pytest.raises(FractionalNotSupported, match="round to 0; order skipped"):
-            broker.submit(buy(symbol="IBM", qty="0.4"))
+            broker.submit_with_fallback(buy(symbol="IBM", qty="0.4"))
     assert "skipped" in caplog.text and fake.state.orders == {}
-
-
-def test_submit_when_fractional_disabled_in_params_then_floor_before_sending(make_broker, fake):
-    broker = make_broker(fractional_enabled=False)
-    assert broker.submit(buy(qty="1.9")).qty == 1.0 and fake.count("POST", "/v2/orders") == 1

@@ -185,3 +185,18 @@ def test_server_when_stopped_then_connection_refused():
         requests.get(url + "/v2/clock", headers=AUTH, timeout=2)
     with pytest.raises(RuntimeError, match="not started"):
         server.url
+
+
+def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch, make_params):
+    """The demo never sends real keys, even to loopback; the environment is restored after."""
+    from tradebook.broker.alpaca import AlpacaBroker
+    from tradebook.broker.alpaca_fake import demo_fake
+
+    monkeypatch.setenv("APCA_API_KEY_ID", "PKREALKEYDONOTSEND")
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    with demo_fake(start=date(2011, 7, 1)) as (overrides, fake):
+        assert fake.now == datetime(2011, 7, 1, 8, 0, tzinfo=NY) and overrides["mode"] == "paper"
+        broker = AlpacaBroker.from_params(make_params(**overrides))
+        assert broker.account().cash == 100_000.0   # the fake accepts only its own demo keys
+    import os
+    assert os.environ["APCA_API_KEY_ID"] == "PKREALKEYDONOTSEND" and "APCA_API_SECRET_KEY" not in os.environ

@@ -108,7 +108,7 @@ def test_ctl1_when_another_process_holds_the_ledger_then_state_fails_closed_and_
         assert "LedgerLocked" in locked.ledger_error
         status = halt(params, root, "ledger stuck, stop everything")
         assert status.state == "HALTED" and flag_path(params, root).exists()
-        assert any("flag file alone" in n for n in status.notes)
+        assert any("not recorded in the ledger" in n and "LedgerLocked" in n for n in status.notes)
         again = effective_state(params, root)
         assert again.sources[0] == "flag_file" and "ledger stuck, stop everything" in again.reasons[0]
         with pytest.raises(LedgerLocked):
@@ -118,6 +118,15 @@ def test_ctl1_when_another_process_holds_the_ledger_then_state_fails_closed_and_
         _release(holder)
     assert _controls(ledger) == []  # the halt was not recorded: the flag alone holds it
     assert effective_state(params, root).state == "HALTED"
+
+
+def test_ctl1_halt_when_flag_file_cannot_be_written_then_ledger_row_alone_halts(params, root, ledger):
+    """CTL-1: halt does not depend on the flag file either; it says which source failed."""
+    flag_path(params, root).mkdir()  # a directory where the flag file should be: writing it fails
+    status = halt(params, root, "flag path broken")
+    assert status.state == "HALTED" and "ledger" in status.sources
+    assert any("not recorded in the flag file" in n for n in status.notes)
+    assert _controls(ledger) == [("HALTED", "flag path broken", "operator", "cli")]
 
 
 def test_ctl1_when_ledger_corrupt_then_halted_fail_closed_and_file_untouched(params, root):

@@ -186,3 +186,113 @@ def test_ops4_when_clock_time_has_no_offset_then_exchange_time():
     assert parse_clock_time("2011-11-25T13:00") == ny("2011-11-25T13:00")
     assert parse_clock_time("2011-11-25T18:00+00:00") == ny("2011-11-25T13:00")
     assert parse_clock_time(None) is None
+
+
+def test_ops4_when_unit_file_read_then_notify_watchdog_restart_always_and_keys_from_env_file():
+    """OPS-4: systemd unit with Restart=always, a watchdog the daemon feeds, secrets only via EnvironmentFile."""
+    import configparser
+
+    text = (Path(__file__).resolve().parents[1] / "deploy" / "tradebook.service").read_text()
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read_string(text)
+    service = unit["Service"]
+    assert service["Type"] == "notify" and service["Restart"] == "always"
+    assert int(service["WatchdogSec"]) > 600  # longer than the runner's cell timeout
+    assert service["EnvironmentFile"].startswith("/etc/")
+    assert "/.venv/bin/tradebook daemon" in service["ExecStart"] and service["WorkingDirectory"]
+    config_lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert not any("APCA_" in line for line in config_lines)
+
+
+class RecordingRunner:
+    """Stands in for the notebook runner in the fast in-process tests: records the ``runs`` row the
+    runner would (phase, sim_time, status) and fails the phases it is told to, like a broken notebook."""
+
+    def __init__(self, ledger: Ledger, clock, fail: set[str] = frozenset()):
+        self.ledger, self.clock, self.fail = ledger, clock, set(fail)
+        self.calls: list[tuple[str, datetime]] = []
+
+    def __call__(self, phase: str):
+        from tradebook.errors import PhaseFailed
+
+        now = self.clock.now()
+        run_id = f"{now:%Y%m%d%H%M%S}-{phase}-{len(self.calls)}"
+        self.calls.append((phase, now))
+        status = "FAILED" if phase in self.fail else "OK"
+        self.ledger.execute("INSERT INTO runs (run_id, phase, started_at, status, sim_time, error) "
+                            "VALUES (?, ?, now(), ?, ?, ?)", [run_id, phase, status, now,
+                                                             "ValueError: boom" if status == "FAILED" else None])
+        if status == "FAILED":
+            raise PhaseFailed(f"phase {phase} failed", run_id=run_id, phase=phase, error="ValueError: boom",
+                              notebook_path=f"runs/{run_id}.ipynb")
+        return type("Record", (), {"run_id": run_id, "status": "OK", "notebook_path": f"runs/{run_id}.ipynb"})()
+
+
+def make_daemon(params, root: Path, **kwargs):
+    from tradebook.daemon import Daemon
+    from tradebook.schedule import SimClock
+
+    clock = SimClock(SimBroker.from_params(params, root), speed=None)
+    runner = RecordingRunner(Ledger(params.ledger_path(root)), clock, kwargs.pop("fail", set()))
+    return Daemon(params, root, clock=clock, runner=runner, **kwargs), runner
+
+
+def test_ops4_when_phase_fails_then_alerted_once_and_never_retried_even_after_restart(root: Path, make_params):
+    """§3/OPS-5: a failed run is recorded and alerted (RUN_FAILED); a restarted daemon does not rerun it."""
+    params = make_params(**{"sim.start_date": "2011-11-21", "reconcile_interval_s": 7200})
+    daemon, runner = make_daemon(params, root, fail={"decide"}, until=ny("2011-11-21T16:17"))
+    daemon.clock.broker.advance_to(ny("2011-11-21T09:31"))  # first start after Friday's decide window
+    assert daemon.run() == 0
+    again, runner2 = make_daemon(params, root, fail={"decide"}, until=ny("2011-11-21T18:00"))
+    assert again.run() == 0
+    assert [p for p, _ in runner.calls] == ["reconcile", "reconcile", "execute", "decide"]
+    assert [(p, t) for p, t in runner.calls + runner2.calls if p == "decide"] == [("decide", ny("2011-11-21T16:15"))]
+    failed = [a for a in alerts_of(daemon.ledger) if a["alert"] == "RUN_FAILED"]
+    assert len(failed) == 1 and failed[0]["phase"] == "decide" and "ValueError: boom" in failed[0]["message"]
+    # the report after a failed decide still ran, once, in the second daemon
+    assert [p for p, _ in runner2.calls] == ["reconcile", "report"]
+
+
+def alerts_of(ledger: Ledger) -> list[dict]:
+    from tradebook.alerts import recent_alerts
+
+    return recent_alerts(ledger, limit=500)
+
+
+def test_ops4_when_down_past_next_open_then_decide_skipped_with_alert_and_first_start_quiet(root: Path,
+                                                                                         make_params):
+    """§3: missed decide runs only before the next open; slots missed before the first start are not alerted."""
+    params = make_params(**{"sim.start_date": "2011-11-21", "reconcile_interval_s": 7200})
+    first, _ = make_daemon(params, root, until=ny("2011-11-21T12:00"))
+    first.clock.broker.advance_to(ny("2011-11-21T11:00"))  # first ever start, after Monday's window
+    first.run()
+    assert not [a for a in alerts_of(first.ledger) if a["alert"] == "MISSED_WINDOW"]
+
+    first.clock.broker.advance_to(ny("2011-11-22T10:30"))  # down over Monday's decide and Tuesday's window
+    second, runner = make_daemon(params, root, until=ny("2011-11-22T10:45"))
+    second.run()
+    missed = {(a["phase"], a["session"]) for a in alerts_of(second.ledger) if a["alert"] == "MISSED_WINDOW"}
+    assert missed == {("decide", "2011-11-21"), ("execute", "2011-11-22")}
+    assert [p for p, _ in runner.calls] == ["reconcile"]  # the startup reconcile only: nothing run late
+
+    third, runner = make_daemon(params, root, until=ny("2011-11-22T11:00"))
+    third.run()
+    assert len([a for a in alerts_of(third.ledger) if a["alert"] == "MISSED_WINDOW"]) == 2  # not repeated
+
+
+def test_ops4_when_sim_speed_set_then_daemon_waits_real_time_and_monitor_ticks_run(root: Path, make_params):
+    """Simulated time at a speed factor: 2 simulated hours in ~0.1 s at 72,000x, monitor ticks in between."""
+    from tradebook.daemon import Daemon
+    from tradebook.schedule import SimClock
+
+    params = make_params(**{"sim.start_date": "2011-11-21", "reconcile_interval_s": 1800})
+    broker = SimBroker.from_params(params, root)
+    broker.advance_to(ny("2011-11-21T10:01"))
+    clock = SimClock(broker, speed=72_000.0)
+    daemon = Daemon(params, root, clock=clock, runner=RecordingRunner(Ledger(params.ledger_path(root)), clock),
+                    until=ny("2011-11-21T12:01"))
+    started = time.monotonic()
+    daemon.run()
+    assert time.monotonic() - started >= 0.1  # it did wait (2 h / 72,000 = 0.1 s); no upper bound asserted
+    assert daemon.monitor_runs == 4 and daemon.last_tick == ny("2011-11-21T12:00")  # 10:30 11:00 11:30 12:00

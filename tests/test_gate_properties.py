@@ -42,6 +42,7 @@ class Model:
     """The account as the broker would see it, updated only by accepted orders and price moves."""
 
     cash: float = 100_000.0
+    reserved: float = 0.0         # cash held for open orders elsewhere: buying power = cash - reserved
     pos: dict[str, float] = field(default_factory=dict)
     px: dict[str, float] = field(default_factory=lambda: {s: 100.0 for s in SYMBOLS})
     now: datetime = START
@@ -60,8 +61,8 @@ class Model:
 
     def new_run(self) -> GateRun:
         """The view and context an execute run would build from the broker and the ledger."""
-        view = PortfolioView(self.equity, self.cash, {s: Holding(q, self.px[s]) for s, q in self.pos.items()},
-                             TIERS, SECTORS)
+        view = PortfolioView(self.equity, self.cash - self.reserved,
+                             {s: Holding(q, self.px[s]) for s, q in self.pos.items()}, TIERS, SECTORS)
         quotes = {s: Quote(s, p * 0.9999, p * 1.0001, self.now, day_open=p, prev_close=p) for s, p in self.px.items()}
         ctx = GateContext(now=self.now, params=PARAMS, control_state=self.state, quotes=quotes,  # type: ignore[arg-type]
                           orders_today_by_symbol=dict(self.by_symbol), orders_today=self.day_orders,
@@ -80,13 +81,17 @@ class Model:
 
 
 # --- event strategies ----------------------------------------------------------------------
+# A sequence is a list of execute runs; between runs prices move, time passes, a day ends or the
+# control state changes. Runs of up to 8 orders make the per-run and per-day limits bind.
 orders = st.tuples(st.just("order"), st.sampled_from(SYMBOLS), st.sampled_from(("buy", "buy", "sell")),
                    st.floats(0.001, 1.3), st.booleans())
 moves = st.tuples(st.just("move"), st.sampled_from(SYMBOLS), st.floats(-0.15, 0.25))
 states = st.tuples(st.just("state"), st.sampled_from(STATES))
 waits = st.tuples(st.just("wait"), st.integers(0, 40))
 days = st.tuples(st.just("day"))
-events = st.lists(st.one_of(orders, orders, orders, moves, states, waits, days), max_size=60)
+runs = st.lists(st.tuples(st.one_of(moves, states, waits, waits, days), st.lists(orders, min_size=1, max_size=8)),
+                min_size=1, max_size=8)
+events = runs.map(lambda rs: [step for between, batch in rs for step in (between, *batch)])
 
 
 def make_order(model: Model, symbol: str, side: str, frac: float, immediate: bool) -> ProposedOrder:
@@ -112,7 +117,7 @@ def check_accepted(model: Model, order: ProposedOrder, held_before: float, run: 
     assert model.state in ("RUNNING", "REDUCE_ONLY"), "GATE-1: nothing passes while HALTED/FROZEN"
     assert model.state == "RUNNING" or reducing, "GATE-1: REDUCE_ONLY lets only reducing orders pass"
     assert all(q >= -QTY_EPS for q in model.pos.values()), "GATE-6: no short position"
-    assert model.cash >= -TOL, "GATE-11: buys never exceed buying power"
+    assert model.cash - model.reserved >= -TOL, "GATE-11: buys never exceed buying power"
     assert model.by_symbol[order.symbol] <= p.orders_per_symbol_day, "GATE-10 per symbol"
     assert model.day_orders <= p.orders_per_day and run.ctx.orders_this_run <= p.orders_per_run, "GATE-10"
     assert order.notional <= p.max_order_notional + TOL, "GATE-5"
@@ -132,16 +137,17 @@ def check_accepted(model: Model, order: ProposedOrder, held_before: float, run: 
 
 # A starting book: up to 150 shares of each symbol at $100 (possibly over a cap already, as
 # drift would leave it) and little to a lot of cash, so that every limit binds quickly.
-books = st.tuples(st.lists(st.sampled_from((0.0, 0.0, 20.0, 60.0, 95.0, 150.0)), min_size=6, max_size=6),
-                  st.sampled_from((3_000.0, 15_000.0, 60_000.0)))
+QTY_CHOICES, CASH_CHOICES, RESERVED_CHOICES = (0.0, 0.0, 20.0, 60.0, 95.0, 150.0), (3e3, 15e3, 60e3), (0.0, 0.5, 0.9)
+books = st.tuples(st.lists(st.sampled_from(QTY_CHOICES), min_size=6, max_size=6),
+                  st.sampled_from(CASH_CHOICES), st.sampled_from(RESERVED_CHOICES))
 
 
 def start_model(book) -> Model:
-    qtys, cash = book
-    return Model(cash=cash, pos={s: q for s, q in zip(SYMBOLS, qtys) if q})
+    qtys, cash, reserved = book
+    return Model(cash=cash, reserved=cash * reserved, pos={s: q for s, q in zip(SYMBOLS, qtys) if q})
 
 
-def play(steps, book=((0.0,) * 6, 100_000.0)) -> Counter:
+def play(steps, book=((0.0,) * 6, 100_000.0, 0.0)) -> Counter:
     """Run one event sequence through the gate and the model; returns what happened."""
     model, seen = start_model(book), Counter()
     run = model.new_run()
@@ -254,21 +260,15 @@ def test_gate_properties_when_sequences_played_then_every_outcome_is_reached():
     seen: Counter = Counter()
     for _ in range(150):
         steps = []
-        for _ in range(60):
+        for _ in range(rng.randint(1, 8)):
             r = rng.random()
-            if r < 0.7:
-                steps.append(("order", rng.choice(SYMBOLS), rng.choice(("buy", "buy", "sell")),
-                              rng.uniform(0.001, 1.3), rng.random() < 0.2))
-            elif r < 0.8:
-                steps.append(("move", rng.choice(SYMBOLS), rng.uniform(-0.15, 0.25)))
-            elif r < 0.87:
-                steps.append(("state", rng.choice(STATES)))
-            elif r < 0.97:
-                steps.append(("wait", rng.randint(0, 40)))
-            else:
-                steps.append(("day",))
-        seen += play(steps, (rng.choices((0.0, 0.0, 20.0, 60.0, 95.0, 150.0), k=6),
-                             rng.choice((3_000.0, 15_000.0, 60_000.0))))
+            between = (("move", rng.choice(SYMBOLS), rng.uniform(-0.15, 0.25)) if r < 0.2 else
+                       ("state", rng.choice(STATES)) if r < 0.4 else ("day",) if r < 0.5 else
+                       ("wait", rng.randint(0, 40)))
+            steps.append(between)
+            steps.extend(("order", rng.choice(SYMBOLS), rng.choice(("buy", "buy", "sell")),
+                          rng.uniform(0.001, 1.3), rng.random() < 0.2) for _ in range(rng.randint(1, 8)))
+        seen += play(steps, (rng.choices(QTY_CHOICES, k=6), rng.choice(CASH_CHOICES), rng.choice(RESERVED_CHOICES)))
     expected = {"PASS", "MAX_POSITION", "GROSS_EXPOSURE", "MAX_ORDER_NOTIONAL", "NO_SHORTS", "ORDER_RATE_RUN",
                 "ORDER_RATE_SYMBOL", "ORDER_RATE_DAY", "BUYING_POWER", "TIER_CAP", "SECTOR_CAP", "COOLDOWN",
                 "MAX_CONCURRENT", "REDUCE_ONLY", "HALTED", "FROZEN", "REENTRY", "CORRELATION"}

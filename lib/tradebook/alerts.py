@@ -79,7 +79,8 @@ def alert(target: Any, kind: str, message: str, *, data: dict[str, Any] | None =
     level, _ = KINDS.get(kind, (logging.ERROR, "warning"))
     if kind not in KINDS:
         _log.error("unknown alert kind %r (stored anyway; add it to alerts.KINDS)", kind)
-    log_event(_log, level, f"ALERT {kind}: {message}", run_id=run_id, alert=kind, **data)
+    # Direct call: data keys (run_id, message, ...) must never collide with log_event's arguments.
+    _log.log(level, f"ALERT {kind}: {message}", extra={"fields": {"alert": kind, **data}, "run_id": run_id})
     stored = _store(target, kind, message, data, run_id, now)
     delivered = deliver(kind, message, params=params, data=data)
     return Alert(kind, message, data, stored, delivered)

@@ -19,7 +19,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Sequence
 
 from tradebook.backtest_engine import Book, Market, Order, pd_ffill, simulate
-from tradebook.backtest_results import BacktestResult
+from tradebook.backtest_results import BacktestResult, compare, show_compare
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tradebook.params import Params
 
 REFERENCE_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
-__all__ = ["BacktestResult", "Market", "SmaCross", "SwingRules", "crossings", "run_reference", "run_strategy"]
+__all__ = ["BacktestResult", "Market", "compare", "show_compare", "SmaCross", "SwingRules", "crossings", "run_reference", "run_strategy"]
 
 
 # --- rule sets ------------------------------------------------------------------------------

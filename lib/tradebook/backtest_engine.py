@@ -35,13 +35,12 @@ class Market:
     def from_bars(cls, bars: "pd.DataFrame") -> "Market":
         """Build from long bars (symbol, date, open, close, ...), sorted by symbol then date."""
         import numpy as np
+        import pandas as pd
 
-        day = np.asarray(bars["date"].to_numpy(), dtype="datetime64[D]")
-        sym = bars["symbol"].to_numpy()
-        symbols = list(dict.fromkeys(sym))
+        day = to_days(bars["date"])
+        col, uniques = pd.factorize(bars["symbol"])
+        symbols = [str(s) for s in uniques]
         dates = np.unique(day)
-        col = np.searchsorted(np.asarray(symbols, dtype=object), sym) if symbols == sorted(symbols) \
-            else np.array([symbols.index(s) for s in sym])
         row = np.searchsorted(dates, day)
         shape = (len(dates), len(symbols))
         arrays = {}
@@ -257,6 +256,18 @@ def rolling_correlation(close: "np.ndarray", window: int) -> "np.ndarray":
         corr = cov / np.sqrt((sxx - sx ** 2 / n) * (syy - sy ** 2 / n))
     corr[n < window] = np.nan
     return corr
+
+
+def to_days(values: "pd.Series") -> "np.ndarray":
+    """datetime.date objects (or datetimes) as datetime64[D], fast (numpy's own object path is slow)."""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.to_numpy().astype("datetime64[D]")
+    epoch = 719163  # date(1970, 1, 1).toordinal()
+    ordinals = np.array([d.toordinal() for d in values.tolist()], dtype=np.int64)
+    return (ordinals - epoch).astype("datetime64[D]")
 
 
 def pd_ffill(values: "np.ndarray") -> "np.ndarray":

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from functools import cached_property
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -15,35 +15,48 @@ FILL_COLUMNS = ["date", "symbol", "side", "qty", "price", "kind", "reason", "con
 REJECTION_COLUMNS = ["date", "symbol", "side", "qty", "kind", "rule", "code", "detail"]
 
 
-# --- results --------------------------------------------------------------------------------
-@dataclass
 class BacktestResult:
-    """Fills, gate rejections, round trips, the daily equity curve and headline statistics."""
+    """Fills, gate rejections, round trips, the daily equity curve and headline statistics.
 
-    fills: "pd.DataFrame"         # FILL_COLUMNS, in execution order
-    rejections: "pd.DataFrame"    # REJECTION_COLUMNS
-    round_trips: "pd.DataFrame"
-    equity: "pd.DataFrame"        # index date: cash, holdings, equity, drawdown, exposure
-    stats: dict[str, Any]
-    indicators: "pd.DataFrame | None" = None  # the strategy's indicator table, for signal plots
-    rsi_levels: tuple[float, ...] = ()          # entry / exit RSI levels drawn on those plots
+    Each table is computed from the finished book the first time it is read, so a
+    caller that only needs the trades (the parity check) pays for nothing else.
+    """
+
+    def __init__(self, book: Book, cash: float):
+        self.book, self.cash = book, cash
+        self.indicators: "pd.DataFrame | None" = None  # the strategy's indicator table, for signal plots
+        self.rsi_levels: tuple[float, ...] = ()           # entry / exit RSI levels drawn on those plots
 
     @classmethod
     def build(cls, book: Book, cash: float) -> "BacktestResult":
-        import pandas as pd
+        return cls(book, cash)
 
-        fills = pd.DataFrame(book.fills, columns=FILL_COLUMNS)
-        fills["date"] = pd.to_datetime(fills["date"]).dt.date
-        rejections = pd.DataFrame(book.rejections, columns=REJECTION_COLUMNS)
-        rejections["date"] = pd.to_datetime(rejections["date"]).dt.date
-        equity = equity_curve(book, cash)
-        trips = round_trips(fills)
-        return cls(fills, rejections, trips, equity, statistics(equity, trips, fills, rejections))
+    @cached_property
+    def fills(self) -> "pd.DataFrame":
+        """FILL_COLUMNS, in execution order."""
+        return _frame(self.book.fills, FILL_COLUMNS)
+
+    @cached_property
+    def rejections(self) -> "pd.DataFrame":
+        """REJECTION_COLUMNS: the orders the gate refused."""
+        return _frame(self.book.rejections, REJECTION_COLUMNS)
+
+    @cached_property
+    def equity(self) -> "pd.DataFrame":
+        """Index date: cash, holdings, equity, drawdown, exposure."""
+        return equity_curve(self.book, self.cash)
+
+    @cached_property
+    def round_trips(self) -> "pd.DataFrame":
+        return round_trips(self.fills)
+
+    @cached_property
+    def stats(self) -> dict[str, Any]:
+        return statistics(self.equity, self.round_trips, self.fills, self.rejections)
 
     def trades(self) -> list[tuple[date, str, str, float, float]]:
         """(date, symbol, side, qty, price) per fill, sorted: the parity record."""
-        rows = self.fills[["date", "symbol", "side", "qty", "price"]].itertuples(index=False, name=None)
-        return sorted((d, s, side, float(q), float(p)) for d, s, side, q, p in rows)
+        return sorted((d.item(), s, side, float(q), float(p)) for d, s, side, q, p, *_ in self.book.fills)
 
     def tables(self) -> dict[str, "pd.DataFrame"]:
         import pandas as pd
@@ -114,6 +127,14 @@ class BacktestResult:
                 f"win rate {s['win_rate_pct']:.0f}%, {s['fills']} fills, {s['rejections']} gate rejections")
 
 
+def _frame(rows: list[tuple], columns: list[str]) -> "pd.DataFrame":
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["date"] = pd.to_datetime(frame["date"]).dt.date
+    return frame
+
+
 def equity_curve(book: Book, cash: float) -> "pd.DataFrame":
     """Daily cash, holdings value, equity, drawdown and gross exposure, rebuilt from the fills."""
     import numpy as np
@@ -144,27 +165,27 @@ def round_trips(fills: "pd.DataFrame") -> "pd.DataFrame":
     import pandas as pd
 
     out, open_ = [], {}
-    for f in fills.itertuples(index=False):
-        trip = open_.setdefault(f.symbol, {"symbol": f.symbol, "entry_date": f.date, "qty": 0.0, "max_qty": 0.0,
-                                            "cost": 0.0, "proceeds": 0.0, "sold": 0.0, "confidence": f.confidence})
-        if f.side == "buy":
-            trip["qty"] += f.qty
-            trip["cost"] += f.qty * f.price
+    columns = [fills[c].tolist() for c in ("date", "symbol", "side", "qty", "price", "reason", "confidence")]
+    for day, symbol, side, qty, price, reason, confidence in zip(*columns):
+        trip = open_.get(symbol)
+        if trip is None:
+            trip = open_[symbol] = {"entry_date": day, "qty": 0.0, "max_qty": 0.0, "cost": 0.0, "proceeds": 0.0,
+                                    "sold": 0.0, "confidence": confidence}
+        if side == "buy":
+            trip["qty"] += qty
+            trip["cost"] += qty * price
             trip["max_qty"] = max(trip["max_qty"], trip["qty"])
         else:
-            trip["qty"] -= f.qty
-            trip["proceeds"] += f.qty * f.price
-            trip["sold"] += f.qty
+            trip["qty"] -= qty
+            trip["proceeds"] += qty * price
+            trip["sold"] += qty
         if abs(trip["qty"]) < 1e-9:
-            del open_[f.symbol]
-            bought = trip["cost"] / max(trip["sold"], 1e-12)
-            out.append({"symbol": f.symbol, "entry_date": trip["entry_date"], "exit_date": f.date,
-                        "qty": trip["max_qty"], "entry_price": bought,
-                        "exit_price": trip["proceeds"] / max(trip["sold"], 1e-12),
-                        "pnl": trip["proceeds"] - trip["cost"],
-                        "return_pct": (trip["proceeds"] / trip["cost"] - 1.0) * 100 if trip["cost"] else 0.0,
-                        "days": (f.date - trip["entry_date"]).days, "exit_reason": str(f.reason).split(":")[0],
-                        "confidence": trip["confidence"]})
+            del open_[symbol]
+            sold = max(trip["sold"], 1e-12)
+            out.append((symbol, trip["entry_date"], day, trip["max_qty"], trip["cost"] / sold,
+                        trip["proceeds"] / sold, trip["proceeds"] - trip["cost"],
+                        (trip["proceeds"] / trip["cost"] - 1.0) * 100 if trip["cost"] else 0.0,
+                        (day - trip["entry_date"]).days, str(reason).split(":")[0], trip["confidence"]))
     columns = ["symbol", "entry_date", "exit_date", "qty", "entry_price", "exit_price", "pnl", "return_pct",
                "days", "exit_reason", "confidence"]
     return pd.DataFrame(out, columns=columns)
@@ -196,3 +217,20 @@ def statistics(equity: "pd.DataFrame", trips: "pd.DataFrame", fills: "pd.DataFra
         "avg_days_held": float(trips["days"].mean()) if len(trips) else 0.0,
         "realized_pnl": float(trips["pnl"].sum()), "fills": len(fills), "rejections": len(rejections),
     }
+
+
+def compare(results: "dict[str, BacktestResult]") -> "pd.DataFrame":
+    """Headline statistics side by side, one column per named result."""
+    import pandas as pd
+
+    return pd.DataFrame({name: r.stats_table().set_index("statistic")["figure"] for name, r in results.items()}
+                        ).reset_index()
+
+
+def show_compare(results: "dict[str, BacktestResult]") -> None:
+    """Display ``compare(results)`` as a styled table in a notebook."""
+    from IPython.display import display
+
+    from tradebook.report_sections import style
+
+    display(style(compare(results)))

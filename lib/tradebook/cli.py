@@ -302,6 +302,21 @@ def ledger_check_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[li
 
 
 # --- report ---------------------------------------------------------------------------------
+@app.command()
+def report(html: bool = typer.Option(False, "--html", help="also write runs/report.html (outputs only, no code)"),
+           params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
+    """Run the report notebook (P&L, exposure, fills, rejections, incidents); --html exports it."""
+    from tradebook.params import parse_override
+    from tradebook.report import export_html
+    from tradebook.runner import run_phase
+
+    overrides = dict(parse_override(p) for p in param or [])
+    record = run_phase("report", params_file=str(params_file) if params_file else None, overrides=overrides)
+    typer.echo(f"report: {record.status} · {record.notebook_path}")
+    if html:
+        out = export_html(record.notebook_path, _context(params_file, param).runs_dir / "report.html")
+        typer.echo(f"html: {out}")
+
 
 # --- control panel server --------------------------------------------------------------------
 

@@ -169,12 +169,19 @@ def clean_reason(reason: str | None) -> str:
 
 def halt(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
          *, now: datetime | None = None) -> ControlStatus:
-    """CTL-1 kill switch: write the flag file first, then best-effort record a HALTED row."""
+    """CTL-1 kill switch: write the flag file first, then best-effort record a HALTED row.
+
+    Either one halts; only when both fail is it an error (with what to do instead).
+    """
     reason = clean_reason(reason) or "halted without a reason"
     now = now or utcnow()
     path = flag_path(params, root)
-    raise_flag(path, "HALTED", reason, actor, source, now)
-    notes = [f"kill-switch flag written: {path}"]
+    notes, failures = [], []
+    try:
+        raise_flag(path, "HALTED", reason, actor, source, now)
+        notes.append(f"kill-switch flag written: {path}")
+    except OSError as exc:
+        failures.append(f"flag file {path}: {exc}")
     try:
         from tradebook.ledger import Ledger
 
@@ -183,8 +190,11 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
             _set_state(con, "HALTED", reason, actor, source, now)
         notes.append("ledger control row recorded")
     except Exception as exc:  # the flag file alone halts; say so
-        notes.append(f"ledger not updated ({type(exc).__name__}: {exc}); "
-                     "the flag file alone keeps trading halted")
+        failures.append(f"ledger: {type(exc).__name__}: {exc}")
+    if len(failures) == 2:
+        raise ControlRefused("halt could not be recorded anywhere (" + "; ".join(failures) + f"); set {ENV_VAR}=1 "
+                             "in the environment of the scheduler and stop it")
+    notes += [f"not recorded in the {f} — the other source alone keeps trading halted" for f in failures]
     status = effective_state(params, root)
     return replace(status, notes=status.notes + tuple(notes))
 

@@ -91,6 +91,7 @@ class Daemon:
         self.stop = threading.Event()
         self.handled: set[tuple] = set()
         self.last_tick: datetime | None = None
+        self.monitor_runs = 0
         self.monitor_failed_on: set = set()
         self.beat_path = heartbeat_path(params, root)
         self.state = "running"
@@ -109,16 +110,28 @@ class Daemon:
         down = f"; previous heartbeat {previous.wall.isoformat()} ({previous.state})" if previous else ""
         self._alert("DAEMON_START", f"daemon started, pid {os.getpid()}, mode {self.params.mode}, "
                                     f"clock {self.clock.now().isoformat()}{down}")
+        crash = None
         try:
             self._run_phase("reconcile", reason="startup")
             while not self.stop.is_set() and self._step():
                 pass
+        except Exception as exc:  # systemd restarts us; the operator hears why first
+            crash = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            self.state = "stopped"
-            self._beat()
-            sd_notify("STOPPING=1")
-            self._alert("DAEMON_STOP", f"daemon stopped, pid {os.getpid()}, clock {self.clock.now().isoformat()}")
+            self._goodbye(crash)
         return 0
+
+    def _goodbye(self, crash: str | None) -> None:
+        """Last heartbeat (state stopped) and the stop alert; never masks the original error."""
+        self.state = "stopped"
+        sd_notify("STOPPING=1")
+        try:
+            self._beat()
+        except Exception as exc:
+            log_event("daemon", "error", f"final heartbeat failed: {exc}")
+        self._alert("INCIDENT" if crash else "DAEMON_STOP",
+                    f"daemon {'crashed: ' + crash if crash else 'stopped'}, pid {os.getpid()}")
 
     def request_stop(self, *_: Any) -> None:
         self.stop.set()
@@ -256,6 +269,7 @@ class Daemon:
         from tradebook.context import Context
 
         self.last_tick = tick
+        self.monitor_runs += 1
         ctx = Context(self.params, self.root, run_id=f"monitor-{tick:%Y%m%dT%H%M%S}")
         if isinstance(self.clock, SimClock):
             ctx.__dict__["broker"] = self.clock.broker  # the same simulated account, no second instance
@@ -303,7 +317,11 @@ class Daemon:
                 log_event("daemon", "warning", f"ledger heartbeat not written: {exc}")
 
     def _alert(self, kind: str, message: str, **data: Any) -> None:
-        alerts.alert(self.ledger, kind, message, data=data, params=self.params, now=self.clock.now())
+        try:
+            now = self.clock.now()
+        except Exception:  # the broker may be what failed: the alert still goes out
+            now = None
+        alerts.alert(self.ledger, kind, message, data={"clock": now, **data}, params=self.params, now=now)
 
 
 def run_daemon(params_file: str | None, overrides: dict[str, Any] | None, root: Path, *,

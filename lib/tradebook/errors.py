@@ -76,7 +76,7 @@ class TradingHalted(TradebookError):
 
 
 class ControlRefused(TradebookError):
-    """A control action was refused (no reason given, KILL_SWITCH still set, ...): do what it says."""
+    """A control action was refused or could not be done (no reason, KILL_SWITCH still set, ...): do what it says."""
 
 
 class SecretsError(ConfigError):

@@ -341,7 +341,7 @@ def _adopt(ctx: "Context", intent: it.Intent, cid: str, attempt: int, order: "Or
     from tradebook.broker.base import OrderRequest, to_qty
 
     with ctx.ledger.connect() as con:
-        known = con.execute("SELECT count(*) FROM orders WHERE client_order_id = ?", [cid]).fetchone()[0]
+        known = con.execute("SELECT count(*) FROM orders WHERE client_order_id = ?", [cid]).fetchall()[0][0]
     if not known:  # the ledger lost the row (e.g. restored from a backup): rebuild it from the broker
         request = OrderRequest(order.symbol, order.side, to_qty(order.qty), cid, order.order_type,
                                None if order.limit_price is None else Decimal(str(order.limit_price)), "day")

@@ -149,7 +149,7 @@ def client_order_id(intent: str, attempt: int) -> str:
 def insert(con: "duckdb.DuckDBPyConnection", intent: Intent) -> bool:
     """Insert an intent unless its id exists; True when a row was written."""
     placeholders = ", ".join("?" for _ in COLUMNS)
-    before = con.execute("SELECT count(*) FROM intents WHERE intent_id = ?", [intent.intent_id]).fetchone()[0]
+    before = con.execute("SELECT count(*) FROM intents WHERE intent_id = ?", [intent.intent_id]).fetchall()[0][0]
     if before:
         return False
     con.execute(f"INSERT INTO intents ({', '.join(COLUMNS)}) VALUES ({placeholders})",
@@ -158,8 +158,8 @@ def insert(con: "duckdb.DuckDBPyConnection", intent: Intent) -> bool:
 
 
 def load(con: "duckdb.DuckDBPyConnection", iid: str) -> Intent | None:
-    row = con.execute(f"{_SELECT} WHERE intent_id = ?", [iid]).fetchone()
-    return Intent(*row) if row else None
+    rows = con.execute(f"{_SELECT} WHERE intent_id = ?", [iid]).fetchall()
+    return Intent(*rows[0]) if rows else None
 
 
 def query(con: "duckdb.DuckDBPyConnection", where: str = "TRUE", params: list | None = None) -> list[Intent]:

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import subprocess
 import sys
+from pathlib import Path
+from typing import Any, Iterable
 
 FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
 
@@ -27,6 +31,9 @@ def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
     """Zygote main loop: import once, then fork one fresh kernel per request."""
     import importlib
 
+    # ipykernel sets this at start-up unless the user chose a backend; do it before any
+    # warm import so a matplotlib imported here resolves the backend a kernel would.
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     import ipykernel.kernelapp  # noqa: F401  (the point: pay this import once)
 
     failed = []
@@ -195,6 +202,99 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --- the parent's side ------------------------------------------------------------------
+def fork_provisioner(km: Any, zygote: "Zygote") -> Any:
+    """A LocalProvisioner whose launch asks the fork server instead of spawning python."""
+    from jupyter_client.provisioning import LocalProvisioner
+
+    class ForkProvisioner(LocalProvisioner):
+        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
+            args = ipykernel_args(cmd)
+            if args is None:  # not our interpreter's ipykernel: launch it the normal way
+                return await super().launch_kernel(cmd, **kwargs)
+            cwd = str(kwargs.get("cwd") or os.getcwd())
+            pid = zygote.fork(args, dict(kwargs.get("env") or os.environ), cwd)
+            self.process = ForkedProcess(pid)
+            self.pid = self.pgid = pid
+            self.cwd = cwd
+            return self.connection_info
+
+    return ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
+
+
+def ipykernel_args(cmd: list[str]) -> list[str] | None:
+    """The arguments after ``-m ipykernel_launcher`` when cmd runs our own interpreter."""
+    if len(cmd) < 3 or cmd[1:3] != ["-m", "ipykernel_launcher"]:
+        return None
+    try:
+        same = os.path.samefile(cmd[0], sys.executable)
+    except OSError:
+        same = False
+    return cmd[3:] if same else None
+
+
+class Zygote:
+    """Client side of the fork server: start it, ask it for kernels, stop it."""
+
+    def __init__(self, root: Path, env: dict[str, str], warm_modules: Iterable[str], timeout_s: float = 60.0):
+        req_r, req_w = os.pipe()
+        resp_r, resp_w = os.pipe()
+        cmd = [sys.executable, "-m", "tradebook.kernelfork", str(req_r), str(resp_w), *warm_modules]
+        self.proc = subprocess.Popen(cmd, cwd=root, env=env, pass_fds=(req_r, resp_w),
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        os.close(req_r)
+        os.close(resp_w)
+        self._req: int | None = req_w
+        self._resp: int | None = resp_r
+        self._buffer = b""
+        self.timeout_s = timeout_s
+        self.ready: dict | None = None
+
+    def poll_ready(self) -> bool:
+        """True once the server has finished its imports (never blocks)."""
+        if self.ready is None and select.select([self._resp], [], [], 0)[0]:
+            self.ready = self._read()
+        return self.ready is not None
+
+    def fork(self, args: list[str], env: dict[str, str], cwd: str) -> int:
+        """Ask for one new kernel process; returns its pid."""
+        if self.ready is None:
+            self.ready = self._read()
+        data = (json.dumps({"args": args, "env": env, "cwd": cwd}) + "\n").encode()
+        assert self._req is not None, "fork server is closed"
+        while data:
+            data = data[os.write(self._req, data):]
+        reply = self._read()
+        if "pid" not in reply:
+            raise RuntimeError(f"kernel fork server: {reply.get('error', reply)}")
+        return int(reply["pid"])
+
+    def _read(self) -> dict:
+        assert self._resp is not None, "fork server is closed"
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([self._resp], [], [], self.timeout_s)
+            chunk = os.read(self._resp, 65536) if ready else b""
+            if not chunk:
+                raise RuntimeError(f"kernel fork server did not answer (exit code {self.proc.poll()}); "
+                                   "see its traceback on stderr")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)
+
+    def close(self) -> None:
+        """Closing the request pipe ends the server's loop; kill it if it lingers."""
+        for fd in (self._req, self._resp):
+            if fd is not None:
+                os.close(fd)
+        self._req = self._resp = None
+        self.proc.terminate()  # holds no state; its clean exit would only finalise modules
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 if __name__ == "__main__":  # python -m tradebook.kernelfork REQ_FD RESP_FD MODULE...

@@ -19,12 +19,9 @@ discarded so a notebook never runs against stale library code.
 from __future__ import annotations
 
 import atexit
-import json
+import logging
 import os
-import select
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,9 +29,15 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
-from tradebook.kernelfork import FORK_SUPPORTED, ForkedProcess
+from tradebook.kernelfork import FORK_SUPPORTED, Zygote, fork_provisioner
 
-DEFAULT_WARM_MODULES = ("tradebook.context", "tradebook.ledger", "tradebook.params", "pandas", "duckdb")
+log = logging.getLogger(__name__)
+
+# What phase notebooks import (missing ones are skipped). Not matplotlib.pyplot: its backend
+# hooks need a running IPython shell, so it must be imported by the kernel itself.
+DEFAULT_WARM_MODULES = ("tradebook.context", "tradebook.ledger", "tradebook.nb", "tradebook.reconcile",
+                        "tradebook.decide", "tradebook.execute", "tradebook.report", "tradebook.broker.sim",
+                        "pandas", "duckdb", "exchange_calendars", "matplotlib")
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]  # as nbclient does: no sqlite history per kernel
 
 
@@ -43,13 +46,15 @@ class KernelPool:
 
     def __init__(self, root: str | Path | None = None, *, size: int = 1, warm_modules: Iterable[str] = DEFAULT_WARM_MODULES,
                  fork: bool | None = None, kernel_name: str = "python3", env: dict[str, str] | None = None,
-                 retire_grace_s: float = 3.0):
+                 retire_grace_s: float = 3.0, watch: Iterable[str | Path] | None = None):
         self.root = Path(root).resolve() if root is not None else None
         self.size = max(0, int(size))
         self.warm_modules = tuple(warm_modules)
         self.fork = FORK_SUPPORTED if fork is None else bool(fork) and FORK_SUPPORTED
         self.kernel_name = kernel_name
         self.retire_grace_s = retire_grace_s
+        # Source trees whose edits make warm kernels stale (default: tradebook itself).
+        self.watch = tuple(Path(p) for p in watch) if watch is not None else (Path(__file__).resolve().parent,)
         self.kernels_started = 0
         self._base_env = env
         self._env = kernel_env(self.root, env) if self.root else {}
@@ -75,7 +80,7 @@ class KernelPool:
         if self.root is None:
             return self  # nothing to warm until we know the project root
         if self._fingerprint is None:
-            self._fingerprint = source_fingerprint()
+            self._fingerprint = source_fingerprint(self.watch)
         if self.fork and self._zygote is None:
             self._zygote = Zygote(self.root, self._env, self.warm_modules)
         self._fill()
@@ -115,7 +120,7 @@ class KernelPool:
             raise ValueError("KernelPool.take needs a project root (none was given to the pool)")
         if wanted != self.root:
             self._bind(wanted)
-        elif self._fingerprint is not None and source_fingerprint() != self._fingerprint:
+        elif self._fingerprint is not None and source_fingerprint(self.watch) != self._fingerprint:
             self._restart()  # tradebook changed on disk: warm kernels hold the old code
         self.start()  # (re)creates whatever is missing: fork server, spares
         self._reap()
@@ -152,6 +157,8 @@ class KernelPool:
         self._restart()
 
     def _fill(self) -> None:
+        if self._zygote is not None and not self._zygote.poll_ready():
+            return  # still importing: take() waits for it, start() must not
         while len(self._spares) < self.size:
             self._spares.append(self._launch())
 
@@ -200,8 +207,11 @@ class KernelPool:
 
         try:
             run_sync(km.shutdown_kernel)(now=now)
-        except Exception:  # best effort: a kernel that vanished needs no shutdown
-            pass
+        except Exception as exc:  # never leave a kernel behind: kill the process directly
+            log.warning("kernel %s shutdown failed (%s: %s); killing it", _pid(km), type(exc).__name__, exc)
+            process = getattr(getattr(km, "provisioner", None), "process", None)
+            if process is not None and process.poll() is None:
+                process.kill()
 
 
 def connect_client(km: Any, *, context: Any = None, timeout_s: float = 60.0) -> Any:
@@ -227,27 +237,29 @@ async def _wait_ready(km: Any, kc: Any, timeout_s: float) -> None:
     from queue import Empty
 
     deadline = time.monotonic() + timeout_s
+    sent = {kc.kernel_info()}
     while time.monotonic() < deadline:
-        msg_id = kc.kernel_info()
         try:
             reply = await kc.get_shell_msg(timeout=1.0)
         except Empty:
             if not await km.is_alive():
                 raise RuntimeError("the kernel died during start-up (see its output on stderr)") from None
+            sent.add(kc.kernel_info())  # resend only after silence: never fall behind the replies
             continue
-        if reply["parent_header"].get("msg_id") != msg_id:
+        if reply["parent_header"].get("msg_id") not in sent:
             continue
-        # The reply proves the shell channel; seeing this request's idle status proves iopub
-        # (a SUB socket drops whatever was published before it connected).
+        # The reply proves the shell channel; any iopub message proves the SUB socket is
+        # connected (it silently drops whatever was published before it joined).
         try:
-            while True:
-                msg = await kc.get_iopub_msg(timeout=0.5)
-                if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-                        and msg["content"].get("execution_state") == "idle"):
-                    return
+            await kc.get_iopub_msg(timeout=0.5)
+            return
         except Empty:
-            continue
+            sent.add(kc.kernel_info())  # its busy/idle status will arrive once iopub is joined
     raise TimeoutError(f"kernel did not become ready within {timeout_s:.0f}s")
+
+
+def _pid(km: Any) -> int | None:
+    return getattr(getattr(km, "provisioner", None), "pid", None)
 
 
 def kernel_env(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -265,94 +277,7 @@ def warm_line(modules: Iterable[str]) -> str:
     return f"exec({body!r}, {{}})"
 
 
-def source_fingerprint() -> tuple:
-    """(path, mtime, size) of every tradebook source file: changes when the library is edited."""
-    package = Path(__file__).resolve().parent
+def source_fingerprint(folders: Iterable[Path]) -> tuple:
+    """(path, mtime, size) of every .py file under ``folders``: changes when one is edited."""
     return tuple((str(p), st.st_mtime_ns, st.st_size)
-                 for p in sorted(package.rglob("*.py")) for st in (p.stat(),))
-
-
-def fork_provisioner(km: Any, zygote: "Zygote") -> Any:
-    """A LocalProvisioner whose launch asks the fork server instead of spawning python."""
-    from jupyter_client.provisioning import LocalProvisioner
-
-    class ForkProvisioner(LocalProvisioner):
-        async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
-            args = ipykernel_args(cmd)
-            if args is None:  # not our interpreter's ipykernel: launch it the normal way
-                return await super().launch_kernel(cmd, **kwargs)
-            cwd = str(kwargs.get("cwd") or os.getcwd())
-            pid = zygote.fork(args, dict(kwargs.get("env") or os.environ), cwd)
-            self.process = ForkedProcess(pid)
-            self.pid = self.pgid = pid
-            self.cwd = cwd
-            return self.connection_info
-
-    return ForkProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
-
-
-def ipykernel_args(cmd: list[str]) -> list[str] | None:
-    """The arguments after ``-m ipykernel_launcher`` when cmd runs our own interpreter."""
-    if len(cmd) < 3 or cmd[1:3] != ["-m", "ipykernel_launcher"]:
-        return None
-    try:
-        same = os.path.samefile(cmd[0], sys.executable)
-    except OSError:
-        same = False
-    return cmd[3:] if same else None
-
-
-class Zygote:
-    """Client side of the fork server: start it, ask it for kernels, stop it."""
-
-    def __init__(self, root: Path, env: dict[str, str], warm_modules: Iterable[str], timeout_s: float = 60.0):
-        req_r, req_w = os.pipe()
-        resp_r, resp_w = os.pipe()
-        cmd = [sys.executable, "-m", "tradebook.kernelfork", str(req_r), str(resp_w), *warm_modules]
-        self.proc = subprocess.Popen(cmd, cwd=root, env=env, pass_fds=(req_r, resp_w),
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        os.close(req_r)
-        os.close(resp_w)
-        self._req: int | None = req_w
-        self._resp: int | None = resp_r
-        self._buffer = b""
-        self.timeout_s = timeout_s
-        self.ready: dict | None = None
-
-    def fork(self, args: list[str], env: dict[str, str], cwd: str) -> int:
-        """Ask for one new kernel process; returns its pid."""
-        if self.ready is None:
-            self.ready = self._read()
-        data = (json.dumps({"args": args, "env": env, "cwd": cwd}) + "\n").encode()
-        assert self._req is not None, "fork server is closed"
-        while data:
-            data = data[os.write(self._req, data):]
-        reply = self._read()
-        if "pid" not in reply:
-            raise RuntimeError(f"kernel fork server: {reply.get('error', reply)}")
-        return int(reply["pid"])
-
-    def _read(self) -> dict:
-        assert self._resp is not None, "fork server is closed"
-        while b"\n" not in self._buffer:
-            ready, _, _ = select.select([self._resp], [], [], self.timeout_s)
-            chunk = os.read(self._resp, 65536) if ready else b""
-            if not chunk:
-                raise RuntimeError(f"kernel fork server did not answer (exit code {self.proc.poll()}); "
-                                   "see its traceback on stderr")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
-
-    def close(self) -> None:
-        """Closing the request pipe ends the server's loop; kill it if it lingers."""
-        for fd in (self._req, self._resp):
-            if fd is not None:
-                os.close(fd)
-        self._req = self._resp = None
-        self.proc.terminate()  # holds no state; its clean exit would only finalise modules
-        try:
-            self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+                 for folder in folders for p in sorted(Path(folder).rglob("*.py")) for st in (p.stat(),))

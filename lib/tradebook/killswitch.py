@@ -87,4 +87,4 @@ def _parse_ts(value: Any) -> datetime | None:
         ts = datetime.fromisoformat(str(value))
     except (TypeError, ValueError):
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc) if ts.tzinfo else ts.replace(tzinfo=timezone.utc)

@@ -164,8 +164,8 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
 
 
 def load_positions_for(con: "duckdb.DuckDBPyConnection", symbol: str) -> LedgerPosition | None:
-    row = con.execute(f"SELECT {_COLS} FROM positions WHERE symbol = ?", [symbol]).fetchone()
-    return LedgerPosition(*row) if row else None
+    rows = con.execute(f"SELECT {_COLS} FROM positions WHERE symbol = ?", [symbol]).fetchall()
+    return LedgerPosition(*rows[0]) if rows else None
 
 
 def next_position(qty: float, avg: float, side: str, fill_qty: float, fill_price: float) -> tuple[float, float]:

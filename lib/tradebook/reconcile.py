@@ -335,8 +335,8 @@ def _read_ledger(ctx: "Context", cids: Iterable[str] | None):
         rows = open_order_rows(con, cids)
         positions = load_positions(con)
         first = not positions and not con.execute(
-            "SELECT (SELECT count(*) FROM trades) + (SELECT count(*) FROM orders)").fetchone()[0]
-        return rows, positions, first, con.execute(_FINGERPRINT).fetchone()
+            "SELECT (SELECT count(*) FROM trades) + (SELECT count(*) FROM orders)").fetchall()[0][0]
+        return rows, positions, first, con.execute(_FINGERPRINT).fetchall()[0]
 
 
 def _check(ctx: "Context", rows: list[OrderRow], ledger: dict[str, LedgerPosition], light: bool, now: datetime):
@@ -369,7 +369,7 @@ def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = No
 
 def _write(ctx: "Context", report: ReconcileReport, fingerprint: tuple) -> None:
     with ctx.ledger.transaction() as con:
-        if con.execute(_FINGERPRINT).fetchone() != fingerprint:
+        if con.execute(_FINGERPRINT).fetchall()[0] != fingerprint:
             raise _LedgerMoved("ledger changed since it was read")
         for u in report.order_updates:
             apply_order_update(con, u, ctx, report.now)

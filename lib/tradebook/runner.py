@@ -14,7 +14,6 @@ gets its own fresh kernel.
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -182,12 +181,17 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
     """papermill in this process, on a pre-started kernel from ``pool`` (or a fresh one)."""
     kernel_name = notebook_kernel_name(source)
     own_pool = pool is None or pool.kernel_name != kernel_name
-    if own_pool:  # one cold kernel, same code path: no warm spares kept
-        pool = KernelPool(root, size=0, fork=False, warm_modules=(), kernel_name=kernel_name).start()
+    if own_pool:  # one kernel just for this run, same code path; no spares kept
+        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name).start()
     km = kc = None
     hung = False
     try:
-        km = pool.take(root)
+        # Overlap papermill's import (~2 s, once per process) with kernel start-up: a cold
+        # kernel is launched first; a pool's fork server boots while we import.
+        if own_pool:
+            km = pool.take(root)
+        _register_engine()
+        km = km or pool.take(root)
         kc = connect_client(km, context=pool.context)
         nb = _papermill(source, output, parameters, root, km, kc, timeout, kernel_name)
         return _Outcome(None, _pid(km), _stopped_early(nb))
@@ -208,7 +212,6 @@ def _papermill(source: Path, output: Path, parameters: dict[str, Any], root: Pat
                timeout: float, kernel_name: str) -> Any:
     import papermill
 
-    _register_engine()
     return papermill.execute_notebook(
         str(source), str(output), parameters=parameters, engine_name=ENGINE_NAME, kernel_name=kernel_name,
         cwd=str(root), progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)

@@ -94,8 +94,9 @@ def bars_frame(barset: Any, start: date, end: date) -> "pd.DataFrame":
 
     from tradebook.marketdata import COLUMNS
 
+    data = barset.data if barset is not None else {}
     rows = [(sym, b.timestamp.astimezone(NY).date(), b.open, b.high, b.low, b.close, b.volume)
-            for sym, bars in barset.data.items() for b in bars]
+            for sym, bars in data.items() for b in bars]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame = frame[(frame["date"] >= start) & (frame["date"] <= end)]
     return frame.sort_values(["symbol", "date"]).reset_index(drop=True)

@@ -22,18 +22,20 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, time as dtime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Iterator
 from urllib.parse import parse_qs, urlsplit
 
-from tradebook.broker.alpaca_fake_market import NY, FakeMarket, bar_json, quote_json, snapshot_json
-from tradebook.broker.alpaca_fake_state import FakeBrokerState, Reply
+from tradebook.broker.alpaca_fake_market import NY, FakeMarket
+from tradebook.broker.alpaca_fake_routes import HTML_ERRORS, Answer, fault_answer, route
+from tradebook.broker.alpaca_fake_state import FakeBrokerState
 
 log = logging.getLogger("tradebook.broker.alpaca_fake")
 
@@ -67,14 +69,6 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     body: Any = None
-
-
-@dataclass
-class _Answer:
-    status: int
-    payload: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
 
 
 class FakeAlpacaServer:
@@ -220,20 +214,7 @@ class FakeAlpacaServer:
             self._requests.append(record)
 
     # routing -----------------------------------------------------------------------------
-    def answer(self, method: str, path: str, query: dict[str, str], body: Any) -> _Answer:
-        """Route one API request to the state (Reply errors become their status/body)."""
-        for verb, pattern, handler in _ROUTES:
-            match = pattern.fullmatch(path)
-            if verb == method and match:
-                try:
-                    return handler(self, query, body, **match.groupdict())
-                except Reply as reply:
-                    return _Answer(reply.status, reply.body)
-                except ValueError as exc:
-                    return _Answer(422, {"code": 40010001, "message": str(exc)})
-        return _Answer(404, {"code": 40410000, "message": "endpoint not found"})
-
-    def control(self, method: str, path: str, body: Any) -> _Answer:
+    def control(self, method: str, path: str, body: Any) -> Answer:
         """/_fake/* endpoints: clock, faults, request log (no auth; loopback only)."""
         try:
             if path == "/_fake/clock" and method == "POST":
@@ -243,119 +224,12 @@ class FakeAlpacaServer:
             elif path == "/_fake/faults" and method == "DELETE":
                 self.clear_faults()
             elif path == "/_fake/requests" and method == "GET":
-                return _Answer(200, [{"method": r.method, "path": r.path} for r in self.requests])
+                return Answer(200, [{"method": r.method, "path": r.path} for r in self.requests])
             elif not (path == "/_fake/clock" and method == "GET"):
-                return _Answer(404, {"message": "unknown fake control endpoint"})
+                return Answer(404, {"message": "unknown fake control endpoint"})
         except (KeyError, TypeError, ValueError) as exc:
-            return _Answer(400, {"message": f"bad fake control request: {exc}"})
-        return _Answer(200, {"now": self.now.isoformat()})
-
-
-# --- route handlers ------------------------------------------------------------------------
-def _flag(value: str | None) -> bool:
-    return str(value).lower() == "true"   # the SDK sends Python's True/False
-
-
-def _bars(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
-    if q.get("timeframe", "1Day") != "1Day":
-        return _Answer(422, {"message": "the fake serves 1Day bars only"})
-    start = datetime.fromisoformat(q["start"]) if "start" in q else datetime(2000, 1, 1, tzinfo=NY)
-    end = datetime.fromisoformat(q["end"]) if "end" in q else fake.now
-    rows = []
-    for sym in [s for s in q.get("symbols", "").split(",") if s]:
-        for bar in fake.market.completed_bars(sym, start.astimezone(NY).date(), end.astimezone(NY).date(),
-                                              fake.now):
-            midnight = datetime(bar.day.year, bar.day.month, bar.day.day, tzinfo=NY)
-            if start <= midnight <= end:
-                rows.append((sym, bar))
-    offset = int(q.get("page_token") or 0)
-    size = min(int(q.get("limit") or 1000), fake.page_size)
-    page, more = rows[offset:offset + size], offset + size < len(rows)
-    out: dict[str, list] = {}
-    for sym, bar in page:
-        out.setdefault(sym, []).append(bar_json(bar))
-    return _Answer(200, {"bars": out, "next_page_token": str(offset + size) if more else None})
-
-
-def _snapshots(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
-    snaps = {s: snapshot_json(fake.market, s, fake.now) for s in q.get("symbols", "").split(",") if s}
-    return _Answer(200, {s: v for s, v in snaps.items() if v is not None})
-
-
-def _latest_quotes(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
-    quotes = {s: quote_json(fake.market, s, fake.now) for s in q.get("symbols", "").split(",") if s}
-    return _Answer(200, {"quotes": {s: v for s, v in quotes.items() if v is not None}})
-
-
-def _calendar(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
-    today = fake.now.astimezone(NY).date()
-    start = date.fromisoformat(q["start"][:10]) if "start" in q else today
-    end = date.fromisoformat(q["end"][:10]) if "end" in q else start
-    return _Answer(200, fake.state.calendar_json(start, end))
-
-
-def _close_all(fake: FakeAlpacaServer, q: dict[str, str], _body: Any) -> _Answer:
-    if _flag(q.get("cancel_orders")):
-        fake.state.cancel_all()
-    out = [{"symbol": s, "status": 200, "body": fake.state.close_position(s)} for s in list(fake.state.positions)]
-    return _Answer(207, out)
-
-
-def _r(method: str, path: str, handler: Callable[..., _Answer]) -> tuple[str, re.Pattern, Callable]:
-    return method, re.compile(path), handler
-
-
-_ROUTES = [
-    _r("GET", "/v2/account", lambda f, q, b: _Answer(200, f.state.account_json())),
-    _r("GET", "/v2/account/configurations", lambda f, q, b: _Answer(200, f.state.config_json())),
-    _r("GET", "/v2/positions", lambda f, q, b: _Answer(200, f.state.positions_json())),
-    _r("DELETE", "/v2/positions", _close_all),
-    _r("GET", "/v2/positions/(?P<sym>[^/]+)", lambda f, q, b, sym: _Answer(200, f.state.position_json(sym))),
-    _r("DELETE", "/v2/positions/(?P<sym>[^/]+)", lambda f, q, b, sym: _Answer(
-        200, f.state.close_position(sym, q.get("qty"), q.get("percentage")))),
-    _r("GET", "/v2/orders", lambda f, q, b: _Answer(200, f.state.list_orders(
-        q.get("status", "open"), int(q.get("limit") or 50),
-        [s for s in q.get("symbols", "").split(",") if s], q.get("direction", "desc")))),
-    _r("POST", "/v2/orders", lambda f, q, b: _Answer(200, f.state.submit(b or {}))),
-    _r("DELETE", "/v2/orders", lambda f, q, b: _Answer(207, f.state.cancel_all())),
-    _r("GET", "/v2/orders:by_client_order_id", lambda f, q, b: _Answer(
-        200, f.state.order_by_client_id(q.get("client_order_id", "")))),
-    _r("GET", "/v2/orders/(?P<oid>[^/]+)", lambda f, q, b, oid: _Answer(200, f.state.order_json(oid))),
-    _r("DELETE", "/v2/orders/(?P<oid>[^/]+)", lambda f, q, b, oid: (f.state.cancel(oid), _Answer(204))[1]),
-    _r("GET", "/v2/clock", lambda f, q, b: _Answer(200, f.state.clock_json())),
-    _r("GET", "/v2/calendar", _calendar),
-    _r("GET", "/v2/assets/(?P<sym>[^/]+)", lambda f, q, b, sym: _Answer(200, f.state.asset_json(sym))),
-    _r("GET", "/v2/stocks/bars", _bars),
-    _r("GET", "/v2/stocks/snapshots", _snapshots),
-    _r("GET", "/v2/stocks/quotes/latest", _latest_quotes),
-]
-
-
-# --- faults --------------------------------------------------------------------------------
-_HTML = {503: b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
-         504: b"<html><body><h1>504 Gateway Time-out</h1></body></html>"}
-
-
-def _fault_answer(fault: Fault, body: Any) -> _Answer | None:
-    """The answer a fault gives instead of handling the request (None: handle it)."""
-    kind, symbol = fault.kind, (body or {}).get("symbol", "?") if isinstance(body, dict) else "?"
-    if kind in ("http_503", "http_504"):
-        code = int(kind[-3:])
-        return _Answer(code, headers={"Content-Type": "text/html"}, raw=_HTML[code])
-    if kind == "http_500":
-        return _Answer(500, {"code": 50010000, "message": "internal server error occurred"})
-    if kind == "http_429":
-        return _Answer(429, {"code": 42910000, "message": "too many requests"},
-                       {"Retry-After": str(fault.retry_after), "X-Ratelimit-Limit": "200",
-                        "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(time.time()) + fault.retry_after)})
-    if kind == "reject_buying_power":
-        return _Answer(403, {"buying_power": "0", "code": 40310000, "cost_basis": "1",
-                             "message": "insufficient buying power"})
-    if kind == "duplicate_client_order_id":
-        return _Answer(422, {"code": 40010001, "message": "client_order_id must be unique"})
-    if kind == "fractional_reject":
-        return _Answer(422, {"code": 42210000, "message": f'asset "{symbol}" is not fractionable'})
-    return None
+            return Answer(400, {"message": f"bad fake control request: {exc}"})
+        return Answer(200, {"now": self.now.isoformat()})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -380,27 +254,27 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except ValueError:
-            self._send(_Answer(400, {"message": "request body is not valid JSON"}))
+            self._send(Answer(400, {"message": "request body is not valid JSON"}))
             return
         if path.startswith("/_fake/"):
             self._send(fake.control(self.command, path, body))
             return
         if not fake._authorised(self.headers):
-            self._send(_Answer(401, {"message": "unauthorized"}))
+            self._send(Answer(401, {"message": "unauthorized"}))
             return
         fake._record(RequestRecord(self.command, path, query, body))
         fault = fake._take_fault(self.command, path)
         if fault and fault.kind == "drop_connection":
             self.close_connection = True
             return
-        answer = _fault_answer(fault, body) if fault else None
+        answer = fault_answer(fault, body) if fault else None
         if answer is None:
-            answer = fake.answer(self.command, path, query, body)
+            answer = route(fake, self.command, path, query, body)
         if fault and fault.kind == "lost_response":
             self.close_connection = True   # the order is recorded; the client never hears back
             return
         if fault and fault.kind == "accept_then_504":
-            answer = _Answer(504, headers={"Content-Type": "text/html"}, raw=_HTML[504])
+            answer = Answer(504, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[504])
         if fault and fault.kind == "latency":
             time.sleep(fault.seconds)
         self._send(answer)
@@ -410,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         return json.loads(raw, parse_float=Decimal) if raw.strip() else None
 
-    def _send(self, answer: _Answer) -> None:
+    def _send(self, answer: Answer) -> None:
         raw = answer.raw if answer.raw is not None else (
             b"" if answer.payload is None else json.dumps(answer.payload).encode())
         try:
@@ -425,6 +299,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):   # the client gave up (timeout fault)
             self.close_connection = True
+
+
+DEMO_KEYS = ("PKFAKEDEMOKEY000000000", "SKFAKEDEMOSECRET0000000000000000000000")
+
+
+@contextmanager
+def demo_fake(start: datetime | date | None = None) -> Iterator[tuple[dict[str, Any], FakeAlpacaServer]]:
+    """For ``tradebook demo --broker alpaca-fake``: a started fake and the params overrides for it.
+
+    The process environment gets the fake's own key pair for the duration (kernels started
+    inside inherit it), so real keys, if set, are never sent even to loopback; restored after.
+    """
+    names = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict(zip(names, DEMO_KEYS)))
+    try:
+        with FakeAlpacaServer(start=start, key_id=DEMO_KEYS[0], secret_key=DEMO_KEYS[1]) as fake:
+            yield fake.overrides(), fake
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def main(argv: list[str] | None = None) -> None:

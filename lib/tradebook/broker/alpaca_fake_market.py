@@ -63,6 +63,7 @@ class FakeMarket:
         self.spread_bps = spread_bps
         self._bars: dict[str, dict[date, DayBar]] = {s: _day_bars(s) for s in symbols}
         self._days: dict[str, list[date]] = {s: sorted(bars) for s, bars in self._bars.items()}
+        _xnys()   # load the calendar now, not inside the first request (it takes ~1 s)
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -157,7 +158,7 @@ class FakeMarket:
 
 
 # --- Market Data v2 wire format ------------------------------------------------------------
-def _ts(dt: datetime) -> str:
+def iso_z(dt: datetime) -> str:
     """RFC 3339 UTC with a Z, as Alpaca sends it."""
     from datetime import timezone
 
@@ -167,7 +168,7 @@ def _ts(dt: datetime) -> str:
 def bar_json(bar: DayBar) -> dict:
     """A daily bar as Alpaca sends it: t is midnight New York; n and vw must be present."""
     midnight = datetime(bar.day.year, bar.day.month, bar.day.day, tzinfo=NY)
-    return {"t": _ts(midnight), "o": round(bar.open, 4), "h": round(bar.high, 4), "l": round(bar.low, 4),
+    return {"t": iso_z(midnight), "o": round(bar.open, 4), "h": round(bar.high, 4), "l": round(bar.low, 4),
             "c": round(bar.close, 4), "v": int(bar.volume), "n": None, "vw": None}
 
 
@@ -176,7 +177,7 @@ def quote_json(market: FakeMarket, symbol: str, now: datetime) -> dict | None:
     if quote is None:
         return None
     bid, ask = quote
-    return {"t": _ts(now), "bp": bid, "bs": 3, "bx": "V", "ap": ask, "as": 2, "ax": "V", "c": ["R"], "z": "C"}
+    return {"t": iso_z(now), "bp": bid, "bs": 3, "bx": "V", "ap": ask, "as": 2, "ax": "V", "c": ["R"], "z": "C"}
 
 
 def snapshot_json(market: FakeMarket, symbol: str, now: datetime) -> dict | None:
@@ -186,6 +187,6 @@ def snapshot_json(market: FakeMarket, symbol: str, now: datetime) -> dict | None
         return None
     prev = market.previous_bar(symbol, daily.day)
     mid = market.mid(symbol, now)
-    return {"latestTrade": {"t": _ts(now), "p": mid, "s": 100, "x": "V", "i": 1, "c": ["@"], "z": "C"},
+    return {"latestTrade": {"t": iso_z(now), "p": mid, "s": 100, "x": "V", "i": 1, "c": ["@"], "z": "C"},
             "latestQuote": quote, "minuteBar": None, "dailyBar": bar_json(daily),
             "prevDailyBar": bar_json(prev) if prev else None}

@@ -10,77 +10,13 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from tradebook.broker.alpaca_fake_market import NY, FakeMarket, _ts
-
-Q9 = Decimal("0.000000001")
-CENT = Decimal("0.01")
-OPEN = ("new", "accepted", "pending_new", "partially_filled")
-_NS = uuid.UUID("6f1c2d7e-0b1a-4c8e-9d3f-5a7b9c1d2e3f")
-EXCHANGES = {"IBM": "NYSE"}
-
-
-class Reply(Exception):
-    """An Alpaca error answer (status + JSON body) raised by a state method."""
-
-    def __init__(self, status: int, code: int | None, message: str, **extra: Any):
-        super().__init__(message)
-        self.status = status
-        self.body = {**extra, **({"code": code} if code is not None else {}), "message": message}
-
-
-def num(value: Decimal | float | None) -> str | None:
-    """Decimal as a plain string, as the Trading API sends money and quantities."""
-    if value is None:
-        return None
-    text = format(Decimal(str(value)).normalize(), "f")
-    return text if text not in ("-0", "") else "0"
-
-
-def asset_uuid(symbol: str) -> str:
-    return str(uuid.uuid5(_NS, f"asset:{symbol}"))
-
-
-@dataclass
-class FakeOrder:
-    id: str
-    client_order_id: str
-    symbol: str
-    side: str
-    type: str
-    time_in_force: str
-    qty: Decimal | None
-    notional: Decimal | None
-    limit_price: Decimal | None
-    created_at: datetime
-    status: str = "new"
-    updated_at: datetime | None = None
-    filled_at: datetime | None = None
-    canceled_at: datetime | None = None
-    expired_at: datetime | None = None
-    filled_qty: Decimal = Decimal(0)
-    filled_avg_price: Decimal | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "client_order_id": self.client_order_id, "created_at": _ts(self.created_at),
-            "updated_at": _ts(self.updated_at or self.created_at), "submitted_at": _ts(self.created_at),
-            "filled_at": self.filled_at and _ts(self.filled_at), "expired_at": self.expired_at and _ts(self.expired_at),
-            "canceled_at": self.canceled_at and _ts(self.canceled_at), "failed_at": None, "replaced_at": None,
-            "replaced_by": None, "replaces": None, "asset_id": asset_uuid(self.symbol), "symbol": self.symbol,
-            "asset_class": "us_equity", "notional": num(self.notional),
-            "qty": num(self.qty if self.qty is not None else (self.filled_qty or None)),
-            "filled_qty": num(self.filled_qty), "filled_avg_price": num(self.filled_avg_price),
-            "order_class": "", "order_type": self.type, "type": self.type, "side": self.side,
-            "position_intent": "buy_to_open" if self.side == "buy" else "sell_to_close",
-            "time_in_force": self.time_in_force, "limit_price": num(self.limit_price), "stop_price": None,
-            "status": self.status, "extended_hours": False, "legs": None, "trail_percent": None,
-            "trail_price": None, "hwm": None, "subtag": None, "source": None, "expires_at": None,
-        }
+from tradebook.broker.alpaca_fake_market import NY, FakeMarket, iso_z
+from tradebook.broker.alpaca_fake_models import (CENT, EXCHANGES, NAMESPACE, OPEN, Q9, FakeOrder, Reply,
+                                                  asset_uuid, num)
 
 
 class FakeBrokerState:
@@ -106,7 +42,7 @@ class FakeBrokerState:
             raise ValueError("the fake's clock needs a timezone-aware datetime")
         with self.lock:
             if now < self.now:
-                raise ValueError(f"the fake's clock only moves forward ({_ts(self.now)} -> {_ts(now)})")
+                raise ValueError(f"the fake's clock only moves forward ({iso_z(self.now)} -> {iso_z(now)})")
             start, self.now = self.now, now
             for session in self.market.sessions(start.astimezone(NY).date(), now.astimezone(NY).date()):
                 a, b = max(start, session.open), min(now, session.close)
@@ -140,7 +76,7 @@ class FakeBrokerState:
             long_value = sum((q * self._mid(s) for s, (q, _) in self.positions.items()), Decimal(0))
             equity = (self.cash + long_value).quantize(CENT)
             bp = self.buying_power()
-            return {"id": str(uuid.uuid5(_NS, "account")), "account_number": "PA3FAKE00001", "status": "ACTIVE",
+            return {"id": str(uuid.uuid5(NAMESPACE, "account")), "account_number": "PA3FAKE00001", "status": "ACTIVE",
                     "crypto_status": "INACTIVE", "currency": "USD", "buying_power": num(bp),
                     "regt_buying_power": num(bp), "daytrading_buying_power": "0",
                     "non_marginable_buying_power": num(bp), "cash": num(self.cash), "accrued_fees": "0",
@@ -205,7 +141,7 @@ class FakeBrokerState:
 
     def _new_id(self) -> str:
         self._seq += 1
-        return str(uuid.uuid5(_NS, f"order:{self._seq}"))
+        return str(uuid.uuid5(NAMESPACE, f"order:{self._seq}"))
 
     def _validate(self, body: dict[str, Any]) -> FakeOrder:
         symbol, side, kind = body.get("symbol"), body.get("side"), body.get("type", "market")

@@ -97,6 +97,11 @@ def may_have_landed(exc: BaseException) -> bool:
     """Could a POST that failed this way have been executed anyway? (429 and connect failures: no)."""
     if isinstance(exc, requests.ConnectTimeout):
         return False
+    if isinstance(exc, requests.ConnectionError) and exc.args:
+        from urllib3.exceptions import NewConnectionError
+
+        if isinstance(getattr(exc.args[0], "reason", None), NewConnectionError):
+            return False   # refused or unreachable: the request was never sent
     return is_transient(exc) and status_of(exc) != 429
 
 
@@ -254,8 +259,9 @@ def call_with_retries(fn: Callable[[], T], *, what: str, policy: RetryPolicy, br
 
     def before_sleep(state) -> None:
         exc = state.outcome.exception()
+        wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("Alpaca %s: %s, retry %d/%d in %.2fs", what, describe(exc), state.attempt_number,
-                    policy.retries, state.upcoming_sleep)
+                    policy.retries, wait)
 
     retrying = Retrying(stop=stop_after_attempt(policy.retries + 1), retry=retry_if_exception(is_transient),
                         wait=lambda s: policy.wait_s(s.attempt_number, s.outcome.exception()),
@@ -266,3 +272,15 @@ def call_with_retries(fn: Callable[[], T], *, what: str, policy: RetryPolicy, br
     except Exception as exc:
         error = translate(exc, what, redact, retrying.statistics.get("attempt_number", 1))
     raise error
+
+
+def or_none_on_404(fn: Callable[[], T]) -> Callable[[], T | None]:
+    """Wrap an SDK call so that Alpaca's 404 (no such order/position/asset) becomes None."""
+    def run() -> T | None:
+        try:
+            return fn()
+        except APIError as exc:
+            if status_of(exc) == 404:
+                return None
+            raise
+    return run

@@ -28,6 +28,32 @@ FAULT_OPS = ("submit", "get_order", "positions", "account", "open_orders", "canc
 def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, partial: bool,
            liquidation: bool) -> Order:
     """Validate and record ``request``; fill it at once when the market is open and it is marketable."""
+    i, bid, ask = _validate(sim, con, book, request, liquidation)
+    table = sessions.table()
+    is_open = table.opens[i] * match.US <= book.now_us < table.closes[i] * match.US
+    limit = float(request.limit_price) if request.limit_price is not None else None
+    book.order_seq += 1
+    row = state.OrderRow(
+        seq=book.order_seq, client_order_id=request.client_order_id, broker_id=sim.new_broker_id(book.order_seq),
+        symbol=request.symbol, side=request.side, qty=float(request.qty), order_type=request.order_type,
+        limit_price=limit, tif=request.time_in_force, status="new" if is_open else "accepted", filled_qty=0.0,
+        filled_avg_price=None, submitted_us=book.now_us, updated_us=book.now_us,
+        active_from_us=book.now_us if is_open else table.opens[i] * match.US,
+        expires_us=table.closes[i] * match.US if request.time_in_force == "day" else None,
+        reserve_price=limit if limit is not None else ask, partial=partial)
+    book.new_orders.append(row)
+    if is_open and match.crosses(row.side, limit, bid, ask):
+        price = ask if row.side == "buy" else bid
+        match.apply_fill(book, row, match.fill_qty(row, row.symbol in sim.fractionable), price, book.now_us)
+    if row.tif == "ioc" and row.status in state.OPEN_DB_STATUSES:
+        match.finish(book, row, "canceled", book.now_us)
+    state.save_book(con, book)
+    return match.to_order(row)
+
+
+def _validate(sim: "SimBroker", con, book: state.Book, request: OrderRequest,
+              liquidation: bool) -> tuple[int, float, float]:
+    """Every venue check, before anything changes: (session index, bid, ask) when accepted."""
     if not isinstance(request, OrderRequest):
         raise TypeError("submit takes a tradebook.broker.base.OrderRequest")
     if con.execute("SELECT 1 FROM sim_orders WHERE client_order_id = ?", [request.client_order_id]).fetchone():
@@ -40,32 +66,13 @@ def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, pa
         raise BrokerRejected(f"no {sessions.EXCHANGE} session after {match.from_us(book.now_us)} in the calendar",
                              code="ASSET_NOT_TRADABLE")
     _check_asset(sim, request, table.days[i], liquidation)
-    qty = float(request.qty)
-    limit = float(request.limit_price) if request.limit_price is not None else None
     point = prices.price_at(request.symbol, now_s, sim.seed)
     if point is None:
         raise BrokerRejected(f"asset {request.symbol} has no price yet", code="ASSET_NOT_TRADABLE")
     bid, ask = prices.bid_ask(point.mid, sim.spread_bps)
-    reserve = limit if limit is not None else ask
-    _check_funds(book, request, qty, reserve)
-    is_open = table.opens[i] <= now_s < table.closes[i]
-    book.order_seq += 1
-    row = state.OrderRow(
-        seq=book.order_seq, client_order_id=request.client_order_id, broker_id=sim.new_broker_id(book.order_seq),
-        symbol=request.symbol, side=request.side, qty=qty, order_type=request.order_type, limit_price=limit,
-        tif=request.time_in_force, status="new" if is_open else "accepted", filled_qty=0.0,
-        filled_avg_price=None, submitted_us=book.now_us, updated_us=book.now_us,
-        active_from_us=book.now_us if is_open else table.opens[i] * match.US,
-        expires_us=table.closes[i] * match.US if request.time_in_force == "day" else None,
-        reserve_price=reserve, partial=partial)
-    book.new_orders.append(row)
-    if is_open and match.crosses(row.side, limit, bid, ask):
-        price = ask if row.side == "buy" else bid
-        match.apply_fill(book, row, match.fill_qty(row, row.symbol in sim.fractionable), price, book.now_us)
-    if row.tif == "ioc" and row.status in state.OPEN_DB_STATUSES:
-        match.finish(book, row, "canceled", book.now_us)
-    state.save_book(con, book)
-    return match.to_order(row)
+    reserve = float(request.limit_price) if request.limit_price is not None else ask
+    _check_funds(book, request, float(request.qty), reserve)
+    return i, bid, ask
 
 
 def _check_asset(sim: "SimBroker", request: OrderRequest, day, liquidation: bool) -> None:

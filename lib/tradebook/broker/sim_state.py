@@ -11,6 +11,7 @@ is not a DuckDB database is a clear error, never silently replaced.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -50,6 +51,8 @@ CREATE TABLE IF NOT EXISTS sim_orders (
 
 _lock = threading.RLock()   # one attached state at a time per process
 _memory: "duckdb.DuckDBPyConnection | None" = None
+_memory_pid = 0
+_inherited: list = []
 
 
 @dataclass(slots=True)
@@ -102,12 +105,28 @@ class Book:
 
 
 def _memory_connection() -> "duckdb.DuckDBPyConnection":
-    global _memory
-    if _memory is None:
+    """This process's private in-memory DuckDB instance (a forked child makes its own)."""
+    global _memory, _memory_pid
+    if _memory is None or _memory_pid != os.getpid():
         import duckdb
 
+        if _memory is not None:
+            _inherited.append(_memory)   # never close the parent's copy in a forked child
         _memory = duckdb.connect(":memory:")
+        # Simulator state, not money: skip fsync (~4 per write). A killed process still leaves a
+        # consistent file (the OS has the writes); only an OS crash could damage it.
+        _memory.execute("SET fsync_mode = 'NONE'")
+        _memory.execute("SET threads = 1")
+        _memory_pid = os.getpid()
     return _memory
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class SimStore:
@@ -116,7 +135,7 @@ class SimStore:
     def __init__(self, path: str | Path, lock_timeout_s: float = 15.0):
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
-        self._ready = False
+        self._schema_for: tuple[int, int] | None = None   # file the schema was ensured for
 
     @contextmanager
     def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:
@@ -126,9 +145,10 @@ class SimStore:
             self._attach(con)
             try:
                 con.execute(f"USE {ALIAS}")
-                if not self._ready:
+                key = _file_key(self.path)
+                if key is None or key != self._schema_for:   # new, or replaced (e.g. demo --fresh)
                     con.execute(SCHEMA)
-                    self._ready = True
+                    self._schema_for = key
                 con.execute("BEGIN TRANSACTION")
                 try:
                     yield con
@@ -137,8 +157,7 @@ class SimStore:
                     raise
                 con.execute("COMMIT")
             finally:
-                con.execute("USE memory")
-                con.execute(f"DETACH {ALIAS}")
+                _detach(con)
 
     def _attach(self, con: "duckdb.DuckDBPyConnection") -> None:
         import duckdb
@@ -146,13 +165,17 @@ class SimStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         quoted = str(self.path).replace("'", "''")
         deadline = time.monotonic() + self.lock_timeout_s
-        delay = 0.02
+        delay, cleaned = 0.02, False
         while True:
             try:
                 con.execute(f"ATTACH '{quoted}' AS {ALIAS}")
                 return
             except duckdb.Error as exc:
                 text = str(exc)
+                if not cleaned and ("already exists" in text or "already attached" in text):
+                    _detach(con)    # left over from an interrupted call in this process
+                    cleaned = True
+                    continue
                 if any(m in text for m in LOCK_MARKERS) and time.monotonic() < deadline:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.25)
@@ -164,6 +187,18 @@ class SimStore:
                     raise BrokerError(f"sim state {self.path} is corrupt or not a DuckDB database; move it "
                                       "aside to start a fresh simulated account") from None
                 raise BrokerError(f"cannot open sim state {self.path}: {text.splitlines()[0]}") from None
+
+
+def _detach(con: "duckdb.DuckDBPyConnection") -> None:
+    """Release the file (and its lock); tolerate a connection left mid-transaction."""
+    import duckdb
+
+    for sql in ("USE memory", f"DETACH DATABASE IF EXISTS {ALIAS}"):
+        try:
+            con.execute(sql)
+        except duckdb.TransactionException:
+            con.execute("ROLLBACK")
+            con.execute(sql)
 
 
 # --- reading and writing rows (inside SimStore.transaction) ---------------------------------

@@ -1,0 +1,60 @@
+"""SimBroker call costs: median wall ms per call on a fresh state in a temp dir.
+
+Run: .venv/bin/python bench/bench_sim.py   (prints figures, asserts nothing)
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from tradebook.broker.base import OrderRequest
+from tradebook.broker.sim import SimBroker
+
+SYMBOLS = ["AAPL", "GOOG", "IBM", "MSFT"]
+
+
+def timed(label: str, fn, n: int = 60) -> None:
+    """Print the median and p90 wall time of ``fn(i)`` over ``n`` calls."""
+    samples = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    samples.sort()
+    print(f"  {label:34s} median {statistics.median(samples):6.2f} ms   p90 {samples[int(n * 0.9)]:6.2f} ms")
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        sim = SimBroker(Path(tmp) / "sim.duckdb")
+        sim.quotes(SYMBOLS)
+        print(f"first call (calendar + bars + new state): {(time.perf_counter() - t0) * 1e3:.0f} ms")
+        session = sim.first_session_on_or_after(sim.now().date())
+        sim.advance_to(session.open + timedelta(minutes=5))
+        print("per call, market open, 0 -> 60 resting limit orders:")
+        timed("clock()", lambda i: sim.clock())
+        timed("account()", lambda i: sim.account())
+        timed("positions()", lambda i: sim.positions())
+        timed("quotes(4 symbols)", lambda i: sim.quotes(SYMBOLS))
+        timed("get_order(unknown)", lambda i: sim.get_order("nope"))
+        timed("submit(limit, rests)", lambda i: sim.submit(
+            OrderRequest("IBM", "buy", Decimal(1), f"l-{i}", limit_price=Decimal(100))))
+        timed("submit(market, fills)", lambda i: sim.submit(
+            OrderRequest("AAPL", "buy", Decimal(1), f"m-{i}", order_type="market")))
+        timed("open_orders() with 60 open", lambda i: sim.open_orders())
+        timed("daily_bars(4 symbols, 1 year)", lambda i: sim.daily_bars(
+            SYMBOLS, session.day - timedelta(days=365), session.day))
+        timed("advance_to(+1 min), 60 open", lambda i: sim.advance_to(
+            session.open + timedelta(minutes=6 + i)))
+        t0 = time.perf_counter()
+        sim.advance_to(session.open + timedelta(days=30))
+        print(f"  advance_to(+30 days, 60 day orders expire): {(time.perf_counter() - t0) * 1e3:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

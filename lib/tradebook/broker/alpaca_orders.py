@@ -1,0 +1,202 @@
+"""Order handling for AlpacaBroker: idempotent submit, fractional fallback, cancel, close (EXE-1, EXE-4, EXE-5).
+
+- Submit is idempotent by client_order_id: after an outcome that may have reached Alpaca
+  (timeout, dropped connection, 5xx) the order is looked up before any resubmit; a 422
+  duplicate client_order_id returns the existing order. Retries exhausted after such an
+  outcome raise OrderOutcomeUnknown, never a blind resubmit.
+- While the API circuit breaker is open new entries (buys) are refused with CircuitOpen,
+  before the first attempt and before any resubmit; sells (reducing) still go out.
+- Fractional qty (EXE-5): ``submit`` behaves like SimBroker's: a fractional order for a symbol
+  known not to take it (validate_fractional, params, an earlier reject) raises
+  FractionalNotSupported without a request, and Alpaca's fractional 422 raises it too; the
+  caller (execute) re-gates floor(qty) as a new attempt, so the gate sees every quantity
+  sent. ``submit_with_fallback`` does the floor itself (same client_order_id: the 422 left
+  nothing at Alpaca) and skips when that rounds to 0, for callers without a gate in between.
+  Every refusal, fallback and skip is logged.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, Callable, TypeVar
+
+from tradebook.broker import alpaca_convert as cv
+from tradebook.broker.alpaca_resilience import CircuitBreaker, may_have_landed, or_none_on_404
+from tradebook.broker.base import CancelResult, Order, OrderRequest, to_qty
+from tradebook.errors import (BrokerRejected, BrokerUnavailable, CircuitOpen, DuplicateClientOrderId,
+                              FractionalNotSupported, OrderOutcomeUnknown)
+
+log = logging.getLogger("tradebook.broker.alpaca")
+T = TypeVar("T")
+Call = Callable[[str, Callable[[], Any]], Any]
+
+
+class OrderDesk:
+    """The order side of AlpacaBroker over one TradingClient (see the module docstring)."""
+
+    def __init__(self, trading: Any, call: Call, breaker: CircuitBreaker, fractional_enabled: bool):
+        self._trading, self._call, self.breaker = trading, call, breaker
+        self.fractional_enabled = fractional_enabled
+        self.fractionable: dict[str, bool] = {}   # learnt at start (validate_fractional) and from rejects
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        found = self._call(f"get order {client_order_id}", or_none_on_404(
+            lambda: self._trading.get_order_by_client_id(client_order_id)))
+        return None if found is None else cv.to_order(found)
+
+    def _refuse_entry(self, cid: str, what: str = "refused") -> None:
+        if self.breaker.is_open:
+            raise CircuitOpen(f"{self.breaker.reason}; entry {cid} {what} (reduce-only)")
+
+    # submit -----------------------------------------------------------------------------------
+    def submit(self, request: OrderRequest) -> Order:
+        reducing = request.side == "sell"   # long-only: a sell reduces, a buy is an entry
+        if not reducing:
+            self._refuse_entry(request.client_order_id)
+        fractional = request.qty != request.qty.to_integral_value()
+        if fractional and not self.takes_fractional(request.symbol):
+            why = f"{request.symbol} does not take fractional orders here"
+            log.warning("order %s: fractional qty %s refused before sending (%s)", request.client_order_id,
+                        request.qty, why)
+            raise FractionalNotSupported(f"{why}; qty {request.qty} not sent, use whole shares")
+        try:
+            return self._submit_idempotent(request, cv.order_request(request), reducing)
+        except FractionalNotSupported as exc:
+            self.fractionable[request.symbol] = False
+            log.warning("order %s: Alpaca refused fractional qty %s: %s", request.client_order_id, request.qty, exc)
+            raise
+
+    def submit_with_fallback(self, request: OrderRequest) -> Order:
+        """Submit; on a fractional refusal send floor(qty) instead, or skip when that is 0 (logged)."""
+        refused = ""
+        try:
+            return self.submit(request)
+        except FractionalNotSupported as exc:
+            refused = str(exc)
+        whole = self._floor_or_skip(request, refused)
+        return self._submit_idempotent(whole, cv.order_request(whole), reducing=request.side == "sell")
+
+    def takes_fractional(self, symbol: str) -> bool:
+        """False when params, the account or the asset rule fractional orders out (unknown: try)."""
+        return self.fractional_enabled and self.fractionable.get(symbol, True)
+
+    def submit_notional(self, symbol: str, side: str, notional: Decimal, client_order_id: str,
+                        time_in_force: str = "day") -> Order:
+        if side == "buy":
+            self._refuse_entry(client_order_id)
+        if not self.takes_fractional(symbol):
+            raise FractionalNotSupported(f"{symbol}: notional orders need fractional support; submit a qty")
+        # The OrderRequest only carries symbol/side/client id for the idempotency checks; qty is unused.
+        ident = OrderRequest(symbol, side, Decimal(1), client_order_id, "market")  # type: ignore[arg-type]
+        sdk = cv.notional_request(symbol, side, notional, client_order_id, time_in_force)
+        return self._submit_idempotent(ident, sdk, reducing=side == "sell")
+
+    @staticmethod
+    def _floor_or_skip(request: OrderRequest, why: str) -> OrderRequest:
+        whole = request.qty.to_integral_value(rounding=ROUND_DOWN)
+        if whole == request.qty:   # already whole: the reject was not about the quantity
+            raise FractionalNotSupported(why)
+        if whole <= 0:
+            log.warning("order %s skipped: %s %s qty %s is fractional (%s) and rounds down to 0 whole shares",
+                        request.client_order_id, request.side, request.symbol, request.qty, why)
+            raise FractionalNotSupported(f"{request.symbol}: fractional qty {request.qty} refused ({why}) and "
+                                         "whole shares round to 0; order skipped")
+        log.warning("order %s: %s %s qty %s -> %s whole shares (%s)", request.client_order_id, request.side,
+                    request.symbol, request.qty, whole, why)
+        return replace(request, qty=to_qty(whole))
+
+    def _submit_idempotent(self, request: OrderRequest, sdk_request: Any, reducing: bool) -> Order:
+        """EXE-1: after an outcome that may have landed, look up by client id before any resubmit."""
+        cid, unknown = request.client_order_id, [False]
+
+        def once() -> Any:
+            if unknown[0]:
+                found = or_none_on_404(lambda: self._trading.get_order_by_client_id(cid))()
+                if found is not None:
+                    log.warning("order %s: outcome was unknown; Alpaca has it, not resubmitting", cid)
+                    return found
+                if not reducing:
+                    self._refuse_entry(cid, "not resubmitted")
+            try:
+                return self._trading.submit_order(sdk_request)
+            except Exception as exc:
+                unknown[0] = unknown[0] or may_have_landed(exc)
+                raise
+
+        try:
+            placed = self._call(f"submit {request.side} {request.symbol} (client_order_id {cid})", once)
+        except DuplicateClientOrderId:
+            return self._existing(request)
+        except BrokerUnavailable as exc:
+            if unknown[0] and not isinstance(exc, CircuitOpen):
+                raise OrderOutcomeUnknown(f"{exc}; the order may have reached Alpaca: look up client_order_id "
+                                          f"{cid} before resubmitting") from None
+            raise
+        return self._checked(request, cv.to_order(placed))
+
+    def _existing(self, request: OrderRequest) -> Order:
+        """A duplicate client_order_id: the order is already at Alpaca; return it (never resubmit)."""
+        found = self.get_order(request.client_order_id)
+        if found is None:
+            raise DuplicateClientOrderId(f"Alpaca reports client_order_id {request.client_order_id} as a duplicate "
+                                         "but cannot find it; check the account before retrying")
+        log.info("order %s already at Alpaca (duplicate client_order_id): returning it", request.client_order_id)
+        return self._checked(request, found)
+
+    @staticmethod
+    def _checked(request: OrderRequest, order: Order) -> Order:
+        if order.symbol and (order.symbol, order.side) != (request.symbol, request.side):
+            raise DuplicateClientOrderId(f"client_order_id {request.client_order_id} belongs to a different order "
+                                         f"({order.side} {order.symbol}); refusing to treat it as this one")
+        return order
+
+    # cancel and close --------------------------------------------------------------------------
+    def cancel(self, client_order_id: str) -> None:
+        """Look the broker id up by client id, then cancel (SimBroker's error codes)."""
+        order = self.get_order(client_order_id)
+        if order is None:
+            raise BrokerRejected(f"order {client_order_id} not found at Alpaca", code="ORDER_NOT_FOUND")
+        if not order.is_open:
+            raise BrokerRejected(f"order {client_order_id} is not cancelable (status {order.status})",
+                                 code="ORDER_NOT_CANCELABLE")
+        try:
+            self._call(f"cancel order {client_order_id}", lambda: self._trading.cancel_order_by_id(order.broker_id))
+        except BrokerRejected as exc:   # it filled or vanished between the look-up and the cancel
+            code = "ORDER_NOT_FOUND" if exc.code == "NOT_FOUND" else "ORDER_NOT_CANCELABLE"
+            raise BrokerRejected(str(exc), code=code) from None
+
+    def cancel_all(self, open_orders: list[Order]) -> CancelResult:
+        """Cancel every open order; returns the client ids Alpaca accepted to cancel."""
+        by_id = {o.broker_id: o.client_order_id for o in open_orders}
+        if not by_id:
+            return CancelResult()
+        done = []
+        for answer in self._call("cancel all orders", self._trading.cancel_orders):
+            cid = by_id.get(str(answer.id)) or (answer.body or {}).get("client_order_id", str(answer.id))
+            if 200 <= int(answer.status) < 300:
+                done.append(cid)
+            else:
+                log.warning("cancel of %s answered HTTP %s", cid, answer.status)
+        return CancelResult(tuple(done))
+
+    def close_position(self, symbol: str, client_order_id: str) -> Order | None:
+        """Market order for the whole position under our client id (idempotent); None when flat.
+
+        A fractional position in an asset that refuses fractional orders is closed with Alpaca's
+        DELETE /v2/positions/{symbol} instead (that order carries Alpaca's own client id).
+        """
+        pos = self._call(f"get position {symbol}", or_none_on_404(lambda: self._trading.get_open_position(symbol)))
+        if pos is None or Decimal(str(pos.qty)) == 0:
+            return None
+        held = Decimal(str(pos.qty))
+        side = "buy" if held < 0 or cv._v(pos.side) == "short" else "sell"
+        qty = to_qty(abs(held))
+        request = OrderRequest(symbol, side, qty, client_order_id, order_type="market")  # type: ignore[arg-type]
+        if qty == qty.to_integral_value() or self.fractionable.get(symbol, True):
+            try:
+                return self._submit_idempotent(request, cv.order_request(request), reducing=True)
+            except FractionalNotSupported:
+                self.fractionable[symbol] = False
+        log.warning("closing fractional %s position %s via DELETE /v2/positions/%s", symbol, qty, symbol)
+        return cv.to_order(self._call(f"close position {symbol}", lambda: self._trading.close_position(symbol)))

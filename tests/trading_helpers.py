@@ -1,0 +1,95 @@
+"""Shared set-up for the trading-core tests (reconcile, decide, execute, monitor, chaos).
+
+Everything runs on a real SimBroker and a real ledger under a temp root. The default
+dates are a calm pair of sessions (Wed 2011-07-20 → Thu 2011-07-21: every symbol
+moves < 0.2% overnight), so the gate's gap and move rules do not get in the way
+unless a test wants them to.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from tradebook import intents as it
+from tradebook.context import Context
+from tradebook.params import load_params
+from tradebook.sessions import EXCHANGE_TZ as NY
+
+DECIDE_DAY = date(2011, 7, 20)
+EXEC_DAY = date(2011, 7, 21)
+SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
+
+
+def ny(day: date, hh: int, mm: int = 0) -> datetime:
+    return datetime.combine(day, time(hh, mm), NY)
+
+
+def decide_time(day: date = DECIDE_DAY) -> datetime:
+    return ny(day, 16, 15)
+
+
+def window_time(day: date = EXEC_DAY, minutes_after_open: int = 6) -> datetime:
+    return ny(day, 9, 30) + timedelta(minutes=minutes_after_open)
+
+
+def make_ctx(root: Path, **overrides) -> Context:
+    """A context on ``root`` (SimBroker + ledger under root/runs) with param overrides."""
+    overrides.setdefault("runs_dir", str(root / "runs"))
+    return Context(load_params(root / "params" / "sim.yaml", overrides), root)
+
+
+def hold(ctx: Context, symbol: str, qty: float, avg: float, origin: str = "STRATEGY",
+         confidence: float | None = 0.7) -> None:
+    """A position at the broker and in the ledger, as if tradebook (or someone) had opened it."""
+    ctx.broker.seed_position(symbol, qty, avg)
+    now = ctx.now()
+    with ctx.ledger.transaction() as con:
+        con.execute("INSERT INTO positions (symbol, qty, avg_price, origin, opened_at, confidence, tier, sector, "
+                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [symbol, qty, avg, origin, now if origin == "STRATEGY" else None,
+                     confidence if origin == "STRATEGY" else None, ctx.params.symbol_tiers.get(symbol),
+                     ctx.params.symbol_sectors.get(symbol), now])
+        con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, reason) VALUES (?,?,?,?,?,?,?)",
+                    [now, symbol, "buy", qty, avg, "FILL" if origin == "STRATEGY" else "BACKFILL", "test set-up"])
+
+
+def mid(ctx: Context, symbol: str) -> float:
+    return ctx.broker.quotes([symbol])[symbol].mid
+
+
+def plant(ctx: Context, symbol: str, kind: str, qty: float, *, price: float | None = None,
+          confidence: float | None = 0.8, urgency: str = "normal", when: datetime | None = None,
+          suffix: str | None = None) -> it.Intent:
+    """Insert a PLANNED intent decided now (decision price: the current mid unless given)."""
+    now = when or ctx.now()
+    price = mid(ctx, symbol) if price is None else price
+    market = urgency == "immediate"
+    intent = it.Intent(it.intent_id(now.date(), symbol, kind, suffix), now, None, kind, symbol,
+                       "sell" if kind == "EXIT" else "buy", qty, "market" if market else "limit",
+                       None if market else price, urgency, confidence, price, now, "test", it.PLANNED, 0,
+                       None, None, now)
+    with ctx.ledger.transaction() as con:
+        it.insert(con, intent)
+    return intent
+
+
+def intent_state(ctx: Context, iid: str) -> str:
+    return ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [iid])
+
+
+def broker_orders(ctx: Context) -> list[tuple]:
+    """Every order the simulated venue has (client_order_id, symbol, side, qty, status, filled_qty)."""
+    with ctx.broker.store.transaction() as con:
+        return con.execute("SELECT client_order_id, symbol, side, qty, status, filled_qty FROM sim_orders "
+                           "ORDER BY seq").fetchall()
+
+
+def positions_match(ctx: Context) -> bool:
+    """Ledger positions equal broker positions (qty and average price)."""
+    broker = {p.symbol: (round(p.qty, 6), round(p.avg_price, 4)) for p in ctx.broker.positions() if abs(p.qty) > 1e-9}
+    ledger = {s: (round(q, 6), round(a, 4)) for s, q, a in ctx.ledger.rows("SELECT symbol, qty, avg_price FROM positions")}
+    return broker == ledger
+
+
+def table_counts(ctx: Context) -> dict[str, int]:
+    return ctx.ledger.check()
