@@ -64,7 +64,7 @@ def populate(ledger, n_fills: int) -> None:
                        SELECT now() - to_days(i::INT), CASE WHEN i % 2 = 0 THEN 'RUNNING' ELSE 'HALTED' END,
                               'synthetic', 'bench', 'cli' FROM range(20) t(i)""")
         con.execute("""INSERT INTO incidents (ts, session_date, kind, detail)
-                       SELECT now() - to_days(i::INT), current_date - i, 'SYNTHETIC', 'bench' FROM range(20) t(i)""")
+                       SELECT now() - to_days(i::INT), current_date - i::INT, 'SYNTHETIC', 'bench' FROM range(20) t(i)""")
         con.execute("""INSERT INTO runs (run_id, phase, started_at, ended_at, status)
                        SELECT 'r' || i, ['reconcile', 'execute', 'decide', 'report'][1 + i % 4],
                               now() - to_minutes(i::BIGINT), now(), CASE WHEN i % 97 = 0 THEN 'FAILED' ELSE 'OK' END

@@ -4,7 +4,7 @@ The week 2011-11-21 .. 2011-11-28 has Thanksgiving (Thu 24, no session) and a ha
 (Fri 25, close 13:00). The daemon is a real subprocess on the real phase notebooks
 (papermill, real runs/ folders), SimBroker's clock as fast as possible:
 
-1. start fresh Monday 08:00, hold the clock at Tue 09:20 (after Tuesday's pre-open
+1. first start Monday 09:31, hold the clock at Tue 09:20 (after Tuesday's pre-open
    reconcile); a second daemon is refused; SIGKILL the first (its whole process group);
 2. downtime: the simulated clock moves to Tue 11:00, past Tuesday's execute window;
    restart, hold at Wed 16:05 (before Wednesday's decide); SIGKILL;
@@ -25,10 +25,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tradebook.broker.sim import SimBroker
-from tradebook.daemon import DaemonAlreadyRunning, DaemonLock, parse_clock_time
-from tradebook.health import heartbeat_path, read_heartbeat
+from tradebook.health import DaemonAlreadyRunning, DaemonLock, heartbeat_path, read_heartbeat
 from tradebook.ledger import Ledger
-from tradebook.schedule import day_plan
+from tradebook.schedule import day_plan, parse_clock_time
 
 from webhook import WebhookReceiver
 
@@ -92,14 +91,16 @@ def run_counts(ledger: Ledger, params) -> dict[tuple[date, str], int]:
     return counts
 
 
+@pytest.mark.timeout(600)  # ~21 notebook runs and 4 daemon processes: generous for a loaded CI machine
 def test_ops4_when_daemon_runs_a_week_with_kills_then_each_phase_once_no_duplicates_alerts_delivered(
         root: Path, make_params):
     """OPS-4, OPS-5, EXIT-3: a week on simulated time with a holiday, a half day and two SIGKILLs."""
     with WebhookReceiver() as webhook:
-        overrides = {"sim.start_date": "2011-11-21", "reconcile_interval_s": 1800,
+        overrides = {"sim.start_date": "2011-11-21", "reconcile_interval_s": 3600,
                      "alerts.apprise_urls": [webhook.url], "runs_dir": str(root / "runs")}
         params = make_params(**overrides)
         driver = DaemonDriver(root, overrides)
+        SimBroker.from_params(params, root).advance_to(ny("2011-11-21T09:31"))  # first start: just after the open
 
         first = driver.start("--hold-at", "2011-11-22T09:20")
         driver.wait_holding(first, ny("2011-11-22T09:20"))
@@ -246,7 +247,7 @@ def test_ops4_when_phase_fails_then_alerted_once_and_never_retried_even_after_re
     assert daemon.run() == 0
     again, runner2 = make_daemon(params, root, fail={"decide"}, until=ny("2011-11-21T18:00"))
     assert again.run() == 0
-    assert [p for p, _ in runner.calls] == ["reconcile", "reconcile", "execute", "decide"]
+    assert [p for p, _ in runner.calls] == ["reconcile", "execute", "decide"]  # the start-up reconcile serves execute
     assert [(p, t) for p, t in runner.calls + runner2.calls if p == "decide"] == [("decide", ny("2011-11-21T16:15"))]
     failed = [a for a in alerts_of(daemon.ledger) if a["alert"] == "RUN_FAILED"]
     assert len(failed) == 1 and failed[0]["phase"] == "decide" and "ValueError: boom" in failed[0]["message"]
@@ -295,4 +296,5 @@ def test_ops4_when_sim_speed_set_then_daemon_waits_real_time_and_monitor_ticks_r
     started = time.monotonic()
     daemon.run()
     assert time.monotonic() - started >= 0.1  # it did wait (2 h / 72,000 = 0.1 s); no upper bound asserted
-    assert daemon.monitor_runs == 4 and daemon.last_tick == ny("2011-11-21T12:00")  # 10:30 11:00 11:30 12:00
+    # 10:00 (at most one interval late at start: still run), 10:30, 11:00, 11:30, 12:00
+    assert daemon.monitor_runs == 5 and daemon.last_tick == ny("2011-11-21T12:00")

@@ -72,21 +72,21 @@ def _report(notebook: Path) -> dict:
 # --- success ---------------------------------------------------------------------------------
 def test_run_phase_when_notebook_succeeds_then_dated_notebook_and_ok_row(project, pool):
     """SPEC §3 / CFG-2: runs/<date>/<HHMMSS>-<phase>.ipynb in exchange time, OK row with the merged params."""
-    record = _run(project, pool, "ok", phase="decide", overrides={"max_position_pct": 0.03})
+    record = _run(project, pool, "ok", phase="decide", overrides={"max_gross_exposure_pct": 0.5})
     assert record.status == "OK" and record.ok and record.error is None
     assert record.notebook_path.parent == project / "runs" / "2011-07-06"
     assert record.notebook_path.name.startswith("093507-decide")
     assert record.run_id.startswith("2011-07-06-093507-decide-")
-    params = load_params(project / "params" / "sim.yaml", {"max_position_pct": 0.03})
+    params = load_params(project / "params" / "sim.yaml", {"max_gross_exposure_pct": 0.5})
     assert record.params_hash == params.digest()
     row = _row(project, record.run_id)
     assert row["status"] == "OK" and row["phase"] == "decide" and row["error"] is None
     assert row["params_hash"] == params.digest()
-    assert json.loads(row["params_json"])["max_position_pct"] == 0.03
+    assert json.loads(row["params_json"])["max_gross_exposure_pct"] == 0.5
     assert row["ended_at"] >= row["started_at"] and row["sim_time"] == SIM_NOW
     assert row["notebook_path"] == str(record.notebook_path)
     seen = _report(record.notebook_path)
-    assert seen["run_id"] == record.run_id and seen["overrides"] == {"max_position_pct": 0.03}
+    assert seen["run_id"] == record.run_id and seen["overrides"] == {"max_gross_exposure_pct": 0.5}
     assert seen["params_hash"] == params.digest()  # the kernel validated the same params
     assert seen["root"] == str(project) and seen["cwd"] == str(project)
 
@@ -187,20 +187,27 @@ def test_run_phase_when_phase_unknown_then_config_error(project, pool):
 
 
 # --- kernels ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("fork", [True, False] if FORK_SUPPORTED else [False], ids=lambda f: f"fork={f}")
-def test_pool_when_notebooks_run_then_each_gets_a_fresh_clean_kernel(project, fork):
-    """Every notebook gets its own kernel (new pid), an empty namespace and no papermill import."""
-    with KernelPool(project, fork=fork) as own:
-        records = [_run(project, own, "ok") for _ in range(3)]
+def _assert_fresh_clean_kernels(records) -> None:
     reports = [_report(r.notebook_path) for r in records]
     pids = [rep["pid"] for rep in reports]
-    assert len(set(pids)) == 3
+    assert len(set(pids)) == len(records)
     assert pids == [r.kernel_pid for r in records]
     for rep in reports:
         assert rep["names_before"] == sorted(["In", "Out", "exit", "get_ipython", "open", "quit", *NOTEBOOK_PARAMETERS])
         assert rep["papermill_loaded"] is False and rep["nbformat_loaded"] is False
     nb = json.loads(records[0].notebook_path.read_text())
     assert [c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code"] == [1, 2, 3]
+
+
+def test_pool_when_notebooks_run_then_each_gets_a_fresh_clean_kernel(project, pool):
+    """Every notebook gets its own kernel (new pid), an empty namespace and no papermill import."""
+    _assert_fresh_clean_kernels([_run(project, pool, "ok") for _ in range(3)])
+
+
+def test_pool_when_fork_unavailable_then_spawned_warm_kernels_are_fresh_and_clean(project):
+    """The portable path (no fork server): warm-up imports run in a throw-away namespace."""
+    with KernelPool(project, fork=False, warm_modules=("json", "tradebook.params")) as own:
+        _assert_fresh_clean_kernels([_run(project, own, "ok") for _ in range(2)])
 
 
 def test_run_phase_when_no_pool_then_one_cold_kernel_runs_it(project):
@@ -215,12 +222,12 @@ def test_pool_when_watched_source_changes_then_warm_kernels_are_replaced(project
     watched = tmp_path / "pkg"
     watched.mkdir()
     (watched / "mod.py").write_text("X = 1\n")
-    with KernelPool(project, watch=[watched]) as own:
-        own.take()
+    with KernelPool(project, watch=[watched], warm_modules=()) as own:
+        own.retire(own.take())
         zygote_before = own._zygote.proc.pid
         started = own.kernels_started
         (watched / "mod.py").write_text("X = 22\n")
-        own.take()
+        own.retire(own.take())
         assert own._zygote.proc.pid != zygote_before
         assert own.kernels_started == started + 2  # the stale spare was discarded, not handed out
 

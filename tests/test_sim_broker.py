@@ -103,33 +103,29 @@ def test_state_when_second_instance_opens_same_file_then_same_account(tmp_path, 
     assert other.positions() == open_sim.positions()
 
 
-def test_state_when_other_process_writes_between_calls_then_file_not_held_open(tmp_path, open_sim):
-    """OPS-1: the file is attached only per call, so another process can write to it in between."""
-    script = (f"from tradebook.broker.sim import SimBroker\nfrom tradebook.broker.base import OrderRequest\n"
-              f"from decimal import Decimal\nsim = SimBroker({str(tmp_path / 'sim.duckdb')!r})\n"
-              "sim.submit(OrderRequest('MSFT', 'buy', Decimal('3'), 'child-1', order_type='market'))\n")
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
-    assert open_sim.get_order("child-1").status == "filled"
-    assert [p.symbol for p in open_sim.positions()] == ["MSFT"]
-
-
-def test_call_when_other_process_holds_file_then_unavailable_and_works_after_release(tmp_path, open_sim):
-    """OPS-1: a held lock is retried, then reported as BrokerUnavailable; released, calls work again."""
-    ready = tmp_path / "holding"
-    script = (f"import duckdb, pathlib, time\ncon = duckdb.connect({str(tmp_path / 'sim.duckdb')!r})\n"
-              f"pathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n")
+def test_state_when_other_process_writes_then_holds_file_then_seen_and_lock_reported(tmp_path, open_sim):
+    """OPS-1: the file is attached only per call, so another process can write to it in between;
+    while that process holds it, calls retry and then report BrokerUnavailable; released, they work."""
+    path, ready = tmp_path / "sim.duckdb", tmp_path / "holding"
+    script = ("import duckdb, pathlib, time\nfrom decimal import Decimal\n"
+              "from tradebook.broker.base import OrderRequest\nfrom tradebook.broker.sim import SimBroker\n"
+              f"SimBroker({str(path)!r}).submit(OrderRequest('MSFT', 'buy', Decimal('3'), 'child-1', "
+              "order_type='market'))\n"
+              f"con = duckdb.connect({str(path)!r})\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(120)\n")
     holder = subprocess.Popen([sys.executable, "-c", script])
     try:
-        deadline = time_module.monotonic() + 60
-        while not ready.exists() and time_module.monotonic() < deadline:
+        deadline = time_module.monotonic() + 120
+        while not ready.exists() and holder.poll() is None and time_module.monotonic() < deadline:
             time_module.sleep(0.02)
+        assert ready.exists(), "the child process could not write to the sim state"
         impatient = make_sim(tmp_path, lock_timeout_s=0.3)
         with pytest.raises(BrokerUnavailable, match="locked"):
             impatient.clock()
     finally:
         holder.kill()
         holder.wait(timeout=30)
-    assert impatient.clock().now == ny(FRI, 10)
+    assert impatient.get_order("child-1").status == "filled"
+    assert [p.symbol for p in open_sim.positions()] == ["MSFT"]
 
 
 def test_open_when_file_is_not_duckdb_then_clear_broker_error(tmp_path):
@@ -239,6 +235,25 @@ def test_market_order_when_closed_then_accepted_and_fills_at_next_open(sim):
     filled = sim.get_order("m-2")
     assert filled.status == "filled" and filled.updated_at == ny(FRI, 9, 30)
     assert filled.filled_avg_price == pytest.approx(bar("IBM", FRI).open * (1 + 2e-4))
+
+
+def test_queued_market_buy_when_open_gaps_above_cash_then_rejected_at_fill(sim):
+    """Cash account: an overnight gap never pushes cash below zero."""
+    ask = sim.quotes(["AAPL"])["AAPL"].ask
+    qty = int(100_000 / ask)
+    assert qty * bar("AAPL", FRI).open * (1 + 2e-4) > 100_000      # AAPL opens above Thursday's close
+    sim.submit(order("AAPL", "buy", qty, "gap-1"))
+    sim.advance_to(ny(FRI, 9, 31))
+    o = sim.get_order("gap-1")
+    assert o.status == "rejected" and "insufficient cash" in o.reject_reason
+    assert sim.account().cash == 100_000 and sim.positions() == []
+
+
+def test_ioc_when_not_marketable_then_cancelled_and_market_ioc_fills(open_sim):
+    low = bar("IBM", FRI).low
+    assert open_sim.submit(order("IBM", "buy", 1, "ioc-1", limit=low * 0.9, tif="ioc")).status == "canceled"
+    assert open_sim.submit(order("IBM", "buy", 1, "ioc-2", tif="ioc")).status == "filled"
+    assert open_sim.open_orders() == []
 
 
 def test_limit_buy_when_path_never_crosses_then_expires_at_close(open_sim):

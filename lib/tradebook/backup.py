@@ -15,11 +15,15 @@ import os
 import re
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
 from tradebook.logs import log_event
+
+if TYPE_CHECKING:
+    from tradebook.ledger import Ledger
 
 STAMP = "%Y%m%dT%H%M%SZ"
 _STAMP_RE = re.compile(r"-(\d{8}T\d{6}Z)")
@@ -77,6 +81,18 @@ def backup(ledger_path: str | Path, dest_dir: str | Path | None = None, now: dat
     if retention_days is not None:
         prune(dest, ledger_path, retention_days, now)
     return final
+
+
+def daily_backup(ledger: "Ledger", session: date, now: datetime, retention_days: int) -> Path:
+    """The daemon's backup after a session's report, recorded as a BACKUP event (schedule.phase_done)."""
+    from tradebook.ledger import record_event
+    from tradebook.schedule import BACKUP_EVENT
+
+    path = backup(ledger.path, now=now, retention_days=retention_days)
+    with ledger.transaction() as con:
+        record_event(con, BACKUP_EVENT, reason=f"daily backup {path.name}",
+                     data={"session": session.isoformat(), "path": str(path)}, ts=now)
+    return path
 
 
 def prune(dest: Path, ledger_path: Path, retention_days: int, now: datetime | None = None) -> list[Path]:

@@ -237,7 +237,9 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
     from rich.console import Console
 
     from tradebook.context import project_root
-    from tradebook.daemon import EXIT_ALREADY_RUNNING, DaemonAlreadyRunning, parse_clock_time, run_daemon
+    from tradebook.daemon import EXIT_ALREADY_RUNNING, run_daemon
+    from tradebook.health import DaemonAlreadyRunning
+    from tradebook.schedule import parse_clock_time
     from tradebook.params import parse_override
 
     overrides = dict(parse_override(o) for o in param or [])
@@ -319,6 +321,17 @@ def report(html: bool = typer.Option(False, "--html", help="also write runs/repo
 
 
 # --- control panel server --------------------------------------------------------------------
+@app.command("panel")
+def panel_cmd(port: int = typer.Option(8866, "--port", min=1, max=65535, help="port on 127.0.0.1"),
+              params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
+    """CTL-4: serve the control panel page (Voilà, no code shown) on 127.0.0.1 with a token printed here."""
+    from tradebook.context import project_root
+    from tradebook.panel_server import serve
+    from tradebook.params import parse_override
+
+    overrides = dict(parse_override(p) for p in param or [])
+    serve(project_root(), port=port, params_file=str(params_file) if params_file else None,
+          overrides=overrides, echo=lambda line: typer.echo(line))
 
 
 def main() -> None:

@@ -15,7 +15,6 @@ event, so no wall-clock sleep ever happens in an as-fast-as-possible sim.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import socket
@@ -25,54 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from tradebook import alerts, schedule
-from tradebook.schedule import SimClock, WallClock, parse_speed
 from tradebook.errors import TradebookError
-from tradebook.health import (Heartbeat, heartbeat_path, read_heartbeat, record_heartbeat, sd_notify,
+from tradebook.health import (DaemonLock, Heartbeat, heartbeat_path, read_heartbeat, record_heartbeat, sd_notify,
                               stale_after_s, watchdog_interval_s, write_heartbeat)
 from tradebook.logs import log_event, setup_logging
+from tradebook.schedule import SimClock, WallClock, parse_speed
 
 if TYPE_CHECKING:
-    from tradebook.ledger import Ledger
     from tradebook.params import Params
 
 LOCK_FILE = "daemon.lock"
 EXIT_ALREADY_RUNNING = 3
-
-
-class DaemonAlreadyRunning(TradebookError):
-    """Another daemon holds runs/daemon.lock; only one may run per runs/ folder."""
-
-
-class DaemonLock:
-    """An exclusive, non-blocking fcntl lock; the kernel drops it when the process dies."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._fh: Any = None
-
-    def __enter__(self) -> "DaemonLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown pid"
-            fh.close()
-            raise DaemonAlreadyRunning(f"another tradebook daemon is running ({holder}; lock {self.path}); "
-                                       "stop it first (systemctl stop tradebook)") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        fh.flush()
-        self._fh = fh
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+LEDGER_BEAT_S = 60.0
 
 
 PhaseRunner = Callable[[str], Any]  # phase -> runner.RunRecord; raises PhaseFailed
@@ -87,11 +50,12 @@ class Daemon:
 
         self.params, self.root, self.clock, self.runner = params, Path(root), clock, runner
         self.until, self.hold_at = until, hold_at
-        self.ledger: Ledger = Ledger(params.ledger_path(root))
+        self.ledger = Ledger(params.ledger_path(root))
         self.stop = threading.Event()
         self.handled: set[tuple] = set()
         self.last_tick: datetime | None = None
         self.monitor_runs = 0
+        self.reconciled_at: datetime | None = None  # clock time of the last reconcile that succeeded
         self.monitor_failed_on: set = set()
         self.beat_path = heartbeat_path(params, root)
         self.state = "running"
@@ -103,13 +67,14 @@ class Daemon:
     def run(self) -> int:
         """Start (reconcile first), loop until stopped; returns the process exit code."""
         previous = read_heartbeat(self.beat_path)
-        # Slots missed before the daemon ever ran here were never its job: logged, not alerted.
-        self.quiet_before = self.clock.now() if previous is None else None
         self.ledger.check()  # a corrupt ledger stops us here with the backup to restore
         sd_notify("READY=1")
         down = f"; previous heartbeat {previous.wall.isoformat()} ({previous.state})" if previous else ""
         self._alert("DAEMON_START", f"daemon started, pid {os.getpid()}, mode {self.params.mode}, "
                                     f"clock {self.clock.now().isoformat()}{down}")
+        # Slots missed before the daemon first ran on this ledger were never its job: logged, not alerted.
+        self.quiet_before = self.ledger.scalar(
+            "SELECT min(ts) FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'DAEMON_START'")
         crash = None
         try:
             self._run_phase("reconcile", reason="startup")
@@ -153,8 +118,11 @@ class Daemon:
         else:
             targets = [t for t in (slot.at if slot else None, tick, self.until, self.hold_at) if t is not None]
             self.next_event = slot.describe() if slot else (f"monitor at {tick.isoformat()}" if tick else None)
-            self._wait_until(min(targets))
-        self._beat()
+            target = min(targets)
+            self._wait_until(target)
+            now = target  # where an as-fast-as-possible clock now stands
+        # Notebooks never move the clock, so the step's time is the clock's (real time moved on).
+        self._beat(now if self.clock.speed is None else None)
         return True
 
     def _next_slot(self, now: datetime) -> "schedule.Slot | None":
@@ -207,7 +175,7 @@ class Daemon:
         if slot.phase == "backup":
             self._backup(slot)
             return
-        if slot.phase == "execute":
+        if slot.phase == "execute" and not self._reconciled_for(slot):
             ok = self._run_phase("reconcile", slot=slot, reason="before execute")
             if not ok:
                 self._alert("RUN_FAILED", f"execute for {slot.session} skipped: the reconcile before it failed; "
@@ -216,15 +184,20 @@ class Daemon:
                 return
         self._run_phase(slot.phase, slot=slot)
 
+    def _reconciled_for(self, slot: "schedule.Slot") -> bool:
+        """Execute needs a reconcile that succeeded this session (pre-open or at start), else one now."""
+        since = slot.done_from - timedelta(minutes=self.params.schedule.reconcile_before_open_min)
+        return self.reconciled_at is not None and self.reconciled_at >= since
+
     def _missed(self, slot: "schedule.Slot") -> None:
         self.handled.add(slot.key)
         if schedule.phase_done(self.ledger, slot):
             return
         quiet = self.quiet_before is not None and slot.deadline <= self.quiet_before
         if slot.phase in ("execute", "decide") and not quiet:
-            if self._already_alerted(slot):
+            if schedule.missed_alert_sent(self.ledger, slot):
                 return
-            what = (f"{self._planned_count()} planned intent(s) wait for the next execute window"
+            what = (f"{schedule.planned_intents(self.ledger)} planned intent(s) wait for the next execute window"
                     if slot.phase == "execute" else "no new intents were planned from this session")
             self._alert("MISSED_WINDOW", f"{slot.phase} for {slot.session} missed (due {slot.at.isoformat()}, "
                                          f"window closed {slot.deadline.isoformat()}): {what}",
@@ -232,15 +205,6 @@ class Daemon:
         else:
             log_event("daemon", "warning", f"{slot.describe()} missed (window closed {slot.deadline.isoformat()})",
                       phase=slot.phase, session=slot.session.isoformat())
-
-    def _already_alerted(self, slot: "schedule.Slot") -> bool:
-        return bool(self.ledger.scalar(
-            "SELECT count(*) FROM events WHERE kind = 'ALERT' AND json_extract_string(data, '$.alert') = "
-            "'MISSED_WINDOW' AND json_extract_string(data, '$.phase') = ? "
-            "AND json_extract_string(data, '$.session') = ?", [slot.phase, slot.session.isoformat()]))
-
-    def _planned_count(self) -> int:
-        return int(self.ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED'") or 0)
 
     def _run_phase(self, phase: str, *, slot: "schedule.Slot | None" = None, reason: str = "scheduled") -> bool:
         """One runner call; a failure is alerted, never retried. Returns True on success."""
@@ -260,6 +224,8 @@ class Daemon:
             self._alert("RUN_FAILED", f"{phase} could not run: {type(exc).__name__}: {exc}",
                         phase=phase, session=session, reason=reason)
             return False
+        if phase == "reconcile":
+            self.reconciled_at = self.clock.now()
         log_event("daemon", "info", f"{phase} {record.status}", phase=phase, session=session, run_id=record.run_id,
                   notebook=str(record.notebook_path))
         return True
@@ -284,35 +250,30 @@ class Daemon:
                             phase="monitor")
 
     def _backup(self, slot: "schedule.Slot") -> None:
-        from tradebook.backup import backup
-        from tradebook.ledger import record_event
+        from tradebook.backup import daily_backup
 
         try:
-            path = backup(self.ledger.path, now=self.clock.now(), retention_days=self.params.backup_retention_days)
+            daily_backup(self.ledger, slot.session, self.clock.now(), self.params.backup_retention_days)
         except Exception as exc:
             self._alert("RUN_FAILED", f"daily ledger backup failed: {exc}", phase="backup",
                         session=slot.session.isoformat())
-            return
-        with self.ledger.transaction() as con:
-            record_event(con, schedule.BACKUP_EVENT, reason=f"daily backup {path.name}",
-                         data={"session": slot.session.isoformat(), "path": str(path)}, ts=self.clock.now())
 
     # signals of life -----------------------------------------------------------------------
-    def _beat(self) -> None:
+    def _beat(self, now: datetime | None = None) -> None:
         speed = self.clock.speed
         beat = Heartbeat(pid=os.getpid(), host=socket.gethostname(), wall=datetime.now(timezone.utc),
-                         clock=self.clock.now(), mode=self.params.mode, state=self.state,
+                         clock=now or self.clock.now(), mode=self.params.mode, state=self.state,
                          stale_after_s=stale_after_s(self.params.reconcile_interval_s, speed),
                          speed=speed, next_event=self.next_event)
         write_heartbeat(self.beat_path, beat)
         sd_notify("WATCHDOG=1")
-        # The ledger row is for status views: once per interval of the clock is plenty.
-        due = self.ledger_beat is None or beat.clock - self.ledger_beat >= timedelta(
-            seconds=self.params.reconcile_interval_s)
+        # The ledger row is for status views (each write costs a checkpoint): once a minute of
+        # real time, and whenever the state changes, is plenty.
+        due = self.ledger_beat is None or (beat.wall - self.ledger_beat).total_seconds() >= LEDGER_BEAT_S
         if due or self.state != "running":
             try:
                 record_heartbeat(self.ledger, beat)
-                self.ledger_beat = beat.clock
+                self.ledger_beat = beat.wall
             except TradebookError as exc:  # the file beat is what health reads; keep going
                 log_event("daemon", "warning", f"ledger heartbeat not written: {exc}")
 
@@ -354,20 +315,6 @@ def run_daemon(params_file: str | None, overrides: dict[str, Any] | None, root: 
             except LedgerError as exc:  # corrupt/locked at start: the operator must hear it
                 alerts.alert(None, "INCIDENT", f"daemon cannot start: {exc}", params=params)
                 raise
-
-
-def parse_clock_time(text: str | None) -> datetime | None:
-    """ISO time for --until/--hold-at; without an offset it is exchange time (America/New_York)."""
-    if not text:
-        return None
-    from tradebook.errors import ConfigError
-    from tradebook.sessions import EXCHANGE_TZ
-
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"{text!r} is not an ISO time like 2011-11-25T12:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=EXCHANGE_TZ)
 
 
 def _make_clock(params: "Params", root: Path, speed: float | None) -> Any:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tradebook.positions import LedgerPosition
 
 EOD_MINUTES = 15
+TOL = 1e-9   # 115 / 100 - 1 is 0.1499999...: a price exactly at the level counts as reached
 STOP_LOSS, PROFIT_TARGET, EOD_LIQUIDATION = "STOP_LOSS", "PROFIT_TARGET", "EOD_LIQUIDATION"
 
 
@@ -45,12 +46,12 @@ def check_position(symbol: str, qty: float, avg_price: float, origin: str, bid: 
     if origin != "STRATEGY" or avg_price <= 0:
         return None
     move = bid / avg_price - 1.0
-    if move <= -params.stop_loss_pct:
+    if move <= -params.stop_loss_pct + TOL:
         return ExitCheck(symbol, STOP_LOSS, qty, bid,
                          f"stop loss: bid {bid:.2f} is {move:.2%} from avg {avg_price:.2f} "
                          f"(limit -{params.stop_loss_pct:.2%})")
     target = params.profit_target_pct
-    if target is not None and move >= target:
+    if target is not None and move >= target - TOL:
         return ExitCheck(symbol, PROFIT_TARGET, qty, bid,
                          f"profit target: bid {bid:.2f} is +{move:.2%} over avg {avg_price:.2f} (target {target:.2%})")
     return None

@@ -9,6 +9,7 @@ covers one phase run, during which the loop does not beat).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradebook.errors import TradebookError
 from tradebook.logs import log_event
 
 if TYPE_CHECKING:
@@ -177,3 +179,40 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# --- one daemon per runs/ folder ------------------------------------------------------------
+class DaemonAlreadyRunning(TradebookError):
+    """Another daemon holds runs/daemon.lock; only one may run per runs/ folder."""
+
+
+class DaemonLock:
+    """An exclusive, non-blocking fcntl lock; the kernel drops it when the process dies."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh: Any = None
+
+    def __enter__(self) -> "DaemonLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown pid"
+            fh.close()
+            raise DaemonAlreadyRunning(f"another tradebook daemon is running ({holder}; lock {self.path}); "
+                                       "stop it first (systemctl stop tradebook)") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None

@@ -59,6 +59,7 @@ class KernelPool:
         self._base_env = env
         self._env = kernel_env(self.root, env) if self.root else {}
         self._spares: deque[Any] = deque()
+        self._taken: list[Any] = []  # handed out, not yet retired: killed on close
         self._retiring: list[tuple[Any, float]] = []
         self._zygote: Zygote | None = None
         self._tmp: Path | None = None
@@ -99,6 +100,8 @@ class KernelPool:
         self._closed = True
         while self._spares:
             self._shutdown(self._spares.popleft(), now=True)
+        while self._taken:  # a notebook still running when the pool closes (e.g. SIGTERM)
+            self._shutdown(self._taken.pop(), now=True)
         deadline = time.monotonic() + self.retire_grace_s
         while self._retiring and time.monotonic() < deadline:
             self._reap()
@@ -125,11 +128,14 @@ class KernelPool:
         self.start()  # (re)creates whatever is missing: fork server, spares
         self._reap()
         km = self._spares.popleft() if self._spares else self._launch()
+        self._taken.append(km)
         self._fill()
         return km
 
     def retire(self, km: Any, *, kill: bool = False) -> None:
         """Ask a used kernel to shut down without waiting for it (reaped on later calls)."""
+        if km in self._taken:
+            self._taken.remove(km)
         if kill:
             self._shutdown(km, now=True)
             return

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import getpass
 import html
+import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Iterable
+from zoneinfo import ZoneInfo
 
 from tradebook.context import Context
 from tradebook.controls import ControlStatus, effective_state, flatten, halt, resume
@@ -25,6 +28,19 @@ if TYPE_CHECKING:
 
 STATE_COLOURS = {"RUNNING": "#1a7f37", "REDUCE_ONLY": "#9a6700", "HALTED": "#cf222e", "FROZEN": "#8250df"}
 LOG_LINES = 50
+EXCHANGE_TZ = ZoneInfo("America/New_York")
+RUN_ROWS = 8
+# Set by `tradebook panel` (panel_server): Voilà cannot pass papermill parameters.
+ENV_PARAMS_FILE = "TRADEBOOK_PANEL_PARAMS"
+ENV_OVERRIDES = "TRADEBOOK_PANEL_OVERRIDES"
+ENV_RUNS_URL = "TRADEBOOK_PANEL_RUNS_URL"   # where executed notebooks are served (else: paths only)
+
+
+def served_params(params_file: str | None, overrides: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
+    """The params the panel server chose (env), else the notebook's own parameters."""
+    env_file, env_overrides = os.environ.get(ENV_PARAMS_FILE), os.environ.get(ENV_OVERRIDES)
+    return (env_file or params_file,
+            json.loads(env_overrides) if env_overrides else dict(overrides or {}))
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,7 @@ def build_widgets() -> SimpleNamespace:
         freezes_html=tagged(w.HTML(), "tb-freezes"),
         account_html=tagged(w.HTML(), "tb-account"),
         exposure_html=tagged(w.HTML(), "tb-exposure"),
+        runs_html=tagged(w.HTML(), "tb-runs"),
         reason_box=tagged(w.Text(description="Reason", placeholder="why (required for resume and flatten)",
                                  layout=w.Layout(width="60%")), "tb-reason"),
         confirm_box=tagged(w.Text(description="Confirm", placeholder="type RESUME or FLATTEN"), "tb-confirm"),
@@ -91,9 +108,10 @@ def build_widgets() -> SimpleNamespace:
         log_html=tagged(w.HTML(), "tb-log"),
     )
     buttons = w.HBox([ns.halt_button, ns.resume_button, ns.flatten_button, ns.refresh_button])
-    ns.widget = tagged(w.VBox([ns.title, ns.state_html, ns.freezes_html, ns.account_html, ns.exposure_html,
-                               ns.reason_box, ns.confirm_box, buttons, w.HTML("<b>Log</b>"), ns.log_html]),
-                       "tb-panel")
+    # Actions right under the state: under stress the Halt button must not need scrolling.
+    ns.widget = tagged(w.VBox([ns.title, ns.state_html, ns.freezes_html, ns.reason_box, ns.confirm_box, buttons,
+                               w.HTML("<b>Log</b>"), ns.log_html, ns.account_html, ns.exposure_html,
+                               ns.runs_html]), "tb-panel")
     return ns
 
 
@@ -109,7 +127,7 @@ class ControlPanel:
         self.exposure: list[ExposureRow] = []
         self.broker_error: str | None = None
         self._w = build_widgets()
-        for name in ("state_html", "freezes_html", "account_html", "exposure_html", "reason_box",
+        for name in ("state_html", "freezes_html", "account_html", "exposure_html", "runs_html", "reason_box",
                      "confirm_box", "halt_button", "resume_button", "flatten_button", "refresh_button",
                      "log_html", "widget"):
             setattr(self, name, getattr(self._w, name))
@@ -154,7 +172,9 @@ class ControlPanel:
             self.exposure = exposure_rows(self.positions, account.equity, self.ctx.params)
             self.broker_error = None
             self.account_html.value = (f"<b>Equity</b> {account.equity:,.2f} · <b>Cash</b> {account.cash:,.2f}"
-                                       f" · <b>Buying power</b> {account.buying_power:,.2f}")
+                                       f" · <b>Buying power</b> {account.buying_power:,.2f}"
+                                       f" · <b>Broker clock</b> {self.ctx.now():%Y-%m-%d %H:%M %Z}"
+                                       f" ({html.escape(self.ctx.params.mode)})")
         except Exception as exc:  # the panel must keep working (halt!) when the broker does not
             self.broker_error = f"{type(exc).__name__}: {exc}"
             self.account_html.value = f"<b>broker unavailable:</b> {html.escape(self.broker_error)}"
@@ -207,6 +227,7 @@ class ControlPanel:
         items = "".join(f"<li>{html.escape(r)}</li>" for r in s.reasons) or "<li>none</li>"
         self.freezes_html.value = f"<b>Active halts / freezes</b><ul>{items}</ul>"
         self.exposure_html.value = _positions_table(self.positions, self.ctx.params) + _exposure_table(self.exposure)
+        self.runs_html.value = _runs_html(self.ctx, s)
 
 
 def _default_actor() -> str:
@@ -216,9 +237,11 @@ def _default_actor() -> str:
         return "operator@panel"
 
 
-def _table(headers: list[str], rows: list[list[str]], css: str) -> str:
+def _table(headers: list[str], rows: list[list[str]], css: str, escape: bool = True) -> str:
+    """An HTML table; ``escape=False`` when the caller already escaped the cells (links)."""
     head = "".join(f"<th style='text-align:left;padding:0 8px'>{h}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{html.escape(c)}</td>" for c in r) + "</tr>"
+    cell = html.escape if escape else str
+    body = "".join("<tr>" + "".join(f"<td style='padding:0 8px'>{cell(c)}</td>" for c in r) + "</tr>"
                    for r in rows)
     return f"<table class='{css}'><tr>{head}</tr>{body}</table>"
 
@@ -237,3 +260,48 @@ def _exposure_table(rows: list[ExposureRow]) -> str:
     cells = [[r.group, r.name, f"{r.value:,.2f}", f"{r.pct:.1%}", f"{r.cap:.0%}", r.level] for r in rows]
     return "<b>Exposure vs caps</b>" + _table(["group", "name", "value", "% equity", "cap", "level"],
                                               cells, "tb-exposure-table")
+
+
+def recent_runs(ctx: Context, limit: int = RUN_ROWS) -> list[tuple]:
+    """The last runs (phase, status, broker time, notebook path, error); short lock wait (OPS-1)."""
+    from tradebook.controls import QUICK_LOCK_TIMEOUT_S
+    from tradebook.ledger import Ledger
+
+    path = ctx.params.ledger_path(ctx.root)
+    if not path.exists():
+        return []
+    return Ledger(path, lock_timeout_s=QUICK_LOCK_TIMEOUT_S, create=False).rows(
+        "SELECT phase, status, coalesce(sim_time, started_at), coalesce(notebook_path, ''), coalesce(error, '') "
+        "FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+
+
+def _runs_html(ctx: Context, status: ControlStatus) -> str:
+    """Last runs with links to their executed notebooks (served read-only by `tradebook panel`)."""
+    if status.ledger_error:
+        return "<b>Last runs</b> ledger busy or unreadable; press Refresh<br>"
+    try:
+        rows = recent_runs(ctx)
+    except Exception as exc:  # a busy ledger must not break the panel
+        return f"<b>Last runs</b> ledger busy ({html.escape(type(exc).__name__)}); press Refresh<br>"
+    if not rows:
+        return "<b>Last runs</b> none yet<br>"
+    base, runs_dir = os.environ.get(ENV_RUNS_URL), ctx.runs_dir.resolve()
+    cells = [[html.escape(phase), html.escape(state), f"{at.astimezone(EXCHANGE_TZ):%Y-%m-%d %H:%M %Z}",
+              _notebook_link(nb, runs_dir, base),
+              html.escape(error[:80])] for phase, state, at, nb, error in rows]
+    return "<b>Last runs</b>" + _table(["phase", "status", "broker time", "executed notebook", "error"], cells,
+                                       "tb-runs-table", escape=False)
+
+
+def _notebook_link(notebook: str, runs_dir: Path, base: str | None) -> str:
+    if not notebook:
+        return ""
+    path = Path(notebook)
+    try:
+        rel = path.resolve().relative_to(runs_dir).as_posix()
+    except ValueError:
+        return html.escape(notebook)
+    if not base:  # not served by `tradebook panel`: show where the file is
+        return html.escape(f"runs/{rel}")
+    href = html.escape(base + rel, quote=True)
+    return f"<a class='tb-run-link' href='{href}' target='_blank' rel='noopener'>{html.escape(rel)}</a>"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
+from matplotlib.ticker import MaxNLocator
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -48,12 +50,17 @@ def equity_figure(dates: Any, equity: Any, drawdown: Any, daily_pnl: Any = None,
     ax.yaxis.set_major_formatter("${x:,.0f}")
     if daily_pnl is not None:
         pnl = np.asarray(daily_pnl, dtype=float)
-        axes[1, 0].bar(dates, pnl, color=np.where(pnl >= 0, GREEN, RED), width=0.8)
+        colours = np.where(pnl >= 0, GREEN, RED)
+        if len(pnl) <= 250:
+            axes[1, 0].bar(dates, pnl, color=colours, width=0.8)
+        else:  # thousands of bar patches are slow to draw; one line collection is not
+            axes[1, 0].vlines(dates, 0, pnl, colors=colours, lw=0.8)
         axes[1, 0].set_ylabel("daily P&L")
         axes[1, 0].yaxis.set_major_formatter("${x:,.0f}")
     dd = axes[-1, 0]
     dd.fill_between(dates, np.asarray(drawdown, dtype=float) * 100, 0, color=RED, alpha=0.35, step="post")
-    dd.set_ylabel("drawdown %")
+    dd.set_ylabel("drawdown")
+    dd.yaxis.set_major_formatter("{x:.2g}%")
     fig.autofmt_xdate()
     return fig
 
@@ -82,6 +89,7 @@ def histogram_figure(buckets: Any, counts: Any, xlabel: str, title: str) -> "Fig
     ax.axvline(0, color="black", lw=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("fills")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, loc="left", fontsize=10)
     return fig
 
@@ -89,7 +97,8 @@ def histogram_figure(buckets: Any, counts: Any, xlabel: str, title: str) -> "Fig
 def bars_figure(labels: list[str], values: Any, xlabel: str, title: str, colour: str = RED) -> "Figure":
     fig, axes = new_figure(1, 1, height=max(1.8, 0.35 * len(labels) + 0.8))
     ax = axes[0, 0]
-    ax.barh(labels[::-1], list(values)[::-1], color=colour)
+    ax.barh(labels[::-1], list(values)[::-1], color=colour, height=0.6)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_title(title, loc="left", fontsize=10)
     return fig

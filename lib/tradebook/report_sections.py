@@ -27,10 +27,16 @@ STATUS_COLOURS = {"OVER": f"color: white; background-color: {RED}", "WARN": "bac
                   "HALTED": f"color: {RED}", "FROZEN": f"color: white; background-color: {RED}"}
 
 
-def _money(v: float | None, sign: bool = False) -> str:
+def _money(v: float | None, sign: bool = False, md: bool = False) -> str:
+    """$1,234.56 (signed when asked); in markdown the dollar is escaped so it is not read as maths."""
     if v is None or v != v:
         return "n/a"
-    return f"{'+' if sign and v > 0 else '-' if v < 0 else ''}${abs(v):,.2f}"
+    dollar = r"\$" if md else "$"
+    return f"{'+' if sign and v > 0 else '-' if v < 0 else ''}{dollar}{abs(v):,.2f}"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def section_blocks(report: "Report", section: str) -> list[Block]:
@@ -65,10 +71,10 @@ def _pnl(r: "Report") -> Iterator[Block]:
         return
     last, first = eq.iloc[-1], eq["open_equity"].iloc[0]
     ret = last["cum_pnl"] / first if first else float("nan")
-    yield "text", (f"Equity **{_money(last['equity'])}** · today **{_money(last['daily_pnl'], True)}** · since "
-                   f"{eq['session_date'].iloc[0]} **{_money(last['cum_pnl'], True)}** ({ret:+.2%}) · drawdown from "
-                   f"peak **{last['drawdown']:.2%}** (worst {eq['drawdown'].min():.2%}) · realized "
-                   f"{_money(float(eq['realized'].sum()), True)} over {int(eq['trades'].sum())} trade rows.")
+    yield "text", (f"Equity **{_money(last['equity'], md=True)}** · today **{_money(last['daily_pnl'], True, True)}**"
+                   f" · since {eq['session_date'].iloc[0]} **{_money(last['cum_pnl'], True, True)}** ({ret:+.2%}) · "
+                   f"drawdown from peak **{last['drawdown']:.2%}** (worst {eq['drawdown'].min():.2%}) · realized "
+                   f"{_money(float(eq['realized'].sum()), True, True)} over {_n(int(eq['trades'].sum()), 'trade')}.")
     yield "figure", "pnl"
     yield "text", "Daily and cumulative P&L, newest first:"
     yield "table", eq.iloc[::-1].head(20)
@@ -100,8 +106,10 @@ def _fills(r: "Report") -> Iterator[Block]:
         return
     n = int(slip["fills"].sum())
     avg = (slip["avg_bps"] * slip["fills"]).sum() / n if n else float("nan")
-    yield "text", (f"{n:,} fills; slippage against the decision price averages **{avg:+.1f} bps** "
-                   f"(positive = worse than decided), costing **{_money(float(slip['cost_usd'].sum()))}** in total.")
+    cost = float(slip["cost_usd"].sum())
+    yield "text", (f"{_n(n, 'fill')}; slippage against the decision price averages **{avg:+.1f} bps** "
+                   f"(positive = worse than decided): **{_money(abs(cost), md=True)} "
+                   f"{'cost' if cost > 0 else 'saved'}** in total.")
     yield "figure", "fills"
     yield "table", slip
     yield "text", f"Latest {len(r.frames['fills'])} fills, newest first:"
@@ -113,8 +121,8 @@ def _rejections(r: "Report") -> Iterator[Block]:
     if not len(rej):
         yield "text", "**No gate rejections:** every order the gate saw passed."
     else:
-        yield "text", (f"{int(rej['rejections'].sum()):,} rejections across {rej['intents'].sum():,} intent checks, "
-                       f"by rule and reason code:")
+        yield "text", (f"**{_n(r.totals['rejected_intents'], 'intent')}** refused by the gate "
+                       f"({_n(int(rej['rejections'].sum()), 'failed rule check')}), by rule and reason code:")
         yield "figure", "rejections"
         yield "table", rej
     if len(warn):
@@ -142,7 +150,7 @@ def _intents(r: "Report") -> Iterator[Block]:
     if not len(intents):
         yield "text", "**No open intents:** nothing is planned or working at the broker."
         return
-    yield "text", (f"{len(intents)} open intents (planned for the next execute window, or submitted and "
+    yield "text", (f"{_n(len(intents), 'open intent')} (planned for the next execute window, or submitted and "
                    f"working):")
     yield "table", intents
 
@@ -182,6 +190,12 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
         elif pd.api.types.is_datetime64_any_dtype(shown[col]):
             fmt[col] = lambda v: "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
     styler = shown.style.format(fmt, na_rep="–").hide(axis="index")
+    text = [c for c in shown.columns if shown[c].dtype == object]
+    if text:  # words read left-aligned; numbers stay right-aligned
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    prose = [c for c in ("reason", "detail", "error", "notebook_path") if c in shown.columns]
+    if prose:  # long free text wraps; everything else stays on one line
+        styler = styler.set_properties(subset=prose, **{"white-space": "normal", "min-width": "22em"})
     status_cols = [c for c in ("status", "state", "last_status") if c in shown.columns]
     if status_cols:
         styler = styler.map(lambda v: STATUS_COLOURS.get(str(v).removeprefix("EXIT_"), ""), subset=status_cols)
@@ -190,7 +204,7 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
         styler = styler.map(lambda v: f"color: {GREEN if v > 0 else RED}" if v == v and v != 0 else "",
                             subset=signed)
     return styler.set_table_styles([{"selector": "th", "props": "text-align: left; background-color: #f5f5f5"},
-                                    {"selector": "td", "props": "padding: 2px 10px"}])
+                                    {"selector": "td", "props": "padding: 2px 10px; white-space: nowrap"}])
 
 
 def show_section(report: "Report", section: str) -> None:

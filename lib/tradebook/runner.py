@@ -35,6 +35,7 @@ PHASES = ("reconcile", "decide", "execute", "report")
 DEFAULT_CELL_TIMEOUT_S = 600.0   # non-execute phases: generous, but a hung cell still ends
 EXCHANGE_TZ = "America/New_York"
 ENGINE_NAME = "tradebook-prestarted"
+COLD_WARM_MODULES = ("tradebook.context", "pandas", "duckdb")  # imported while papermill imports
 _PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -61,8 +62,14 @@ class RunRecord:
 
 def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
               root: str | Path | None = None, pool: KernelPool | None = None, notebook: str | Path | None = None,
-              now: datetime | None = None, timeout_s: float | None = None) -> RunRecord:
-    """Run ``notebooks/<phase>.ipynb`` (or ``notebook``) once; raise PhaseFailed if it fails."""
+              now: datetime | None = None, timeout_s: float | None = None,
+              raise_on_failure: bool = True) -> RunRecord:
+    """Run ``notebooks/<phase>.ipynb`` (or ``notebook``) once; raise PhaseFailed if it fails.
+
+    ``notebook`` replaces the phase's notebook (tests); ``now`` the broker clock;
+    ``timeout_s`` the per-cell timeout. With ``raise_on_failure=False`` a failed run is
+    returned as a FAILED record instead of raised (it is recorded the same way).
+    """
     from tradebook.context import project_root
     from tradebook.params import DEFAULT_PARAMS_FILE, load_params
 
@@ -78,7 +85,11 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     sim_time = at if params.mode == "sim" else None
     ledger = _ledger(params, base)
     started = _utcnow()
-    _record_start(ledger, run_id, phase, params, started, output, sim_time)
+    try:
+        _record_start(ledger, run_id, phase, params, started, output, sim_time)
+    except BaseException:  # ledger locked/corrupt: nothing ran, leave no empty notebook behind
+        output.unlink(missing_ok=True)
+        raise
     parameters = {"params_file": str(params_path), "overrides": clean, "run_id": run_id}
     timeout = timeout_s or (params.execution_timeout_s if phase == "execute" else DEFAULT_CELL_TIMEOUT_S)
     try:
@@ -90,7 +101,7 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     ended = _record_end(ledger, run_id, phase, status, outcome.error, output)
     record = RunRecord(run_id, phase, status, output, params.digest(), started, ended, sim_time,
                        outcome.error, outcome.kernel_pid, outcome.stopped_early)
-    if outcome.error:
+    if outcome.error and raise_on_failure:
         raise PhaseFailed(f"phase {phase} failed: {outcome.error} (run {run_id}; executed notebook kept at "
                           f"{output})", notebook_path=output, run_id=run_id, phase=phase, error=outcome.error)
     return record
@@ -182,7 +193,7 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
     kernel_name = notebook_kernel_name(source)
     own_pool = pool is None or pool.kernel_name != kernel_name
     if own_pool:  # one kernel just for this run, same code path; no spares kept
-        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name).start()
+        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name, warm_modules=COLD_WARM_MODULES).start()
     km = kc = None
     hung = False
     try:
@@ -199,6 +210,9 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
         hung = _is_timeout(exc)
         _keep_failed_notebook(output, source, exc)
         return _Outcome(_describe(exc), _pid(km), False)
+    except BaseException:  # Ctrl-C mid-cell: the kernel may be busy; do not wait for it
+        hung = True
+        raise
     finally:
         if kc is not None:
             kc.stop_channels()

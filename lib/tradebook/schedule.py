@@ -9,7 +9,7 @@ Per session S (next session N):
 | slot      | due at                       | missed after        | counts as done: a run of the phase in |
 |-----------|------------------------------|---------------------|---------------------------------------|
 | reconcile | open - reconcile_before_open | open + exit start   | [due, open + exit start)              |
-| execute   | open + exit_window_start     | open + exit end     | [open, close)   (reconcile runs first)|
+| execute   | open + exit_window_start     | open + exit end     | [open, close)   (after a reconcile)   |
 | decide    | close + decide_after_close   | N.open              | [close, N.open)                       |
 | report    | close + report_after_close   | N.open              | [close, N.open)                       |
 | backup    | after report                 | N.open              | a BACKUP event for S                  |
@@ -124,21 +124,15 @@ def phase_done(ledger: "Ledger", slot: Slot) -> bool:
         [slot.phase, slot.done_from, slot.done_until]))
 
 
-def runs_per_session(ledger: "Ledger", params: "Params", start: date, end: date) -> dict[date, dict[str, int]]:
-    """How many runs of each phase fall in each session's slots (for checks and status views)."""
-    from tradebook import sessions
+def missed_alert_sent(ledger: "Ledger", slot: Slot) -> bool:
+    """True when the MISSED_WINDOW alert for this slot is already in the ledger (alert once)."""
+    return bool(ledger.scalar(
+        "SELECT count(*) FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW' "
+        "AND data->>'$.phase' = ? AND data->>'$.session' = ?", [slot.phase, slot.session.isoformat()]))
 
-    out: dict[date, dict[str, int]] = {}
-    for session in sessions.sessions(start, end):
-        counts: dict[str, int] = {}
-        for slot in session_plan(session, sessions.next_session(session.open), params):
-            if slot.phase == "backup":
-                continue
-            counts[slot.phase] = int(ledger.scalar(
-                "SELECT count(*) FROM runs WHERE phase = ? AND coalesce(sim_time, started_at) >= ? "
-                "AND coalesce(sim_time, started_at) < ?", [slot.phase, slot.done_from, slot.done_until]))
-        out[session.day] = counts
-    return out
+
+def planned_intents(ledger: "Ledger") -> int:
+    return int(ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED'") or 0)
 
 
 # --- clocks: what "now" is and how the daemon waits for the next slot -----------------------
@@ -192,3 +186,17 @@ def parse_speed(text: str | float | None) -> float | None:
     if not value > 0:
         raise ConfigError(f"--speed {text!r} must be positive")
     return value
+
+
+def parse_clock_time(text: str | None) -> datetime | None:
+    """ISO time for --until/--hold-at; without an offset it is exchange time (America/New_York)."""
+    if not text:
+        return None
+    from tradebook.errors import ConfigError
+    from tradebook.sessions import EXCHANGE_TZ
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an ISO time like 2011-11-25T12:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=EXCHANGE_TZ)

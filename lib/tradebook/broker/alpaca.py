@@ -131,6 +131,7 @@ class AlpacaBroker:
 
     # account and market ---------------------------------------------------------------------
     def account(self) -> Account:
+        """Equity, cash, buying power; fractional_enabled = params AND the account's configuration."""
         acct = self._call("get account", self._trading.get_account)
         return cv.to_account(acct, self._account_allows_fractional())
 
@@ -141,9 +142,11 @@ class AlpacaBroker:
         return self._account_fractional and self.fractional_enabled
 
     def positions(self) -> list[Position]:
+        """Open positions with Alpaca's current price as market_price."""
         return [cv.to_position(p) for p in self._call("list positions", self._trading.get_all_positions)]
 
     def open_orders(self) -> list[Order]:
+        """Every open order (up to Alpaca's maximum page of 500)."""
         from alpaca.trading.enums import QueryOrderStatus
         from alpaca.trading.requests import GetOrdersRequest
 
@@ -155,15 +158,18 @@ class AlpacaBroker:
         return self.orders.get_order(client_order_id)
 
     def clock(self) -> Clock:
+        """Alpaca's market clock, in New York time."""
         return cv.to_clock(self._call("get clock", self._trading.get_clock))
 
     def calendar(self, start: date, end: date) -> list[Session]:
+        """Trading sessions in [start, end] (early closes included), New York time."""
         from alpaca.trading.requests import GetCalendarRequest
 
         request = GetCalendarRequest(start=start, end=end)
         return [cv.to_session(c) for c in self._call("get calendar", lambda: self._trading.get_calendar(request))]
 
     def asset(self, symbol: str) -> Asset:
+        """Tradable/fractionable flags of a symbol; UnknownSymbol on Alpaca's 404."""
         found = self._call(f"get asset {symbol}", or_none_on_404(lambda: self._trading.get_asset(symbol)))
         if found is None:
             raise UnknownSymbol(f"Alpaca does not know the symbol {symbol!r}")
@@ -227,6 +233,7 @@ class AlpacaBroker:
         self.orders.cancel(client_order_id)
 
     def cancel_all(self) -> CancelResult:
+        """Cancel every open order; the client ids Alpaca accepted to cancel."""
         return self.orders.cancel_all(self.open_orders())
 
     def close_position(self, symbol: str, client_order_id: str) -> Order | None:

@@ -20,55 +20,25 @@ Fault kinds (``times`` answers each; ``path``/``method`` narrow them, ``path`` m
 from __future__ import annotations
 
 import hmac
-import json
-import logging
 import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, time as dtime
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Iterator
-from urllib.parse import parse_qs, urlsplit
 
 from tradebook.broker.alpaca_fake_market import NY, FakeMarket
-from tradebook.broker.alpaca_fake_routes import HTML_ERRORS, Answer, fault_answer, route
+from tradebook.broker.alpaca_fake_models import Fault, RequestRecord
+from tradebook.broker.alpaca_fake_routes import Answer, FakeHandler
 from tradebook.broker.alpaca_fake_state import FakeBrokerState
-
-log = logging.getLogger("tradebook.broker.alpaca_fake")
 
 ORDER_FAULTS = ("reject_buying_power", "duplicate_client_order_id", "fractional_reject", "lost_response",
                 "accept_then_504")
 FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_connection") + ORDER_FAULTS
 DEFAULT_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "FB")
 DEFAULT_START = datetime(2011, 7, 1, 8, 0, tzinfo=NY)   # params.sim.start_date, before the open
-
-
-@dataclass
-class Fault:
-    kind: str
-    times: int = 1
-    path: str | None = None
-    method: str | None = None
-    seconds: float = 1.0
-    retry_after: int = 1
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.method and self.method.upper() != method:
-            return False
-        if self.path is None:
-            return True
-        return path.startswith(self.path[:-1]) if self.path.endswith("*") else path == self.path
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any = None
 
 
 class FakeAlpacaServer:
@@ -98,7 +68,7 @@ class FakeAlpacaServer:
     def start(self) -> "FakeAlpacaServer":
         """Bind 127.0.0.1 on an ephemeral port and serve in a daemon thread."""
         if self._httpd is None:
-            self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+            self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeHandler)
             self._httpd.daemon_threads = True
             self._httpd.fake = self  # type: ignore[attr-defined]
             self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
@@ -230,75 +200,6 @@ class FakeAlpacaServer:
         except (KeyError, TypeError, ValueError) as exc:
             return Answer(400, {"message": f"bad fake control request: {exc}"})
         return Answer(200, {"now": self.now.isoformat()})
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeAlpaca/1.0"
-    # One send per answer (headers + body) and no Nagle: avoids 40 ms delayed-ACK stalls on loopback.
-    wbufsize = -1
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_POST = do_DELETE = do_PATCH = do_GET
-
-    def log_message(self, fmt: str, *args: Any) -> None:   # request line only: never headers
-        log.debug("fake alpaca %s %s", self.command, urlsplit(self.path).path)
-
-    def _dispatch(self) -> None:
-        fake: FakeAlpacaServer = self.server.fake  # type: ignore[attr-defined]
-        parts = urlsplit(self.path)
-        path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        try:
-            body = self._read_body()
-        except ValueError:
-            self._send(Answer(400, {"message": "request body is not valid JSON"}))
-            return
-        if path.startswith("/_fake/"):
-            self._send(fake.control(self.command, path, body))
-            return
-        if not fake._authorised(self.headers):
-            self._send(Answer(401, {"message": "unauthorized"}))
-            return
-        fake._record(RequestRecord(self.command, path, query, body))
-        fault = fake._take_fault(self.command, path)
-        if fault and fault.kind == "drop_connection":
-            self.close_connection = True
-            return
-        answer = fault_answer(fault, body) if fault else None
-        if answer is None:
-            answer = route(fake, self.command, path, query, body)
-        if fault and fault.kind == "lost_response":
-            self.close_connection = True   # the order is recorded; the client never hears back
-            return
-        if fault and fault.kind == "accept_then_504":
-            answer = Answer(504, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[504])
-        if fault and fault.kind == "latency":
-            time.sleep(fault.seconds)
-        self._send(answer)
-
-    def _read_body(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        return json.loads(raw, parse_float=Decimal) if raw.strip() else None
-
-    def _send(self, answer: Answer) -> None:
-        raw = answer.raw if answer.raw is not None else (
-            b"" if answer.payload is None else json.dumps(answer.payload).encode())
-        try:
-            self.send_response(answer.status)
-            self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
-            for key, value in answer.headers.items():
-                if key != "Content-Type":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):   # the client gave up (timeout fault)
-            self.close_connection = True
 
 
 DEMO_KEYS = ("PKFAKEDEMOKEY000000000", "SKFAKEDEMOSECRET0000000000000000000000")

@@ -73,3 +73,28 @@ class FakeOrder:
             "status": self.status, "extended_hours": False, "legs": None, "trail_percent": None,
             "trail_price": None, "hwm": None, "subtag": None, "source": None, "expires_at": None,
         }
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int = 1
+    path: str | None = None
+    method: str | None = None
+    seconds: float = 1.0
+    retry_after: int = 1
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method:
+            return False
+        if self.path is None:
+            return True
+        return path.startswith(self.path[:-1]) if self.path.endswith("*") else path == self.path
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any = None

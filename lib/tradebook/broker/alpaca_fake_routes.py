@@ -1,17 +1,24 @@
-"""Routes of the loopback Alpaca fake: Trading API v2 / Market Data v2 paths → state, and fault answers."""
+"""HTTP layer of the loopback Alpaca fake: the request handler, routes to the state, fault answers."""
 from __future__ import annotations
 
+import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import parse_qs, urlsplit
 
 from tradebook.broker.alpaca_fake_market import NY, bar_json, quote_json, snapshot_json
-from tradebook.broker.alpaca_fake_models import Reply
+from tradebook.broker.alpaca_fake_models import Fault, Reply, RequestRecord
 
 if TYPE_CHECKING:
-    from tradebook.broker.alpaca_fake import Fault, FakeAlpacaServer
+    from tradebook.broker.alpaca_fake import FakeAlpacaServer
+
+log = logging.getLogger("tradebook.broker.alpaca_fake")
 
 
 @dataclass
@@ -140,3 +147,72 @@ def fault_answer(fault: "Fault", body: Any) -> Answer | None:
     if kind == "fractional_reject":
         return Answer(422, {"code": 42210000, "message": f'asset "{symbol}" is not fractionable'})
     return None
+
+
+class FakeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeAlpaca/1.0"
+    # One send per answer (headers + body) and no Nagle: avoids 40 ms delayed-ACK stalls on loopback.
+    wbufsize = -1
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, fmt: str, *args: Any) -> None:   # request line only: never headers
+        log.debug("fake alpaca %s %s", self.command, urlsplit(self.path).path)
+
+    def _dispatch(self) -> None:
+        fake: FakeAlpacaServer = self.server.fake  # type: ignore[attr-defined]
+        parts = urlsplit(self.path)
+        path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._send(Answer(400, {"message": "request body is not valid JSON"}))
+            return
+        if path.startswith("/_fake/"):
+            self._send(fake.control(self.command, path, body))
+            return
+        if not fake._authorised(self.headers):
+            self._send(Answer(401, {"message": "unauthorized"}))
+            return
+        fake._record(RequestRecord(self.command, path, query, body))
+        fault = fake._take_fault(self.command, path)
+        if fault and fault.kind == "drop_connection":
+            self.close_connection = True
+            return
+        answer = fault_answer(fault, body) if fault else None
+        if answer is None:
+            answer = route(fake, self.command, path, query, body)
+        if fault and fault.kind == "lost_response":
+            self.close_connection = True   # the order is recorded; the client never hears back
+            return
+        if fault and fault.kind == "accept_then_504":
+            answer = Answer(504, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[504])
+        if fault and fault.kind == "latency":
+            time.sleep(fault.seconds)
+        self._send(answer)
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw, parse_float=Decimal) if raw.strip() else None
+
+    def _send(self, answer: Answer) -> None:
+        raw = answer.raw if answer.raw is not None else (
+            b"" if answer.payload is None else json.dumps(answer.payload).encode())
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+            for key, value in answer.headers.items():
+                if key != "Content-Type":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):   # the client gave up (timeout fault)
+            self.close_connection = True

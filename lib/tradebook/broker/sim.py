@@ -20,6 +20,13 @@ Venue rules (chosen to mirror Alpaca):
   Alpaca's 403/422 do; ``get_order`` then returns None.
 - Cancelling an unknown order raises BrokerRejected(code ORDER_NOT_FOUND), an order no
   longer open BrokerRejected(code ORDER_NOT_CANCELABLE) (Alpaca's 404/422).
+- A buy whose fill would cost more than the cash left (a market order queued overnight
+  that gaps up) is marked rejected at fill time with a reason; cash never goes negative.
+- Faults (``inject_fault``) are persisted and consumed one per call of their op:
+  http_500/503/429 -> BrokerUnavailable, nothing recorded; timeout_after_accept -> the
+  order is processed, then OrderOutcomeUnknown; reject_buying_power / fractional_reject
+  -> business rejects; partial_fill -> the order's next fill is half, the rest stays
+  open (no more fills) until it expires or is cancelled.
 """
 from __future__ import annotations
 
@@ -44,7 +51,7 @@ if TYPE_CHECKING:
 
     from tradebook.params import Params
 
-__all__ = ["SimBroker", "Fill", "SUBMIT_FAULTS", "READ_FAULTS", "FAULT_OPS"]
+__all__ = ["SimBroker", "Fill", "preload", "SUBMIT_FAULTS", "READ_FAULTS", "FAULT_OPS"]
 DAY_START = time(8, 0)   # a new simulated account starts at 08:00 exchange time
 
 
@@ -56,6 +63,13 @@ class Fill:
     qty: float
     price: float
     ts: datetime
+
+
+def preload(symbols: tuple[str, ...] = ("AAPL", "GOOG", "IBM", "MSFT", "FB")) -> None:
+    """Load the calendar and bars now (~1 s once per process), e.g. in a kernel pool before forking."""
+    sessions.table()
+    for symbol in symbols:
+        prices.symbol_bars(symbol)
 
 
 class SimBroker:

@@ -1,0 +1,219 @@
+"""Execute: windows, gate, crash-safe idempotent submit, faults (EXIT-1…3, EXE-1, EXE-3, EXE-5, EXE-6, POS-3)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tradebook import controls
+from tradebook import intents as it
+from tradebook.broker.base import OrderRequest
+from tradebook.execute import run_execute
+from tradebook.reconcile import run_reconcile
+from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, intent_state, make_ctx, mid, ny, plant,
+                             positions_match, window_time)
+
+
+@pytest.fixture
+def ectx(root):
+    """Decided on 2011-07-20 after the close: exit MSFT (held), enter AAPL and IBM; clock still at decide time."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    hold(ctx, "MSFT", 100, 25.0)
+    plant(ctx, "MSFT", "EXIT", 100)
+    plant(ctx, "AAPL", "ENTRY", 10)
+    plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
+    return ctx
+
+
+EXIT_ID, AAPL_ID, IBM_ID = "20110720-MSFT-EXIT", "20110720-AAPL-ENTRY", "20110720-IBM-ENTRY"
+
+
+def _states(ctx) -> dict[str, str]:
+    return dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
+
+
+def test_exit1_when_before_window_then_nothing_sent_and_intents_stay_planned(ectx):
+    """EXIT-1: outside open+5…open+30 nothing is sent; planned intents wait."""
+    ectx.broker.advance_to(ny(EXEC_DAY, 9, 31))
+    report = run_execute(ectx)
+    assert broker_orders(ectx) == [] and set(_states(ectx).values()) == {"PLANNED"}
+    assert sorted(report.waiting) == sorted([EXIT_ID, AAPL_ID, IBM_ID]) and "outside" in report.summary()
+
+
+def test_exit1_exit2_when_in_window_then_exits_first_with_limit_orders(ectx):
+    """EXIT-1: executed in the next session's window; exits first; EXIT-2: limit orders for planned intents."""
+    ectx.broker.advance_to(window_time())
+    report = run_execute(ectx)
+    assert [o.intent_id for o in report.outcomes] == [EXIT_ID, AAPL_ID, IBM_ID]
+    assert _states(ectx) == {EXIT_ID: "FILLED", AAPL_ID: "FILLED", IBM_ID: "FILLED"}
+    assert {r[0] for r in ectx.ledger.rows("SELECT order_type FROM orders")} == {"limit"}
+    assert [o[0] for o in broker_orders(ectx)] == [it.client_order_id(i, 1) for i in (EXIT_ID, AAPL_ID, IBM_ID)]
+    assert positions_match(ectx)
+
+
+def test_exe6_when_filled_then_fill_rows_carry_slippage_vs_decision_price(ectx):
+    """EXE-6: every fill is recorded with the intent's decision price and the slippage in bps."""
+    ectx.broker.advance_to(window_time())
+    run_execute(ectx)
+    rows = ectx.ledger.rows("SELECT intent_id, side, price, decision_price, slippage_bps FROM fills ORDER BY fill_id")
+    assert len(rows) == 3
+    for _, side, price, decision, slip in rows:
+        sign = 1 if side == "buy" else -1
+        assert slip == pytest.approx(sign * (price - decision) / decision * 1e4)
+
+
+def test_exit3_when_window_missed_then_alert_once_and_intent_stays_planned(ectx):
+    """EXIT-3: a window missed (process down) leaves intents PLANNED with one MISSED_WINDOW alert each."""
+    ectx.broker.advance_to(ny(EXEC_DAY, 10, 30))
+    report = run_execute(ectx)
+    assert sorted(report.missed) == sorted([EXIT_ID, AAPL_ID, IBM_ID]) and broker_orders(ectx) == []
+    run_execute(ectx)
+    alerts = ectx.ledger.rows("SELECT data->>'$.intent_id' FROM events WHERE kind = 'ALERT' "
+                              "AND data->>'$.alert' = 'MISSED_WINDOW'")
+    assert sorted(a[0] for a in alerts) == sorted([EXIT_ID, AAPL_ID, IBM_ID])
+    assert set(_states(ectx).values()) == {"PLANNED"}
+
+
+def test_exit3_when_restarted_next_window_then_exit_executes_and_stale_entries_expire(ectx, root):
+    """EXIT-3: intents survive a restart (new process = new Context); the next window runs them.
+    A day-old entry is stale (gate STALE_SIGNAL → EXPIRED); a planned exit is only warned, and executes."""
+    ectx.broker.advance_to(ny(EXEC_DAY, 10, 30))
+    run_execute(ectx)                                         # missed
+    fresh = make_ctx(root)                                    # "restart"
+    fresh.broker.advance_to(window_time(EXEC_DAY + timedelta(days=1)))
+    run_execute(fresh)
+    assert _states(fresh) == {EXIT_ID: "FILLED", AAPL_ID: "EXPIRED", IBM_ID: "EXPIRED"}
+    assert fresh.ledger.scalar("SELECT gate_reason FROM intents WHERE intent_id = ?", [AAPL_ID]) == "STALE_SIGNAL"
+
+
+def test_exe1_when_submit_times_out_after_accept_then_looked_up_and_adopted_once(ectx):
+    """EXE-1: an unknown outcome is resolved by looking the client_order_id up, never by resending."""
+    ectx.broker.inject_fault("timeout_after_accept")
+    ectx.broker.advance_to(window_time())
+    run_execute(ectx)
+    run_execute(ectx)
+    cids = [o[0] for o in broker_orders(ectx)]
+    assert len(cids) == len(set(cids)) == 3 and _states(ectx)[EXIT_ID] == "FILLED"
+    assert positions_match(ectx)
+
+
+def test_exe1_when_submit_fails_with_http_500_then_next_run_resends_same_client_id(ectx):
+    """EXE-1: not at the broker after a 5xx → the next run looks up, re-gates and sends the *same* id."""
+    ectx.broker.inject_fault("http_500")
+    ectx.broker.advance_to(window_time())
+    first = run_execute(ectx)
+    assert first.outcomes[0].state == "SUBMITTED" and "unknown" in first.outcomes[0].reason
+    assert ectx.ledger.scalar("SELECT status FROM orders WHERE intent_id = ?", [EXIT_ID]) == "unknown"
+    run_execute(ectx)
+    exit_orders = [o for o in broker_orders(ectx) if o[1] == "MSFT"]
+    assert [o[0] for o in exit_orders] == [it.client_order_id(EXIT_ID, 1)]
+    assert _states(ectx)[EXIT_ID] == "FILLED" and positions_match(ectx)
+
+
+def test_exe1_when_broker_already_has_the_client_id_then_adopted_not_resent(ectx):
+    """EXE-1: look the id up at the broker before sending; a hit is adopted."""
+    ectx.broker.advance_to(window_time())
+    cid = it.client_order_id(AAPL_ID, 1)
+    ectx.broker.submit(OrderRequest("AAPL", "buy", Decimal(10), cid, "market", None))
+    run_execute(ectx)
+    assert [o[0] for o in broker_orders(ectx)].count(cid) == 1
+    assert _states(ectx)[AAPL_ID] == "FILLED"
+    assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_SUBMITTED' AND reason LIKE 'adopted%'") == 1
+
+
+def test_exe1_when_pending_order_never_reached_broker_after_window_then_new_attempt_new_id(ectx):
+    """EXE-1: absent at the broker after its window → not_found, PLANNED again; the next attempt gets a new id."""
+    ectx.broker.advance_to(window_time())
+    now = ectx.now()
+    with ectx.ledger.transaction() as con:  # what a crash right after recording SUBMITTED leaves behind
+        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, "
+                    "time_in_force, status, submitted_at, updated_at) VALUES (?,?,1,'MSFT','sell',100,'limit','day',"
+                    "'pending_submit',?,?)", [it.client_order_id(EXIT_ID, 1), EXIT_ID, now, now])
+        it.transition(con, EXIT_ID, "SUBMITTED", reason="test", now=now, attempt=1)
+    ectx.broker.advance_to(ny(EXEC_DAY, 10, 30))
+    run_reconcile(ectx)
+    assert ectx.ledger.scalar("SELECT status FROM orders WHERE intent_id = ?", [EXIT_ID]) == "not_found"
+    assert intent_state(ectx, EXIT_ID) == "PLANNED"
+    ectx.broker.advance_to(window_time(EXEC_DAY + timedelta(days=1)))
+    run_execute(ectx)
+    assert [o[0] for o in broker_orders(ectx) if o[1] == "MSFT"] == [it.client_order_id(EXIT_ID, 2)]
+
+
+def test_exe3_when_run_budget_spent_then_no_new_order_and_timeout_event(ectx):
+    """EXE-3: the execution run has a wall-clock budget; when spent, nothing more is sent."""
+    ectx.broker.advance_to(window_time())
+    report = run_execute(ectx, budget_s=0.0)
+    assert report.timed_out and broker_orders(ectx) == []
+    assert set(_states(ectx).values()) == {"PLANNED"}
+    assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'EXECUTION_TIMEOUT'") == 1
+
+
+def test_exe5_when_fractional_refused_then_one_whole_share_retry_as_next_attempt(ectx):
+    """EXE-5: a fractional reject falls back to whole shares (floor) as attempt+1, logged."""
+    with ectx.ledger.transaction() as con:
+        con.execute("UPDATE intents SET qty = 10.5 WHERE intent_id = ?", [AAPL_ID])
+        con.execute("UPDATE intents SET state = 'CANCELLED' WHERE intent_id <> ?", [AAPL_ID])  # only AAPL due
+    ectx.broker.advance_to(window_time())
+    ectx.broker.inject_fault("fractional_reject")
+    run_execute(ectx)
+    rows = ectx.ledger.rows("SELECT client_order_id, qty, status FROM orders ORDER BY attempt")
+    assert rows == [(it.client_order_id(AAPL_ID, 1), 10.5, "rejected"), (it.client_order_id(AAPL_ID, 2), 10.0, "filled")]
+    assert intent_state(ectx, AAPL_ID) == "FILLED"
+    assert "whole-share retry" in ectx.ledger.scalar("SELECT reason FROM events WHERE kind = 'INTENT_SUBMITTED' "
+                                                     "AND data->>'$.attempt' = '2'")
+
+
+def test_exe2_when_broker_rejects_for_business_reason_then_failed_without_retry(ectx):
+    """EXE-2: business rejects (buying power) are never retried: FAILED with the code, one order row."""
+    ectx.broker.inject_fault("reject_buying_power")
+    ectx.broker.advance_to(window_time())
+    report = run_execute(ectx)
+    assert report.outcomes[0].state == "FAILED" and "INSUFFICIENT_BUYING_POWER" in report.outcomes[0].reason
+    assert ectx.ledger.rows("SELECT status FROM orders WHERE intent_id = ?", [EXIT_ID]) == [("rejected",)]
+    run_execute(ectx)
+    assert ectx.ledger.scalar("SELECT count(*) FROM orders WHERE intent_id = ?", [EXIT_ID]) == 1
+
+
+def test_gate1_when_halted_then_no_order_and_rejections_recorded_with_verdicts(ectx):
+    """Every order passes the gate: HALTED → nothing reaches the broker; verdicts stored with the intents."""
+    controls.halt(ectx.params, ectx.root, "test halt")
+    ectx.broker.advance_to(window_time())
+    report = run_execute(ectx)
+    assert broker_orders(ectx) == [] and set(_states(ectx).values()) == {"REJECTED"}
+    assert report.control_state == "HALTED" and len(report.tables()["rejected / expired / failed"]) == 3
+    assert ectx.ledger.scalar("SELECT count(DISTINCT intent_id) FROM verdicts WHERE reason_code = 'HALTED'") == 3
+
+
+def test_pos3_when_symbol_closed_today_or_in_cooldown_then_entry_rejected(ectx):
+    """POS-3: no re-entry of a symbol closed today; a per-ticker cooldown after any order."""
+    ectx.broker.advance_to(window_time())
+    now = ectx.now()
+    with ectx.ledger.transaction() as con:
+        con.execute("INSERT INTO closed_today VALUES ('AAPL', ?, ?)", [EXEC_DAY, now])
+        con.execute("INSERT INTO cooldowns VALUES ('IBM', ?)", [now - timedelta(minutes=5)])
+    run_execute(ectx)
+    reasons = dict(ectx.ledger.rows("SELECT intent_id, gate_reason FROM intents"))
+    assert (reasons[AAPL_ID], reasons[IBM_ID], reasons[EXIT_ID]) == ("REENTRY", "COOLDOWN", "OK")
+
+
+def test_exit1_when_partial_fill_left_working_then_cancelled_after_window_as_partial(ectx):
+    """EXIT-1 choice: the unfilled rest of a planned order is cancelled after its window → PARTIAL."""
+    ectx.broker.inject_fault("partial_fill")
+    ectx.broker.advance_to(window_time())
+    run_execute(ectx)
+    assert intent_state(ectx, EXIT_ID) == "SUBMITTED"
+    ectx.broker.advance_to(ny(EXEC_DAY, 10, 5))
+    report = run_execute(ectx)
+    assert report.cancelled == [it.client_order_id(EXIT_ID, 1)]
+    assert intent_state(ectx, EXIT_ID) == "PARTIAL"
+    assert ectx.ledger.rows("SELECT qty FROM positions WHERE symbol = 'MSFT'") == [(50.0,)]
+    assert positions_match(ectx)
+
+
+def test_execute_report_when_done_then_tables_and_summary(ectx):
+    ectx.broker.advance_to(window_time())
+    report = run_execute(ectx)
+    assert "FILLED 3" in report.summary() and len(report.tables()["intents processed"]) == 3
+    assert mid(ectx, "AAPL") > 0

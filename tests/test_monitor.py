@@ -1,0 +1,105 @@
+"""The intraday monitor tick: light reconcile, breakers, protective exits (EXIT-4, EXIT-5, EXIT-2)."""
+from __future__ import annotations
+
+import pytest
+
+from tradebook import intents as it
+from tradebook.monitor import run_monitor
+from trading_helpers import EXEC_DAY, broker_orders, hold, make_ctx, mid, ny, plant, positions_match
+
+MIDDAY = ny(EXEC_DAY, 12)
+
+
+def _mctx(root, **overrides):
+    ctx = make_ctx(root, **overrides)
+    ctx.broker.advance_to(MIDDAY)
+    return ctx
+
+
+def test_exit4_when_stop_loss_hit_then_immediate_market_exit_through_gate(root):
+    """EXIT-4: stop loss 5% checked by the monitor; EXIT-2: an immediate exit uses a market order."""
+    ctx = _mctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)       # 9% under water
+    report = run_monitor(ctx)
+    assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
+    iid = "20110721-AAPL-EXIT-STOP_LOSS"
+    assert ctx.ledger.rows("SELECT state, urgency, order_type FROM intents") == [("FILLED", "immediate", "market")]
+    assert ctx.ledger.rows("SELECT order_type FROM orders WHERE intent_id = ?", [iid]) == [("market",)]
+    assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE intent_id = ?", [iid]) > 0   # it passed the gate
+    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ctx.ledger.rows("SELECT symbol, qty FROM events WHERE kind = 'EXIT_TRIGGERED'") == [("AAPL", 10.0)]
+    assert ctx.ledger.rows("SELECT symbol FROM closed_today") == [("AAPL",)]
+
+
+def test_exit4_when_profit_target_hit_then_exit(root):
+    """EXIT-4: profit target per position."""
+    ctx = _mctx(root)
+    hold(ctx, "IBM", 10, mid(ctx, "IBM") * 0.80)
+    report = run_monitor(ctx)
+    assert [e.code for e in report.exits] == ["PROFIT_TARGET"] and broker_orders(ctx)[0][1:3] == ("IBM", "sell")
+
+
+def test_exit4_when_position_external_then_no_stop_loss(root):
+    """EXIT-4 choice: stops protect positions tradebook opened, not EXTERNAL ones."""
+    ctx = _mctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.5, origin="EXTERNAL")
+    assert run_monitor(ctx).exits == [] and broker_orders(ctx) == []
+
+
+def test_exit4_when_monitor_ticks_again_then_no_second_exit(root):
+    ctx = _mctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
+    run_monitor(ctx)
+    ctx.broker.advance_to(ny(EXEC_DAY, 12, 1))
+    second = run_monitor(ctx)
+    assert second.exits == [] and len(broker_orders(ctx)) == 1
+
+
+def test_exit4_when_exit_order_still_working_then_skipped(root):
+    """A symbol whose exit is already under way gets no second exit."""
+    ctx = _mctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
+    planned = plant(ctx, "AAPL", "EXIT", 10, urgency="immediate", suffix="OPERATOR")
+    with ctx.ledger.transaction() as con:
+        con.execute("UPDATE intents SET state = 'SUBMITTED' WHERE intent_id = ?", [planned.intent_id])
+    report = run_monitor(ctx)
+    assert report.skipped == ["AAPL"] and broker_orders(ctx) == []
+
+
+@pytest.mark.parametrize("eod,expect_sold", [(True, True), (False, False)])
+def test_exit5_when_near_close_then_eod_liquidation_only_if_enabled(root, eod, expect_sold):
+    """EXIT-5: optional EOD liquidation (off for swing, on for a day-trade params set), incl. EXTERNAL."""
+    ctx = make_ctx(root, eod_liquidation=eod)
+    ctx.broker.advance_to(ny(EXEC_DAY, 15, 50))
+    hold(ctx, "MSFT", 100, mid(ctx, "MSFT"))
+    hold(ctx, "AAPL", 5, mid(ctx, "AAPL"), origin="EXTERNAL")
+    report = run_monitor(ctx)
+    sold = {o[1] for o in broker_orders(ctx)}
+    if expect_sold:
+        assert [e.code for e in report.exits] == ["EOD_LIQUIDATION"] * 2 and sold == {"AAPL", "MSFT"}
+        assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0
+    else:
+        assert report.exits == [] and sold == set()
+
+
+def test_exit4_when_market_closed_then_no_protective_exits(root):
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(ny(EXEC_DAY, 17))
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.5)
+    report = run_monitor(ctx)
+    assert not report.market_open and report.exits == [] and "market closed" in report.summary()
+
+
+def test_monitor_when_tick_runs_then_breakers_run_and_planned_exit_superseded(root, monkeypatch):
+    """Each tick runs breakers.run_breakers; an immediate exit replaces a planned one for the symbol."""
+    import tradebook.breakers as breakers
+
+    calls = []
+    monkeypatch.setattr(breakers, "run_breakers", lambda ctx: calls.append(ctx) or [])
+    ctx = _mctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
+    old = plant(ctx, "AAPL", "EXIT", 10)
+    run_monitor(ctx)
+    assert len(calls) == 1
+    assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [old.intent_id]) == "EXPIRED"
+    assert it.client_order_id("20110721-AAPL-EXIT-STOP_LOSS", 1) in {o[0] for o in broker_orders(ctx)}
