@@ -127,7 +127,10 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
     with ExitStack() as stack:
         clock = None
         if broker == "alpaca-fake":
-            fake_overrides, clock = stack.enter_context(_alpaca_fake(root))
+            from tradebook.broker.alpaca_fake import demo_fake
+
+            start = Context.load(params_file, overrides, root=root).params.sim.start_date
+            fake_overrides, clock = stack.enter_context(demo_fake(start=start))
             overrides.update(fake_overrides)
         elif broker != "sim":
             raise ConfigError(f"demo broker must be 'sim' or 'alpaca-fake', not {broker!r}")
@@ -172,10 +175,3 @@ def _export_report(ctx: Context) -> Path | None:
     out = ctx.runs_dir / "report.html"
     export_html(Path(latest), out)
     return out
-
-
-def _alpaca_fake(root: Path):
-    """Start the loopback Alpaca fake; yields (overrides pointing AlpacaBroker at it, its clock)."""
-    from tradebook.errors import NotBuiltError
-
-    raise NotBuiltError("`tradebook demo --broker alpaca-fake` needs the Alpaca adapter (issue 6), not merged yet")

@@ -246,7 +246,6 @@ def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: 
         _insert_order_row(con, request, intent, attempt, now)
         it.transition(con, intent.intent_id, it.SUBMITTED, attempt=attempt, now=now, run_id=ctx.run_id,
                       reason=f"gate passed ({result.reason}); sending {cid}" + (" (whole-share retry)" if retry else ""))
-        con.execute("INSERT OR REPLACE INTO cooldowns (symbol, last_order_at) VALUES (?, ?)", [intent.symbol, now])
     it.crash_point("after_submitted_recorded")
     return _send(ctx, run, intent, proposed, request, attempt, now, retry)
 
@@ -329,6 +328,9 @@ def _record_answer(ctx: "Context", intent: it.Intent, cid: str, order: "Order", 
         update = order_update(rows[0], order, window_over=False, now=now) if rows else None
         if update is not None:
             apply_order_update(con, update, ctx, now)
+        # POS-3 cooldown from the moment the broker has the order (not when recorded: a resumed send
+        # of an order that never reached the broker must not be blocked by its own cooldown).
+        con.execute("INSERT OR REPLACE INTO cooldowns (symbol, last_order_at) VALUES (?, ?)", [intent.symbol, now])
         state = it.load(con, intent.intent_id).state
     it.crash_point("after_order_recorded")
     if update is not None and update.fill_qty > 0:

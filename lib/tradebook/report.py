@@ -192,9 +192,10 @@ def daily_equity(raw: "pd.DataFrame", equity_now: float | None, asof: datetime |
     frame["session_date"] = pd.to_datetime(frame["session_date"]).dt.date
     if equity_now is not None and asof is not None:
         today = pd.Timestamp(asof).tz_convert(TZ).date() if pd.Timestamp(asof).tzinfo else pd.Timestamp(asof).date()
-        if len(frame) and frame["session_date"].iloc[-1] == today:
+        last = frame["session_date"].iloc[-1] if len(frame) else None
+        if last == today:
             frame.loc[frame.index[-1], "equity"] = equity_now
-        else:
+        elif last is None or today > last:  # never append behind the ledger (a broker clock behind it)
             frame = pd.concat([frame, pd.DataFrame({"session_date": [today], "open_equity": [np.nan],
                                                     "equity": [equity_now], "realized": [0.0], "trades": [0]})],
                               ignore_index=True)

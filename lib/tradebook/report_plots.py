@@ -108,7 +108,7 @@ def report_figures(report: "Report") -> dict[str, "Figure"]:
     """The report's figures, only for sections with data."""
     out = {}
     eq = report.frames["equity"]
-    if len(eq):
+    if len(eq) >= 2:  # one point is not a curve
         out["pnl"] = equity_figure(eq["session_date"], eq["equity"], eq["drawdown"], eq["daily_pnl"],
                                    "Equity, daily P&L and drawdown")
     if len(report.frames["exposure by symbol"]):

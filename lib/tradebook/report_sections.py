@@ -69,6 +69,8 @@ def _pnl(r: "Report") -> Iterator[Block]:
         yield "text", ("**No equity recorded yet.** The P&L appears once a phase has recorded account equity "
                        "(start-of-day snapshots) or the first trade has closed.")
         return
+    if len(eq) < 2:
+        yield "text", "*One session so far: the equity curve is drawn from the second session on.*"
     last, first = eq.iloc[-1], eq["open_equity"].iloc[0]
     ret = last["cum_pnl"] / first if first else float("nan")
     yield "text", (f"Equity **{_money(last['equity'], md=True)}** · today **{_money(last['daily_pnl'], True, True)}**"
@@ -152,7 +154,8 @@ def _intents(r: "Report") -> Iterator[Block]:
         return
     yield "text", (f"{_n(len(intents), 'open intent')} (planned for the next execute window, or submitted and "
                    f"working):")
-    yield "table", intents
+    yield "table", intents[["created_at", "intent_id", "state", "symbol", "side", "qty", "order_type", "limit_price",
+                            "urgency", "confidence", "reason"]]
 
 
 def _runs(r: "Report") -> Iterator[Block]:
@@ -188,9 +191,10 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
         elif col == "confidence":
             fmt[col] = "{:.2f}"
         elif pd.api.types.is_datetime64_any_dtype(shown[col]):
-            fmt[col] = lambda v: "" if pd.isna(v) else v.strftime("%Y-%m-%d %H:%M")
+            pattern = "%Y-%m-%d" if col.endswith("date") else "%Y-%m-%d %H:%M"
+            fmt[col] = lambda v, pattern=pattern: "" if pd.isna(v) else v.strftime(pattern)
     styler = shown.style.format(fmt, na_rep="–").hide(axis="index")
-    text = [c for c in shown.columns if shown[c].dtype == object]
+    text = [c for c in shown.columns if pd.api.types.is_object_dtype(shown[c]) or pd.api.types.is_string_dtype(shown[c])]
     if text:  # words read left-aligned; numbers stay right-aligned
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
     prose = [c for c in ("reason", "detail", "error", "notebook_path") if c in shown.columns]

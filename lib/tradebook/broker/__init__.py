@@ -20,4 +20,11 @@ def make_broker(params: "Params", root: Path) -> Broker:
         return SimBroker.from_params(params, root)
     from tradebook.broker.alpaca import AlpacaBroker
 
-    return AlpacaBroker.from_params(params)
+    def degrade(reason: str) -> None:
+        # EXE-4: an open API circuit puts the whole system in reduce-only until it re-arms.
+        from tradebook import controls
+        from tradebook.ledger import Ledger
+
+        controls.reduce_only(Ledger(params.ledger_path(root)), reason, source="api_breaker")
+
+    return AlpacaBroker.from_params(params, on_circuit_open=degrade)

@@ -98,8 +98,8 @@ class SimBroker:
     # --- state plumbing -----------------------------------------------------------------
     @contextmanager
     def _book(self, orders: bool = True) -> Iterator[tuple[Any, state.Book]]:
-        """One transaction with the state loaded (creating a brand-new account if needed)."""
-        with self.store.transaction() as con:
+        """The state file attached and loaded (creating a brand-new account if needed)."""
+        with self.store.attached() as con:
             meta = state.read_meta(con)
             if meta is None:
                 first = sessions.first_session_on_or_after(self.start_date)
@@ -112,7 +112,7 @@ class SimBroker:
             yield con, state.load_book(con, meta, orders)
 
     def _call(self, op: str | None, body: Callable[[Any, state.Book], Any], orders: bool = True) -> Any:
-        """Run ``body`` in one transaction, unless an injected fault for ``op`` fires instead."""
+        """Run ``body`` on the attached state, unless an injected fault for ``op`` fires instead."""
         with self._book(orders) as (con, book):
             fault = state.pop_fault(book, op) if op else None
             if fault:

@@ -3,9 +3,9 @@
 Why ATTACH and not ``duckdb.connect`` per call: starting a DuckDB 2.0 instance costs
 ~20 ms (it loads its built-in extensions), which would make every broker call slow.
 So the process keeps one in-memory DuckDB instance and, for each call, ATTACHes the
-state file, runs one transaction and DETACHes it again (1-4 ms). While detached no
-lock is held, so a notebook kernel and the demo process can take turns on the same
-simulated account (OPS-1). Lock conflicts are retried like the ledger's; a file that
+state file, reads, writes any change in one transaction, and DETACHes it (1-4 ms).
+While detached no lock is held, so a notebook kernel and the demo process can take
+turns on the same simulated account (OPS-1). Lock conflicts are retried like the ledger's; a file that
 is not a DuckDB database is a clear error, never silently replaced.
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ ORDER_COLUMNS = [f.name for f in fields(OrderRow)]
 
 @dataclass
 class Book:
-    """Everything one call reads and changes, loaded inside its transaction."""
+    """Everything one call reads and changes, loaded while the file is attached."""
 
     now_us: int
     cash: float
@@ -130,7 +130,7 @@ def _file_key(path: Path) -> tuple[int, int] | None:
 
 
 class SimStore:
-    """Short transactions against the sim state file (ATTACH, work, DETACH)."""
+    """Short visits to the sim state file: ATTACH, read, one write transaction, DETACH."""
 
     def __init__(self, path: str | Path, lock_timeout_s: float = 15.0):
         self.path = Path(path)
@@ -138,8 +138,13 @@ class SimStore:
         self._schema_for: tuple[int, int] | None = None   # file the schema was ensured for
 
     @contextmanager
-    def transaction(self) -> Iterator["duckdb.DuckDBPyConnection"]:
-        """Attach the file, run everything inside one transaction, detach (lock released)."""
+    def attached(self) -> Iterator["duckdb.DuckDBPyConnection"]:
+        """The state file attached for one call; detached (lock released) on exit.
+
+        While attached, no other process can open the file and this process's other
+        callers wait on a lock, so a call's reads and its one write transaction
+        (``save_book``) see no interleaved change.
+        """
         with _lock:
             con = _memory_connection()
             self._attach(con)
@@ -149,13 +154,7 @@ class SimStore:
                 if key is None or key != self._schema_for:   # new, or replaced (e.g. demo --fresh)
                     con.execute(SCHEMA)
                     self._schema_for = key
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    yield con
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
+                yield con
             finally:
                 _detach(con)
 
@@ -201,7 +200,7 @@ def _detach(con: "duckdb.DuckDBPyConnection") -> None:
             con.execute(sql)
 
 
-# --- reading and writing rows (inside SimStore.transaction) ---------------------------------
+# --- reading and writing rows (inside SimStore.attached) ---------------------------------
 
 def read_meta(con: "duckdb.DuckDBPyConnection") -> tuple | None:
     """(seed, now_us, cash, order_seq, positions_json, faults_json), or None for a brand-new state."""
@@ -210,6 +209,7 @@ def read_meta(con: "duckdb.DuckDBPyConnection") -> tuple | None:
 
 
 def create_meta(con, seed: int, now_us: int, cash: float, start_date) -> None:
+    """The first (only) meta row of a brand-new simulated account."""
     con.execute("INSERT INTO sim_meta VALUES (1, ?, ?, ?, ?, 0, ?, ?, '{}', '[]')",
                 [SCHEMA_VERSION, seed, now_us, cash, cash, start_date])
 
@@ -234,7 +234,17 @@ def _order_values(row: OrderRow) -> list:
 
 
 def save_book(con, book: Book) -> None:
-    """Write back what the call changed: clock, cash, positions, faults and orders."""
+    """Write back what the call changed (clock, cash, positions, faults, orders) in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _write_book(con, book)
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _write_book(con, book: Book) -> None:
     positions = {s: p for s, p in sorted(book.positions.items()) if abs(p[0]) >= 1e-9}
     faults = [f for f in book.faults if f[2] > 0]
     con.execute("UPDATE sim_meta SET now_us = ?, cash = ?, order_seq = ?, positions = ?, faults = ? WHERE id = 1",
