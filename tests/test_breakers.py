@@ -148,7 +148,8 @@ def test_run_breakers_when_daily_loss_then_frozen_with_alerts_once(sim_ctx):
     trips = run_breakers(ctx)
     assert {("BRK-1", "DAILY_LOSS"), ("BRK-2", "SESSION_DRAWDOWN")} <= {(t.brk, t.code) for t in trips}
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"
-    alerts = ctx.ledger.rows("SELECT reason FROM events WHERE kind = 'ALERT' ORDER BY event_id")
+    alerts = ctx.ledger.rows("SELECT json_extract_string(data, '$.code') FROM events WHERE kind = 'ALERT' "
+                             "AND json_extract_string(data, '$.alert') = 'BREAKER' ORDER BY event_id")
     assert ("DAILY_LOSS",) in alerts and ("SESSION_DRAWDOWN",) in alerts
     assert ctx.ledger.rows("SELECT actor, source FROM controls") == [("breaker", "BRK-1")]
     assert run_breakers(ctx)                                # still tripped ...

@@ -32,7 +32,7 @@ ctx = Context.load("params/sim.yaml", {"runs_dir": str(root / "runs")}, root=roo
 print(run_execute(ctx).summary())
 """
 CRASHES = [(step, None) for step in it.CRASH_STEPS] + [
-    ("after_submitted_recorded@2", None), ("after_broker_submit@3", None), ("after_fill_recorded@2", None)]
+    ("after_submitted_recorded@2", None), ("after_broker_submit@3", None)]   # a later intent's boundary
 FAULTS = [(None, f) for f in ("timeout_after_accept", "http_500", "http_429", "reject_buying_power", "partial_fill")]
 
 

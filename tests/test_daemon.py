@@ -7,7 +7,7 @@ The week 2011-11-21 .. 2011-11-28 has Thanksgiving (Thu 24, no session) and a ha
 1. first start Monday 09:31, hold the clock at Tue 09:20 (after Tuesday's pre-open
    reconcile); a second daemon is refused; SIGKILL the first (its whole process group);
 2. downtime: the simulated clock moves to Tue 11:00, past Tuesday's execute window;
-   restart, hold at Wed 16:05 (before Wednesday's decide); SIGKILL;
+   restart, hold at Wed 16:05 (before Wednesday's decide); SIGTERM (clean stop);
 3. downtime into the holiday (Thu 10:00); restart and run to Mon 28 17:00, clean stop.
 """
 from __future__ import annotations
@@ -77,6 +77,45 @@ class DaemonDriver:
         proc.wait(timeout=30)
 
 
+class RecordingRunner:
+    """Stands in for the notebook runner in the fast in-process tests: records the ``runs`` row the
+    runner would (phase, sim_time, status) and fails the phases it is told to, like a broken notebook."""
+
+    def __init__(self, ledger: Ledger, clock, fail: set[str] = frozenset()):
+        self.ledger, self.clock, self.fail = ledger, clock, set(fail)
+        self.calls: list[tuple[str, datetime]] = []
+
+    def __call__(self, phase: str):
+        from tradebook.errors import PhaseFailed
+
+        now = self.clock.now()
+        run_id = f"{now:%Y%m%d%H%M%S}-{phase}-{len(self.calls)}"
+        self.calls.append((phase, now))
+        status = "FAILED" if phase in self.fail else "OK"
+        self.ledger.execute("INSERT INTO runs (run_id, phase, started_at, status, sim_time, error) "
+                            "VALUES (?, ?, now(), ?, ?, ?)", [run_id, phase, status, now,
+                                                             "ValueError: boom" if status == "FAILED" else None])
+        if status == "FAILED":
+            raise PhaseFailed(f"phase {phase} failed", run_id=run_id, phase=phase, error="ValueError: boom",
+                              notebook_path=f"runs/{run_id}.ipynb")
+        return type("Record", (), {"run_id": run_id, "status": "OK", "notebook_path": f"runs/{run_id}.ipynb"})()
+
+
+def make_daemon(params, root: Path, **kwargs):
+    from tradebook.daemon import Daemon
+    from tradebook.schedule import SimClock
+
+    clock = SimClock(SimBroker.from_params(params, root), speed=None)
+    runner = RecordingRunner(Ledger(params.ledger_path(root)), clock, kwargs.pop("fail", set()))
+    return Daemon(params, root, clock=clock, runner=runner, **kwargs), runner
+
+
+def alerts_of(ledger: Ledger) -> list[dict]:
+    from tradebook.alerts import recent_alerts
+
+    return recent_alerts(ledger, limit=500)
+
+
 def run_counts(ledger: Ledger, params) -> dict[tuple[date, str], int]:
     """Runs of each phase inside each session's slot window (see schedule.py)."""
     counts = {}
@@ -92,9 +131,9 @@ def run_counts(ledger: Ledger, params) -> dict[tuple[date, str], int]:
 
 
 @pytest.mark.timeout(600)  # ~21 notebook runs and 4 daemon processes: generous for a loaded CI machine
-def test_ops4_when_daemon_runs_a_week_with_kills_then_each_phase_once_no_duplicates_alerts_delivered(
+def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_no_duplicates_alerts_sent(
         root: Path, make_params):
-    """OPS-4, OPS-5, EXIT-3: a week on simulated time with a holiday, a half day and two SIGKILLs."""
+    """OPS-4, OPS-5, EXIT-3: a week on simulated time with a holiday, a half day, a SIGKILL and a SIGTERM."""
     with WebhookReceiver() as webhook:
         overrides = {"sim.start_date": "2011-11-21", "reconcile_interval_s": 3600,
                      "alerts.apprise_urls": [webhook.url], "runs_dir": str(root / "runs")}
@@ -112,7 +151,9 @@ def test_ops4_when_daemon_runs_a_week_with_kills_then_each_phase_once_no_duplica
         SimBroker.from_params(params, root).advance_to(ny("2011-11-22T11:00"))  # down past Tuesday's window
         restarted = driver.start("--hold-at", "2011-11-23T16:05")
         driver.wait_holding(restarted, ny("2011-11-23T16:05"))
-        driver.kill(restarted)
+        restarted.send_signal(signal.SIGTERM)  # this time a clean stop, as `systemctl stop` does
+        assert restarted.wait(timeout=60) == 0, driver.output()
+        assert read_heartbeat(heartbeat_path(params, root)).state == "stopped"
 
         SimBroker.from_params(params, root).advance_to(ny("2011-11-24T10:00"))  # down into Thanksgiving
         last = driver.start("--until", "2011-11-28T17:00")
@@ -158,7 +199,7 @@ def test_ops4_when_daemon_runs_a_week_with_kills_then_each_phase_once_no_duplica
     stored = {r[0] for r in ledger.rows("SELECT data->>'$.alert' FROM events WHERE kind = 'ALERT'")}
     assert {"DAEMON_START", "DAEMON_STOP", "MISSED_WINDOW"} <= stored
     assert alerts_seen.count("[tradebook sim] DAEMON_START") == 3
-    assert alerts_seen.count("[tradebook sim] DAEMON_STOP") == 1  # the killed ones could not say goodbye
+    assert alerts_seen.count("[tradebook sim] DAEMON_STOP") == 2  # the SIGKILLed one could not say goodbye
     assert "[tradebook sim] MISSED_WINDOW" in alerts_seen
     missed = ledger.rows("SELECT reason FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW' "
                          "AND data->>'$.phase' = 'execute'")
@@ -206,39 +247,6 @@ def test_ops4_when_unit_file_read_then_notify_watchdog_restart_always_and_keys_f
     assert not any("APCA_" in line for line in config_lines)
 
 
-class RecordingRunner:
-    """Stands in for the notebook runner in the fast in-process tests: records the ``runs`` row the
-    runner would (phase, sim_time, status) and fails the phases it is told to, like a broken notebook."""
-
-    def __init__(self, ledger: Ledger, clock, fail: set[str] = frozenset()):
-        self.ledger, self.clock, self.fail = ledger, clock, set(fail)
-        self.calls: list[tuple[str, datetime]] = []
-
-    def __call__(self, phase: str):
-        from tradebook.errors import PhaseFailed
-
-        now = self.clock.now()
-        run_id = f"{now:%Y%m%d%H%M%S}-{phase}-{len(self.calls)}"
-        self.calls.append((phase, now))
-        status = "FAILED" if phase in self.fail else "OK"
-        self.ledger.execute("INSERT INTO runs (run_id, phase, started_at, status, sim_time, error) "
-                            "VALUES (?, ?, now(), ?, ?, ?)", [run_id, phase, status, now,
-                                                             "ValueError: boom" if status == "FAILED" else None])
-        if status == "FAILED":
-            raise PhaseFailed(f"phase {phase} failed", run_id=run_id, phase=phase, error="ValueError: boom",
-                              notebook_path=f"runs/{run_id}.ipynb")
-        return type("Record", (), {"run_id": run_id, "status": "OK", "notebook_path": f"runs/{run_id}.ipynb"})()
-
-
-def make_daemon(params, root: Path, **kwargs):
-    from tradebook.daemon import Daemon
-    from tradebook.schedule import SimClock
-
-    clock = SimClock(SimBroker.from_params(params, root), speed=None)
-    runner = RecordingRunner(Ledger(params.ledger_path(root)), clock, kwargs.pop("fail", set()))
-    return Daemon(params, root, clock=clock, runner=runner, **kwargs), runner
-
-
 def test_ops4_when_phase_fails_then_alerted_once_and_never_retried_even_after_restart(root: Path, make_params):
     """§3/OPS-5: a failed run is recorded and alerted (RUN_FAILED); a restarted daemon does not rerun it."""
     params = make_params(**{"sim.start_date": "2011-11-21", "reconcile_interval_s": 7200})
@@ -253,12 +261,6 @@ def test_ops4_when_phase_fails_then_alerted_once_and_never_retried_even_after_re
     assert len(failed) == 1 and failed[0]["phase"] == "decide" and "ValueError: boom" in failed[0]["message"]
     # the report after a failed decide still ran, once, in the second daemon
     assert [p for p, _ in runner2.calls] == ["reconcile", "report"]
-
-
-def alerts_of(ledger: Ledger) -> list[dict]:
-    from tradebook.alerts import recent_alerts
-
-    return recent_alerts(ledger, limit=500)
 
 
 def test_ops4_when_down_past_next_open_then_decide_skipped_with_alert_and_first_start_quiet(root: Path,

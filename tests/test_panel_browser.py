@@ -33,6 +33,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
 ARTIFACTS = notebook_fixture.REPO / "tests" / "artifacts" / "panel"
 SEEDED = {"AAPL": 10, "MSFT": 150}
+GROSS_CAP = 0.5  # params/sim.yaml says 0.60
 SLOW_MS = 90_000  # a fresh kernel per page load; 2 busy cores can take a while
 
 
@@ -66,9 +67,12 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
-    log = open(ARTIFACTS / "server.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "tradebook.cli", "panel", "--port", str(port)], cwd=root,
-                            env=_env(root), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # An override, to see it reach Voilà's kernel (it cannot take papermill parameters).
+    cmd = [sys.executable, "-m", "tradebook.cli", "panel", "--port", str(port),
+           "-p", f"max_gross_exposure_pct={GROSS_CAP}"]
+    with open(ARTIFACTS / "server.log", "w") as log:  # the child keeps its own handle
+        return subprocess.Popen(cmd, cwd=root, env=_env(root), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def _wait_for_token(proc: subprocess.Popen, timeout_s: float = 60) -> str:
@@ -142,23 +146,21 @@ def panel(tmp_path_factory) -> Panel:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     """Headless Debian Chromium with a fresh profile; missing Chromium fails the run."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser-deps` (apt-get install chromium chromium-driver)")
     from playwright.sync_api import sync_playwright
 
-    profile = ARTIFACTS / "profile"
-    shutil.rmtree(profile, ignore_errors=True)
+    profile = tmp_path_factory.mktemp("chromium-profile")  # fresh user data dir
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 1000})
+            viewport={"width": 1200, "height": 1400})
         try:
             yield context
         finally:
             context.close()
-            shutil.rmtree(profile, ignore_errors=True)
 
 
 def _get(port: int, path: str) -> http.client.HTTPResponse:
@@ -187,7 +189,9 @@ def test_ctl4_panel_runs_route_when_outside_runs_or_not_a_notebook_then_404(pane
 
 
 def _shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    """The panel widget itself (Voilà's page scrolls inside a container, not the window)."""
+    target = page.locator(".tb-panel")
+    (target if target.count() else page).screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
 def _state(page, expected: str) -> None:
@@ -273,19 +277,23 @@ def _open_run_notebook(context, page) -> None:
     run_page.close()
 
 
-def _busy_ledger_still_loads(page, panel: Panel) -> float:
-    """OPS-1: while another process holds the ledger the page loads and shows HALTED (flag file)."""
+def _busy_ledger_still_works(page, panel: Panel) -> None:
+    """OPS-1/CTL-1: while another process holds the ledger, Refresh answers and Halt still halts."""
     import duckdb
     from playwright.sync_api import expect
 
     con = duckdb.connect(str(_ctx(panel.root).params.ledger_path(panel.root)))  # like a running phase
     try:
-        seconds = _load(page, panel.url, "HALTED")
+        page.locator("button.tb-refresh").click()
         expect(page.locator(".tb-freezes")).to_contain_text("ledger unreadable", timeout=SLOW_MS)
-        _shot(page, "05-ledger-busy")
+        _act(page, "tb-halt", "browser test: halt while the ledger is busy")
+        expect(page.locator(".tb-log")).to_contain_text("not recorded in the ledger", timeout=SLOW_MS)
+        _state(page, "HALTED")
+        _shot(page, "05-ledger-busy-halt")
+        flag = json.loads((panel.root / "runs" / "KILL_SWITCH").read_text())
+        assert flag["reason"] == "browser test: halt while the ledger is busy"
     finally:
         con.close()
-    return seconds
 
 
 def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag_and_broker_agree(panel, browser):
@@ -298,13 +306,15 @@ def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag
     for symbol in SEEDED:
         assert page.locator(".tb-positions").get_by_text(symbol, exact=True).count() == 1
     assert "ControlPanel.load" not in page.content()  # Voilà shows outputs, never the code
+    gross = page.locator(".tb-exposure-table tr", has_text="gross").first
+    assert f"{GROSS_CAP:.0%}" in gross.inner_text()  # the -p override reached the kernel
     _shot(page, "01-running")
 
     in_ledger, on_page = _halt_and_check(page, panel)
     _shot(page, "02-halted")
     _execute_places_nothing(panel, intent_id)
     _open_run_notebook(browser, page)
-    busy_load_s = _busy_ledger_still_loads(page, panel)
+    _busy_ledger_still_works(page, panel)
 
     page.locator("button.tb-refresh").click()  # ledger free again: the ledger row is back in the reasons
     _act(page, "tb-resume", "browser test: spreads normal again")  # no typed confirmation: refused
@@ -327,5 +337,5 @@ def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag
     assert effective_state(_ctx(panel.root).params, panel.root).state == "FROZEN"
     assert _ledger_rows(panel.root, "SELECT state, reason FROM controls ORDER BY control_id DESC LIMIT 1") \
         == [("FROZEN", "flatten: browser test: end of drill")]
-    print(f"\npanel timings: page load {load_s:.2f}s, load with the ledger held {busy_load_s:.2f}s, "
-          f"click->HALTED in ledger {in_ledger:.3f}s, click->HALTED on page {on_page:.3f}s")
+    print(f"\npanel timings: page load {load_s:.2f}s, click->HALTED in ledger {in_ledger:.3f}s, "
+          f"click->HALTED on page {on_page:.3f}s")

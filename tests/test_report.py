@@ -202,3 +202,58 @@ def test_export_html_when_notebook_missing_then_clear_error(tmp_path):
 
     with pytest.raises(TradebookError, match="does not exist"):
         rpt.export_html(tmp_path / "missing.ipynb", tmp_path / "r.html")
+
+
+def test_report_when_sim_broker_then_equity_and_clock_come_from_the_broker(ctx):
+    """On a fresh project the report reads the SimBroker: starting cash, simulated 'now'."""
+    report = rpt.build_report(ctx)
+    assert report.totals["equity"] == pytest.approx(ctx.params.sim.starting_cash)
+    assert report.asof.date() == ctx.params.sim.start_date
+    assert report.summary().startswith(f"report {ctx.params.sim.start_date:%Y-%m-%d} · state RUNNING")
+    assert report.figures() == {}  # one session is not a curve yet
+    text = " ".join(p for k, p in section_blocks(report, "pnl") if k == "text")
+    assert "One session so far" in text
+
+
+def test_report_when_broker_unavailable_then_positions_at_cost_and_a_note(root, make_params, monkeypatch):
+    """Paper mode without keys: the broker cannot be built, the report still renders from the ledger."""
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    ctx = Context(make_params(mode="paper"), root)
+    populate(ctx)
+    report = rpt.build_report(ctx)
+    assert any("broker unavailable" in n for n in report.notes)
+    assert set(report.frames["exposure by symbol"]["priced_at"]) == {"cost"}
+    assert report.totals["equity"] == pytest.approx(100_200.0)  # the ledger's latest equity
+
+
+def test_daily_equity_when_broker_clock_behind_ledger_then_no_row_appended():
+    import pandas as pd
+
+    raw = pd.DataFrame({"session_date": [D2, D3], "open_eq": [100.0, 110.0], "close_eq": [110.0, 105.0],
+                        "realized": [0.0, 0.0], "trades": [0, 0]})
+    same_day = rpt.daily_equity(raw, 120.0, at(D3, 16))
+    assert list(same_day["equity"]) == [110.0, 120.0]
+    behind = rpt.daily_equity(raw, 120.0, at(D1, 16))
+    assert list(behind["session_date"]) == [D2, D3]
+    ahead = rpt.daily_equity(raw, 120.0, at(D3 + timedelta(days=1), 16))
+    assert list(ahead["equity"]) == [110.0, 105.0, 120.0]
+    assert ahead["daily_pnl"].iloc[-1] == pytest.approx(15.0)
+
+
+@pytest.mark.integration
+def test_report_cli_when_html_then_notebook_run_recorded_and_runs_report_html_written(root):
+    """`tradebook report --html`: a real papermill run of notebooks/report.ipynb, exported without code."""
+    import os
+    import subprocess
+    import sys
+
+    populate(Context.load("params/sim.yaml", {}, root=root))
+    out = subprocess.run([sys.executable, "-m", "tradebook.cli", "report", "--html"], cwd=root, text=True,
+                         capture_output=True, timeout=240, env={**os.environ, "TRADEBOOK_ROOT": str(root)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "report: OK" in out.stdout
+    html = (root / "runs" / "report.html").read_text()
+    assert "Exposure against the caps" in html and "RECONCILE_DIVERGENCE" in html and "<img" in html
+    assert "build_report(ctx)" not in html  # code cells are left out
+    assert list((root / "runs").glob("20*/*-report.ipynb"))

@@ -191,6 +191,8 @@ def _assert_fresh_clean_kernels(records) -> None:
     reports = [_report(r.notebook_path) for r in records]
     pids = [rep["pid"] for rep in reports]
     assert len(set(pids)) == len(records)
+    # forked kernels must not share the fork server's random state
+    assert len({rep["random"] for rep in reports}) == len({rep["numpy_random"] for rep in reports}) == len(records)
     assert pids == [r.kernel_pid for r in records]
     for rep in reports:
         assert rep["names_before"] == sorted(["In", "Out", "exit", "get_ipython", "open", "quit", *NOTEBOOK_PARAMETERS])
@@ -294,3 +296,16 @@ def test_validate_notebook_parameters_when_no_tag_or_papermill_import_then_repor
     assert any("exactly one code cell tagged 'parameters'" in p for p in problems)
     assert any("imports papermill" in p for p in problems)
     assert any("kernelspec" in p for p in problems)
+
+
+def test_run_phase_when_kernel_cannot_start_then_failed_row_and_notebook_says_so(project, pool, tmp_path):
+    """Even a run that never reached its first cell leaves a readable notebook and a FAILED row."""
+    nb = json.loads((NOTEBOOKS / "ok.ipynb").read_text())
+    nb["metadata"]["kernelspec"]["name"] = "no-such-kernel"
+    source = tmp_path / "nokernel.ipynb"
+    source.write_text(json.dumps(nb))
+    record = run_phase("reconcile", root=project, pool=pool, notebook=source, now=SIM_NOW, raise_on_failure=False)
+    assert record.status == "FAILED" and record.error.startswith("NoSuchKernel")
+    kept = json.loads(record.notebook_path.read_text())
+    assert "failed before its first cell executed" in "".join(kept["cells"][0]["source"])
+    assert _row(project, record.run_id)["status"] == "FAILED"

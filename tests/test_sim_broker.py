@@ -105,27 +105,32 @@ def test_state_when_second_instance_opens_same_file_then_same_account(tmp_path, 
 
 def test_state_when_other_process_writes_then_holds_file_then_seen_and_lock_reported(tmp_path, open_sim):
     """OPS-1: the file is attached only per call, so another process can write to it in between;
-    while that process holds it, calls retry and then report BrokerUnavailable; released, they work."""
+    while that process holds it, calls retry and then report BrokerUnavailable; released, they work.
+    The child also prices the same intraday path (seeded without hash randomisation)."""
     path, ready = tmp_path / "sim.duckdb", tmp_path / "holding"
     script = ("import duckdb, pathlib, time\nfrom decimal import Decimal\n"
               "from tradebook.broker.base import OrderRequest\nfrom tradebook.broker.sim import SimBroker\n"
-              f"SimBroker({str(path)!r}).submit(OrderRequest('MSFT', 'buy', Decimal('3'), 'child-1', "
-              "order_type='market'))\n"
+              f"sim = SimBroker({str(path)!r})\n"
+              "sim.submit(OrderRequest('MSFT', 'buy', Decimal('3'), 'child-1', order_type='market'))\n"
+              "print(repr(sim.quotes(['AAPL'])['AAPL'].mid), flush=True)\n"
               f"con = duckdb.connect({str(path)!r})\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(120)\n")
-    holder = subprocess.Popen([sys.executable, "-c", script])
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         deadline = time_module.monotonic() + 120
         while not ready.exists() and holder.poll() is None and time_module.monotonic() < deadline:
             time_module.sleep(0.02)
         assert ready.exists(), "the child process could not write to the sim state"
+        child_mid = float(holder.stdout.readline())
         impatient = make_sim(tmp_path, lock_timeout_s=0.3)
         with pytest.raises(BrokerUnavailable, match="locked"):
             impatient.clock()
     finally:
         holder.kill()
         holder.wait(timeout=30)
+        holder.stdout.close()
     assert impatient.get_order("child-1").status == "filled"
     assert [p.symbol for p in open_sim.positions()] == ["MSFT"]
+    assert open_sim.quotes(["AAPL"])["AAPL"].mid == child_mid     # same seeded path in every process
 
 
 def test_open_when_file_is_not_duckdb_then_clear_broker_error(tmp_path):
@@ -300,7 +305,7 @@ def test_limit_when_marketable_then_fills_now_at_better_price(open_sim):
 def test_advance_when_in_small_steps_or_one_step_then_same_fills(tmp_path):
     """Determinism: fills do not depend on how the clock is walked."""
     results = []
-    for name, step in (("one", 400), ("many", 13)):
+    for name, step in (("one", 400), ("many", 29)):
         s = make_sim(tmp_path / name)
         s.advance_to(ny(FRI, 10))
         limit = s.quotes(["AAPL"])["AAPL"].ask * 0.996

@@ -163,8 +163,3 @@ def test_generate_when_demo_window_then_a_handful_of_entries_and_exits():
     assert 3 <= entries <= 12
     assert exits >= 1
 
-
-def test_entry_qty_when_sized_then_whole_shares_within_position_size():
-    assert strategy.entry_qty(100_000, 333.0, SP) == 12.0  # 4% of 100k = 4,000 -> 12 shares
-    assert strategy.entry_qty(100_000, 333.0, SP, fractional=True) == pytest.approx(12.012012, abs=1e-6)
-    assert strategy.entry_qty(0, 10.0, SP) == 0.0

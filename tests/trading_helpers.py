@@ -15,6 +15,7 @@ from tradebook.context import Context
 from tradebook.params import load_params
 from tradebook.sessions import EXCHANGE_TZ as NY
 
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params"
 DECIDE_DAY = date(2011, 7, 20)
 EXEC_DAY = date(2011, 7, 21)
 SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
@@ -77,11 +78,16 @@ def intent_state(ctx: Context, iid: str) -> str:
     return ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [iid])
 
 
-def broker_orders(ctx: Context) -> list[tuple]:
-    """Every order the simulated venue has (client_order_id, symbol, side, qty, status, filled_qty)."""
-    with ctx.broker.store.transaction() as con:
-        return con.execute("SELECT client_order_id, symbol, side, qty, status, filled_qty FROM sim_orders "
-                           "ORDER BY seq").fetchall()
+def broker_orders(ctx: Context, max_attempts: int = 4) -> list[tuple]:
+    """Orders the venue has for any intent in the ledger, found through the public Broker API:
+    every client_order_id tradebook could have used (attempts 1..max) plus any id with a fill.
+    Tuples (client_order_id, symbol, side, qty, status, filled_qty), in submit order."""
+    ids = [r[0] for r in ctx.ledger.rows("SELECT intent_id FROM intents")]
+    cids = {it.client_order_id(i, a) for i in ids for a in range(1, max_attempts + 1)}
+    cids |= {f.client_order_id for f in ctx.broker.fills()}
+    found = [o for o in (ctx.broker.get_order(c) for c in sorted(cids)) if o is not None]
+    found.sort(key=lambda o: (o.submitted_at, o.client_order_id))
+    return [(o.client_order_id, o.symbol, o.side, o.qty, o.status, o.filled_qty) for o in found]
 
 
 def positions_match(ctx: Context) -> bool:

@@ -49,6 +49,10 @@ class Alert:
 def configure(params: "Params") -> None:
     """Check delivery (ConfigError when it cannot work) and make ``params`` the default."""
     check_delivery(params)
+    if any("@" in url or url.count("/") > 3 for url in params.alerts.apprise_urls):
+        # params are stored with every run (runs.params_json, notebook parameters)
+        log_event(_log, "warning", "alerts.apprise_urls in params look like they carry tokens; params are "
+                                   "stored with every run: prefer TRADEBOOK_APPRISE_URLS in the environment")
     _defaults["params"] = params
 
 

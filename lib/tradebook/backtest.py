@@ -88,7 +88,7 @@ def crossings(close: "np.ndarray", fast: int, slow: int) -> tuple["np.ndarray", 
 
 
 class SwingRules:
-    """The reference swing strategy (``tradebook.strategy``) plus the decide policy."""
+    """The reference swing strategy (``tradebook.strategy``) and the decide phase's entry policy."""
 
     def __init__(self, market: Market, bars: "pd.DataFrame", params: "Params"):
         import numpy as np
@@ -106,8 +106,11 @@ class SwingRules:
         self.barno = np.cumsum(market.has_bar, axis=0) - 1
         self.close_ff = pd_ffill(market.close)
         self.market = market
+        # EXE-5 as decide sees it in sim mode: fractional when enabled and the asset supports it.
+        self.fractional = [params.fractional_enabled and s in params.sim.fractionable for s in market.symbols]
 
     def decide(self, t: int, book: Book) -> Sequence[Order]:
+        """After the close of session ``t``: exits for held symbols, then entries by confidence."""
         from tradebook import strategy
 
         m, sp, orders = self.market, self.sp, []
@@ -122,36 +125,32 @@ class SwingRules:
                                               sma_trend=self.sma[t, j], held_days=held_days, sp=sp)
                 orders.append(Order(j, "sell", None, reason, t, kind="EXIT"))
                 exiting.add(j)
-        candidates = [j for j in self.entry[t].nonzero()[0] if j not in exiting]
+        candidates = [int(j) for j in self.entry[t].nonzero()[0] if j not in exiting]
         if candidates:
             equity = book.equity_at_close(t, self.close_ff)
+            n_open = int((book.qty > 0).sum())
             for j in sorted(candidates, key=lambda c: -self.conf[t, c]):
-                order = self._entry(t, int(j), book, equity)
+                order = self._entry(t, j, book, equity, n_open)
                 if order:
                     orders.append(order)
+                    n_open += order.kind == "ENTRY"
         return orders
 
-    def _entry(self, t: int, j: int, book: Book, equity: float) -> Order | None:
+    def _entry(self, t: int, j: int, book: Book, equity: float, n_open: int) -> Order | None:
+        """The decide phase's own POS-1/POS-2/POS-3 decision (``positions.decide_entry``)."""
         from tradebook import strategy
+        from tradebook.positions import STRATEGY, LedgerPosition, decide_entry
 
-        conf, price = float(self.conf[t, j]), float(self.market.close[t, j])
-        if conf < self.p.signal_threshold:
+        symbol, conf, price = self.market.symbols[j], float(self.conf[t, j]), float(self.market.close[t, j])
+        held = book.qty[j]
+        position = LedgerPosition(symbol, float(held), book.avg_price.get(j, 0.0), STRATEGY, None, None, None,
+                                  None) if held > 0 else None
+        decision = decide_entry(symbol, conf, price, position, equity=equity, params=self.p, open_positions=n_open,
+                                fractional=self.fractional[j])
+        if not decision.approved:
             return None
-        qty = strategy.entry_qty(equity, price, self.sp)
-        kind = "ENTRY"
-        if book.qty[j] > 0:  # POS-2: add-on only when enabled, confident, and below the cap
-            # Aim under the cap by its warning buffer so an overnight gap does not breach GATE-3.
-            cap = self.p.max_position_pct * (1 - self.p.cap_buffer_pct) * equity
-            room = cap - book.qty[j] * price
-            if not self.p.add_on_enabled or conf < self.p.add_on_confidence or room <= 0:
-                return None
-            qty, kind = min(qty, math.floor(room / price)), "ADD_ON"
-            if qty * price < self.p.min_order_notional:
-                return None  # too small to be worth an order (GATE-5 would refuse it)
-        reason = strategy.entry_reason(self.rsi[t, j], price, self.sma[t, j], self.sp)
-        return Order(j, "buy", qty, reason, t, conf, kind) if qty > 0 else None
-
-
+        reason = f"{decision.code}: " + strategy.entry_reason(self.rsi[t, j], price, self.sma[t, j], self.sp)
+        return Order(j, "buy", decision.qty, reason, t, conf, decision.kind)
 
 
 # --- entry points ---------------------------------------------------------------------------

@@ -90,6 +90,7 @@ class Book:
     cash: float
     qty: "np.ndarray"
     entry_session: dict[int, int] = field(default_factory=dict)
+    avg_price: dict[int, float] = field(default_factory=dict)
     fills: list[tuple] = field(default_factory=list)
     rejections: list[tuple] = field(default_factory=list)
     span: tuple[int, int] = (0, 0)  # the sessions simulated: [start, end)
@@ -102,11 +103,14 @@ class Book:
         signed = qty if order.side == "buy" else -qty
         self.cash -= signed * price
         before = self.qty[order.col]
-        self.qty[order.col] = 0.0 if abs(before + signed) < 1e-9 else before + signed
+        self.qty[order.col] = after = 0.0 if abs(before + signed) < 1e-9 else before + signed
         if before == 0:
             self.entry_session[order.col] = t
-        elif self.qty[order.col] == 0:
+        elif after == 0:
             self.entry_session.pop(order.col, None)
+            self.avg_price.pop(order.col, None)
+        if order.side == "buy" and after:
+            self.avg_price[order.col] = (before * self.avg_price.get(order.col, 0.0) + qty * price) / after
         m = self.market
         self.fills.append((m.dates[t], m.symbols[order.col], order.side, qty, price, order.kind,
                            order.reason, order.confidence, float(m.close[order.decided, order.col])))

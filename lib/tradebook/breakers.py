@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 EXCHANGE_TZ = ZoneInfo("America/New_York")
 Action = Literal["FROZEN", "REDUCE_ONLY"]
 BREAKER_ACTOR = "breaker"
+ALERT_KIND = "BREAKER"        # tradebook.alerts kind: logged, stored as an ALERT event, delivered
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,15 @@ def reset_peak(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float, r
 
 
 def session_tripped(con: "duckdb.DuckDBPyConnection", now: datetime) -> bool:
-    """True when a SESSION_DRAWDOWN trip was alerted during ``now``'s exchange date (BRK-2)."""
+    """True when a SESSION_DRAWDOWN trip was alerted during ``now``'s exchange date (BRK-2).
+
+    The monitor may pass ``health_ok=False`` to ``controls.try_rearm`` while this holds.
+    """
     midnight = datetime.combine(session_date(now), time(0), EXCHANGE_TZ)
-    return con.execute("SELECT count(*) FROM events WHERE kind = 'ALERT' AND reason = 'SESSION_DRAWDOWN' "
-                       "AND ts >= ? AND ts <= ?", [midnight, now]).fetchone()[0] > 0
+    return con.execute(
+        "SELECT count(*) FROM events WHERE kind = 'ALERT' AND json_extract_string(data, '$.alert') = ? "
+        "AND json_extract_string(data, '$.code') = 'SESSION_DRAWDOWN' AND ts >= ? AND ts <= ?",
+        [ALERT_KIND, midnight, now]).fetchone()[0] > 0
 
 
 # --- acting on trips -------------------------------------------------------------------------
@@ -193,8 +199,7 @@ def run_breakers(ctx: "Context") -> list[BreakerTrip]:
 
 def _act(con: "duckdb.DuckDBPyConnection", ctx: "Context", trips: list[BreakerTrip], now: datetime) -> None:
     """Escalate the control state once (most severe action) and alert every trip with it."""
-    from tradebook import controls
-    from tradebook.ledger import record_event
+    from tradebook import alerts, controls
 
     current = controls.ledger_state(con)
     target = "FROZEN" if any(t.action == "FROZEN" for t in trips) else "REDUCE_ONLY"
@@ -206,6 +211,7 @@ def _act(con: "duckdb.DuckDBPyConnection", ctx: "Context", trips: list[BreakerTr
         controls.freeze(con, reason, actor=BREAKER_ACTOR, source=source, now=now)
     else:
         controls.reduce_only(con, reason, source=source, now=now)
-    for t in trips:
-        record_event(con, "ALERT", run_id=ctx.run_id, reason=t.code, ts=now,
-                     data={"breaker": t.brk, "action": t.action, "message": t.reason, **dict(t.detail)})
+    for t in trips:  # same transaction as the state change: both are recorded or neither
+        alerts.alert(con, ALERT_KIND, f"{t.brk} {t.code} -> {t.action}: {t.reason}", params=ctx.params,
+                     run_id=ctx.run_id, now=now,
+                     data={"breaker": t.brk, "code": t.code, "action": t.action, **dict(t.detail)})

@@ -55,6 +55,7 @@ class Daemon:
         self.handled: set[tuple] = set()
         self.last_tick: datetime | None = None
         self.monitor_runs = 0
+        self.broker: Any = None
         self.reconciled_at: datetime | None = None  # clock time of the last reconcile that succeeded
         self.monitor_failed_on: set = set()
         self.beat_path = heartbeat_path(params, root)
@@ -237,9 +238,10 @@ class Daemon:
         self.last_tick = tick
         self.monitor_runs += 1
         ctx = Context(self.params, self.root, run_id=f"monitor-{tick:%Y%m%dT%H%M%S}")
-        if isinstance(self.clock, SimClock):
-            ctx.__dict__["broker"] = self.clock.broker  # the same simulated account, no second instance
         try:
+            if self.broker is None:  # one broker client for every tick; in sim the clock's own
+                self.broker = self.clock.broker if isinstance(self.clock, SimClock) else ctx.broker
+            ctx.__dict__["broker"] = self.broker
             monitor.run_monitor(ctx)
         except Exception as exc:
             log_event("daemon", "error", f"monitor tick {tick.isoformat()} failed: {exc}", exc_info=True)

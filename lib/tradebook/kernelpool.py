@@ -102,11 +102,7 @@ class KernelPool:
             self._shutdown(self._spares.popleft(), now=True)
         while self._taken:  # a notebook still running when the pool closes (e.g. SIGTERM)
             self._shutdown(self._taken.pop(), now=True)
-        deadline = time.monotonic() + self.retire_grace_s
-        while self._retiring and time.monotonic() < deadline:
-            self._reap()
-            time.sleep(0.02)
-        self._reap(force=True)
+        self._drain()
         if self._zygote is not None:
             self._zygote.close()
             self._zygote = None
@@ -116,16 +112,20 @@ class KernelPool:
         atexit.unregister(self.close)
 
     # kernels ----------------------------------------------------------------------------
-    def take(self, root: str | Path | None = None) -> Any:
-        """A started kernel manager (``AsyncKernelManager``) for exactly one notebook."""
+    def prepare(self, root: str | Path | None = None) -> "KernelPool":
+        """Serve ``root`` and start warming for it now, without waiting (call before slow work)."""
         wanted = Path(root).resolve() if root is not None else self.root
         if wanted is None:
-            raise ValueError("KernelPool.take needs a project root (none was given to the pool)")
+            raise ValueError("KernelPool needs a project root (none was given to the pool)")
         if wanted != self.root:
             self._bind(wanted)
         elif self._fingerprint is not None and source_fingerprint(self.watch) != self._fingerprint:
             self._restart()  # tradebook changed on disk: warm kernels hold the old code
-        self.start()  # (re)creates whatever is missing: fork server, spares
+        return self.start()  # (re)creates whatever is missing: fork server, spares
+
+    def take(self, root: str | Path | None = None) -> Any:
+        """A started kernel manager (``AsyncKernelManager``) for exactly one notebook."""
+        self.prepare(root)
         self._reap()
         km = self._spares.popleft() if self._spares else self._launch()
         self._taken.append(km)
@@ -191,9 +191,18 @@ class KernelPool:
         while self._spares:
             self._shutdown(self._spares.popleft(), now=True)
         if self._zygote is not None:
+            self._drain()  # retired kernels are the zygote's children: let them finish first
             self._zygote.close()
             self._zygote = None  # start() makes a new one for the current root and sources
         self._fingerprint = None
+
+    def _drain(self) -> None:
+        """Wait (up to the grace period) for retired kernels to exit; kill the rest."""
+        deadline = time.monotonic() + self.retire_grace_s
+        while self._retiring and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.02)
+        self._reap(force=True)
 
     def _reap(self, force: bool = False) -> None:
         from jupyter_core.utils import run_sync

@@ -36,6 +36,11 @@ ENV_OVERRIDES = "TRADEBOOK_PANEL_OVERRIDES"
 ENV_RUNS_URL = "TRADEBOOK_PANEL_RUNS_URL"   # where executed notebooks are served (else: paths only)
 
 
+def served() -> bool:
+    """True inside a kernel started by `tradebook panel` (Voilà)."""
+    return ENV_RUNS_URL in os.environ
+
+
 def served_params(params_file: str | None, overrides: dict[str, Any] | None) -> tuple[str | None, dict[str, Any]]:
     """The params the panel server chose (env), else the notebook's own parameters."""
     env_file, env_overrides = os.environ.get(ENV_PARAMS_FILE), os.environ.get(ENV_OVERRIDES)
@@ -88,7 +93,7 @@ def build_widgets() -> SimpleNamespace:
         return widget
 
     ns = SimpleNamespace(
-        title=w.HTML("<h3>tradebook control panel</h3>"),
+        title=w.HTML("<h2 style='margin:0'>tradebook control panel</h2>"),
         state_html=tagged(w.HTML(), "tb-state"),
         freezes_html=tagged(w.HTML(), "tb-freezes"),
         account_html=tagged(w.HTML(), "tb-account"),
@@ -111,7 +116,8 @@ def build_widgets() -> SimpleNamespace:
     # Actions right under the state: under stress the Halt button must not need scrolling.
     ns.widget = tagged(w.VBox([ns.title, ns.state_html, ns.freezes_html, ns.reason_box, ns.confirm_box, buttons,
                                w.HTML("<b>Log</b>"), ns.log_html, ns.account_html, ns.exposure_html,
-                               ns.runs_html]), "tb-panel")
+                               ns.runs_html], layout=w.Layout(padding="8px 16px", max_width="1100px")),
+                       "tb-panel")
     return ns
 
 
@@ -216,14 +222,18 @@ class ControlPanel:
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         self.messages.append(f"{stamp} {message}")
         lines = "\n".join(html.escape(m) for m in reversed(self.messages[-LOG_LINES:]))
-        self.log_html.value = f"<pre style='white-space:pre-wrap;margin:0'>{lines}</pre>"
+        self.log_html.value = (f"<pre style='white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;"
+                               f"margin:0;line-height:1.35'>{lines}</pre>")
 
     def _render(self) -> None:
         s = self.status
         since = f" since {s.since:%Y-%m-%d %H:%M:%S %Z}" if s.since else ""
         colour = STATE_COLOURS.get(s.state, "#000")
-        self.state_html.value = (f"<b>State</b> <span class='tb-state-value' style='color:{colour};"
-                                 f"font-weight:bold'>{s.state}</span>{html.escape(since)}")
+        # A banner: the one thing an operator must read at a glance.
+        self.state_html.value = (f"<div style='border-left:10px solid {colour};padding:4px 14px;line-height:1.3'>"
+                                 f"<span style='font-size:15px'>Trading state</span><br><span class='tb-state-value' "
+                                 f"style='color:{colour};font-weight:bold;font-size:30px'>{s.state}</span>"
+                                 f"<span style='font-size:15px'>{html.escape(since)}</span></div>")
         items = "".join(f"<li>{html.escape(r)}</li>" for r in s.reasons) or "<li>none</li>"
         self.freezes_html.value = f"<b>Active halts / freezes</b><ul>{items}</ul>"
         self.exposure_html.value = _positions_table(self.positions, self.ctx.params) + _exposure_table(self.exposure)
@@ -257,6 +267,8 @@ def _positions_table(positions: list["Position"], params: "Params") -> str:
 
 
 def _exposure_table(rows: list[ExposureRow]) -> str:
+    if not rows:
+        return "<b>Exposure vs caps</b> none (no positions)<br>"
     cells = [[r.group, r.name, f"{r.value:,.2f}", f"{r.pct:.1%}", f"{r.cap:.0%}", r.level] for r in rows]
     return "<b>Exposure vs caps</b>" + _table(["group", "name", "value", "% equity", "cap", "level"],
                                               cells, "tb-exposure-table")
@@ -304,4 +316,5 @@ def _notebook_link(notebook: str, runs_dir: Path, base: str | None) -> str:
     if not base:  # not served by `tradebook panel`: show where the file is
         return html.escape(f"runs/{rel}")
     href = html.escape(base + rel, quote=True)
-    return f"<a class='tb-run-link' href='{href}' target='_blank' rel='noopener'>{html.escape(rel)}</a>"
+    return (f"<a class='tb-run-link' href='{href}' target='_blank' rel='noopener' "
+            f"style='color:#0969da;text-decoration:underline'>{html.escape(rel)}</a>")

@@ -63,6 +63,7 @@ def panel_notebook(root: Path) -> Path:
 def check_port_free(port: int) -> None:
     """Fail early with a readable error instead of Voilà silently picking another port."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado does: TIME_WAIT is free
         try:
             sock.bind((HOST, port))
         except OSError as exc:

@@ -24,7 +24,8 @@ PCT = {"pct_equity", "cap", "drawdown", "exposure"}
 BPS = {"slippage_bps", "avg_bps", "median_bps", "worst_bps"}
 STATUS_COLOURS = {"OVER": f"color: white; background-color: {RED}", "WARN": "background-color: #ffe0b2",
                   "OK": f"color: {GREEN}", "RUNNING": f"color: {GREEN}", "REDUCE_ONLY": f"color: {AMBER}",
-                  "HALTED": f"color: {RED}", "FROZEN": f"color: white; background-color: {RED}"}
+                  "HALTED": f"color: {RED}", "FROZEN": f"color: white; background-color: {RED}",
+                  "FAILED": f"color: {RED}"}
 
 
 def _money(v: float | None, sign: bool = False, md: bool = False) -> str:
@@ -76,7 +77,7 @@ def _pnl(r: "Report") -> Iterator[Block]:
     yield "text", (f"Equity **{_money(last['equity'], md=True)}** · today **{_money(last['daily_pnl'], True, True)}**"
                    f" · since {eq['session_date'].iloc[0]} **{_money(last['cum_pnl'], True, True)}** ({ret:+.2%}) · "
                    f"drawdown from peak **{last['drawdown']:.2%}** (worst {eq['drawdown'].min():.2%}) · realized "
-                   f"{_money(float(eq['realized'].sum()), True, True)} over {_n(int(eq['trades'].sum()), 'trade')}.")
+                   f"{_money(float(eq['realized'].sum()), True, True)} over {_n(int(eq['trades'].sum()), 'trade record')}.")
     yield "figure", "pnl"
     yield "text", "Daily and cumulative P&L, newest first:"
     yield "table", eq.iloc[::-1].head(20)

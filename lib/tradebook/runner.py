@@ -201,6 +201,8 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
         # kernel is launched first; a pool's fork server boots while we import.
         if own_pool:
             km = pool.take(root)
+        else:
+            pool.prepare(root)
         _register_engine()
         km = km or pool.take(root)
         kc = connect_client(km, context=pool.context)

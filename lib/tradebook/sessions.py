@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 

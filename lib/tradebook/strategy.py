@@ -20,7 +20,6 @@ applies POS-1/POS-2; no entry is emitted for a symbol that exits the same day.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Mapping
@@ -196,10 +195,3 @@ def generate(bars: "pd.DataFrame", sp: "StrategyParams", held: Mapping[str, date
     entries.sort(key=lambda e: (-e.confidence, e.symbol))
     return Signals(entries, exits)
 
-
-def entry_qty(equity: float, price: float, sp: "StrategyParams", fractional: bool = False) -> float:
-    """Shares for a new position worth ``position_size_pct`` of equity (whole shares unless fractional)."""
-    if price <= 0 or equity <= 0:
-        return 0.0
-    raw = equity * sp.position_size_pct / price
-    return math.floor(raw * 1e6) / 1e6 if fractional else float(math.floor(raw))

@@ -30,7 +30,6 @@ Venue rules (chosen to mirror Alpaca):
 """
 from __future__ import annotations
 
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -330,7 +329,3 @@ class SimBroker:
             book.positions.pop(symbol, None)
             state.save_book(con, book)
         self._call(None, body, orders=False)
-
-    def new_broker_id(self, seq: int) -> str:
-        """Deterministic venue order id (same seed, same sequence -> same id)."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tradebook-sim/{self.seed}/{seq}"))

@@ -7,6 +7,7 @@ DuplicateClientOrderId / FractionalNotSupported / UnknownSymbol subclasses.
 """
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from tradebook import sessions
@@ -34,7 +35,7 @@ def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, pa
     limit = float(request.limit_price) if request.limit_price is not None else None
     book.order_seq += 1
     row = state.OrderRow(
-        seq=book.order_seq, client_order_id=request.client_order_id, broker_id=sim.new_broker_id(book.order_seq),
+        seq=book.order_seq, client_order_id=request.client_order_id, broker_id=broker_id(sim.seed, book.order_seq),
         symbol=request.symbol, side=request.side, qty=float(request.qty), order_type=request.order_type,
         limit_price=limit, tif=request.time_in_force, status="new" if is_open else "accepted", filled_qty=0.0,
         filled_avg_price=None, submitted_us=book.now_us, updated_us=book.now_us,
@@ -49,6 +50,11 @@ def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, pa
         match.finish(book, row, "canceled", book.now_us)
     state.save_book(con, book)
     return match.to_order(row)
+
+
+def broker_id(seed: int, seq: int) -> str:
+    """Deterministic venue order id: the same seed and sequence give the same id."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tradebook-sim/{seed}/{seq}"))
 
 
 def _validate(sim: "SimBroker", con, book: state.Book, request: OrderRequest,
