@@ -51,6 +51,9 @@ def populate(ledger, n_fills: int) -> None:
                         ELSE 'pass' END,
                    CASE WHEN hash(intent_id || r.rule) % 40 = 0 THEN r.code ELSE 'OK' END, '{}'
             FROM intents, (VALUES ('GATE-3', 'MAX_POSITION'), ('GATE-7', 'PRICE_GAP')) r(rule, code)""")
+        con.execute("""UPDATE intents SET gate_status = 'reject', gate_reason = v.reason_code, state = 'REJECTED'
+                       FROM (SELECT intent_id, any_value(reason_code) AS reason_code FROM verdicts
+                             WHERE severity = 'reject' GROUP BY 1) v WHERE intents.intent_id = v.intent_id""")
         con.execute("""
             INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash)
             SELECT TIMESTAMPTZ '2015-01-05 14:15:00+00' + to_days(d::INT), DATE '2015-01-05' + d::INT, k.kind,

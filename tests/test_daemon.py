@@ -300,3 +300,44 @@ def test_ops4_when_sim_speed_set_then_daemon_waits_real_time_and_monitor_ticks_r
     assert time.monotonic() - started >= 0.1  # it did wait (2 h / 72,000 = 0.1 s); no upper bound asserted
     # 10:00 (at most one interval late at start: still run), 10:30, 11:00, 11:30, 12:00
     assert daemon.monitor_runs == 5 and daemon.last_tick == ny("2011-11-21T12:00")
+
+
+def test_ops4_when_wall_clock_idle_then_it_keeps_feeding_the_systemd_watchdog(root: Path, make_params,
+                                                                              monkeypatch, tmp_path: Path):
+    """OPS-4: on real time an idle daemon wakes every WatchdogSec/2 to beat and send WATCHDOG=1."""
+    import socket
+    import threading
+
+    from tradebook.daemon import Daemon
+    from tradebook.schedule import WallClock
+
+    params = make_params(**{"reconcile_interval_s": 86_400})  # idle: no monitor tick for a day
+    clock = WallClock()
+    address = str(tmp_path / "notify.sock")
+    messages: list[str] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(address)
+        notify.settimeout(0.1)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        monkeypatch.setenv("WATCHDOG_USEC", "400000")  # a 0.4 s watchdog: wake every 0.2 s
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        daemon = Daemon(params, root, clock=clock, runner=RecordingRunner(Ledger(params.ledger_path(root)), clock))
+        loop = threading.Thread(target=daemon.run)
+        loop.start()
+        idle_at = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and loop.is_alive():
+            try:
+                messages.append(notify.recv(64).decode())
+            except (TimeoutError, socket.timeout):
+                pass
+            beat = read_heartbeat(heartbeat_path(params, root))
+            if idle_at is None and beat and beat.next_event and not beat.next_event.startswith("running"):
+                idle_at = len(messages)  # waiting for a slot hours away from here on
+            if idle_at is not None and messages[idle_at:].count("WATCHDOG=1") >= 3:
+                break
+        daemon.request_stop()
+        loop.join(timeout=30)
+    assert not loop.is_alive() and idle_at is not None
+    assert messages[0] == "READY=1" and messages[idle_at:].count("WATCHDOG=1") >= 3
+    assert read_heartbeat(heartbeat_path(params, root)).state == "stopped"

@@ -99,9 +99,19 @@ def test_exe1_when_submit_times_out_after_accept_then_looked_up_and_adopted_once
     assert positions_match(ectx)
 
 
-def test_exe1_when_submit_fails_with_http_500_then_next_run_resends_same_client_id(ectx):
-    """EXE-1: not at the broker after a 5xx → the next run looks up, re-gates and sends the *same* id."""
+def test_exe1_when_submit_fails_once_with_http_500_then_looked_up_and_resent_with_same_id(ectx):
+    """EXE-1: after a transient error the id is looked up; absent → sent once more with the *same* id."""
     ectx.broker.inject_fault("http_500")
+    ectx.broker.advance_to(window_time())
+    run_execute(ectx)
+    assert [o[0] for o in broker_orders(ectx) if o[1] == "MSFT"] == [it.client_order_id(EXIT_ID, 1)]
+    assert _states(ectx)[EXIT_ID] == "FILLED"
+
+
+def test_exe1_when_submit_keeps_failing_with_http_500_then_next_run_resends_same_client_id(ectx):
+    """EXE-1: still not at the broker → SUBMITTED with outcome unknown; the next run looks up, re-gates
+    and sends the *same* id."""
+    ectx.broker.inject_fault("http_500", times=2)
     ectx.broker.advance_to(window_time())
     first = run_execute(ectx)
     assert first.outcomes[0].state == "SUBMITTED" and "unknown" in first.outcomes[0].reason

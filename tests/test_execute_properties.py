@@ -26,14 +26,16 @@ from tradebook.reconcile import run_reconcile
 from tradebook.strategy import EntrySignal, ExitSignal, Signals
 from trading_helpers import DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, make_ctx, ny, positions_match
 
+ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.floats(0.0, 1.0))
 ACTIONS = st.one_of(
-    st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.floats(0.0, 1.0)),
+    ENTRY, ENTRY, ENTRY,   # weight: most actions are signals, so most examples trade
     st.tuples(st.just("exit"), st.sampled_from(SYMBOLS), st.just(0.0)),
     st.tuples(st.just("control"), st.sampled_from(["halt", "freeze", "reduce_only", "resume"]), st.just(0.0)),
     st.tuples(st.just("fault"), st.sampled_from(["http_500", "timeout_after_accept", "partial_fill",
                                                  "reject_buying_power"]), st.just(0.0)),
 )
-DAY = st.tuples(st.lists(ACTIONS, max_size=5), st.integers(0, 40))   # actions, execute at open+N minutes
+# (actions, execute at open+N minutes): mostly inside the 5..30 window, sometimes before or after it
+DAY = st.tuples(st.lists(ACTIONS, min_size=1, max_size=6), st.sampled_from([2, 6, 6, 12, 25, 40]))
 
 
 def _signals(ctx, actions) -> Signals:

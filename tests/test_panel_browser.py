@@ -195,9 +195,16 @@ def _shot(page, name: str) -> None:
 
 
 def _state(page, expected: str) -> None:
+    """Wait for the page to show ``expected``; on failure keep a screenshot and say what the page said."""
     from playwright.sync_api import expect
 
-    expect(page.locator(".tb-state-value")).to_have_text(expected, timeout=SLOW_MS)
+    try:
+        expect(page.locator(".tb-state-value")).to_have_text(expected, timeout=SLOW_MS)
+    except AssertionError:
+        page.screenshot(path=str(ARTIFACTS / f"failed-waiting-for-{expected}.png"))
+        panel = page.locator(".tb-panel")
+        raise AssertionError(f"page never showed {expected}; panel says:\n"
+                             + (panel.inner_text() if panel.count() else page.content()[-3000:])) from None
 
 
 def _act(page, button: str, reason: str, confirm: str = "") -> None:

@@ -101,36 +101,74 @@ def test_state_when_second_instance_opens_same_file_then_same_account(tmp_path, 
     assert other.account() == open_sim.account()
     assert [o.client_order_id for o in other.open_orders()] == ["p-2"]
     assert other.positions() == open_sim.positions()
+    open_sim.cancel("p-2")                  # a change after the other instance's last read
+    other_view = other.get_order("p-2")
+    assert other_view.status == "canceled" and other.open_orders() == []
 
 
-def test_state_when_other_process_writes_then_holds_file_then_seen_and_lock_reported(tmp_path, open_sim):
-    """OPS-1: the file is attached only per call, so another process can write to it in between;
-    while that process holds it, calls retry and then report BrokerUnavailable; released, they work.
-    The child also prices the same intraday path (seeded without hash randomisation)."""
-    path, ready = tmp_path / "sim.duckdb", tmp_path / "holding"
-    script = ("import duckdb, pathlib, time\nfrom decimal import Decimal\n"
-              "from tradebook.broker.base import OrderRequest\nfrom tradebook.broker.sim import SimBroker\n"
-              f"sim = SimBroker({str(path)!r})\n"
-              "sim.submit(OrderRequest('MSFT', 'buy', Decimal('3'), 'child-1', order_type='market'))\n"
-              "print(repr(sim.quotes(['AAPL'])['AAPL'].mid), flush=True)\n"
-              f"con = duckdb.connect({str(path)!r})\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(120)\n")
-    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
+CHILD = """
+import duckdb, os, pathlib, sys, time
+from decimal import Decimal
+from tradebook.broker import sim_state
+from tradebook.broker.base import OrderRequest
+from tradebook.broker.sim import SimBroker
+
+path, signals = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+def wait_for(name):
+    while not (signals / name).exists():
+        time.sleep(0.01)
+
+sim = SimBroker(path)
+sim.submit(OrderRequest("MSFT", "buy", Decimal(3), "child-1", order_type="market"))
+print(repr(sim.quotes(["AAPL"])["AAPL"].mid), flush=True)
+con = duckdb.connect(str(path))                      # hold the file, as a long write would
+(signals / "holding").touch()
+wait_for("release")
+con.close()
+(signals / "released").touch()
+wait_for("crash")
+def save_then_die(con, book):                        # die after COMMIT, before the final stamp
+    sim_state._write_book(con, book)
+    con.execute("COMMIT")
+    os._exit(0)
+sim_state.save_book = lambda con, book: (con.execute("BEGIN TRANSACTION"), save_then_die(con, book))
+sim.submit(OrderRequest("IBM", "buy", Decimal(2), "child-2", order_type="market"))
+"""
+
+
+def test_state_when_other_process_writes_holds_or_dies_then_seen_locked_and_never_stale(tmp_path, open_sim):
+    """OPS-1: the file is attached only per call, so another process can write between calls;
+    while it holds the file, calls retry and then report BrokerUnavailable; a writer that dies
+    after its commit never leaves readers on a stale snapshot. Same seeded path in every process."""
+    signals = tmp_path / "signals"
+    signals.mkdir()
+
+    def wait_for(name: str) -> None:
         deadline = time_module.monotonic() + 120
-        while not ready.exists() and holder.poll() is None and time_module.monotonic() < deadline:
-            time_module.sleep(0.02)
-        assert ready.exists(), "the child process could not write to the sim state"
-        child_mid = float(holder.stdout.readline())
-        impatient = make_sim(tmp_path, lock_timeout_s=0.3)
+        while not (signals / name).exists():
+            assert child.poll() is None and time_module.monotonic() < deadline, f"child never reached {name}"
+            time_module.sleep(0.01)
+
+    assert open_sim.positions() == []                # a snapshot the child's writes must invalidate
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "sim.duckdb"), str(signals)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        wait_for("holding")
+        child_mid = float(child.stdout.readline())
         with pytest.raises(BrokerUnavailable, match="locked"):
-            impatient.clock()
+            make_sim(tmp_path, lock_timeout_s=0.3).clock()
+        (signals / "release").touch()
+        wait_for("released")
+        assert [p.symbol for p in open_sim.positions()] == ["MSFT"]
+        (signals / "crash").touch()
+        assert child.wait(timeout=120) == 0
     finally:
-        holder.kill()
-        holder.wait(timeout=30)
-        holder.stdout.close()
-    assert impatient.get_order("child-1").status == "filled"
-    assert [p.symbol for p in open_sim.positions()] == ["MSFT"]
-    assert open_sim.quotes(["AAPL"])["AAPL"].mid == child_mid     # same seeded path in every process
+        child.kill()
+        child.wait(timeout=30)
+        child.stdout.close()
+    assert [p.symbol for p in open_sim.positions()] == ["IBM", "MSFT"]
+    assert open_sim.get_order("child-2").status == "filled"
+    assert open_sim.quotes(["AAPL"])["AAPL"].mid == child_mid
 
 
 def test_open_when_file_is_not_duckdb_then_clear_broker_error(tmp_path):

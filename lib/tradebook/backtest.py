@@ -97,6 +97,8 @@ class SwingRules:
 
         self.p, self.sp = params, params.strategy
         self.table = table = strategy.indicators(bars, self.sp)
+        if list(dict.fromkeys(table["symbol"])) != market.symbols or len(table) != int(market.has_bar.sum()):
+            raise ValueError("build the Market from the same bars, sorted by symbol then date")
         self.entry = market.scatter(table["entry"].to_numpy(dtype=bool))
         self.conf = market.scatter(table["confidence"].to_numpy(dtype=float))
         self.exit_trend = market.scatter(table["exit_trend"].to_numpy(dtype=bool))

@@ -306,6 +306,8 @@ def run_daemon(params_file: str | None, overrides: dict[str, Any] | None, root: 
         from tradebook.runner import KernelPool, run_phase
 
         with KernelPool(root) as pool:
+            import papermill  # noqa: F401  (~2 s, paid while the pool's first kernel starts)
+
             def runner(phase: str) -> Any:
                 return run_phase(phase, params_file=str(path), overrides=overrides, root=root, pool=pool)
 

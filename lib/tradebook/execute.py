@@ -285,9 +285,7 @@ def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "Proposed
           attempt: int, now: datetime, retry: bool) -> Outcome:
     cid = request.client_order_id
     try:
-        order = ctx.broker.submit(request)
-    except DuplicateClientOrderId:
-        order = _lookup(ctx, cid)  # it is there already: adopt it
+        order = _submit_with_lookup(ctx, request)
     except FractionalNotSupported as exc:
         _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, fail=retry)
         whole = float(math.floor(proposed.qty))
@@ -299,17 +297,32 @@ def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "Proposed
         _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, fail=True)
         return _outcome(intent, it.FAILED, f"broker rejected: {exc.code}", cid)
     except BrokerUnavailable as exc:
-        order = _lookup(ctx, cid)
-        if order is None:
-            _mark_order(ctx, intent, cid, "unknown", f"outcome unknown ({type(exc).__name__}); looked up, "
-                                                     "not found yet: next run looks again", now, fail=False)
-            run.accept(proposed)  # it may exist: count it against limits in this run
-            return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
-    if order is None:
-        return _outcome(intent, it.SUBMITTED, "duplicate id but not found on look-up; reconcile resolves it", cid)
+        _mark_order(ctx, intent, cid, "unknown", f"outcome unknown ({type(exc).__name__}); looked up, not found: "
+                                                 "the next run looks again before any resend", now, fail=False)
+        run.accept(proposed)  # it may exist: count it against limits in this run
+        return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
     it.crash_point("after_broker_submit")
     run.accept(proposed)
     return _record_answer(ctx, intent, cid, order, now)
+
+
+def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
+    """Submit; on a transient error or an unknown outcome look the id up and, only when the broker
+    has never seen it, send once more with the *same* client_order_id (a duplicate is refused)."""
+    for last in (False, True):
+        try:
+            return ctx.broker.submit(request)
+        except DuplicateClientOrderId:
+            found = _lookup(ctx, request.client_order_id)
+            if found is None:
+                raise BrokerUnavailable("broker reports a duplicate client_order_id it cannot find") from None
+            return found
+        except BrokerUnavailable:
+            found = _lookup(ctx, request.client_order_id)
+            if found is not None:
+                return found
+            if last:
+                raise
 
 
 def _lookup(ctx: "Context", cid: str) -> "Order | None":
@@ -375,8 +388,12 @@ def _fail(ctx: "Context", intent: it.Intent, reason: str, now: datetime, already
 
 
 def _reload(ctx: "Context", intent: it.Intent) -> it.Intent:
+    return _reload_id(ctx, intent.intent_id) or intent
+
+
+def _reload_id(ctx: "Context", iid: str) -> it.Intent:
     with ctx.ledger.connect() as con:
-        return it.load(con, intent.intent_id) or intent
+        return it.load(con, iid)
 
 
 def _outcome(intent: it.Intent, state: str, reason: str, cid: str | None = None) -> Outcome:

@@ -29,21 +29,17 @@ FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
 
 def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
     """Zygote main loop: import once, then fork one fresh kernel per request."""
-    import importlib
-
     # ipykernel sets this at start-up unless the user chose a backend; do it before any
     # warm import so a matplotlib imported here resolves the backend a kernel would.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     import ipykernel.kernelapp  # noqa: F401  (the point: pay this import once)
 
-    failed = []
-    for name in warm_modules:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # the notebook's own import will report it properly
-            failed.append(f"{name}: {type(exc).__name__}")
+    failed = warm_up(warm_modules)
     # Children are reaped by the kernel (SIG_IGN = no zombies); each child restores SIG_DFL.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    import gc
+
+    gc.freeze()  # the children's GC then never touches (and copies) the shared, imported objects
     # Raw fds, no file objects: a forked child closes them and nothing can flush into them later.
     _write_line(resp_fd, {"ready": os.getpid(), "failed": failed})
     for request in _read_lines(req_fd):
@@ -55,6 +51,22 @@ def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
         if pid == 0:
             _become_kernel(request, (req_fd, resp_fd))
         _write_line(resp_fd, {"pid": pid})
+
+
+def warm_up(specs: Iterable[str]) -> list[str]:
+    """Import each ``module`` (or call ``module:function()``); returns what failed, never raises."""
+    import importlib
+
+    failed = []
+    for spec in specs:
+        name, _, function = spec.partition(":")
+        try:
+            module = importlib.import_module(name)
+            if function:
+                getattr(module, function)()
+        except Exception as exc:  # the notebook's own import will report it properly
+            failed.append(f"{spec}: {type(exc).__name__}")
+    return failed
 
 
 def _read_lines(fd: int):

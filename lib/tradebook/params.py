@@ -35,7 +35,7 @@ class StrategyParams(_Frozen):
     rsi_exit: float = Field(70.0, ge=1, le=99)
     max_hold_days: int = Field(15, ge=1, le=250)
     position_size_pct: float = Field(0.04, gt=0.0, le=1.0)
-    trend_full_pct: float = Field(0.10, gt=0.0, le=1.0)  # close this far above the trend SMA = full strength
+    trend_full_pct: float = Field(0.10, gt=0.0, le=1.0)  # fast SMA this far above the trend SMA = full strength
     depth_weight: float = Field(0.6, ge=0.0, le=1.0)     # confidence = w * pullback depth + (1-w) * trend
 
 

@@ -20,7 +20,9 @@ GREEN, RED, AMBER = "#2e7d32", "#c62828", "#ef6c00"
 MONEY = {"value", "notional", "cost_usd", "unrealized", "equity", "open_equity", "daily_pnl", "cum_pnl",
          "realized", "pnl", "cash", "holdings", "realized_pnl"}
 PRICE = {"price", "avg_price", "decision_price", "limit_price", "entry_price", "exit_price"}
-PCT = {"pct_equity", "cap", "drawdown", "exposure"}
+PCT = {"pct_equity", "cap", "drawdown", "exposure", "win_rate"}
+PCT_POINTS = {"return_pct", "avg_return_pct"}  # already in percent
+ONE_DECIMAL = {"avg_days"}
 BPS = {"slippage_bps", "avg_bps", "median_bps", "worst_bps"}
 STATUS_COLOURS = {"OVER": f"color: white; background-color: {RED}", "WARN": "background-color: #ffe0b2",
                   "OK": f"color: {GREEN}", "RUNNING": f"color: {GREEN}", "REDUCE_ONLY": f"color: {AMBER}",
@@ -189,6 +191,10 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
             fmt[col] = "{:.2%}"
         elif col in BPS:
             fmt[col] = "{:+.1f}"
+        elif col in PCT_POINTS:
+            fmt[col] = "{:+.2f}%"
+        elif col in ONE_DECIMAL:
+            fmt[col] = "{:.1f}"
         elif col == "confidence":
             fmt[col] = "{:.2f}"
         elif pd.api.types.is_datetime64_any_dtype(shown[col]):

@@ -206,7 +206,7 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
         _register_engine()
         km = km or pool.take(root)
         kc = connect_client(km, context=pool.context)
-        nb = _papermill(source, output, parameters, root, km, kc, timeout, kernel_name)
+        nb = _papermill(source, output, parameters, km, kc, timeout, kernel_name)
         return _Outcome(None, _pid(km), _stopped_early(nb))
     except Exception as exc:
         hung = _is_timeout(exc)
@@ -224,13 +224,14 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
             pool.close()
 
 
-def _papermill(source: Path, output: Path, parameters: dict[str, Any], root: Path, km: Any, kc: Any,
+def _papermill(source: Path, output: Path, parameters: dict[str, Any], km: Any, kc: Any,
                timeout: float, kernel_name: str) -> Any:
     import papermill
 
+    # No cwd= here: papermill would chdir this whole process; the kernel already runs in root.
     return papermill.execute_notebook(
         str(source), str(output), parameters=parameters, engine_name=ENGINE_NAME, kernel_name=kernel_name,
-        cwd=str(root), progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
+        progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
 
 
 _registered = False

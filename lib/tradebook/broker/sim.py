@@ -43,6 +43,7 @@ from tradebook.broker import sim_state as state
 from tradebook.broker.base import (Account, Asset, CancelResult, Clock, Order, OrderRequest, Position,
                                    Quote, Session, to_qty)
 from tradebook.broker.sim_accept import FAULT_OPS, READ_FAULTS, SUBMIT_FAULTS, accept, fault_error
+from tradebook.broker.sim_store import SimStore
 from tradebook.errors import BrokerRejected, CalendarError, ConfigError, OrderOutcomeUnknown
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ class Fill:
     ts: datetime
 
 
+def _fault_pending(book: state.Book, op: str | None) -> bool:
+    return any(f[0] == op and f[2] > 0 for f in book.faults)
+
+
 def preload(symbols: tuple[str, ...] = ("AAPL", "GOOG", "IBM", "MSFT", "FB")) -> None:
     """Load the calendar and bars now (~1 s once per process), e.g. in a kernel pool before forking."""
     sessions.table()
@@ -80,7 +85,7 @@ class SimBroker:
                  starting_cash: float = 100_000.0, spread_bps: float = 4.0, seed: int = 7,
                  fractionable: tuple[str, ...] | list[str] = ("AAPL", "GOOG", "IBM", "MSFT"),
                  lock_timeout_s: float = 15.0):
-        self.store = state.SimStore(state_path, lock_timeout_s)
+        self.store = SimStore(state_path, lock_timeout_s)
         self.start_date = start_date
         self.starting_cash = float(starting_cash)
         self.spread_bps = float(spread_bps)
@@ -96,30 +101,50 @@ class SimBroker:
 
     # --- state plumbing -----------------------------------------------------------------
     @contextmanager
-    def _book(self, orders: bool = True) -> Iterator[tuple[Any, state.Book]]:
-        """The state file attached and loaded (creating a brand-new account if needed)."""
-        with self.store.attached() as con:
-            meta = state.read_meta(con)
-            if meta is None:
-                first = sessions.first_session_on_or_after(self.start_date)
-                start = datetime.combine(first.day, DAY_START, sessions.EXCHANGE_TZ)
-                state.create_meta(con, self.seed, match.to_us(start), self.starting_cash, self.start_date)
-                meta = state.read_meta(con)
-            if meta[0] != self.seed:
-                raise ConfigError(f"sim.seed: the sim state {self.store.path} was created with seed {meta[0]}, "
-                                  f"params say {self.seed}; use the same seed or move the file aside")
-            yield con, state.load_book(con, meta, orders)
+    def _book(self) -> Iterator[tuple[Any, state.Book]]:
+        """The state file attached and loaded (creating a brand-new account if needed).
 
-    def _call(self, op: str | None, body: Callable[[Any, state.Book], Any], orders: bool = True) -> Any:
+        The book is a private copy: the call may change it and save it with ``store.save``.
+        """
+        with self.store.attached() as con:
+            snap = self.store.recall()
+            if snap is None:
+                meta = state.read_meta(con) or self._create(con)
+                snap = (meta, state.load_orders(con))
+                self.store.remember(*snap)
+            self._check_seed(snap[0][0])
+            yield con, state.book_from(*snap, copy=True)
+
+    def _create(self, con) -> tuple:
+        first = sessions.first_session_on_or_after(self.start_date)
+        start = datetime.combine(first.day, DAY_START, sessions.EXCHANGE_TZ)
+        return self.store.create(con, self.seed, match.to_us(start), self.starting_cash, self.start_date)
+
+    def _check_seed(self, seed: int) -> None:
+        if seed != self.seed:
+            raise ConfigError(f"sim.seed: the sim state {self.store.path} was created with seed {seed}, "
+                              f"params say {self.seed}; use the same seed or move the file aside")
+
+    def _call(self, op: str | None, body: Callable[[Any, state.Book], Any]) -> Any:
         """Run ``body`` on the attached state, unless an injected fault for ``op`` fires instead."""
-        with self._book(orders) as (con, book):
+        with self._book() as (con, book):
             fault = state.pop_fault(book, op) if op else None
             if fault:
-                state.save_book(con, book)   # the fault is consumed even though the call fails
+                self.store.save(con, book)   # the fault is consumed even though the call fails
             result = None if fault else body(con, book)
         if fault:
             raise fault_error(fault, op)
         return result
+
+    def _read(self, op: str | None, body: Callable[[state.Book], Any]) -> Any:
+        """A read-only call: from the snapshot while the state is unchanged, else via the file."""
+        snap = self.store.recall()
+        if snap is not None:
+            book = state.book_from(*snap, copy=False)
+            if not _fault_pending(book, op):
+                self._check_seed(book.seed)
+                return body(book)
+        return self._call(op, lambda con, loaded: body(loaded))
 
     def _mid(self, symbol: str, book: state.Book) -> float:
         point = prices.price_at(symbol, book.now_us / match.US, self.seed)
@@ -128,7 +153,7 @@ class SimBroker:
     # --- Broker protocol: reads -----------------------------------------------------------
     def now(self) -> datetime:
         """The simulated time (exchange time)."""
-        return self._call(None, lambda con, book: match.from_us(book.now_us), orders=False)
+        return self._read(None, lambda book: match.from_us(book.now_us))
 
     def clock(self) -> Clock:
         """The simulated clock (is_open, next_open, next_close as Alpaca reports them)."""
@@ -139,28 +164,34 @@ class SimBroker:
 
     def account(self) -> Account:
         """Cash, equity at current mids and buying power (cash minus reserved buy notional)."""
-        def body(con, book):
+        def body(book):
             equity = book.cash + sum(q * self._mid(s, book) for s, (q, _) in book.positions.items())
             return Account(equity=equity, cash=book.cash,
                            buying_power=max(0.0, book.cash - match.reserved_cash(book)),
                            fractional_enabled=bool(self.fractionable))
-        return self._call("account", body)
+        return self._read("account", body)
 
     def positions(self) -> list[Position]:
         """Held positions with avg_price and the current mid as market_price."""
-        def body(con, book):
+        def body(book):
             return [Position(s, q, p, self._mid(s, book)) for s, (q, p) in sorted(book.positions.items())]
-        return self._call("positions", body, orders=False)
+        return self._read("positions", body)
 
     def open_orders(self) -> list[Order]:
-        return self._call("open_orders", lambda con, book: [match.to_order(o) for o in book.open_orders])
+        return self._read("open_orders", lambda book: [match.to_order(o) for o in book.open_orders])
 
     def get_order(self, client_order_id: str) -> Order | None:
         """Any order (open or final) by client id; None when the venue never accepted it."""
+        snap = self.store.recall()
+        if snap is not None and not _fault_pending(state.book_from(*snap, copy=False), "get_order"):
+            for row in snap[1]:                  # the common poll: an order still open
+                if row.client_order_id == client_order_id:
+                    return match.to_order(row)
+
         def body(con, book):
             rows = state.load_orders(con, "client_order_id = ?", [client_order_id])
             return match.to_order(rows[0]) if rows else None
-        return self._call("get_order", body, orders=False)
+        return self._call("get_order", body)
 
     def fills(self) -> list[Fill]:
         """Every fill so far in time order (extra, for tests, demos and reports)."""
@@ -169,11 +200,11 @@ class SimBroker:
             out = [(ts, o.seq, Fill(o.client_order_id, o.symbol, o.side, q, p, match.from_us(ts)))
                    for o in rows for q, p, ts in o.fills]
             return [f for _, _, f in sorted(out, key=lambda x: x[:2])]
-        return self._call(None, body, orders=False)
+        return self._call(None, body)
 
     def quotes(self, symbols: list[str]) -> dict[str, Quote]:
         """Bid/ask around the path price now; symbols without data yet (not listed) are left out."""
-        def body(con, book):
+        def body(book):
             ts, out = match.from_us(book.now_us), {}
             for symbol in symbols:
                 point = prices.price_at(symbol, book.now_us / match.US, self.seed)
@@ -183,7 +214,7 @@ class SimBroker:
             return out
         for symbol in symbols:
             prices.symbol_bars(symbol)  # UnknownSymbol for data the simulator does not have
-        return self._call("quotes", body, orders=False)
+        return self._read("quotes", body)
 
     def daily_bars(self, symbols: list[str], start: date, end: date) -> "pd.DataFrame":
         """Adjusted daily bars up to the last *closed* session: today's bar only after the close."""
@@ -251,8 +282,8 @@ class SimBroker:
                 cid = request.client_order_id if request else "?"
                 pending = OrderOutcomeUnknown(f"submit of {cid} timed out after the simulated venue received "
                                               "it (injected fault); look the order up by client_order_id")
-            if fault and order is None:
-                state.save_book(con, book)
+            if fault or order is not None:
+                self.store.save(con, book)
         if pending is not None:
             raise pending
         return order
@@ -267,15 +298,15 @@ class SimBroker:
                 raise BrokerRejected(f"order {client_order_id} is not cancelable (status {rows[0].status})",
                                      code="ORDER_NOT_CANCELABLE")
             match.finish(book, rows[0], "canceled", book.now_us)
-            state.save_book(con, book)
-        self._call("cancel", body, orders=False)
+            self.store.save(con, book)
+        self._call("cancel", body)
 
     def cancel_all(self) -> CancelResult:
         """Cancel every open order."""
         def body(con, book):
             for row in book.open_orders:
                 match.finish(book, row, "canceled", book.now_us)
-            state.save_book(con, book)
+            self.store.save(con, book)
             return CancelResult(tuple(o.client_order_id for o in book.open_orders))
         return self._call("cancel", body)
 
@@ -292,7 +323,7 @@ class SimBroker:
                 raise CalendarError(f"the simulated clock is at {match.from_us(book.now_us)}; it cannot move "
                                     f"back to {dt}")
             changed = match.advance(book, target, self.seed, self.spread_bps, self.fractionable)
-            state.save_book(con, book)
+            self.store.save(con, book)
             return [match.to_order(o) for o in changed]
         return self._call(None, body)
 
@@ -308,8 +339,8 @@ class SimBroker:
 
         def body(con, book):
             book.faults.append([op, kind, int(times)])
-            state.save_book(con, book)
-        self._call(None, body, orders=False)
+            self.store.save(con, book)
+        self._call(None, body)
 
     def seed_position(self, symbol: str, qty: float, avg_price: float) -> Position:
         """Set a position as if changed outside tradebook (cash untouched); EXTERNAL reconcile tests."""
@@ -319,13 +350,13 @@ class SimBroker:
 
         def body(con, book):
             book.positions[symbol] = [round(float(qty), 9), float(avg_price)]
-            state.save_book(con, book)
+            self.store.save(con, book)
             return Position(symbol, book.positions[symbol][0], float(avg_price), self._mid(symbol, book))
-        return self._call(None, body, orders=False)
+        return self._call(None, body)
 
     def drop_position(self, symbol: str) -> None:
         """Remove a position as if closed outside tradebook (cash untouched)."""
         def body(con, book):
             book.positions.pop(symbol, None)
-            state.save_book(con, book)
-        self._call(None, body, orders=False)
+            self.store.save(con, book)
+        self._call(None, body)

@@ -28,7 +28,8 @@ FAULT_OPS = ("submit", "get_order", "positions", "account", "open_orders", "canc
 
 def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, partial: bool,
            liquidation: bool) -> Order:
-    """Validate and record ``request``; fill it at once when the market is open and it is marketable."""
+    """Validate and record ``request`` in the book (the caller saves it); fill it at once when the
+    market is open and it is marketable."""
     i, bid, ask = _validate(sim, con, book, request, liquidation)
     table = sessions.table()
     is_open = table.opens[i] * match.US <= book.now_us < table.closes[i] * match.US
@@ -48,7 +49,6 @@ def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, pa
         match.apply_fill(book, row, match.fill_qty(row, row.symbol in sim.fractionable), price, book.now_us)
     if row.tif == "ioc" and row.status in state.OPEN_DB_STATUSES:
         match.finish(book, row, "canceled", book.now_us)
-    state.save_book(con, book)
     return match.to_order(row)
 
 

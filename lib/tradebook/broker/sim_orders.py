@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
 
 from tradebook import sessions
 from tradebook.broker.base import Order
 from tradebook.broker.sim_path import bid_ask, day_path, session_minutes
-from tradebook.broker.sim_state import Book, OrderRow
+from tradebook.broker.sim_state import Book, OrderRow, open_rows
 
 US = 1_000_000
 MINUTE_US = 60 * US
@@ -146,13 +145,6 @@ def finish(book: Book, row: OrderRow, status: str, ts_us: int) -> None:
     """Close an open order as expired or canceled."""
     row.status, row.updated_us = status, ts_us
     book.changed[row.client_order_id] = row
-
-
-def open_rows(book: Book) -> Iterable[OrderRow]:
-    """Open orders, including ones created or changed in this call."""
-    seen = {o.client_order_id for o in book.open_orders}
-    rows = list(book.open_orders) + [o for o in book.new_orders if o.client_order_id not in seen]
-    return [o for o in rows if o.status in ("new", "accepted", "partially_filled")]
 
 
 def reserved_cash(book: Book) -> float:
