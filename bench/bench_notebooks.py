@@ -5,9 +5,14 @@ imports the library (the papermill + kernel floor); 80 phase notebooks <= 60 s.
 
 Prints (a) import times, (b) the floor -- tests/notebooks/import_only.ipynb -- through the
 papermill CLI and through a warm KernelPool, (c) phase notebooks through the pool (the
-real notebooks/<phase>.ipynb when present, else tests/notebooks/phase_like.ipynb) and
-their ratio to the floor, (d) 80 sequential runs through one pool. Everything runs in a
-throw-away project root. The machine may be shared: the load average is printed too.
+real notebooks/<phase>.ipynb when they run here, and tests/notebooks/phase_like.ipynb)
+with their ratio to the floor, (d) 80 sequential runs through one pool. Everything runs
+in a throw-away project root.
+
+The machine may be shared, so next to wall times it prints CPU seconds per run: ``main``
+(this process: ledger rows, papermill, notebook writes) and ``kernel`` (the notebook's
+kernel while it ran the notebook; its start-up happened earlier, overlapped). On an idle
+machine a run's wall time is about main + kernel.
 
     .venv/bin/python bench/bench_notebooks.py [--runs 80] [--repeat 7] [--demo]
 """
@@ -21,21 +26,43 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "tests" / "notebooks"
 PHASES = ("reconcile", "execute", "decide", "report")  # the order of one simulated day
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    wall: float
+    main_cpu: float
+    kernel_cpu: float | None  # None when the kernel was not a warm spare we could watch
+
+    @property
+    def critical(self) -> float:
+        return self.main_cpu + (self.kernel_cpu or 0.0)
+
+
+def proc_cpu(pid: int | None) -> float | None:
+    """utime + stime of a live process, from /proc (None if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def import_times(repeat: int) -> None:
     """(a) cumulative import time of tradebook modules, from ``python -X importtime``."""
-    print("(a) imports (median of %d fresh interpreters, -X importtime cumulative)" % repeat)
+    print(f"(a) imports (median of {repeat} fresh interpreters, -X importtime cumulative)")
     for module in ("tradebook", "tradebook.context", "tradebook.runner", "papermill"):
         samples = [_importtime(module) for _ in range(repeat)]
         target = "  target <= 0.5 s" if module == "tradebook" else ""
-        note = "  (runner process only, once)" if module == "papermill" else ""
+        note = "  (runner process only, once per process; never in a kernel)" if module == "papermill" else ""
         print(f"    import {module:<18} {statistics.median(samples):6.3f} s{target}{note}")
 
 
@@ -57,27 +84,36 @@ def papermill_cli_floor(root: Path, repeat: int) -> float:
         start = time.perf_counter()
         subprocess.run([str(papermill), str(SAMPLES / "import_only.ipynb"), str(root / f"cli-{k}.ipynb"),
                         "--no-progress-bar", "--log-level", "ERROR", "--cwd", str(root)],
-                       check=True, env={**os.environ, "TRADEBOOK_ROOT": str(root)})
+                       check=True, env={**os.environ, "TRADEBOOK_ROOT": str(root)}, stderr=subprocess.DEVNULL)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 
 
-def time_runs(root: Path, pool, notebook: Path | None, phase: str, repeat: int, clock: list) -> list[float]:
-    """Wall time of ``repeat`` run_phase calls (ledger rows and all), after one warm-up run."""
+def one_run(root: Path, pool, phase: str, notebook: Path | None, clock: list) -> Sample:
+    """One run_phase call (ledger rows and all), timed and CPU-accounted."""
     from tradebook.runner import run_phase
 
-    samples = []
-    for k in range(repeat + 1):
-        start = time.perf_counter()
-        run_phase(phase, root=root, pool=pool, notebook=notebook, now=_tick(clock) if notebook else None)
-        if k:
-            samples.append(time.perf_counter() - start)
-    return samples
+    spare = pool.spare_pids[0] if pool.spare_pids else None
+    kernel_before = proc_cpu(spare)
+    start, cpu = time.perf_counter(), time.process_time()
+    record = run_phase(phase, root=root, pool=pool, notebook=notebook, now=_tick(clock) if notebook else None)
+    wall, main = time.perf_counter() - start, time.process_time() - cpu
+    kernel_after = proc_cpu(record.kernel_pid) if record.kernel_pid == spare else None
+    kernel = kernel_after - kernel_before if kernel_after is not None and kernel_before is not None else None
+    return Sample(wall, main, kernel)
 
 
 def _tick(clock: list) -> datetime:
     clock[0] += timedelta(seconds=1)
     return clock[0]
+
+
+def summary(samples: list[Sample]) -> str:
+    kernels = [s.kernel_cpu for s in samples if s.kernel_cpu is not None]
+    kernel = f"{statistics.median(kernels):.3f}" if kernels else "  n/a"
+    return (f"wall {statistics.median(s.wall for s in samples):6.3f} s/run   cpu: main "
+            f"{statistics.median(s.main_cpu for s in samples):.3f} + kernel {kernel} = "
+            f"{statistics.median(s.critical for s in samples):.3f} s/run")
 
 
 def real_phases(root: Path, pool) -> list[str]:
@@ -92,7 +128,7 @@ def real_phases(root: Path, pool) -> list[str]:
         if record.ok:
             usable.append(phase)
         else:
-            print(f"    notebooks/{phase}.ipynb fails here ({record.error}); using the sample instead")
+            print(f"    notebooks/{phase}.ipynb fails here ({record.error}); left out")
     return usable
 
 
@@ -112,6 +148,8 @@ def main() -> None:
         run_benchmarks(root, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if args.demo:
+        demo()
     print(f"load average {os.getloadavg()[0]:.2f} at end")
 
 
@@ -119,49 +157,53 @@ def run_benchmarks(root: Path, args: argparse.Namespace) -> None:
     from tradebook.runner import KernelPool
 
     clock = [datetime(2011, 7, 6, 13, 35, tzinfo=timezone.utc)]
-    cli = papermill_cli_floor(root, max(3, args.repeat // 2))
     print("(b) floor: a notebook that only imports tradebook")
-    print(f"    papermill CLI (new process, cold kernel)  {cli:6.3f} s/run")
+    cli = papermill_cli_floor(root, max(3, args.repeat // 2))
+    print(f"    papermill CLI (new process, cold kernel)   wall {cli:6.3f} s/run")
     start = time.perf_counter()
     with KernelPool(root) as pool:
-        floor = time_runs(root, pool, SAMPLES / "import_only.ipynb", "reconcile", args.repeat, clock)
-        first = time.perf_counter() - start - sum(floor)
-        print(f"    warm KernelPool, in-process papermill      {statistics.median(floor):6.3f} s/run "
-              f"(first run incl. papermill import + pool start: {first:.2f} s)")
-        base = statistics.median(floor)
+        first = one_run(root, pool, "reconcile", SAMPLES / "import_only.ipynb", clock)
+        print(f"    first run of a process (papermill import, fork server start): wall {first.wall:.2f} s, "
+              f"{time.perf_counter() - start:.2f} s with pool start")
+        floor = [one_run(root, pool, "reconcile", SAMPLES / "import_only.ipynb", clock) for _ in range(args.repeat)]
+        print(f"    warm KernelPool, in-process papermill      {summary(floor)}")
+        base = statistics.median(s.wall for s in floor)
+        base_cpu = statistics.median(s.critical for s in floor)
         print("(c) phase notebooks through the pool (median; target <= 1.3x floor)")
-        sample = time_runs(root, pool, SAMPLES / "phase_like.ipynb", "report", args.repeat, clock)
-        print(f"    tests/notebooks/phase_like.ipynb          {statistics.median(sample):6.3f} s/run "
-              f"= {statistics.median(sample) / base:.2f}x floor")
+        phase_rows(root, pool, [("tests/notebooks/phase_like.ipynb", "report", SAMPLES / "phase_like.ipynb")],
+                   args.repeat, clock, base, base_cpu)
         phases = real_phases(root, pool)
-        for phase in phases:
-            runs = time_runs(root, pool, None, phase, max(3, args.repeat // 2), clock)
-            print(f"    notebooks/{phase + '.ipynb':<31} {statistics.median(runs):6.3f} s/run "
-                  f"= {statistics.median(runs) / base:.2f}x floor")
+        phase_rows(root, pool, [(f"notebooks/{p}.ipynb", p, None) for p in phases], max(3, args.repeat // 2),
+                   clock, base, base_cpu)
         sequential(root, pool, phases, args.runs, clock)
-    if args.demo:
-        demo()
+
+
+def phase_rows(root: Path, pool, rows, repeat: int, clock: list, base: float, base_cpu: float) -> None:
+    for label, phase, notebook in rows:
+        samples = [one_run(root, pool, phase, notebook, clock) for _ in range(repeat)]
+        wall = statistics.median(s.wall for s in samples)
+        cpu = statistics.median(s.critical for s in samples)
+        print(f"    {label:<38} {summary(samples)}  ->  {wall / base:.2f}x floor (wall), {cpu / base_cpu:.2f}x (cpu)")
 
 
 def sequential(root: Path, pool, phases: list[str], runs: int, clock: list) -> None:
     """(d) ``runs`` notebooks back to back through one pool, as the demo does."""
-    from tradebook.runner import run_phase
-
     what = "notebooks/{%s}" % ",".join(phases) if phases else "tests/notebooks/phase_like.ipynb"
     samples = []
     start = time.perf_counter()
     for k in range(runs):
-        one = time.perf_counter()
         if phases:
-            run_phase(phases[k % len(phases)], root=root, pool=pool)
+            samples.append(one_run(root, pool, phases[k % len(phases)], None, clock))
         else:
-            run_phase("report", root=root, pool=pool, notebook=SAMPLES / "phase_like.ipynb", now=_tick(clock))
-        samples.append(time.perf_counter() - one)
+            samples.append(one_run(root, pool, "report", SAMPLES / "phase_like.ipynb", clock))
     total = time.perf_counter() - start
-    samples.sort()
+    walls = sorted(s.wall for s in samples)
+    critical = sum(s.critical for s in samples)
     print(f"(d) {runs} sequential runs of {what} through one pool (target: 80 in <= 60 s)")
-    print(f"    total {total:6.2f} s   per run: mean {total / runs:.3f}  median {statistics.median(samples):.3f}"
-          f"  p90 {samples[int(0.9 * (runs - 1))]:.3f}  max {samples[-1]:.3f} s   kernels started: {pool.kernels_started}")
+    print(f"    wall total {total:6.2f} s   per run: mean {total / runs:.3f}  median {statistics.median(walls):.3f}"
+          f"  p90 {walls[int(0.9 * (runs - 1))]:.3f}  max {walls[-1]:.3f} s   kernels started: {pool.kernels_started}")
+    print(f"    cpu on the critical path (main + kernel while running): {critical:.2f} s total, "
+          f"{critical / runs:.3f} s/run -- the idle-machine estimate for the {runs} runs")
 
 
 def demo() -> None:

@@ -11,8 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
-
 import pytest
 
 from tradebook import intents as it
@@ -112,4 +110,4 @@ def test_chaos_when_crash_after_submit_then_restart_adopts_instead_of_resending(
     report = run_reconcile(make_ctx(root))
     assert [u.reason for u in report.order_updates] == ["adopted: found at the broker by client_order_id"]
     assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [ids[0]]) == "FILLED"
-    assert len(broker_orders(ctx)) == 1 and timedelta(0) is not None
+    assert len(broker_orders(ctx)) == 1

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tradebook.broker.sim import SimBroker
-from tradebook.health import DaemonAlreadyRunning, DaemonLock, heartbeat_path, read_heartbeat
+from tradebook.health import DaemonAlreadyRunning, DaemonLock, check_health, heartbeat_path, read_heartbeat
 from tradebook.ledger import Ledger
 from tradebook.schedule import day_plan, parse_clock_time
 
@@ -143,10 +143,12 @@ def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_
 
         first = driver.start("--hold-at", "2011-11-22T09:20")
         driver.wait_holding(first, ny("2011-11-22T09:20"))
+        assert check_health(params, root).ok, check_health(params, root).problems
         second = driver.start("--until", "2011-11-22T10:00")
         assert second.wait(timeout=120) == 3, driver.output()
         assert "another tradebook daemon is running" in driver.logs[-1].read_text()
         driver.kill(first)
+        assert f"daemon process {first.pid} is not running" in check_health(params, root).problems[0]
 
         SimBroker.from_params(params, root).advance_to(ny("2011-11-22T11:00"))  # down past Tuesday's window
         restarted = driver.start("--hold-at", "2011-11-23T16:05")

@@ -27,10 +27,11 @@ from tradebook.strategy import EntrySignal, ExitSignal, Signals
 from trading_helpers import DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, make_ctx, ny, positions_match
 
 ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.floats(0.0, 1.0))
+EXIT = st.tuples(st.just("exit"), st.sampled_from(SYMBOLS), st.just(0.0))
 ACTIONS = st.one_of(
-    ENTRY, ENTRY, ENTRY,   # weight: most actions are signals, so most examples trade
-    st.tuples(st.just("exit"), st.sampled_from(SYMBOLS), st.just(0.0)),
-    st.tuples(st.just("control"), st.sampled_from(["halt", "freeze", "reduce_only", "resume"]), st.just(0.0)),
+    ENTRY, ENTRY, ENTRY, ENTRY, EXIT, EXIT,   # weights: most actions are signals, so most examples trade
+    st.tuples(st.just("control"), st.sampled_from(["halt", "freeze", "reduce_only", "resume", "resume"]),
+              st.just(0.0)),
     st.tuples(st.just("fault"), st.sampled_from(["http_500", "timeout_after_accept", "partial_fill",
                                                  "reject_buying_power"]), st.just(0.0)),
 )

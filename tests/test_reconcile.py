@@ -1,13 +1,11 @@
 """Reconcile: the broker is the truth for quantities (REC-1 … REC-7, EXE-6)."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from tradebook import controls
-from tradebook.reconcile import (BACKFILL, CORRECTION, EXTERNAL_CLOSE, OrderRow, Pos, diff, order_update,
-                                 run_reconcile)
+from tradebook.order_sync import OrderRow, order_update
+from tradebook.reconcile import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff, run_reconcile
 from tradebook.broker.base import Order
 from trading_helpers import DECIDE_DAY, hold, make_ctx, ny, table_counts
 
@@ -226,4 +224,3 @@ def test_rec_report_when_built_then_tables_and_summary_for_the_notebook(rctx):
     tables = report.tables()
     assert list(tables["actions"]["kind"]) == [BACKFILL] and len(tables["broker positions"]) == 1
     assert "1 backfilled as EXTERNAL" in report.summary()
-    rctx.broker.advance_to(rctx.now() + timedelta(minutes=1))

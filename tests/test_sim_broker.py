@@ -171,6 +171,17 @@ def test_state_when_other_process_writes_holds_or_dies_then_seen_locked_and_neve
     assert open_sim.quotes(["AAPL"])["AAPL"].mid == child_mid
 
 
+def test_state_when_files_moved_aside_while_in_use_then_fresh_account(tmp_path, open_sim):
+    """`tradebook demo --fresh` archives runs/ while a broker object may still exist."""
+    open_sim.submit(order("AAPL", "buy", 1, "old-1"))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for f in tmp_path.glob("sim.duckdb*"):
+        f.rename(archive / f.name)
+    assert open_sim.clock().now == ny(FRI, 8)
+    assert open_sim.positions() == [] and open_sim.get_order("old-1") is None
+
+
 def test_open_when_file_is_not_duckdb_then_clear_broker_error(tmp_path):
     (tmp_path / "sim.duckdb").write_text("not a database")
     with pytest.raises(BrokerError, match="corrupt"):

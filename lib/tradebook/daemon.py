@@ -62,7 +62,7 @@ class Daemon:
         self.state = "running"
         self.next_event: str | None = None
         self.quiet_before: datetime | None = None
-        self.ledger_beat: datetime | None = None
+        self.ledger_beat: tuple[datetime, str] | None = None  # (wall time, state) of the last ledger row
 
     # lifecycle ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -271,11 +271,11 @@ class Daemon:
         sd_notify("WATCHDOG=1")
         # The ledger row is for status views (each write costs a checkpoint): once a minute of
         # real time, and whenever the state changes, is plenty.
-        due = self.ledger_beat is None or (beat.wall - self.ledger_beat).total_seconds() >= LEDGER_BEAT_S
-        if due or self.state != "running":
+        last_wall, last_state = self.ledger_beat or (None, None)
+        if last_wall is None or last_state != self.state or (beat.wall - last_wall).total_seconds() >= LEDGER_BEAT_S:
             try:
                 record_heartbeat(self.ledger, beat)
-                self.ledger_beat = beat.wall
+                self.ledger_beat = (beat.wall, self.state)
             except TradebookError as exc:  # the file beat is what health reads; keep going
                 log_event("daemon", "warning", f"ledger heartbeat not written: {exc}")
 

@@ -4,20 +4,12 @@ Only inside the window open+exit_window_start_min … open+exit_window_end_min, 
 urgency=immediate intents (EXIT-1/2). Outside it nothing is sent; an intent whose
 window passed without it is alerted MISSED_WINDOW once and stays PLANNED (EXIT-3).
 
-The order path of one intent, with its crash points (``intents.crash_point``)::
-
-    look the client_order_id up at the broker (found → adopt, never resend)
-    before_gate → gate.evaluate → after_gate_evaluated
-    one transaction: verdicts + order row 'pending_submit' + intent SUBMITTED
-    after_submitted_recorded → broker.submit → after_broker_submit
-    one transaction: the broker's answer (status, fills, intent state) → after_order_recorded
-    (when fills were recorded) → after_fill_recorded
-
-client_order_id = f(intent id, attempt). A crash or an unknown outcome never leads to a
-blind resend: the next run looks the id up first and, only when the broker has never
-seen it and the window is still open, re-gates and sends with the *same* id (a
-duplicate would be refused by the broker and then adopted). After the window,
-reconcile marks it not_found and a later run uses a new attempt (new id).
+The order path of one intent (look-up first, gate, record SUBMITTED, send, record the
+answer; crash points at each boundary) is ``order_path.execute_one``. A crash or an
+unknown outcome never leads to a blind resend: the next run looks the id up first and,
+only when the broker has never seen it and the window is still open, re-gates and
+sends with the *same* id. After the window, reconcile marks it not_found and a later
+run uses a new attempt (new id).
 
 Choices: unfilled day orders of planned intents are cancelled at the first execute or
 monitor after their window (a fill later in the day would execute outside the window);
@@ -27,36 +19,20 @@ reconcile/monitor record later fills. The run has a wall-clock budget of
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebook import intents as it
-from tradebook.errors import BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported
+from tradebook.errors import BrokerUnavailable
 from tradebook.execute_support import alert_missed_windows, build_gate_run, cancel_after_window, sessions_around
+from tradebook.order_path import Outcome, execute_one
 
 if TYPE_CHECKING:
-    from tradebook.broker.base import Order, OrderRequest, Quote
     from tradebook.context import Context
-    from tradebook.gate import GateResult, GateRun, ProposedOrder
 
 POLLS = 3
-EXPIRE_CODES = frozenset({"STALE_SIGNAL"})   # gate rejections that mean "too old" -> EXPIRED
-
-
-@dataclass
-class Outcome:
-    intent_id: str
-    symbol: str
-    kind: str
-    side: str
-    qty: float
-    state: str
-    reason: str
-    client_order_id: str | None = None
 
 
 @dataclass
@@ -158,7 +134,7 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
                                     f"{len(ordered) - n} intent(s) left for the next run (EXE-3)")
             break
         try:
-            outcome = _execute_one(ctx, run, intent, quotes, available, now)
+            outcome = execute_one(ctx, run, intent, quotes, available, now)
         except it.InvalidTransition:
             continue  # another run moved this intent meanwhile
         except BrokerUnavailable as exc:
@@ -183,218 +159,3 @@ def _poll(ctx: "Context", cids: list[str], deadline: float, sync) -> None:
         cids = [c for c in cids if c not in done]
         if k + 1 < POLLS and cids:
             time.sleep(interval)
-
-
-def _execute_one(ctx: "Context", run: "GateRun", intent: it.Intent, quotes: dict[str, "Quote"],
-                 available: dict[str, float], now: datetime) -> Outcome:
-    attempt = intent.attempt if intent.state == it.SUBMITTED else intent.attempt + 1
-    cid = it.client_order_id(intent.intent_id, attempt)
-    found = ctx.broker.get_order(cid)  # EXE-1: look up before any (re)send
-    if found is not None:
-        return _adopt(ctx, intent, cid, attempt, found, now)
-    proposed = propose(intent, quotes.get(intent.symbol), available)
-    if proposed is None:
-        with ctx.ledger.transaction() as con:
-            _unsend(con, intent, now)
-            it.transition(con, intent.intent_id, it.CANCELLED, reason="nothing held to sell", now=now,
-                          run_id=ctx.run_id)
-        return _outcome(intent, it.CANCELLED, "nothing held to sell")
-    return _gate_and_send(ctx, run, intent, proposed, attempt, now)
-
-
-def limit_price(side: str, quote_price: float) -> Decimal:
-    """Marketable limit at the quote: buys rounded up, sells down, to the tick (EXIT-2)."""
-    step = Decimal("0.01") if quote_price >= 1 else Decimal("0.0001")
-    return Decimal(str(quote_price)).quantize(step, rounding=ROUND_CEILING if side == "buy" else ROUND_FLOOR)
-
-
-def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float],
-            qty: float | None = None) -> "ProposedOrder | None":
-    """The order for an intent now: limit at bid/ask (market only for immediate); exits capped at what is held."""
-    from tradebook.gate import ProposedOrder
-
-    qty = intent.qty if qty is None else qty
-    if intent.side == "sell":
-        qty = min(qty, available.get(intent.symbol, 0.0))
-        if qty <= 1e-9:
-            return None
-    market = intent.order_type == "market"
-    ref = (quote.ask if intent.side == "buy" else quote.bid) if quote is not None else None
-    limit = None if market or ref is None else float(limit_price(intent.side, ref))
-    price = limit or ref or intent.decision_price or 0.0
-    return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,
-                         order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,
-                         confidence=intent.confidence, decision_price=intent.decision_price,
-                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate")
-
-
-def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", attempt: int,
-                   now: datetime, *, retry: bool = False) -> Outcome:
-    from tradebook import gate
-    from tradebook.broker.base import OrderRequest, to_qty
-
-    it.crash_point("before_gate")
-    result = run.check(proposed, accept=False)
-    it.crash_point("after_gate_evaluated")
-    if not result.passed:
-        return _record_rejection(ctx, intent, result, now)
-    cid = it.client_order_id(intent.intent_id, attempt)
-    request = OrderRequest(proposed.symbol, proposed.side, to_qty(proposed.qty), cid, proposed.order_type,
-                           None if proposed.limit_price is None else Decimal(str(proposed.limit_price)), "day")
-    with ctx.ledger.transaction() as con:
-        gate.record(con, intent.intent_id, ctx.run_id, now, result)
-        _insert_order_row(con, request, intent, attempt, now)
-        it.transition(con, intent.intent_id, it.SUBMITTED, attempt=attempt, now=now, run_id=ctx.run_id,
-                      reason=f"gate passed ({result.reason}); sending {cid}" + (" (whole-share retry)" if retry else ""))
-    it.crash_point("after_submitted_recorded")
-    return _send(ctx, run, intent, proposed, request, attempt, now, retry)
-
-
-def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", now: datetime) -> Outcome:
-    from tradebook import gate
-
-    codes = {v.code for v in result.verdicts if v.rejected}
-    to = it.EXPIRED if codes & EXPIRE_CODES else it.REJECTED
-    reason = "gate: " + ", ".join(f"{v.rule} {v.code}" for v in result.verdicts if v.rejected)
-    with ctx.ledger.transaction() as con:
-        gate.record(con, intent.intent_id, ctx.run_id, now, result)
-        _unsend(con, intent, now)
-        it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
-    it.crash_point("after_gate_recorded")
-    return _outcome(intent, to, reason)
-
-
-def _unsend(con, intent: it.Intent, now: datetime) -> None:
-    """A resumed intent stopped before sending: its pending row never reached the broker (looked up)."""
-    if intent.state == it.SUBMITTED:
-        con.execute("UPDATE orders SET status = 'not_sent', updated_at = ? WHERE intent_id = ? AND attempt = ? "
-                    "AND status IN ('pending_submit', 'unknown')", [now, intent.intent_id, intent.attempt])
-
-
-def _insert_order_row(con, request: "OrderRequest", intent: it.Intent, attempt: int, now: datetime) -> None:
-    con.execute("INSERT OR REPLACE INTO orders (client_order_id, intent_id, attempt, broker_id, symbol, side, qty, "
-                "order_type, limit_price, time_in_force, status, filled_qty, filled_avg_price, reject_reason, "
-                "submitted_at, updated_at) VALUES (?,?,?,NULL,?,?,?,?,?,?,'pending_submit',0,NULL,NULL,?,?)",
-                [request.client_order_id, intent.intent_id, attempt, request.symbol, request.side,
-                 float(request.qty), request.order_type,
-                 None if request.limit_price is None else float(request.limit_price), request.time_in_force,
-                 now, now])
-
-
-def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", request: "OrderRequest",
-          attempt: int, now: datetime, retry: bool) -> Outcome:
-    cid = request.client_order_id
-    try:
-        order = _submit_with_lookup(ctx, request)
-    except FractionalNotSupported as exc:
-        _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, fail=retry)
-        whole = float(math.floor(proposed.qty))
-        if retry or whole <= 0:
-            return _fail(ctx, intent, f"{exc.code}: fractional refused; whole-share qty {whole:g}", now, retry)
-        return _gate_and_send(ctx, run, _reload(ctx, intent), replace(proposed, qty=whole), attempt + 1, now,
-                              retry=True)  # EXE-5 fallback, logged by the transition reason
-    except BrokerRejected as exc:
-        _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, fail=True)
-        return _outcome(intent, it.FAILED, f"broker rejected: {exc.code}", cid)
-    except BrokerUnavailable as exc:
-        _mark_order(ctx, intent, cid, "unknown", f"outcome unknown ({type(exc).__name__}); looked up, not found: "
-                                                 "the next run looks again before any resend", now, fail=False)
-        run.accept(proposed)  # it may exist: count it against limits in this run
-        return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
-    it.crash_point("after_broker_submit")
-    run.accept(proposed)
-    return _record_answer(ctx, intent, cid, order, now)
-
-
-def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
-    """Submit; on a transient error or an unknown outcome look the id up and, only when the broker
-    has never seen it, send once more with the *same* client_order_id (a duplicate is refused)."""
-    for last in (False, True):
-        try:
-            return ctx.broker.submit(request)
-        except DuplicateClientOrderId:
-            found = _lookup(ctx, request.client_order_id)
-            if found is None:
-                raise BrokerUnavailable("broker reports a duplicate client_order_id it cannot find") from None
-            return found
-        except BrokerUnavailable:
-            found = _lookup(ctx, request.client_order_id)
-            if found is not None:
-                return found
-            if last:
-                raise
-
-
-def _lookup(ctx: "Context", cid: str) -> "Order | None":
-    try:
-        return ctx.broker.get_order(cid)
-    except BrokerUnavailable:
-        return None
-
-
-def _record_answer(ctx: "Context", intent: it.Intent, cid: str, order: "Order", now: datetime) -> Outcome:
-    """Record the broker's answer for our order (status, fills, intent transition) in one transaction."""
-    from tradebook.reconcile import apply_order_update, open_order_rows, order_update
-
-    with ctx.ledger.transaction() as con:
-        rows = open_order_rows(con, [cid])
-        update = order_update(rows[0], order, window_over=False, now=now) if rows else None
-        if update is not None:
-            apply_order_update(con, update, ctx, now)
-        # POS-3 cooldown from the moment the broker has the order (not when recorded: a resumed send
-        # of an order that never reached the broker must not be blocked by its own cooldown).
-        con.execute("INSERT OR REPLACE INTO cooldowns (symbol, last_order_at) VALUES (?, ?)", [intent.symbol, now])
-        state = it.load(con, intent.intent_id).state
-    it.crash_point("after_order_recorded")
-    if update is not None and update.fill_qty > 0:
-        it.crash_point("after_fill_recorded")
-    return _outcome(intent, state, f"broker {order.status}, filled {order.filled_qty:g}", cid)
-
-
-def _adopt(ctx: "Context", intent: it.Intent, cid: str, attempt: int, order: "Order", now: datetime) -> Outcome:
-    """The broker already has this client_order_id (a previous run sent it): record, never resend."""
-    from tradebook.broker.base import OrderRequest, to_qty
-
-    with ctx.ledger.connect() as con:
-        known = con.execute("SELECT count(*) FROM orders WHERE client_order_id = ?", [cid]).fetchall()[0][0]
-    if not known:  # the ledger lost the row (e.g. restored from a backup): rebuild it from the broker
-        request = OrderRequest(order.symbol, order.side, to_qty(order.qty), cid, order.order_type,
-                               None if order.limit_price is None else Decimal(str(order.limit_price)), "day")
-        with ctx.ledger.transaction() as con:
-            _insert_order_row(con, request, intent, attempt, now)
-            it.transition(con, intent.intent_id, it.SUBMITTED, attempt=attempt, now=now, run_id=ctx.run_id,
-                          reason=f"adopted {cid}: found at the broker, not in the ledger")
-    return _record_answer(ctx, _reload(ctx, intent), cid, order, now)
-
-
-def _mark_order(ctx: "Context", intent: it.Intent, cid: str, status: str, reason: str, now: datetime,
-                fail: bool) -> None:
-    from tradebook.ledger import record_event
-
-    with ctx.ledger.transaction() as con:
-        con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
-                    [status, reason, now, cid])
-        record_event(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
-                     reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
-        if fail:
-            it.transition(con, intent.intent_id, it.FAILED, reason=reason, now=now, run_id=ctx.run_id)
-
-
-def _fail(ctx: "Context", intent: it.Intent, reason: str, now: datetime, already: bool) -> Outcome:
-    if not already:
-        with ctx.ledger.transaction() as con:
-            it.transition(con, intent.intent_id, it.FAILED, reason=reason, now=now, run_id=ctx.run_id)
-    return _outcome(intent, it.FAILED, reason)
-
-
-def _reload(ctx: "Context", intent: it.Intent) -> it.Intent:
-    return _reload_id(ctx, intent.intent_id) or intent
-
-
-def _reload_id(ctx: "Context", iid: str) -> it.Intent:
-    with ctx.ledger.connect() as con:
-        return it.load(con, iid)
-
-
-def _outcome(intent: it.Intent, state: str, reason: str, cid: str | None = None) -> Outcome:
-    return Outcome(intent.intent_id, intent.symbol, intent.kind, intent.side, intent.qty, state, reason, cid)

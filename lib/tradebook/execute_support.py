@@ -156,7 +156,8 @@ def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
     """Cancel our still-working orders of planned intents whose window is over; record the result."""
     from tradebook.broker.base import OPEN_STATUSES
     from tradebook.ledger import record_event
-    from tradebook.reconcile import open_order_rows, sync_orders, window_end
+    from tradebook.order_sync import open_order_rows, window_end
+    from tradebook.reconcile import sync_orders
 
     with ctx.ledger.connect() as con:
         rows = [r for r in open_order_rows(con) if r.status in OPEN_STATUSES and r.urgency != "immediate"]

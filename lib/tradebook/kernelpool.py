@@ -157,6 +157,11 @@ class KernelPool:
         return len(self._spares)
 
     @property
+    def spare_pids(self) -> list[int | None]:
+        """Process ids of the warm kernels waiting for a notebook (next one first)."""
+        return [_pid(km) for km in self._spares]
+
+    @property
     def context(self) -> Any:
         """The zmq context shared by this pool's kernel managers and clients."""
         return self._context

@@ -3,7 +3,7 @@
 1. REC-1: fetch broker positions and open orders first, then look up each of our
    orders the ledger still considers open (by client_order_id).
 2. Order truth → ledger: status changes, fills (with slippage vs the decision price,
-   EXE-6) and intent transitions (orders.py-free: see ``order_update``).
+   EXE-6) and intent transitions (``order_sync.order_update``, pure).
 3. ``diff`` (pure) compares broker positions with the ledger *after* those fills:
    unknown at the ledger → BACKFILL as EXTERNAL (REC-2); missing at the broker →
    EXTERNAL_CLOSE (REC-3); qty / avg price mismatch → CORRECTION, broker wins (REC-4).
@@ -18,25 +18,23 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
-from tradebook.broker.base import OPEN_STATUSES
-from tradebook.errors import BrokerUnavailable, LedgerError
-from tradebook.positions import EPS, LedgerPosition, load_positions, next_position
+from tradebook.errors import LedgerError
+from tradebook.order_sync import (OrderRow, OrderUpdate, apply_order_update, compute_updates, fetch_truth,
+                                  open_order_rows)
+from tradebook.order_sync import order_update, window_end  # noqa: F401  (re-exported: flatten.py uses them)
+from tradebook.positions import EPS, next_position
 
 if TYPE_CHECKING:
     import duckdb
 
-    from tradebook.broker.base import Broker, Order
     from tradebook.context import Context
 
 QTY_TOL = 1e-6
 PRICE_TOL = 1e-6          # relative
-LOCAL_OPEN = frozenset({"pending_submit", "unknown"})   # recorded by us; broker not confirmed yet
-NON_FINAL = LOCAL_OPEN | OPEN_STATUSES
 BACKFILL, EXTERNAL_CLOSE, CORRECTION = "BACKFILL", "EXTERNAL_CLOSE", "CORRECTION"
 
 
@@ -81,153 +79,10 @@ def diff(broker_positions: Iterable[Any], ledger_positions: Iterable[Any]) -> li
     return out
 
 
-# --- our orders vs broker truth ----------------------------------------------------------------
-@dataclass(frozen=True)
-class OrderRow:
-    client_order_id: str
-    intent_id: str
-    attempt: int
-    broker_id: str | None
-    symbol: str
-    side: str
-    qty: float
-    status: str
-    filled_qty: float
-    filled_avg_price: float | None
-    submitted_at: datetime | None
-    urgency: str
-    decision_price: float | None
-    confidence: float | None
-    intent_state: str
-    intent_attempt: int
-
-
-ORDER_ROW_SQL = (
-    "SELECT o.client_order_id, o.intent_id, o.attempt, o.broker_id, o.symbol, o.side, o.qty, o.status, "
-    "o.filled_qty, o.filled_avg_price, o.submitted_at, i.urgency, i.decision_price, i.confidence, i.state, "
-    "i.attempt FROM orders o JOIN intents i USING (intent_id)")
-
-
-def open_order_rows(con: "duckdb.DuckDBPyConnection", cids: Iterable[str] | None = None) -> list[OrderRow]:
-    """Our orders the ledger still considers working (optionally only ``cids``)."""
-    marks = ", ".join("?" for _ in NON_FINAL)
-    sql, params = f"{ORDER_ROW_SQL} WHERE o.status IN ({marks})", list(NON_FINAL)
-    if cids is not None:
-        cids = list(cids)
-        if not cids:
-            return []
-        sql += f" AND o.client_order_id IN ({', '.join('?' for _ in cids)})"
-        params += cids
-    return [OrderRow(*r) for r in con.execute(sql + " ORDER BY o.submitted_at, o.client_order_id", params).fetchall()]
-
-
-@dataclass(frozen=True)
-class OrderUpdate:
-    row: OrderRow
-    status: str
-    broker_id: str | None
-    filled_qty: float
-    filled_avg_price: float | None
-    fill_qty: float = 0.0          # newly filled since the ledger's last look
-    fill_price: float | None = None
-    fill_ts: datetime | None = None
-    intent_to: str | None = None
-    reason: str = ""
-    reject_reason: str | None = None
-
-
-def intent_state_for(status: str, filled_qty: float) -> str | None:
-    """The intent state an order status implies (None: still working)."""
-    if status == "filled":
-        return "FILLED"
-    if status in ("canceled", "expired"):
-        return "PARTIAL" if filled_qty > EPS else ("CANCELLED" if status == "canceled" else "EXPIRED")
-    if status == "rejected":
-        return "FAILED"
-    if status == "not_found":
-        return "PLANNED"
-    return None
-
-
-def order_update(row: OrderRow, truth: "Order | None", *, window_over: bool, now: datetime) -> OrderUpdate | None:
-    """Pure: what the ledger must record for one of our orders given the broker's view (None: nothing)."""
-    if truth is None:
-        if row.status in LOCAL_OPEN and window_over:
-            return _with_intent(OrderUpdate(row, "not_found", None, row.filled_qty, row.filled_avg_price,
-                                            reason="never reached the broker (absent after its window); "
-                                                   "next attempt gets a new client_order_id"))
-        return None  # still inside the window: execute resumes it with the same client id
-    delta = truth.filled_qty - row.filled_qty
-    changed = (truth.status != row.status or truth.broker_id != row.broker_id or delta > EPS)
-    if not changed:
-        return None
-    fill_price = None
-    if delta > EPS:
-        total = (truth.filled_avg_price or 0.0) * truth.filled_qty
-        fill_price = (total - (row.filled_avg_price or 0.0) * row.filled_qty) / delta
-    reason = ("adopted: found at the broker by client_order_id" if row.status in LOCAL_OPEN
-              else f"broker status {row.status} -> {truth.status}")
-    return _with_intent(OrderUpdate(row, truth.status, truth.broker_id, truth.filled_qty, truth.filled_avg_price,
-                                    max(delta, 0.0), fill_price, truth.updated_at or now, None, reason,
-                                    truth.reject_reason))
-
-
-def _with_intent(u: OrderUpdate) -> OrderUpdate:
-    """Attach the intent transition, only for the intent's current attempt while SUBMITTED."""
-    to = intent_state_for(u.status, u.filled_qty)
-    if to is None or u.row.intent_state != "SUBMITTED" or u.row.attempt != u.row.intent_attempt:
-        return u
-    return OrderUpdate(**{**u.__dict__, "intent_to": to})
-
-
-def fetch_truth(broker: "Broker", rows: list[OrderRow], open_orders: list["Order"]) -> dict[str, "Order | None"]:
-    """The broker's view of each row; rows the broker could not answer for are left out."""
-    by_cid = {o.client_order_id: o for o in open_orders}
-    out: dict[str, Order | None] = {}
-    for row in rows:
-        if row.client_order_id in by_cid:
-            out[row.client_order_id] = by_cid[row.client_order_id]
-            continue
-        try:
-            out[row.client_order_id] = broker.get_order(row.client_order_id)
-        except BrokerUnavailable:
-            continue  # an error is not "not found": never conclude absence from a failure
-    return out
-
-
-def window_end(row: OrderRow, ctx: "Context") -> datetime:
-    """When a pending order's chance is over: its exit window end, or the close for immediate ones."""
-    from tradebook.intents import window_of
-
-    sent = row.submitted_at
-    if sent is None:
-        return datetime.min.replace(tzinfo=ctx.now().tzinfo)
-    from tradebook.controls import session_date
-
-    day = session_date(sent)
-    sessions = ctx.broker.calendar(day, day)
-    if not sessions:
-        return sent + timedelta(hours=1)
-    end = sessions[0].close if row.urgency == "immediate" else window_of(sessions[0], ctx.params)[1]
-    return max(end, sent)
-
-
-def compute_updates(ctx: "Context", rows: list[OrderRow], truth: dict[str, "Order | None"],
-                    now: datetime) -> list[OrderUpdate]:
-    out = []
-    for row in rows:
-        if row.client_order_id not in truth:
-            continue
-        found = truth[row.client_order_id]
-        over = found is None and row.status in LOCAL_OPEN and now > window_end(row, ctx)
-        u = order_update(row, found, window_over=over, now=now)
-        if u is not None:
-            out.append(u)
-    return out
-
-
-def project(ledger: dict[str, LedgerPosition], updates: list[OrderUpdate]) -> dict[str, Pos]:
+def project(ledger: dict[str, Any], updates: list[OrderUpdate]) -> dict[str, Pos]:
     """Pure: ledger positions after the fills in ``updates``."""
+    if not any(u.fill_qty > EPS for u in updates):
+        return ledger
     out = {s: Pos(s, p.qty, p.avg_price) for s, p in ledger.items()}
     for u in updates:
         if u.fill_qty <= EPS:
@@ -330,16 +185,21 @@ def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileR
     return report
 
 
+def load_quantities(con: "duckdb.DuckDBPyConnection") -> dict[str, Pos]:
+    """Ledger positions as (symbol, qty, avg_price) only: no timestamps to convert (5,000 rows in ms)."""
+    return {r[0]: Pos(*r) for r in con.execute("SELECT symbol, qty, avg_price FROM positions").fetchall()}
+
+
 def _read_ledger(ctx: "Context", cids: Iterable[str] | None):
     with ctx.ledger.connect() as con:
         rows = open_order_rows(con, cids)
-        positions = load_positions(con)
+        positions = load_quantities(con)
         first = not positions and not con.execute(
             "SELECT (SELECT count(*) FROM trades) + (SELECT count(*) FROM orders)").fetchall()[0][0]
         return rows, positions, first, con.execute(_FINGERPRINT).fetchall()[0]
 
 
-def _check(ctx: "Context", rows: list[OrderRow], ledger: dict[str, LedgerPosition], light: bool, now: datetime):
+def _check(ctx: "Context", rows: list[OrderRow], ledger: dict[str, Pos], light: bool, now: datetime):
     """One look at the broker: (positions, open orders, order updates, actions)."""
     broker = ctx.broker
     positions = [] if light else broker.positions()     # REC-1: positions and open orders first
@@ -379,30 +239,6 @@ def _write(ctx: "Context", report: ReconcileReport, fingerprint: tuple) -> None:
             _raise_divergence(con, report, ctx)
 
 
-def apply_order_update(con: "duckdb.DuckDBPyConnection", u: OrderUpdate, ctx: "Context", now: datetime) -> None:
-    """Record one order update inside the caller's transaction: row, fill, intent state, event."""
-    from tradebook.controls import session_date
-    from tradebook.intents import transition
-    from tradebook.ledger import record_event
-    from tradebook.positions import FillInfo, apply_fill
-
-    r = u.row
-    con.execute("UPDATE orders SET status = ?, broker_id = coalesce(?, broker_id), filled_qty = ?, "
-                "filled_avg_price = ?, reject_reason = coalesce(?, reject_reason), updated_at = ? "
-                "WHERE client_order_id = ?",
-                [u.status, u.broker_id, u.filled_qty, u.filled_avg_price, u.reject_reason, now, r.client_order_id])
-    record_event(con, f"ORDER_{u.status.upper()}", run_id=ctx.run_id, symbol=r.symbol, qty=u.filled_qty,
-                 price=u.filled_avg_price, reason=u.reason, ts=now,
-                 data={"client_order_id": r.client_order_id, "intent_id": r.intent_id, "from": r.status})
-    if u.fill_qty > EPS:
-        ts = u.fill_ts or now
-        apply_fill(con, FillInfo(r.client_order_id, r.intent_id, r.symbol, r.side, u.fill_qty, u.fill_price or 0.0,
-                                 ts, r.decision_price, r.confidence), ctx.params, session_date(ts), ctx.run_id)
-    if u.intent_to:
-        transition(con, r.intent_id, u.intent_to, reason=f"order {r.client_order_id} {u.status}: {u.reason}",
-                   now=now, run_id=ctx.run_id)
-
-
 def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: "Context", now: datetime) -> None:
     """REC-2/3/4/6 in bulk (set-based SQL over a registered frame: 5,000 actions stay fast)."""
     import pandas as pd
@@ -416,8 +252,7 @@ def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: 
         "delta": [a.delta for a in actions], "reason": [a.reason for a in actions],
         "tier": [p.symbol_tiers.get(a.symbol) for a in actions],
         "sector": [p.symbol_sectors.get(a.symbol) for a in actions],
-        "data": [json.dumps({"ledger_qty": a.ledger_qty, "ledger_price": a.ledger_price, "broker_qty": a.qty,
-                             "broker_price": a.price}) for a in actions],
+        "ledger_qty": [a.ledger_qty for a in actions], "ledger_price": [a.ledger_price for a in actions],
     })
     con.register("rec_actions", frame)
     try:
@@ -440,7 +275,8 @@ def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | Non
                 "SELECT ?, symbol, CASE WHEN delta >= 0 THEN 'buy' ELSE 'sell' END, abs(delta), "
                 "price, kind, NULL, reason, ? FROM rec_actions", [now, run_id])
     con.execute("INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason, data) "
-                "SELECT ?, ?, 'RECONCILE_' || kind, symbol, qty, price, reason, data FROM rec_actions",
+                "SELECT ?, ?, 'RECONCILE_' || kind, symbol, qty, price, reason, json_object('ledger_qty', ledger_qty, "
+                "'ledger_price', ledger_price, 'broker_qty', qty, 'broker_price', price) FROM rec_actions",
                 [now, run_id])
 
 

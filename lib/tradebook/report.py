@@ -78,12 +78,13 @@ SQL = {
                           CASE WHEN kind = 'EXIT' THEN 'EXIT_' || state ELSE state END AS state,
                           attempt, gate_status, gate_reason, reason
                    FROM intents WHERE state IN {OPEN_STATES} ORDER BY created_at, intent_id""",
+    # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
     "runs": """SELECT phase, count(*) AS runs, count(*) FILTER (WHERE status NOT IN ('OK', 'RUNNING')) AS failed,
-                      max(started_at) AS last_run,
-                      arg_max(status, started_at) AS last_status
+                      max(coalesce(sim_time, started_at)) AS last_run,
+                      arg_max(status, coalesce(sim_time, started_at)) AS last_status
                FROM runs GROUP BY phase ORDER BY phase""",
-    "failed_runs": "SELECT started_at, phase, status, error, notebook_path FROM runs "
-                   "WHERE status NOT IN ('OK', 'RUNNING') ORDER BY started_at DESC LIMIT 10",
+    "failed_runs": "SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
+                   "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT 10",
     "counts": f"""SELECT (SELECT count(*) FROM fills), (SELECT count(*) FROM trades),
                         (SELECT coalesce(sum(realized_pnl), 0) FROM trades),
                         (SELECT count(*) FROM intents WHERE state IN {OPEN_STATES}),

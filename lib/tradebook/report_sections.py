@@ -204,9 +204,6 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
     text = [c for c in shown.columns if pd.api.types.is_object_dtype(shown[c]) or pd.api.types.is_string_dtype(shown[c])]
     if text:  # words read left-aligned; numbers stay right-aligned
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
-    prose = [c for c in ("reason", "detail", "error", "notebook_path") if c in shown.columns]
-    if prose:  # long free text wraps; everything else stays on one line
-        styler = styler.set_properties(subset=prose, **{"white-space": "normal", "min-width": "22em"})
     status_cols = [c for c in ("status", "state", "last_status") if c in shown.columns]
     if status_cols:
         styler = styler.map(lambda v: STATUS_COLOURS.get(str(v).removeprefix("EXIT_"), ""), subset=status_cols)
@@ -214,8 +211,14 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
     if signed:
         styler = styler.map(lambda v: f"color: {GREEN if v > 0 else RED}" if v == v and v != 0 else "",
                             subset=signed)
-    return styler.set_table_styles([{"selector": "th", "props": "text-align: left; background-color: #f5f5f5"},
-                                    {"selector": "td", "props": "padding: 2px 10px; white-space: nowrap"}])
+    styler = styler.set_table_styles([{"selector": "th", "props": "text-align: left; background-color: #f5f5f5"},
+                                      {"selector": "td", "props": "padding: 2px 10px; white-space: nowrap"}])
+    prose = [c for c in ("reason", "detail", "error", "notebook_path") if c in shown.columns]
+    if prose:  # long free text wraps (a per-column rule outranks the nowrap above); the rest stays on one line
+        styler = styler.set_table_styles({c: [{"selector": "td", "props": "white-space: normal; min-width: 16em; "
+                                                                          "max-width: 36em"}] for c in prose},
+                                         overwrite=False)
+    return styler
 
 
 def show_section(report: "Report", section: str) -> None:

@@ -31,7 +31,6 @@ Venue rules (chosen to mirror Alpaca):
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -43,6 +42,7 @@ from tradebook.broker import sim_state as state
 from tradebook.broker.base import (Account, Asset, CancelResult, Clock, Order, OrderRequest, Position,
                                    Quote, Session, to_qty)
 from tradebook.broker.sim_accept import FAULT_OPS, READ_FAULTS, SUBMIT_FAULTS, accept, fault_error
+from tradebook.broker.sim_state import Fill
 from tradebook.broker.sim_store import SimStore
 from tradebook.errors import BrokerRejected, CalendarError, ConfigError, OrderOutcomeUnknown
 
@@ -53,16 +53,6 @@ if TYPE_CHECKING:
 
 __all__ = ["SimBroker", "Fill", "preload", "SUBMIT_FAULTS", "READ_FAULTS", "FAULT_OPS"]
 DAY_START = time(8, 0)   # a new simulated account starts at 08:00 exchange time
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    client_order_id: str
-    symbol: str
-    side: str
-    qty: float
-    price: float
-    ts: datetime
 
 
 def _fault_pending(book: state.Book, op: str | None) -> bool:
@@ -118,7 +108,7 @@ class SimBroker:
     def _create(self, con) -> tuple:
         first = sessions.first_session_on_or_after(self.start_date)
         start = datetime.combine(first.day, DAY_START, sessions.EXCHANGE_TZ)
-        return self.store.create(con, self.seed, match.to_us(start), self.starting_cash, self.start_date)
+        return self.store.create(con, self.seed, state.to_us(start), self.starting_cash, self.start_date)
 
     def _check_seed(self, seed: int) -> None:
         if seed != self.seed:
@@ -147,13 +137,13 @@ class SimBroker:
         return self._call(op, lambda con, loaded: body(loaded))
 
     def _mid(self, symbol: str, book: state.Book) -> float:
-        point = prices.price_at(symbol, book.now_us / match.US, self.seed)
+        point = prices.price_at(symbol, book.now_us / state.US, self.seed)
         return point.mid if point else 0.0
 
     # --- Broker protocol: reads -----------------------------------------------------------
     def now(self) -> datetime:
         """The simulated time (exchange time)."""
-        return self._read(None, lambda book: match.from_us(book.now_us))
+        return self._read(None, lambda book: state.from_us(book.now_us))
 
     def clock(self) -> Clock:
         """The simulated clock (is_open, next_open, next_close as Alpaca reports them)."""
@@ -195,42 +185,22 @@ class SimBroker:
 
     def fills(self) -> list[Fill]:
         """Every fill so far in time order (extra, for tests, demos and reports)."""
-        def body(con, book):
-            rows = state.load_orders(con, "fills <> '[]'")
-            out = [(ts, o.seq, Fill(o.client_order_id, o.symbol, o.side, q, p, match.from_us(ts)))
-                   for o in rows for q, p, ts in o.fills]
-            return [f for _, _, f in sorted(out, key=lambda x: x[:2])]
-        return self._call(None, body)
+        return self._call(None, lambda con, book: state.load_fills(con))
 
     def quotes(self, symbols: list[str]) -> dict[str, Quote]:
         """Bid/ask around the path price now; symbols without data yet (not listed) are left out."""
         def body(book):
-            ts, out = match.from_us(book.now_us), {}
-            for symbol in symbols:
-                point = prices.price_at(symbol, book.now_us / match.US, self.seed)
-                if point is not None:
-                    bid, ask = prices.bid_ask(point.mid, self.spread_bps)
-                    out[symbol] = Quote(symbol, bid, ask, ts, point.day_open, point.prev_close)
-            return out
+            now = state.from_us(book.now_us)
+            quotes = {s: prices.quote(s, now, self.seed, self.spread_bps) for s in symbols}
+            return {s: q for s, q in quotes.items() if q is not None}
         for symbol in symbols:
             prices.symbol_bars(symbol)  # UnknownSymbol for data the simulator does not have
         return self._read("quotes", body)
 
     def daily_bars(self, symbols: list[str], start: date, end: date) -> "pd.DataFrame":
         """Adjusted daily bars up to the last *closed* session: today's bar only after the close."""
-        import bisect
-
-        import pandas as pd
-
-        from tradebook.marketdata import COLUMNS, load_bars
-
         closed = sessions.last_closed_session(self.now())
-        last = min(end, closed.day) if closed else date.min
-        parts = []
-        for symbol in symbols:
-            frame, days = load_bars([symbol]), prices.symbol_bars(symbol).days
-            parts.append(frame.iloc[bisect.bisect_left(days, start):bisect.bisect_right(days, last)])
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+        return prices.bars_through(symbols, start, min(end, closed.day) if closed else date.min)
 
     def asset(self, symbol: str) -> Asset:
         """Tradable while the replayed data covers the current (or next) session."""
@@ -316,11 +286,11 @@ class SimBroker:
 
         Returns the orders that changed on the way (fills, partial fills, expiries).
         """
-        target = match.to_us(dt)
+        target = state.to_us(dt)
 
         def body(con, book):
             if target < book.now_us:
-                raise CalendarError(f"the simulated clock is at {match.from_us(book.now_us)}; it cannot move "
+                raise CalendarError(f"the simulated clock is at {state.from_us(book.now_us)}; it cannot move "
                                     f"back to {dt}")
             changed = match.advance(book, target, self.seed, self.spread_bps, self.fractionable)
             self.store.save(con, book)

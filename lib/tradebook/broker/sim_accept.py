@@ -32,7 +32,7 @@ def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, pa
     market is open and it is marketable."""
     i, bid, ask = _validate(sim, con, book, request, liquidation)
     table = sessions.table()
-    is_open = table.opens[i] * match.US <= book.now_us < table.closes[i] * match.US
+    is_open = table.opens[i] * state.US <= book.now_us < table.closes[i] * state.US
     limit = float(request.limit_price) if request.limit_price is not None else None
     book.order_seq += 1
     row = state.OrderRow(
@@ -40,8 +40,8 @@ def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, pa
         symbol=request.symbol, side=request.side, qty=float(request.qty), order_type=request.order_type,
         limit_price=limit, tif=request.time_in_force, status="new" if is_open else "accepted", filled_qty=0.0,
         filled_avg_price=None, submitted_us=book.now_us, updated_us=book.now_us,
-        active_from_us=book.now_us if is_open else table.opens[i] * match.US,
-        expires_us=table.closes[i] * match.US if request.time_in_force == "day" else None,
+        active_from_us=book.now_us if is_open else table.opens[i] * state.US,
+        expires_us=table.closes[i] * state.US if request.time_in_force == "day" else None,
         reserve_price=limit if limit is not None else ask, partial=partial)
     book.new_orders.append(row)
     if is_open and match.crosses(row.side, limit, bid, ask):
@@ -66,10 +66,10 @@ def _validate(sim: "SimBroker", con, book: state.Book, request: OrderRequest,
         raise DuplicateClientOrderId(f"client_order_id {request.client_order_id} must be unique "
                                      "(the venue already has an order with it; look it up)")
     table = sessions.table()
-    now_s = book.now_us / match.US
+    now_s = book.now_us / state.US
     i = table.closing_after(now_s)          # the session this order trades in
     if i >= len(table):
-        raise BrokerRejected(f"no {sessions.EXCHANGE} session after {match.from_us(book.now_us)} in the calendar",
+        raise BrokerRejected(f"no {sessions.EXCHANGE} session after {state.from_us(book.now_us)} in the calendar",
                              code="ASSET_NOT_TRADABLE")
     _check_asset(sim, request, table.days[i], liquidation)
     point = prices.price_at(request.symbol, now_s, sim.seed)

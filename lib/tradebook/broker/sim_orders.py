@@ -11,34 +11,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 
 from tradebook import sessions
 from tradebook.broker.base import Order
 from tradebook.broker.sim_path import bid_ask, day_path, session_minutes
-from tradebook.broker.sim_state import Book, OrderRow, open_rows
+from tradebook.broker.sim_state import US, Book, OrderRow, from_us, open_rows
 
-US = 1_000_000
 MINUTE_US = 60 * US
 EPS = 1e-9
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True, slots=True)
 class Cross:
     ts_us: int
     price: float
-
-
-def to_us(dt: datetime) -> int:
-    """Epoch microseconds of a timezone-aware datetime (exact, no float rounding)."""
-    sessions.epoch(dt)  # refuses naive datetimes
-    return (dt - _EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(us: int) -> datetime:
-    """Exchange-time datetime of epoch microseconds."""
-    return (_EPOCH + timedelta(microseconds=us)).astimezone(sessions.EXCHANGE_TZ)
 
 
 def to_order(row: OrderRow) -> Order:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from tradebook import sessions
+from tradebook.broker.base import Quote
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 NOISE_OF_RANGE = 0.03   # noise sigma as a fraction of the day's high-low range
 
@@ -143,3 +145,27 @@ def bid_ask(mid: float, spread_bps: float) -> tuple[float, float]:
     """Bid and ask around ``mid``, each half the spread away."""
     half = mid * spread_bps / 2e4
     return mid - half, mid + half
+
+
+def quote(symbol: str, at: datetime, seed: int, spread_bps: float) -> Quote | None:
+    """The simulated quote at ``at`` (None before the symbol has any data)."""
+    point = price_at(symbol, sessions.epoch(at), seed)
+    if point is None:
+        return None
+    bid, ask = bid_ask(point.mid, spread_bps)
+    return Quote(symbol, bid, ask, at, point.day_open, point.prev_close)
+
+
+def bars_through(symbols: list[str], start: date, last: date) -> "pd.DataFrame":
+    """Adjusted daily bars with start <= date <= last, long format (marketdata.COLUMNS)."""
+    import bisect
+
+    import pandas as pd
+
+    from tradebook.marketdata import COLUMNS, load_bars
+
+    parts = []
+    for symbol in symbols:
+        frame, days = load_bars([symbol]), symbol_bars(symbol).days
+        parts.append(frame.iloc[bisect.bisect_left(days, start):bisect.bisect_right(days, last)])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
+
+from tradebook import sessions
 
 if TYPE_CHECKING:
     import duckdb
@@ -35,6 +38,31 @@ CREATE TABLE IF NOT EXISTS sim_orders (
 """
 
 OPEN_WHERE = "status IN ('new', 'accepted', 'partially_filled')"
+US = 1_000_000                 # state times are integer epoch microseconds (exact, tz-free)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_us(dt: datetime) -> int:
+    """Epoch microseconds of a timezone-aware datetime (exact, no float rounding)."""
+    sessions.epoch(dt)  # refuses naive datetimes
+    return (dt - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    """Exchange-time datetime of epoch microseconds."""
+    return (_EPOCH + timedelta(microseconds=us)).astimezone(sessions.EXCHANGE_TZ)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution at the simulated venue."""
+
+    client_order_id: str
+    symbol: str
+    side: str
+    qty: float
+    price: float
+    ts: datetime
 
 
 @dataclass(slots=True)
@@ -89,9 +117,16 @@ class Book:
 # --- reading and writing rows (on a connection SimStore attached) ---------------------------
 
 def read_meta(con: "duckdb.DuckDBPyConnection") -> tuple | None:
-    """(seed, now_us, cash, order_seq, positions_json, faults_json), or None for a brand-new state."""
-    return con.execute("SELECT seed, now_us, cash, order_seq, positions, faults FROM sim_meta WHERE id = 1"
-                       ).fetchone()
+    """(seed, now_us, cash, order_seq, positions_json, faults_json), or None for a brand-new state
+    (whose tables this creates)."""
+    import duckdb
+
+    try:
+        return con.execute("SELECT seed, now_us, cash, order_seq, positions, faults FROM sim_meta WHERE id = 1"
+                           ).fetchone()
+    except duckdb.CatalogException:
+        con.execute(SCHEMA)
+        return None
 
 
 def book_from(meta: tuple, open_orders: list[OrderRow], copy: bool) -> Book:
@@ -112,6 +147,14 @@ def load_orders(con, where: str = OPEN_WHERE, params: list | None = None) -> lis
     rows = con.execute(f"SELECT {', '.join(ORDER_COLUMNS)} FROM sim_orders WHERE {where} ORDER BY seq",
                        params or []).fetchall()
     return [OrderRow(*row[:-1], json.loads(row[-1])) for row in rows]
+
+
+def load_fills(con) -> list[Fill]:
+    """Every fill so far, in time order."""
+    rows = load_orders(con, "fills <> '[]'")
+    out = [(ts, o.seq, Fill(o.client_order_id, o.symbol, o.side, q, p, from_us(ts)))
+           for o in rows for q, p, ts in o.fills]
+    return [f for _, _, f in sorted(out, key=lambda x: x[:2])]
 
 
 def _order_values(row: OrderRow) -> list:

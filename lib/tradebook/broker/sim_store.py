@@ -56,14 +56,6 @@ def _memory_connection() -> "duckdb.DuckDBPyConnection":
     return _memory
 
 
-def _file_key(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 class SimStore:
     """Short visits to the sim state file: ATTACH, read, one write transaction, DETACH."""
 
@@ -74,7 +66,6 @@ class SimStore:
         self.path = Path(path).absolute()
         self.stamp_path = self.path.with_name(self.path.name + ".stamp")
         self.lock_timeout_s = lock_timeout_s
-        self._schema_for: tuple[int, int] | None = None   # file the schema was ensured for
 
     # change detection without opening the file ------------------------------------------
     def stamp(self) -> tuple | None:
@@ -134,10 +125,6 @@ class SimStore:
             self._attach(con)
             try:
                 con.execute(f"USE {ALIAS}")
-                key = _file_key(self.path)
-                if key is None or key != self._schema_for:   # new, or replaced (e.g. demo --fresh)
-                    con.execute(state.SCHEMA)
-                    self._schema_for = key
                 yield con
             finally:
                 _detach(con)
