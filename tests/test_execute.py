@@ -227,3 +227,27 @@ def test_execute_report_when_done_then_tables_and_summary(ectx):
     report = run_execute(ectx)
     assert "FILLED 3" in report.summary() and len(report.tables()["intents processed"]) == 3
     assert mid(ectx, "AAPL") > 0
+
+
+class HaltAfterFirstSubmit:
+    """The operator pulls the kill switch while a run is sending (a broker wrapper that does it)."""
+
+    def __init__(self, inner, ctx):
+        self.inner, self.ctx = inner, ctx
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def submit(self, request):
+        order = self.inner.submit(request)
+        controls.halt(self.ctx.params, self.ctx.root, "operator halt mid-run")
+        return order
+
+
+def test_ctl1_when_kill_switch_pulled_mid_run_then_next_order_is_not_sent(ectx):
+    """CTL-1/GATE-1 at the last step: the state is read again before each order, not once per run."""
+    ectx.broker.advance_to(window_time())
+    ectx.__dict__["broker"] = HaltAfterFirstSubmit(ectx.broker, ectx)
+    report = run_execute(ectx)
+    assert [o.state for o in report.outcomes] == ["FILLED", "REJECTED", "REJECTED"]
+    assert report.control_state == "HALTED" and len(broker_orders(ectx)) == 1

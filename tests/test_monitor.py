@@ -103,3 +103,15 @@ def test_monitor_when_tick_runs_then_breakers_run_and_planned_exit_superseded(ro
     assert len(calls) == 1
     assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [old.intent_id]) == "EXPIRED"
     assert it.client_order_id("20110721-AAPL-EXIT-STOP_LOSS", 1) in {o[0] for o in broker_orders(ctx)}
+
+
+def test_exit4_when_frozen_then_no_exit_intent_and_report_says_why(root):
+    """A FROZEN account gets no protective exit orders (GATE-1 refuses all); the tick says so, once."""
+    from tradebook import controls
+
+    ctx = _mctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
+    controls.freeze(ctx.ledger, "test freeze", "operator", "test", now=ctx.now())
+    report = run_monitor(ctx)
+    assert report.blocked_by == "FROZEN" and report.skipped == ["AAPL"] and "FROZEN" in report.summary()
+    assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0 and broker_orders(ctx) == []

@@ -6,9 +6,10 @@ event loop then walks the sessions. Each session: pending orders fill at the ope
 rules look at the close and queue orders for the next open. The equity curve is
 rebuilt from the fills with array arithmetic after the loop.
 
-Two rule sets: ``SwingRules`` (the reference swing strategy with the decide policy:
-sizing, signal threshold, POS-2 add-ons) and ``SmaCross`` (SMA fast/slow crossover,
-fixed size), the parity reference checked against backtrader. Not modelled: the
+Two rule sets: ``SwingRules`` (the reference swing strategy plus the decide phase's
+own entry policy, ``positions.decide_entry``: sizing, signal threshold, POS-1..3
+add-ons) and ``SmaCross`` (SMA fast/slow crossover, fixed size), the parity
+reference checked against backtrader. Not modelled: the
 monitor's intraday stop-loss / profit target and the account breakers (daily bars
 cannot order them), spread and commissions (fills are at the open).
 """

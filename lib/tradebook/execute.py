@@ -133,6 +133,7 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
                              reason=f"run budget {ctx.params.execution_timeout_s:g}s spent; "
                                     f"{len(ordered) - n} intent(s) left for the next run (EXE-3)")
             break
+        _refresh_state(ctx, run, report)   # the kill switch is read again right before each order
         try:
             outcome = execute_one(ctx, run, intent, quotes, available, now)
         except it.InvalidTransition:
@@ -146,6 +147,18 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
             sent.append(outcome.client_order_id)
     _poll(ctx, sent, deadline, sync_orders)
     return report
+
+
+def _refresh_state(ctx: "Context", run, report: ExecuteReport) -> None:
+    """GATE-1 at the last step: a halt (flag file, env, ledger) mid-run stops the next order."""
+    from dataclasses import replace
+
+    from tradebook import controls
+
+    state = controls.effective_state(ctx.params, ctx.root, ctx.ledger).state
+    if state != run.ctx.control_state:
+        run.ctx = replace(run.ctx, control_state=state)
+        report.control_state = state
 
 
 def _poll(ctx: "Context", cids: list[str], deadline: float, sync) -> None:

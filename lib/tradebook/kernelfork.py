@@ -8,6 +8,13 @@ kernel request; the child becomes a brand-new ipykernel (own pid, own session, o
 namespace), exactly what ``python -m ipykernel_launcher -f <conn>`` would have started,
 minus the import time. Nothing that ran a notebook is ever forked or reused.
 
+What a forked kernel shares with its siblings, and how that is kept harmless: the
+modules imported (plus zero-argument cache builders such as the session table) -- code
+and static data only; the RNG state (``random`` reseeds itself after fork, numpy's global
+state is reseeded here); the str hash seed (fixed per interpreter, so set iteration order
+matches across kernels; nothing may depend on it anyway). The environment, cwd, argv,
+process group and parent pid are those the kernel manager asked for.
+
 Protocol: the parent writes one JSON line ``{"args", "env", "cwd"}`` per kernel to the
 request pipe; the zygote answers ``{"pid": n}`` (or ``{"error": "..."}``) on the reply
 pipe. The zygote exits when the request pipe closes. Stdlib only at import time: the
@@ -25,6 +32,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+class ZygoteError(RuntimeError):
+    """The fork server is gone or refused: start kernels the ordinary way instead."""
 
 
 def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
@@ -265,31 +276,40 @@ class Zygote:
         self.ready: dict | None = None
 
     def poll_ready(self) -> bool:
-        """True once the server has finished its imports (never blocks)."""
+        """True once the server has finished its imports (never blocks; raises if it died)."""
         if self.ready is None and select.select([self._resp], [], [], 0)[0]:
             self.ready = self._read()
         return self.ready is not None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def fork(self, args: list[str], env: dict[str, str], cwd: str) -> int:
         """Ask for one new kernel process; returns its pid."""
         if self.ready is None:
             self.ready = self._read()
         data = (json.dumps({"args": args, "env": env, "cwd": cwd}) + "\n").encode()
-        assert self._req is not None, "fork server is closed"
-        while data:
-            data = data[os.write(self._req, data):]
+        if self._req is None:
+            raise ZygoteError("kernel fork server is closed")
+        try:
+            while data:
+                data = data[os.write(self._req, data):]
+        except BrokenPipeError:
+            raise ZygoteError(f"kernel fork server exited (code {self.proc.poll()})") from None
         reply = self._read()
         if "pid" not in reply:
-            raise RuntimeError(f"kernel fork server: {reply.get('error', reply)}")
+            raise ZygoteError(f"kernel fork server: {reply.get('error', reply)}")
         return int(reply["pid"])
 
     def _read(self) -> dict:
-        assert self._resp is not None, "fork server is closed"
+        if self._resp is None:
+            raise ZygoteError("kernel fork server is closed")
         while b"\n" not in self._buffer:
             ready, _, _ = select.select([self._resp], [], [], self.timeout_s)
             chunk = os.read(self._resp, 65536) if ready else b""
             if not chunk:
-                raise RuntimeError(f"kernel fork server did not answer (exit code {self.proc.poll()}); "
+                raise ZygoteError(f"kernel fork server did not answer (exit code {self.proc.poll()}); "
                                    "see its traceback on stderr")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")

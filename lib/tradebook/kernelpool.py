@@ -29,7 +29,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
-from tradebook.kernelfork import FORK_SUPPORTED, Zygote, fork_provisioner
+from tradebook.kernelfork import FORK_SUPPORTED, Zygote, ZygoteError, fork_provisioner
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class KernelPool:
         self._tmp: Path | None = None
         self._context: Any = None
         self._fingerprint: tuple | None = None
+        self._fork_failures = 0
         self._closed = False
 
     # lifecycle ------------------------------------------------------------------------
@@ -126,6 +127,8 @@ class KernelPool:
             self._bind(wanted)
         elif self._fingerprint is not None and source_fingerprint(self.watch) != self._fingerprint:
             self._restart()  # tradebook changed on disk: warm kernels hold the old code
+        elif self._zygote is not None and not self._zygote.alive:
+            self._fork_failed(f"kernel fork server exited (code {self._zygote.proc.poll()})")
         return self.start()  # (re)creates whatever is missing: fork server, spares
 
     def take(self, root: str | Path | None = None) -> Any:
@@ -133,6 +136,9 @@ class KernelPool:
         self.prepare(root)
         self._reap()
         km = self._spares.popleft() if self._spares else self._launch()
+        if not _alive(km):  # died while waiting (killed, OOM): never hand out a dead kernel
+            self._shutdown(km, now=True)
+            km = self._launch()
         self._taken.append(km)
         self._fill()
         return km
@@ -173,12 +179,35 @@ class KernelPool:
         self._restart()
 
     def _fill(self) -> None:
-        if self._zygote is not None and not self._zygote.poll_ready():
-            return  # still importing: take() waits for it, start() must not
+        try:
+            if self._zygote is not None and not self._zygote.poll_ready():
+                return  # still importing: take() waits for it, start() must not
+        except ZygoteError as exc:
+            self._fork_failed(str(exc))
         while len(self._spares) < self.size:
             self._spares.append(self._launch())
 
     def _launch(self) -> Any:
+        """Start one kernel: forked if the fork server works, else spawned the ordinary way."""
+        if self._zygote is not None:
+            try:
+                return self._start_kernel(fork_provisioner)
+            except ZygoteError as exc:
+                self._fork_failed(str(exc))
+        return self._start_kernel(None)
+
+    def _fork_failed(self, why: str) -> None:
+        """A dead fork server: drop it and its doomed spares; after two failures stop forking."""
+        self._fork_failures += 1
+        self.fork = self.fork and self._fork_failures < 2
+        log.warning("%s; %s", why, "restarting it" if self.fork else "starting kernels the ordinary way")
+        while self._spares:
+            self._shutdown(self._spares.popleft(), now=True)
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+
+    def _start_kernel(self, provisioner: Any) -> Any:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
@@ -189,8 +218,8 @@ class KernelPool:
                                 context=self._context)
         km.kernel_id = kid
         extra = list(KERNEL_ARGS)
-        if self._zygote is not None:
-            km.provisioner = fork_provisioner(km, self._zygote)
+        if provisioner is not None:
+            km.provisioner = provisioner(km, self._zygote)
         elif self.warm_modules:
             extra.append(f"--IPKernelApp.exec_lines={warm_line(self.warm_modules)}")
         run_sync(km.start_kernel)(kernel_id=kid, extra_arguments=extra, cwd=str(self.root), env=dict(self._env))
@@ -281,6 +310,11 @@ async def _wait_ready(km: Any, kc: Any, timeout_s: float) -> None:
         except Empty:
             sent.add(kc.kernel_info())  # its busy/idle status will arrive once iopub is joined
     raise TimeoutError(f"kernel did not become ready within {timeout_s:.0f}s")
+
+
+def _alive(km: Any) -> bool:
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    return process is not None and process.poll() is None
 
 
 def _pid(km: Any) -> int | None:

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from tradebook.reconcile import ReconcileReport
 
 
+MAX_TRIES = 3   # protective exits of one kind per symbol per day (a refused one is not retried forever)
+
+
 @dataclass
 class MonitorReport:
     now: datetime
@@ -30,7 +33,8 @@ class MonitorReport:
     cancelled: list[str] = field(default_factory=list)
     breaker_trips: list[Any] = field(default_factory=list)
     exits: list[ExitCheck] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)        # symbols whose exit is already under way
+    skipped: list[str] = field(default_factory=list)        # symbols whose exit is under way / not allowed now
+    blocked_by: str | None = None                           # HALTED / FROZEN: no exit can be sent
     execution: "ExecuteReport | None" = None
 
     def tables(self) -> dict[str, Any]:
@@ -56,6 +60,8 @@ class MonitorReport:
         else:
             parts.append(f"{len(self.exits)} protective exit(s)" +
                          (": " + ", ".join(f"{e.code} {e.symbol}" for e in self.exits) if self.exits else ""))
+        if self.blocked_by:
+            parts.append(f"not sent: trading is {self.blocked_by} (an operator must resume or flatten)")
         return "; ".join(parts)
 
 
@@ -116,10 +122,19 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
     """Immediate EXIT intents for the checks (skipping exits already under way), in one transaction."""
     from tradebook.ledger import record_event
 
+    from tradebook import controls
+
     now, out = report.now, []
+    state = controls.effective_state(ctx.params, ctx.root, ctx.ledger).state
+    if state in ("HALTED", "FROZEN"):   # the gate would refuse every order: say so once, plan nothing
+        report.skipped = [c.symbol for c in checks]
+        report.blocked_by = state
+        return []
     busy = {i.symbol for i in active if i.kind == "EXIT" and (i.state == it.SUBMITTED or i.urgency == "immediate")}
-    todo = [c for c in checks if c.symbol not in busy]
-    report.skipped = [c.symbol for c in checks if c.symbol in busy]
+    tries = {c.symbol: sum(k.startswith(f"{_day(now):%Y%m%d}-{c.symbol}-EXIT-{c.code}") for k in known)
+             for c in checks}
+    todo = [c for c in checks if c.symbol not in busy and tries[c.symbol] < MAX_TRIES]
+    report.skipped = [c.symbol for c in checks if c not in todo]
     if not todo:
         return []
     with ctx.ledger.transaction() as con:

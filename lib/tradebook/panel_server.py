@@ -93,14 +93,14 @@ def voila_config(notebook: Path, port: int, token: str) -> dict[str, dict[str, A
 def serve(root: Path, *, port: int = DEFAULT_PORT, params_file: str | None = None,
           overrides: dict[str, Any] | None = None, echo: Callable[[str], None] = print) -> None:
     """Serve the panel until interrupted (blocking); ``echo`` gets the URL with the token."""
+    from traitlets.config import Config
+
     notebook = panel_notebook(root)
     runs_dir = _runs_dir(root, params_file, overrides)
     check_port_free(port)
     address = PanelAddress(port, secrets.token_urlsafe(24))
     # The token goes to Voilà in-process (never on a command line other users can read).
     os.environ.update(kernel_env(root, params_file, overrides))
-    from traitlets.config import Config
-
     config = voila_config(notebook, port, address.token)
     app = _app_class()(runs_dir=str(runs_dir), config=Config(config))
     app.initialize(argv=[str(notebook)])
@@ -112,6 +112,7 @@ def serve(root: Path, *, port: int = DEFAULT_PORT, params_file: str | None = Non
 
 
 def _enforce(app: Any, config: dict[str, dict[str, Any]]) -> None:
+    """Re-apply our settings over whatever config files Voilà loaded during initialize()."""
     for name, value in config["Voila"].items():
         setattr(app, name, value)
     for name, value in config["VoilaConfiguration"].items():
