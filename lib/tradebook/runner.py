@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradebook.errors import ConfigError, PhaseFailed
-from tradebook.kernelpool import KernelPool, connect_client
+from tradebook.kernelclient import connect_client
+from tradebook.kernelpool import KernelPool
 from tradebook.notebook_files import notebook_kernel_name, reserve_output, validate_notebook_parameters
 
 if TYPE_CHECKING:
