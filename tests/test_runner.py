@@ -234,6 +234,25 @@ def test_pool_when_watched_source_changes_then_warm_kernels_are_replaced(project
         assert own.kernels_started == started + 2  # the stale spare was discarded, not handed out
 
 
+@pytest.mark.skipif(not FORK_SUPPORTED, reason="fork server is Linux-only")
+def test_pool_when_fork_server_dies_then_runs_continue_on_a_new_one_then_on_spawned_kernels(project):
+    """A killed fork server (OOM killer, operator) costs no run: restart it once, then stop forking."""
+    import os
+    import signal
+
+    with KernelPool(project, warm_modules=()) as own:
+        assert _run(project, own, "ok").ok
+        first = own._zygote.proc.pid
+        os.kill(first, signal.SIGKILL)
+        assert _run(project, own, "ok").ok and own.fork
+        second = own._zygote.proc.pid
+        assert second != first
+        os.kill(second, signal.SIGKILL)
+        record = _run(project, own, "ok")
+        assert record.ok and not own.fork and own._zygote is None
+        assert _report(record.notebook_path)["pid"] == record.kernel_pid
+
+
 def test_pool_when_plot_drawn_then_inline_png_as_in_a_cold_kernel(project, pool):
     """The fork server imports matplotlib early; figures must still display inline."""
     record = _run(project, pool, "plot", phase="report")

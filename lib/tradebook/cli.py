@@ -342,7 +342,10 @@ def main() -> None:
     except TradebookError as exc:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        from rich.text import Text
+
+        # The message is plain text (it may hold brackets such as [REDACTED]); only the label is styled.
+        Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)

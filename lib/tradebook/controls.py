@@ -201,8 +201,14 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
 
 def freeze(ledger: "Ledger", reason: str, actor: str, source: str, now: datetime | None = None) -> None:
     """CTL-2: FROZEN; never auto-clears. ``ledger`` may also be the caller's open transaction."""
+    from tradebook.alerts import alert
+
+    reason = clean_reason(reason) or "frozen without a reason"
     with _tx(ledger) as con:
-        _set_state(con, "FROZEN", clean_reason(reason) or "frozen without a reason", actor, source, now or utcnow())
+        _set_state(con, "FROZEN", reason, actor, source, now or utcnow())
+        # OPS-5: every freeze needs a human, so it always alerts.
+        alert(con, "FREEZE", f"trading frozen by {actor} ({source}): {reason}",
+              data={"actor": actor, "source": source}, now=now)
 
 
 def reduce_only(ledger: "Ledger", reason: str, source: str, now: datetime | None = None,

@@ -14,7 +14,11 @@ class PhaseReport(Protocol):
 def start(phase: str, params_file: str | None, overrides: dict[str, Any] | None,
           run_id: str | None) -> Context:
     """Validate params and build the phase's Context; prints one orienting line."""
+    from tradebook.logs import setup_logging
+
     ctx = Context.load(params_file, overrides or {}, run_id)
+    # JSON-lines log under runs/logs with secrets redacted (OPS-6); console keeps warnings visible.
+    setup_logging(ctx.params, ctx.root, run_id, console=True)
     print(f"{phase} · mode={ctx.params.mode} · params {ctx.params.digest()} · run {run_id or '(interactive)'}")
     return ctx
 

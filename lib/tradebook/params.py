@@ -183,13 +183,23 @@ class Params(_Frozen):
         return self.runs_path(root) / self.sim.state_file
 
     def as_dict(self) -> dict[str, Any]:
-        """The merged params as plain JSON-able data (contains no secrets by construction)."""
-        return self.model_dump(mode="json")
+        """The merged params as plain JSON-able data, safe to store with a run.
+
+        Keys never live in params; alert URLs often embed tokens, so they are masked here.
+        """
+        data = self.model_dump(mode="json")
+        data["alerts"]["apprise_urls"] = [_mask_url(u) for u in self.alerts.apprise_urls]
+        return data
 
     def digest(self) -> str:
         """Stable short hash stored with each run (CFG-2)."""
         raw = json.dumps(self.as_dict(), sort_keys=True).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://<redacted>" if sep else "<redacted>"
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
