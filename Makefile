@@ -17,10 +17,10 @@ demo: $(STAMP)
 
 # Browser tests drive Debian's Chromium; install it when missing (fail loudly otherwise).
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian chromium for the browser tests"; \
+	@test -x /usr/bin/chromium && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium + chromium-driver for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
-	@command -v chromium >/dev/null 2>&1 || { echo "chromium could not be installed: browser tests cannot run" >&2; exit 1; }
+	@test -x /usr/bin/chromium || { echo "chromium could not be installed: the browser tests cannot run" >&2; exit 1; }
 
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup

@@ -24,9 +24,10 @@ from tradebook.execute import run_execute
 from tradebook.monitor import run_monitor
 from tradebook.reconcile import run_reconcile
 from tradebook.strategy import EntrySignal, ExitSignal, Signals
-from trading_helpers import DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, make_ctx, ny, positions_match
+from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, hold, make_ctx, mid, ny,
+                             positions_match)
 
-ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.floats(0.0, 1.0))
+ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.sampled_from([0.05, 0.3, 0.65, 0.9]))
 EXIT = st.tuples(st.just("exit"), st.sampled_from(SYMBOLS), st.just(0.0))
 ACTIONS = st.one_of(
     ENTRY, ENTRY, ENTRY, ENTRY, EXIT, EXIT,   # weights: most actions are signals, so most examples trade
@@ -113,6 +114,9 @@ def test_exe1_gate1_when_random_days_run_then_invariants_hold(days):
         (root / "runs").mkdir()
         ctx = make_ctx(root)
         decide_at = ny(DECIDE_DAY, 16, 15)
+        ctx.broker.advance_to(decide_at)
+        hold(ctx, "MSFT", 60, mid(ctx, "MSFT"))     # something to exit or add to from day one
+        hold(ctx, "IBM", 5, mid(ctx, "IBM"), origin="EXTERNAL")
         for actions, minutes in days:
             _run_day(ctx, actions, minutes, decide_at)
             decide_at = ctx.broker.first_session_on_or_after(decide_at.date() + timedelta(days=1)).close \

@@ -27,8 +27,8 @@ SECTORS = {"AAA": "Tech", "BBB": "Tech", "CCC": "Tech", "DDD": "Health", "EEE": 
 PARAMS = Params(
     symbols=list(SYMBOLS), symbol_tiers=TIERS, symbol_sectors=SECTORS,
     tier_caps={"TIER1": 0.40, "TIER2": 0.30, "TIER3": 0.20}, sector_cap_pct=0.25,
-    max_position_pct=0.10, max_gross_exposure_pct=0.45, max_order_notional=25_000, min_order_notional=50,
-    orders_per_symbol_day=3, orders_per_day=8, orders_per_run=5, cooldown_minutes_per_ticker=5,
+    max_position_pct=0.10, max_gross_exposure_pct=0.45, max_order_notional=6_000, min_order_notional=50,
+    orders_per_symbol_day=3, orders_per_day=8, orders_per_run=5, cooldown_minutes_per_ticker=1,
     max_concurrent_positions=5,
 )
 MAX_BUY = 30_000.0   # buys up to this notional: one order can overshoot any cap

@@ -66,25 +66,29 @@ def _env(root: Path) -> dict[str, str]:
     return {**env, "TRADEBOOK_ROOT": str(root), "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
 
 
+def _server_log(root: Path) -> Path:
+    return root / "panel-server.log"  # per run: a parallel test session must not mix logs
+
+
 def _start_server(root: Path, port: int) -> subprocess.Popen:
     # An override, to see it reach Voilà's kernel (it cannot take papermill parameters).
     cmd = [sys.executable, "-m", "tradebook.cli", "panel", "--port", str(port),
            "-p", f"max_gross_exposure_pct={GROSS_CAP}"]
-    with open(ARTIFACTS / "server.log", "w") as log:  # the child keeps its own handle
+    with open(_server_log(root), "w") as log:  # the child keeps its own handle
         return subprocess.Popen(cmd, cwd=root, env=_env(root), stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
 
-def _wait_for_token(proc: subprocess.Popen, timeout_s: float = 60) -> str:
+def _wait_for_token(proc: subprocess.Popen, log: Path, timeout_s: float = 60) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        text = (ARTIFACTS / "server.log").read_text()
+        text = log.read_text()
         found = re.search(r"open: http://127\.0\.0\.1:\d+/\?token=(\S+)", text)
         if found and "Voilà is running" in text:
             return found.group(1)
         assert proc.poll() is None, f"tradebook panel exited:\n{text[-3000:]}"
         time.sleep(0.2)
-    raise AssertionError("tradebook panel did not start in time:\n" + (ARTIFACTS / "server.log").read_text())
+    raise AssertionError("tradebook panel did not start in time:\n" + log.read_text())
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -131,7 +135,7 @@ def panel(tmp_path_factory) -> Panel:
     """`tradebook panel` on a free port against a demo project (server starts while the demo builds)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for old in ARTIFACTS.glob("*.png"):
-        old.unlink()
+        old.unlink(missing_ok=True)
     root = tmp_path_factory.mktemp("panel-project")
     shutil.copytree(notebook_fixture.REPO / "params", root / "params")
     shutil.copytree(notebook_fixture.REPO / "notebooks", root / "notebooks")
@@ -140,9 +144,10 @@ def panel(tmp_path_factory) -> Panel:
     try:
         notebook_fixture.build(root)
         _seed_demo(root)
-        yield Panel(root, port, _wait_for_token(proc), proc)
+        yield Panel(root, port, _wait_for_token(proc, _server_log(root)), proc)
     finally:
         _stop(proc)
+        shutil.copy(_server_log(root), ARTIFACTS / "server.log")
 
 
 @pytest.fixture(scope="module")
@@ -303,10 +308,43 @@ def _busy_ledger_still_works(page, panel: Panel) -> None:
         con.close()
 
 
-def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag_and_broker_agree(panel, browser):
-    """CTL-1/2/4/5, OPS-1: halt, a halted execute run, a busy ledger, resume, flatten — in Chromium."""
+def _resume_checked(page, panel: Panel) -> None:
+    """CTL-2: Resume without the typed word changes nothing; with RESUME and a reason it is recorded."""
+    from playwright.sync_api import expect
+
+    page.locator("button.tb-refresh").click()  # ledger free again: its HALTED row is back in the reasons
+    _act(page, "tb-resume", "browser test: spreads normal again")  # no typed confirmation: refused
+    expect(page.locator(".tb-log")).to_contain_text("type RESUME", timeout=SLOW_MS)
+    _state(page, "HALTED")
+    _act(page, "tb-resume", "browser test: spreads normal again", "RESUME")
+    _state(page, "RUNNING")
+    _shot(page, "06-resumed")
+    assert not (panel.root / "runs" / "KILL_SWITCH").exists()
+    assert _ledger_rows(panel.root, "SELECT state, reason, source FROM controls ORDER BY control_id DESC LIMIT 1") \
+        == [("RUNNING", "browser test: spreads normal again", "widget")]
+
+
+def _flatten_checked(page, panel: Panel) -> None:
+    """CTL-5: typed FLATTEN closes the demo positions at SimBroker (market, in session) and freezes."""
+    from playwright.sync_api import expect
+
     from tradebook.controls import effective_state
 
+    assert sorted(p.symbol for p in _ctx(panel.root).broker.positions()) == sorted(SEEDED)
+    _act(page, "tb-flatten", "browser test: end of drill", "FLATTEN")
+    _state(page, "FROZEN")
+    expect(page.locator(".tb-exposure")).to_contain_text("Positions none", timeout=SLOW_MS)
+    _shot(page, "07-flattened-frozen")
+    assert _ctx(panel.root).broker.positions() == []
+    assert _ledger_rows(panel.root, "SELECT count(*) FROM orders WHERE starts_with(client_order_id, 'flat-')") \
+        == [(len(SEEDED),)]
+    assert effective_state(_ctx(panel.root).params, panel.root).state == "FROZEN"
+    assert _ledger_rows(panel.root, "SELECT state, reason FROM controls ORDER BY control_id DESC LIMIT 1") \
+        == [("FROZEN", "flatten: browser test: end of drill")]
+
+
+def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag_and_broker_agree(panel, browser):
+    """CTL-1/2/4/5, OPS-1: halt, a halted execute run, a busy ledger, resume, flatten — in Chromium."""
     intent_id = _plan_entry(panel.root)
     page = browser.new_page()
     load_s = _load(page, panel.url, "RUNNING")
@@ -322,27 +360,7 @@ def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag
     _execute_places_nothing(panel, intent_id)
     _open_run_notebook(browser, page)
     _busy_ledger_still_works(page, panel)
-
-    page.locator("button.tb-refresh").click()  # ledger free again: the ledger row is back in the reasons
-    _act(page, "tb-resume", "browser test: spreads normal again")  # no typed confirmation: refused
-    from playwright.sync_api import expect
-
-    expect(page.locator(".tb-log")).to_contain_text("type RESUME", timeout=SLOW_MS)
-    _state(page, "HALTED")
-    _act(page, "tb-resume", "browser test: spreads normal again", "RESUME")
-    _state(page, "RUNNING")
-    _shot(page, "06-resumed")
-    assert not (panel.root / "runs" / "KILL_SWITCH").exists()
-    assert _ledger_rows(panel.root, "SELECT state, reason, source FROM controls ORDER BY control_id DESC LIMIT 1") \
-        == [("RUNNING", "browser test: spreads normal again", "widget")]
-
-    _act(page, "tb-flatten", "browser test: end of drill", "FLATTEN")
-    _state(page, "FROZEN")
-    expect(page.locator(".tb-exposure")).to_contain_text("Positions none", timeout=SLOW_MS)
-    _shot(page, "07-flattened-frozen")
-    assert _ctx(panel.root).broker.positions() == []
-    assert effective_state(_ctx(panel.root).params, panel.root).state == "FROZEN"
-    assert _ledger_rows(panel.root, "SELECT state, reason FROM controls ORDER BY control_id DESC LIMIT 1") \
-        == [("FROZEN", "flatten: browser test: end of drill")]
+    _resume_checked(page, panel)
+    _flatten_checked(page, panel)
     print(f"\npanel timings: page load {load_s:.2f}s, click->HALTED in ledger {in_ledger:.3f}s, "
           f"click->HALTED on page {on_page:.3f}s")

@@ -38,10 +38,12 @@ def test_pos1_pos2_when_entry_signal_then_decision_tree_answers_with_code(make_p
 
 
 def test_pos2_when_add_on_approved_then_sized_to_remaining_room(make_params):
-    """POS-2: an add-on never takes the symbol past max_position_pct."""
+    """POS-2: an add-on never takes the symbol past max_position_pct, even after a max_gap_pct move."""
     d = decide_entry("AAPL", 0.9, 100.0, _pos(30), equity=EQUITY, params=make_params(), open_positions=1,
                      fractional=False)
-    assert d.approved and d.qty == 20.0  # room 2% of 100k = 2,000 = 20 shares (< 4% size)
+    # cap 5% of 100k / 1.02 = 4,901.96; held 3,000 -> room 1,901.96 -> 19 whole shares
+    assert d.approved and d.qty == 19.0
+    assert (30 + d.qty) * 100.0 * 1.02 <= 0.05 * EQUITY
 
 
 def test_pos3_when_max_concurrent_reached_then_new_position_refused(make_params):

@@ -186,7 +186,11 @@ def _record(ctx: "Context", report: DecideReport, active: list[it.Intent]) -> No
         logged = {r[0] for r in con.execute(
             "SELECT data->>'$.decision_id' FROM events WHERE kind = 'DECISION' AND ts >= ?",
             [report.now - timedelta(days=1)]).fetchall()}
-    todo = [d for d in report.decisions if d.decision_id not in logged]
+    todo = []
+    for d in report.decisions:  # once per id: also when a signal list repeats a symbol
+        if d.decision_id not in logged:
+            logged.add(d.decision_id)
+            todo.append(d)
     if not todo:
         return
     with ctx.ledger.transaction() as con:

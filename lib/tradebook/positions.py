@@ -75,7 +75,10 @@ def decide_entry(symbol: str, confidence: float, price: float, position: LedgerP
 
     if confidence < params.signal_threshold:
         return no("LOW_CONFIDENCE", f"confidence {confidence:.2f} < signal_threshold {params.signal_threshold:.2f}")
-    size = params.strategy.position_size_pct * equity
+    # Size so that a price up to max_gap_pct higher at execution still fits under max_position_pct
+    # (GATE-3 re-checks at the execution price; sizing to the exact cap would always be refused).
+    cap = params.max_position_pct * equity / (1.0 + params.max_gap_pct)
+    size = min(params.strategy.position_size_pct * equity, cap)
     if position is None or position.qty <= EPS:
         if open_positions >= params.max_concurrent_positions:
             return no("MAX_CONCURRENT", f"{open_positions} positions open, max {params.max_concurrent_positions}")
@@ -84,11 +87,11 @@ def decide_entry(symbol: str, confidence: float, price: float, position: LedgerP
             return no("ZERO_QTY", f"{size:,.2f} buys no share at {price:,.2f}")
         return EntryDecision(symbol, True, "ENTRY", "NEW_POSITION",
                              f"new position {qty:g} @ {price:,.2f} (confidence {confidence:.2f})", qty, 0.0)
-    return _add_on(symbol, confidence, price, position, equity, size, params, fractional)
+    return _add_on(symbol, confidence, price, position, equity, size, cap, params, fractional)
 
 
 def _add_on(symbol: str, confidence: float, price: float, position: LedgerPosition, equity: float,
-            size: float, params: "Params", fractional: bool) -> EntryDecision:
+            size: float, cap: float, params: "Params", fractional: bool) -> EntryDecision:
     alloc = position.qty * price / equity if equity > 0 else math.inf
     maximum = params.max_position_pct
 
@@ -104,7 +107,7 @@ def _add_on(symbol: str, confidence: float, price: float, position: LedgerPositi
     if confidence < params.add_on_confidence:
         return no("ADD_ON_CONFIDENCE_LOW", f"confidence {confidence:.2f} < add_on_confidence "
                                            f"{params.add_on_confidence:.2f}")
-    room = (maximum - alloc) * equity
+    room = cap - position.qty * price
     qty = size_qty(min(size, room), price, fractional)
     if qty <= 0:
         return no("ZERO_QTY", f"room {room:,.2f} buys no share at {price:,.2f}")
