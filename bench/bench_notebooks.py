@@ -89,16 +89,30 @@ def papermill_cli_floor(root: Path, repeat: int) -> float:
     return statistics.median(samples)
 
 
+def watch_retire(pool) -> dict:
+    """Record each kernel's CPU time when the runner retires it (it exits right after)."""
+    seen: dict = {}
+    original = pool.retire
+
+    def retire(km, **kwargs):
+        pid = getattr(km.provisioner, "pid", None)
+        seen[pid] = proc_cpu(pid)
+        return original(km, **kwargs)
+
+    pool.retire = retire
+    return seen
+
+
 def one_run(root: Path, pool, phase: str, notebook: Path | None, clock: list) -> Sample:
     """One run_phase call (ledger rows and all), timed and CPU-accounted."""
     from tradebook.runner import run_phase
 
     spare = pool.spare_pids[0] if pool.spare_pids else None
-    kernel_before = proc_cpu(spare)
+    kernel_before = proc_cpu(spare)  # its start-up, done while the previous notebook ran
     start, cpu = time.perf_counter(), time.process_time()
     record = run_phase(phase, root=root, pool=pool, notebook=notebook, now=_tick(clock) if notebook else None)
     wall, main = time.perf_counter() - start, time.process_time() - cpu
-    kernel_after = proc_cpu(record.kernel_pid) if record.kernel_pid == spare else None
+    kernel_after = pool.retired_cpu.get(record.kernel_pid) if record.kernel_pid == spare else None
     kernel = kernel_after - kernel_before if kernel_after is not None and kernel_before is not None else None
     return Sample(wall, main, kernel)
 
@@ -109,11 +123,16 @@ def _tick(clock: list) -> datetime:
 
 
 def summary(samples: list[Sample]) -> str:
-    kernels = [s.kernel_cpu for s in samples if s.kernel_cpu is not None]
-    kernel = f"{statistics.median(kernels):.3f}" if kernels else "  n/a"
+    measured = [s for s in samples if s.kernel_cpu is not None] or samples
+    kernel = f"{statistics.median(s.kernel_cpu or 0.0 for s in measured):.3f}"
     return (f"wall {statistics.median(s.wall for s in samples):6.3f} s/run   cpu: main "
-            f"{statistics.median(s.main_cpu for s in samples):.3f} + kernel {kernel} = "
-            f"{statistics.median(s.critical for s in samples):.3f} s/run")
+            f"{statistics.median(s.main_cpu for s in measured):.3f} + kernel {kernel} = "
+            f"{statistics.median(s.critical for s in measured):.3f} s/run")
+
+
+def critical_cpu(samples: list[Sample]) -> float:
+    measured = [s for s in samples if s.kernel_cpu is not None] or samples
+    return statistics.median(s.critical for s in measured)
 
 
 def real_phases(root: Path, pool) -> list[str]:
@@ -162,13 +181,14 @@ def run_benchmarks(root: Path, args: argparse.Namespace) -> None:
     print(f"    papermill CLI (new process, cold kernel)   wall {cli:6.3f} s/run")
     start = time.perf_counter()
     with KernelPool(root) as pool:
+        pool.retired_cpu = watch_retire(pool)
         first = one_run(root, pool, "reconcile", SAMPLES / "import_only.ipynb", clock)
         print(f"    first run of a process (papermill import, fork server start): wall {first.wall:.2f} s, "
               f"{time.perf_counter() - start:.2f} s with pool start")
         floor = [one_run(root, pool, "reconcile", SAMPLES / "import_only.ipynb", clock) for _ in range(args.repeat)]
         print(f"    warm KernelPool, in-process papermill      {summary(floor)}")
         base = statistics.median(s.wall for s in floor)
-        base_cpu = statistics.median(s.critical for s in floor)
+        base_cpu = critical_cpu(floor)
         print("(c) phase notebooks through the pool (median; target <= 1.3x floor)")
         phase_rows(root, pool, [("tests/notebooks/phase_like.ipynb", "report", SAMPLES / "phase_like.ipynb")],
                    args.repeat, clock, base, base_cpu)
@@ -182,7 +202,7 @@ def phase_rows(root: Path, pool, rows, repeat: int, clock: list, base: float, ba
     for label, phase, notebook in rows:
         samples = [one_run(root, pool, phase, notebook, clock) for _ in range(repeat)]
         wall = statistics.median(s.wall for s in samples)
-        cpu = statistics.median(s.critical for s in samples)
+        cpu = critical_cpu(samples)
         print(f"    {label:<38} {summary(samples)}  ->  {wall / base:.2f}x floor (wall), {cpu / base_cpu:.2f}x (cpu)")
 
 

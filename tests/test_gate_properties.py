@@ -31,7 +31,7 @@ PARAMS = Params(
     orders_per_symbol_day=3, orders_per_day=8, orders_per_run=5, cooldown_minutes_per_ticker=1,
     max_concurrent_positions=5,
 )
-MAX_BUY = 30_000.0   # buys up to this notional: one order can overshoot any cap
+MAX_BUY = 9_000.0    # buys up to this notional: over max_order_notional, and over a cap near it
 START = datetime(2012, 6, 4, 13, 35, tzinfo=timezone.utc)
 TOL = 1e-6
 # Same examples on every run (tests must be deterministic); no example database on disk.
@@ -140,18 +140,21 @@ def check_accepted(model: Model, order: ProposedOrder, held_before: float, run: 
 
 
 # A starting book: up to 150 shares of each symbol at $100 (possibly over a cap already, as
-# drift would leave it) and little to a lot of cash, so that every limit binds quickly.
-QTY_CHOICES, CASH_CHOICES, RESERVED_CHOICES = (0.0, 0.0, 20.0, 60.0, 95.0, 150.0), (3e3, 15e3, 60e3), (0.0, 0.97, 0.97)
+# drift would leave it), little to a lot of cash, most of it possibly reserved by open orders,
+# and symbols already closed earlier today; so that every limit binds quickly.
+QTY_CHOICES, CASH_CHOICES, RESERVED_CHOICES = (0.0, 0.0, 20.0, 60.0, 95.0, 150.0), (3e3, 15e3, 60e3), (0.0, 0.0, 0.97)
 books = st.tuples(st.lists(st.sampled_from(QTY_CHOICES), min_size=6, max_size=6),
-                  st.sampled_from(CASH_CHOICES), st.sampled_from(RESERVED_CHOICES))
+                  st.sampled_from(CASH_CHOICES), st.sampled_from(RESERVED_CHOICES),
+                  st.sets(st.sampled_from(SYMBOLS), max_size=3))
 
 
 def start_model(book) -> Model:
-    qtys, cash, reserved = book
-    return Model(cash=cash, reserved=cash * reserved, pos={s: q for s, q in zip(SYMBOLS, qtys) if q})
+    qtys, cash, reserved, closed = book
+    pos = {s: q for s, q in zip(SYMBOLS, qtys) if q}
+    return Model(cash=cash, reserved=cash * reserved, pos=pos, closed_today={s for s in closed if s not in pos})
 
 
-def play(steps, book=((0.0,) * 6, 100_000.0, 0.0)) -> Counter:
+def play(steps, book=((0.0,) * 6, 100_000.0, 0.0, ())) -> Counter:
     """Run one event sequence through the gate and the model; returns what happened."""
     model, seen = start_model(book), Counter()
     run = model.new_run()
@@ -272,7 +275,8 @@ def test_gate_properties_when_sequences_played_then_every_outcome_is_reached():
             steps.append(between)
             steps.extend(("order", rng.choice(SYMBOLS), rng.choice(("buy", "buy", "sell")),
                           rng.uniform(0.001, 1.3), rng.random() < 0.2) for _ in range(rng.randint(1, 8)))
-        seen += play(steps, (rng.choices(QTY_CHOICES, k=6), rng.choice(CASH_CHOICES), rng.choice(RESERVED_CHOICES)))
+        seen += play(steps, (rng.choices(QTY_CHOICES, k=6), rng.choice(CASH_CHOICES), rng.choice(RESERVED_CHOICES),
+                             rng.sample(SYMBOLS, rng.randint(0, 2))))
     expected = {"PASS", "MAX_POSITION", "GROSS_EXPOSURE", "MAX_ORDER_NOTIONAL", "NO_SHORTS", "ORDER_RATE_RUN",
                 "ORDER_RATE_SYMBOL", "ORDER_RATE_DAY", "BUYING_POWER", "TIER_CAP", "SECTOR_CAP", "COOLDOWN",
                 "MAX_CONCURRENT", "REDUCE_ONLY", "HALTED", "FROZEN", "REENTRY", "CORRELATION"}

@@ -328,3 +328,28 @@ def test_run_phase_when_kernel_cannot_start_then_failed_row_and_notebook_says_so
     kept = json.loads(record.notebook_path.read_text())
     assert "failed before its first cell executed" in "".join(kept["cells"][0]["source"])
     assert _row(project, record.run_id)["status"] == "FAILED"
+
+
+def test_progress_saves_when_cells_finish_quickly_then_throttled_but_start_and_end_written(tmp_path):
+    """The executed notebook is written when the run starts and when it ends (also on errors);
+    in between at most every SAVE_EVERY_S, not twice per cell (a 20-cell notebook was 40 writes)."""
+    from papermill.execute import prepare_notebook_metadata
+    from papermill.iorw import load_notebook_node
+
+    from tradebook.pmengine import ThrottledSaves
+
+    out = tmp_path / "out.ipynb"
+    source = NOTEBOOKS / "phase_like.ipynb"
+    nb = prepare_notebook_metadata(load_notebook_node(str(source)), str(source), str(out))
+    manager = ThrottledSaves(nb, output_path=str(out), progress_bar=False, save_every_s=3600)
+    manager.notebook_start()
+    started = out.read_text()
+    assert json.loads(started)["metadata"]["papermill"]["end_time"] is None
+    for index, cell in enumerate(manager.nb.cells):
+        manager.cell_start(cell, index)
+        manager.cell_complete(cell, index)
+    assert out.read_text() == started  # all within save_every_s of the first save
+    manager.notebook_complete()
+    final = json.loads(out.read_text())
+    assert final["metadata"]["papermill"]["end_time"] is not None
+    assert {c["metadata"]["papermill"]["status"] for c in final["cells"]} == {"completed"}

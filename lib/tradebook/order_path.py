@@ -43,9 +43,9 @@ class Outcome:
     client_order_id: str | None = None
 
 
-
 def execute_one(ctx: "Context", run: "GateRun", intent: it.Intent, quotes: dict[str, "Quote"],
-                 available: dict[str, float], now: datetime) -> Outcome:
+                available: dict[str, float], now: datetime) -> Outcome:
+    """Take one due intent (PLANNED, or SUBMITTED with an unanswered order) through the order path."""
     attempt = intent.attempt if intent.state == it.SUBMITTED else intent.attempt + 1
     cid = it.client_order_id(intent.intent_id, attempt)
     found = ctx.broker.get_order(cid)  # EXE-1: look up before any (re)send

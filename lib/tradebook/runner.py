@@ -35,7 +35,7 @@ __all__ = ["KernelPool", "PhaseFailed", "RunRecord", "run_phase", "validate_note
 PHASES = ("reconcile", "decide", "execute", "report")
 DEFAULT_CELL_TIMEOUT_S = 600.0   # non-execute phases: generous, but a hung cell still ends
 EXCHANGE_TZ = "America/New_York"
-ENGINE_NAME = "tradebook-prestarted"
+ENGINE_NAME = "tradebook-prestarted"  # registered by tradebook.pmengine
 COLD_WARM_MODULES = ("tradebook.context", "pandas", "duckdb")  # imported while papermill imports
 _PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -235,34 +235,9 @@ def _papermill(source: Path, output: Path, parameters: dict[str, Any], km: Any, 
         progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
 
 
-_registered = False
-
-
 def _register_engine() -> None:
-    """A papermill engine that runs on a kernel (and client) we already started."""
-    global _registered
-    if _registered:
-        return
-    from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
-    from papermill.log import logger
-
-    class PrestartedKernelEngine(NBClientEngine):
-        @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
-                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
-            km, kc = kwargs.pop("km"), kwargs.pop("kc")
-            for unused in ("input_path", "timeout", "startup_timeout"):
-                kwargs.pop(unused, None)
-            client = PapermillNotebookClient(
-                nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
-                kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file,
-                stderr_file=stderr_file, **kwargs)
-            client.kc = kc  # ready already: nbclient skips its own start-up handshake
-            return client.execute()
-
-    papermill_engines.register(ENGINE_NAME, PrestartedKernelEngine)
-    _registered = True
+    """Import papermill (~2 s, once per process) and register our engine with it."""
+    import tradebook.pmengine  # noqa: F401  (registers on import)
 
 
 def _pid(km: Any) -> int | None:
