@@ -154,7 +154,8 @@ def test_run_breakers_when_daily_loss_then_frozen_with_alerts_once(sim_ctx):
     assert ctx.ledger.rows("SELECT actor, source FROM controls") == [("breaker", "BRK-1")]
     assert run_breakers(ctx)                                # still tripped ...
     assert ctx.ledger.scalar("SELECT count(*) FROM controls") == 1                  # ... no new row
-    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT'") == len(alerts)
+    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' "
+                             "AND json_extract_string(data, '$.alert') = 'BREAKER'") == len(alerts)
 
 
 def test_run_breakers_when_session_drawdown_then_reduce_only_and_sticky_for_session(sim_ctx):

@@ -17,8 +17,8 @@ from tradebook import intents as it
 from tradebook.execute import run_execute
 from tradebook.monitor import run_monitor
 from tradebook.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, make_ctx, ny, plant, positions_match,
-                             window_time)
+from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, make_ctx, mid, ny, plant,
+                             positions_match, window_time)
 
 CHILD = """
 import sys
@@ -37,7 +37,7 @@ FAULTS = [(None, f) for f in ("timeout_after_accept", "http_500", "http_429", "r
 def _setup(root):
     ctx = make_ctx(root)
     ctx.broker.advance_to(decide_time())
-    hold(ctx, "MSFT", 100, 25.0)
+    hold(ctx, "MSFT", 100, mid(ctx, "MSFT"))
     intents = [plant(ctx, "MSFT", "EXIT", 100), plant(ctx, "AAPL", "ENTRY", 10), plant(ctx, "IBM", "ENTRY", 20)]
     ctx.broker.advance_to(window_time())
     return ctx, [i.intent_id for i in intents]
@@ -63,7 +63,9 @@ def _restart(root):
     return ctx
 
 
-def _check(ctx, ids: list[str]) -> tuple[int, int]:
+def _check(ctx, planted: list[str]) -> tuple[int, int]:
+    ids = [r[0] for r in ctx.ledger.rows("SELECT intent_id FROM intents")]
+    assert set(planted) <= set(ids)
     orders = broker_orders(ctx)
     per_intent = {i: [o for o in orders if o[0].startswith(f"tb-{i}-")] for i in ids}
     duplicates = sum(max(0, len(v) - 1) for v in per_intent.values())

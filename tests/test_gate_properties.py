@@ -142,7 +142,7 @@ def check_accepted(model: Model, order: ProposedOrder, held_before: float, run: 
 # A starting book: up to 150 shares of each symbol at $100 (possibly over a cap already, as
 # drift would leave it), little to a lot of cash, most of it possibly reserved by open orders,
 # and symbols already closed earlier today; so that every limit binds quickly.
-QTY_CHOICES, CASH_CHOICES, RESERVED_CHOICES = (0.0, 0.0, 20.0, 60.0, 95.0, 150.0), (3e3, 15e3, 60e3), (0.0, 0.0, 0.97)
+QTY_CHOICES, CASH_CHOICES, RESERVED_CHOICES = (0.0, 0.0, 20.0, 60.0, 95.0, 150.0), (3e3, 60e3, 150e3), (0.0, 0.0, 0.97)
 books = st.tuples(st.lists(st.sampled_from(QTY_CHOICES), min_size=6, max_size=6),
                   st.sampled_from(CASH_CHOICES), st.sampled_from(RESERVED_CHOICES),
                   st.sets(st.sampled_from(SYMBOLS), max_size=3))

@@ -115,3 +115,14 @@ def test_exit4_when_frozen_then_no_exit_intent_and_report_says_why(root):
     report = run_monitor(ctx)
     assert report.blocked_by == "FROZEN" and report.skipped == ["AAPL"] and "FROZEN" in report.summary()
     assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0 and broker_orders(ctx) == []
+
+
+def test_exit2_when_immediate_exit_is_planned_then_next_tick_sends_it_as_market_order(root):
+    """EXIT-2: an urgency=immediate exit (e.g. planned by decide, or left by a tick that died) is not
+    held back for a window: the next monitor tick sends it, as a market order, through the gate."""
+    ctx = _mctx(root)
+    hold(ctx, "MSFT", 100, mid(ctx, "MSFT"))
+    planned = plant(ctx, "MSFT", "EXIT", 100, urgency="immediate")
+    run_monitor(ctx)
+    assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [planned.intent_id]) == "FILLED"
+    assert ctx.ledger.rows("SELECT order_type FROM orders") == [("market",)] and positions_match(ctx)

@@ -92,3 +92,10 @@ def test_exe6_pos3_when_fills_recorded_then_position_trade_pnl_closed_today_and_
     slips = [round(s, 2) for (s,) in ctx.ledger.rows("SELECT slippage_bps FROM fills ORDER BY fill_id")]
     assert slips == [round(1 / 99 * 1e4, 2), round(1 / 111 * 1e4, 2)]
     assert ctx.ledger.rows("SELECT kind, realized_pnl FROM trades ORDER BY trade_id") == [("FILL", None), ("FILL", 100.0)]
+
+
+def test_pos2_when_room_left_is_below_min_order_notional_then_no_add_on(make_params):
+    """POS-2: an add-on too small for the gate's min_order_notional (GATE-5) is not planned."""
+    d = decide_entry("AAPL", 0.9, 100.0, _pos(48.8), equity=EQUITY, params=make_params(), open_positions=1,
+                     fractional=True)
+    assert (d.approved, d.code) == (False, "ZERO_QTY") and "min_order_notional" in d.reason

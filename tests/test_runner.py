@@ -92,7 +92,7 @@ def test_run_phase_when_notebook_succeeds_then_dated_notebook_and_ok_row(project
 
 
 def test_run_phase_when_output_name_taken_then_suffix_added(project, pool):
-    """Two runs in the same simulated second never overwrite each other's audit record."""
+    """SPEC §3: two runs in the same simulated second never overwrite each other's audit record."""
     moment = datetime(2011, 7, 7, 20, 15, tzinfo=timezone.utc)
     first = _run(project, pool, "ok", phase="report", now=moment)
     second = _run(project, pool, "ok", phase="report", now=moment)
@@ -102,7 +102,7 @@ def test_run_phase_when_output_name_taken_then_suffix_added(project, pool):
 
 
 def test_run_phase_when_no_time_given_then_sim_broker_clock_names_the_file(project, pool):
-    """In sim mode the date/time come from the SimBroker's clock, not the wall clock."""
+    """SPEC §3: in sim mode the date/time come from the SimBroker's clock, not the wall clock."""
     from tradebook.context import Context
 
     params = load_params(project / "params" / "sim.yaml")
@@ -125,7 +125,7 @@ def test_run_phase_when_notebook_reads_ledger_then_it_sees_its_own_running_row(p
 
 # --- failures --------------------------------------------------------------------------------
 def test_run_phase_when_cell_raises_then_failed_row_kept_notebook_and_phase_failed(project, pool):
-    """A failed run is recorded (status, error name+message) and its executed notebook kept."""
+    """SPEC §3: a failed run is recorded (status, error name+message), its notebook kept, not retried."""
     with pytest.raises(PhaseFailed) as caught:
         _run(project, pool, "broken", phase="execute")
     failure = caught.value
@@ -179,7 +179,7 @@ def test_run_phase_when_params_invalid_then_config_error_and_nothing_run(project
 
 
 def test_run_phase_when_phase_unknown_then_config_error(project, pool):
-    """A phase without a notebook, or a name that is a path, is refused before anything runs."""
+    """CFG-1: a phase without a notebook, or a name that is a path, is refused before anything runs."""
     with pytest.raises(ConfigError, match="no notebook"):
         run_phase("rebalance", root=project, pool=pool, now=SIM_NOW)
     with pytest.raises(ConfigError, match="not a phase name"):
@@ -202,25 +202,25 @@ def _assert_fresh_clean_kernels(records) -> None:
 
 
 def test_pool_when_notebooks_run_then_each_gets_a_fresh_clean_kernel(project, pool):
-    """Every notebook gets its own kernel (new pid), an empty namespace and no papermill import."""
+    """SPEC §7: every notebook gets its own kernel (new pid), an empty namespace and no papermill import."""
     _assert_fresh_clean_kernels([_run(project, pool, "ok") for _ in range(3)])
 
 
 def test_pool_when_fork_unavailable_then_spawned_warm_kernels_are_fresh_and_clean(project):
-    """The portable path (no fork server): warm-up imports run in a throw-away namespace."""
+    """SPEC §7, portable path (no fork server): warm-up imports run in a throw-away namespace."""
     with KernelPool(project, fork=False, warm_modules=("json", "tradebook.params")) as own:
         _assert_fresh_clean_kernels([_run(project, own, "ok") for _ in range(2)])
 
 
 def test_run_phase_when_no_pool_then_one_cold_kernel_runs_it(project):
-    """Without a pool the runner starts (and stops) one kernel just for this run."""
+    """SPEC §3: without a pool (`tradebook run`) the runner starts and stops one kernel for this run."""
     record = _run(project, None, "ok")
     assert record.status == "OK" and _report(record.notebook_path)["pid"] == record.kernel_pid
 
 
 @pytest.mark.skipif(not FORK_SUPPORTED, reason="fork server is Linux-only")
 def test_pool_when_watched_source_changes_then_warm_kernels_are_replaced(project, tmp_path):
-    """Warm kernels hold imported code; an edited library must not run stale in the next notebook."""
+    """SPEC §7: warm kernels hold imported code; an edited library must not run stale next time."""
     watched = tmp_path / "pkg"
     watched.mkdir()
     (watched / "mod.py").write_text("X = 1\n")
@@ -236,7 +236,7 @@ def test_pool_when_watched_source_changes_then_warm_kernels_are_replaced(project
 
 @pytest.mark.skipif(not FORK_SUPPORTED, reason="fork server is Linux-only")
 def test_pool_when_fork_server_dies_then_runs_continue_on_a_new_one_then_on_spawned_kernels(project):
-    """A killed fork server (OOM killer, operator) costs no run: restart it once, then stop forking."""
+    """OPS-4/§7: a killed fork server (OOM killer, operator) costs no run: restart once, then spawn."""
     import os
     import signal
 
@@ -254,7 +254,7 @@ def test_pool_when_fork_server_dies_then_runs_continue_on_a_new_one_then_on_spaw
 
 
 def test_pool_when_plot_drawn_then_inline_png_as_in_a_cold_kernel(project, pool):
-    """The fork server imports matplotlib early; figures must still display inline."""
+    """SPEC §7: the fork server imports matplotlib early; report figures must still display inline."""
     record = _run(project, pool, "plot", phase="report")
     nb = json.loads(record.notebook_path.read_text())
     outputs = nb["cells"][-1]["outputs"]
@@ -289,12 +289,12 @@ def test_cfg2_notebook_parameters_when_checked_then_exactly_the_runner_parameter
 
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_cfg2_test_notebooks_when_checked_then_meet_the_contract(path):
-    """The purpose-built test notebooks follow the same contract as the phase notebooks."""
+    """CFG-2: the purpose-built test notebooks follow the same contract as the phase notebooks."""
     assert validate_notebook_parameters(path) == []
 
 
 def test_validate_notebook_parameters_when_extra_or_missing_then_each_named(tmp_path):
-    """papermill only warns on unknown parameters; the contract check names each problem."""
+    """CFG-2: papermill only warns on unknown parameters; the contract check names each problem."""
     path = _with_parameters(tmp_path, 'params_file = None\noverrides = []\nsymbol = "AAPL"\n')
     problems = validate_notebook_parameters(path)
     assert any("does not define 'run_id'" in p for p in problems)
@@ -303,7 +303,7 @@ def test_validate_notebook_parameters_when_extra_or_missing_then_each_named(tmp_
 
 
 def test_validate_notebook_parameters_when_no_tag_or_papermill_import_then_reported(tmp_path):
-    """No parameters cell, a missing kernelspec, or a kernel-side papermill import are each reported."""
+    """CFG-2: no parameters cell, no kernelspec, or a kernel-side papermill import: each reported."""
     nb = json.loads((NOTEBOOKS / "ok.ipynb").read_text())
     nb["cells"][1]["metadata"]["tags"] = []
     nb["cells"].append({"cell_type": "code", "id": "x", "metadata": {}, "execution_count": None,
@@ -318,7 +318,7 @@ def test_validate_notebook_parameters_when_no_tag_or_papermill_import_then_repor
 
 
 def test_run_phase_when_kernel_cannot_start_then_failed_row_and_notebook_says_so(project, pool, tmp_path):
-    """Even a run that never reached its first cell leaves a readable notebook and a FAILED row."""
+    """SPEC §3: a run that never reached its first cell still leaves a readable notebook and a FAILED row."""
     nb = json.loads((NOTEBOOKS / "ok.ipynb").read_text())
     nb["metadata"]["kernelspec"]["name"] = "no-such-kernel"
     source = tmp_path / "nokernel.ipynb"
@@ -331,7 +331,7 @@ def test_run_phase_when_kernel_cannot_start_then_failed_row_and_notebook_says_so
 
 
 def test_progress_saves_when_cells_finish_quickly_then_throttled_but_start_and_end_written(tmp_path):
-    """The executed notebook is written when the run starts and when it ends (also on errors);
+    """SPEC §7: the executed notebook is written when the run starts and when it ends (also on errors);
     in between at most every SAVE_EVERY_S, not twice per cell (a 20-cell notebook was 40 writes)."""
     from papermill.execute import prepare_notebook_metadata
     from papermill.iorw import load_notebook_node

@@ -87,13 +87,13 @@ def _run(ctx: "Context", deadline: float) -> ExecuteReport:
     sync_orders(ctx)  # adopt orders that landed before a crash, record fills, expire lost attempts
     with ctx.ledger.connect() as con:
         planned = it.in_states(con, [it.PLANNED])
-        resumable = _resumable(con)
+        unanswered = resumable(con)
     sessions = sessions_around(ctx, now, planned)
     window = it.current_window(sessions, now, ctx.params)
     report = ExecuteReport(now, window)
     report.cancelled = cancel_after_window(ctx, now)
     report.missed = alert_missed_windows(ctx, planned, sessions, now)
-    due = [i for i in planned if _due(i, window)] + [i for i in resumable if i.urgency == "immediate" or window]
+    due = [i for i in planned if _due(i, window)] + [i for i in unanswered if i.urgency == "immediate" or window]
     report.waiting = [i.intent_id for i in planned if not _due(i, window)]
     if due:
         execute_intents(ctx, due, report, deadline, now)
@@ -106,7 +106,7 @@ def _due(intent: it.Intent, window: tuple[datetime, datetime] | None) -> bool:
     return window is not None and intent.decision_time is not None and intent.decision_time < window[0]
 
 
-def _resumable(con) -> list[it.Intent]:
+def resumable(con) -> list[it.Intent]:
     """SUBMITTED intents whose current order never got a broker answer (crash / unknown outcome)."""
     return it.query(con, "state = 'SUBMITTED' AND EXISTS (SELECT 1 FROM orders o WHERE o.intent_id = "
                          "intents.intent_id AND o.attempt = intents.attempt AND o.status IN ('pending_submit', "

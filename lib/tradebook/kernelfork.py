@@ -41,9 +41,12 @@ def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
     # ipykernel sets this at start-up unless the user chose a backend; do it before any
     # warm import so a matplotlib imported here resolves the backend a kernel would.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # debugpy's "frozen modules" notice, printed at import: once per fork server is enough
+    # (kernels get their own environment back, this variable is the server's only).
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     warm_up(KERNEL_MODULES)  # the point: pay the kernel's own imports once
     failed = warm_up(warm_modules)
-    # Children are reaped by the kernel (SIG_IGN = no zombies); each child restores SIG_DFL.
+    # SIG_IGN: the OS reaps exited children (no zombies); each child restores SIG_DFL.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     import gc
 

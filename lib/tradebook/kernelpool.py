@@ -48,10 +48,18 @@ KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]  # as nbclient does: no sq
 
 
 class KernelPool:
-    """Keeps ``size`` kernels started ahead of need for one project root."""
+    """Keeps ``size`` kernels started ahead of need for one project root.
 
-    def __init__(self, root: str | Path | None = None, *, size: int = 1, warm_modules: Iterable[str] = DEFAULT_WARM_MODULES,
-                 fork: bool | None = None, kernel_name: str = "python3", env: dict[str, str] | None = None,
+    ``fork`` None = use the fork server where supported (Linux); ``warm_modules`` are
+    imported (or ``module:function`` called) before a kernel is handed out; ``env`` is the
+    kernels' environment (default: ours); ``watch`` are source trees whose edits discard
+    warm kernels (default: the tradebook package); retired kernels get ``retire_grace_s``
+    to exit before they are killed.
+    """
+
+    def __init__(self, root: str | Path | None = None, *, size: int = 1,
+                 warm_modules: Iterable[str] = DEFAULT_WARM_MODULES, fork: bool | None = None,
+                 kernel_name: str = "python3", env: dict[str, str] | None = None,
                  retire_grace_s: float = 3.0, watch: Iterable[str | Path] | None = None):
         self.root = Path(root).resolve() if root is not None else None
         self.size = max(0, int(size))

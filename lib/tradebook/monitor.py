@@ -97,7 +97,7 @@ def _run_breakers(ctx: "Context") -> list[Any]:
 
 
 def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) -> None:
-    from tradebook.execute import ExecuteReport, execute_intents
+    from tradebook.execute import ExecuteReport, execute_intents, resumable
     from tradebook.positions import load_positions
 
     now = report.now
@@ -106,12 +106,14 @@ def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) ->
         active = it.in_states(con, [it.PLANNED, it.SUBMITTED])
         known = {r[0] for r in con.execute("SELECT intent_id FROM intents WHERE intent_id LIKE ?",
                                            [f"{_day(now):%Y%m%d}-%"]).fetchall()}
-    if not positions:
-        return
-    quotes = ctx.broker.quotes(sorted(positions))
+        # immediate intents left over (planned by decide, or a tick that died before sending) go now too
+        leftover = [i for i in active if i.urgency == "immediate" and i.state == it.PLANNED]
+        leftover += [i for i in resumable(con) if i.urgency == "immediate"]
+    quotes = ctx.broker.quotes(sorted(positions)) if positions else {}
     checks = check_positions(positions.values(), quotes, params=ctx.params, now=now, close=close)
     report.exits = checks
     intents = _plan_immediate(ctx, checks, active, known, report)
+    intents += [] if report.blocked_by else leftover
     if intents:
         report.execution = execute_intents(ctx, intents, ExecuteReport(now, None),
                                            time.monotonic() + ctx.params.execution_timeout_s, now)
@@ -120,9 +122,8 @@ def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) ->
 def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Intent], known: set[str],
                     report: MonitorReport) -> list[it.Intent]:
     """Immediate EXIT intents for the checks (skipping exits already under way), in one transaction."""
-    from tradebook.ledger import record_event
-
     from tradebook import controls
+    from tradebook.ledger import record_event
 
     now, out = report.now, []
     state = controls.effective_state(ctx.params, ctx.root, ctx.ledger).state

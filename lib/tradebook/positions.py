@@ -83,8 +83,8 @@ def decide_entry(symbol: str, confidence: float, price: float, position: LedgerP
         if open_positions >= params.max_concurrent_positions:
             return no("MAX_CONCURRENT", f"{open_positions} positions open, max {params.max_concurrent_positions}")
         qty = size_qty(size, price, fractional)
-        if qty <= 0:
-            return no("ZERO_QTY", f"{size:,.2f} buys no share at {price:,.2f}")
+        if qty * price < max(params.min_order_notional, 1e-9):
+            return no("ZERO_QTY", f"{size:,.2f} buys {qty:g} share(s) at {price:,.2f}: below min_order_notional")
         return EntryDecision(symbol, True, "ENTRY", "NEW_POSITION",
                              f"new position {qty:g} @ {price:,.2f} (confidence {confidence:.2f})", qty, 0.0)
     return _add_on(symbol, confidence, price, position, equity, size, cap, params, fractional)
@@ -109,8 +109,9 @@ def _add_on(symbol: str, confidence: float, price: float, position: LedgerPositi
                                            f"{params.add_on_confidence:.2f}")
     room = cap - position.qty * price
     qty = size_qty(min(size, room), price, fractional)
-    if qty <= 0:
-        return no("ZERO_QTY", f"room {room:,.2f} buys no share at {price:,.2f}")
+    if qty * price < max(params.min_order_notional, 1e-9):  # the gate would refuse it (GATE-5): do not plan it
+        return no("ZERO_QTY", f"room {max(room, 0.0):,.2f} buys {qty:g} share(s) at {price:,.2f}: "
+                              "below min_order_notional")
     return EntryDecision(symbol, True, "ADD_ON", "ADD_ON_APPROVED",
                          f"add-on {qty:g} @ {price:,.2f}: allocation {alloc:.2%} < max {maximum:.2%}, "
                          f"confidence {confidence:.2f} >= {params.add_on_confidence:.2f}", qty, alloc)

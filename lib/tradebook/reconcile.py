@@ -166,12 +166,7 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
     from tradebook.intents import phase_session
 
     with phase_session(ctx):
-        for _ in range(3):
-            try:
-                return _reconcile_once(ctx, light)
-            except _LedgerMoved:
-                continue
-    raise LedgerError("the ledger kept changing during reconcile (another writer?); run it again")
+        return _reconcile(ctx, light)
 
 
 def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileReport:
@@ -179,10 +174,19 @@ def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileR
     from tradebook.intents import crash_point, phase_session
 
     with phase_session(ctx):
-        report = _reconcile_once(ctx, True, cids)
+        report = _reconcile(ctx, True, cids)
     if any(u.fill_qty > EPS for u in report.order_updates):
         crash_point("after_fill_recorded")
     return report
+
+
+def _reconcile(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -> ReconcileReport:
+    for _ in range(3):
+        try:
+            return _reconcile_once(ctx, light, cids)
+        except _LedgerMoved:
+            continue  # another writer changed the ledger between our read and our write: redo
+    raise LedgerError("the ledger kept changing during reconcile (another writer?); run it again")
 
 
 def load_quantities(con: "duckdb.DuckDBPyConnection") -> dict[str, Pos]:

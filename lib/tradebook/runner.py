@@ -35,8 +35,6 @@ __all__ = ["KernelPool", "PhaseFailed", "RunRecord", "run_phase", "validate_note
 PHASES = ("reconcile", "decide", "execute", "report")
 DEFAULT_CELL_TIMEOUT_S = 600.0   # non-execute phases: generous, but a hung cell still ends
 EXCHANGE_TZ = "America/New_York"
-ENGINE_NAME = "tradebook-prestarted"  # registered by tradebook.pmengine
-COLD_WARM_MODULES = ("tradebook.context", "pandas", "duckdb")  # imported while papermill imports
 _PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -194,7 +192,7 @@ def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
     kernel_name = notebook_kernel_name(source)
     own_pool = pool is None or pool.kernel_name != kernel_name
     if own_pool:  # one kernel just for this run, same code path; no spares kept
-        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name, warm_modules=COLD_WARM_MODULES).start()
+        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name).start()
     km = kc = None
     hung = False
     try:
@@ -229,15 +227,18 @@ def _papermill(source: Path, output: Path, parameters: dict[str, Any], km: Any, 
                timeout: float, kernel_name: str) -> Any:
     import papermill
 
+    engine = _register_engine()
     # No cwd= here: papermill would chdir this whole process; the kernel already runs in root.
     return papermill.execute_notebook(
-        str(source), str(output), parameters=parameters, engine_name=ENGINE_NAME, kernel_name=kernel_name,
+        str(source), str(output), parameters=parameters, engine_name=engine, kernel_name=kernel_name,
         progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
 
 
-def _register_engine() -> None:
-    """Import papermill (~2 s, once per process) and register our engine with it."""
-    import tradebook.pmengine  # noqa: F401  (registers on import)
+def _register_engine() -> str:
+    """Import papermill (~2 s, once per process) and register our engine; returns its name."""
+    from tradebook.pmengine import ENGINE_NAME
+
+    return ENGINE_NAME
 
 
 def _pid(km: Any) -> int | None:

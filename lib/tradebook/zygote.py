@@ -7,6 +7,7 @@ Popen-shaped handle jupyter_client needs for a process that is not our child.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -15,10 +16,11 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+log = logging.getLogger("tradebook.kernelpool")
+
 
 class ZygoteError(RuntimeError):
     """The fork server is gone or refused: start kernels the ordinary way instead."""
-
 
 
 class ForkedProcess:
@@ -146,8 +148,13 @@ class Zygote:
     def poll_ready(self) -> bool:
         """True once the server has finished its imports (never blocks; raises if it died)."""
         if self.ready is None and select.select([self._resp], [], [], 0)[0]:
-            self.ready = self._read()
+            self._set_ready(self._read())
         return self.ready is not None
+
+    def _set_ready(self, message: dict) -> None:
+        self.ready = message
+        if message.get("failed"):  # the notebook that imports one of these will show why
+            log.info("kernel fork server could not pre-import: %s", ", ".join(message["failed"]))
 
     @property
     def alive(self) -> bool:
@@ -156,7 +163,7 @@ class Zygote:
     def fork(self, args: list[str], env: dict[str, str], cwd: str) -> int:
         """Ask for one new kernel process; returns its pid."""
         if self.ready is None:
-            self.ready = self._read()
+            self._set_ready(self._read())
         data = (json.dumps({"args": args, "env": env, "cwd": cwd}) + "\n").encode()
         if self._req is None:
             raise ZygoteError("kernel fork server is closed")

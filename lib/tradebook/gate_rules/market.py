@@ -71,6 +71,22 @@ def _gap(order: ProposedOrder, ctx: GateContext) -> dict | None:
 def signal_freshness(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Verdict:
     """GATE-7: STALE_SIGNAL (intraday > stale_signal_seconds, planned > max_signal_age_hours)
     and PRICE_GAP (moved > max_gap_pct since the decision price). Exits: warning only."""
+    # Fast path (every order of a run): fresh by raw age and no gap. Anything else, including
+    # a planned intent only fresh after the weekend discount, takes the explaining path.
+    dt, dp, p = order.decision_time, order.decision_price, ctx.params
+    if dt is not None and dp is not None and dp > 0:
+        age_s = (ctx.now - dt).total_seconds()
+        limit_s = p.stale_signal_seconds if order.intraday else p.max_signal_age_hours * 3600.0
+        if -p.stale_signal_seconds <= age_s <= limit_s:
+            q = ctx.quotes.get(order.symbol)
+            current = (q.bid + q.ask) * 0.5 if q is not None and q.bid > 0 else order.price
+            if abs(current / dp - 1.0) <= p.max_gap_pct:
+                return _PASS7
+    return _freshness_verdict(order, view, ctx)
+
+
+def _freshness_verdict(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Verdict:
+    """GATE-7 in full: which problem (with its numbers), rejected for entries, warned for exits."""
     stale = _staleness(order, ctx)
     problem = ("STALE_SIGNAL", stale) if stale is not None else None
     if problem is None:
@@ -105,7 +121,7 @@ def slippage(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Ver
         return warn("GATE-8", "NO_QUOTE", **q_problem) if q_problem else _PASS8
     if q_problem is not None:
         return reject("GATE-8", "NO_QUOTE", **q_problem)
-    mid, limit = q.mid, order.limit_price
+    mid, limit = (q.bid + q.ask) * 0.5, order.limit_price
     if limit is None:  # malformed: GATE-5 rejects it with INVALID_ORDER
         return reject("GATE-8", "NO_LIMIT_PRICE")
     slip = abs(limit - mid) / mid
