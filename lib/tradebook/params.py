@@ -51,7 +51,7 @@ class ScheduleParams(_Frozen):
 class SimParams(_Frozen):
     """The embedded simulator: replayed daily bars, a seeded intraday path."""
 
-    start_date: date = date(2011, 7, 1)
+    start_date: date = date(2011, 7, 26)
     starting_cash: float = Field(100_000.0, gt=0)
     spread_bps: float = Field(4.0, ge=0, le=500)
     seed: int = 7
