@@ -70,9 +70,9 @@ def test_new_state_when_start_is_holiday_weekend_then_0800_on_next_session(tmp_p
 
 
 def test_from_params_when_built_then_state_in_runs_dir(make_params, root):
-    params = make_params()
+    params = make_params(**{"sim.start_date": "2011-07-01"})
     sim = SimBroker.from_params(params, root)
-    assert sim.clock().now == ny(FRI, 8)          # params/sim.yaml starts 2011-07-01
+    assert sim.clock().now == ny(FRI, 8)          # 08:00 on the first session of the start date
     assert params.sim_state_path(root).exists()
 
 

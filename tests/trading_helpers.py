@@ -36,6 +36,8 @@ def window_time(day: date = EXEC_DAY, minutes_after_open: int = 6) -> datetime:
 def make_ctx(root: Path, **overrides) -> Context:
     """A context on ``root`` (SimBroker + ledger under root/runs) with param overrides."""
     overrides.setdefault("runs_dir", str(root / "runs"))
+    # The helpers' calendar (DECIDE_DAY/EXEC_DAY) is fixed; don't depend on the demo's start date.
+    overrides.setdefault("sim.start_date", "2011-07-01")
     return Context(load_params(root / "params" / "sim.yaml", overrides), root)
 
 

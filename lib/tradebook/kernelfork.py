@@ -27,7 +27,7 @@ import json
 import os
 import signal
 import sys
-from typing import Iterable
+from typing import Iterable, NoReturn
 
 FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
 # What every ipykernel imports while it starts (debugpy alone is ~0.3 s); none starts a thread.
@@ -98,9 +98,13 @@ def _write_line(fd: int, message: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-def _become_kernel(request: dict, inherited_fds: tuple[int, ...]) -> None:
-    """In the forked child: look like a freshly launched kernel process, then run it."""
-    code = 1
+def _become_kernel(request: dict, inherited_fds: tuple[int, ...]) -> NoReturn:
+    """In the forked child: look like a freshly launched kernel process, then run it.
+
+    It ends by raising SystemExit, like ``python -m ipykernel_launcher`` would, so the
+    interpreter shuts down the usual way (join threads, atexit, flush, finalise); it never
+    returns into the fork server's loop.
+    """
     try:
         for fd in inherited_fds:
             os.close(fd)
@@ -119,15 +123,14 @@ def _become_kernel(request: dict, inherited_fds: tuple[int, ...]) -> None:
         from ipykernel import kernelapp
 
         kernelapp.launch_new_instance()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except SystemExit:
+        raise
     except BaseException:  # noqa: BLE001 - report and exit, never fall back into the zygote loop
         import traceback
 
         traceback.print_exc()
-    finally:
-        _exit_child(code)
+        raise SystemExit(1) from None
+    raise SystemExit(0)
 
 
 def _reseed_random_state() -> None:
@@ -139,17 +142,6 @@ def _reseed_random_state() -> None:
     np_random = sys.modules.get("numpy.random")
     if np_random is not None:
         np_random.seed()
-
-
-def _exit_child(code: int) -> None:
-    import atexit
-
-    try:
-        atexit._run_exitfuncs()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(code)
 
 
 if __name__ == "__main__":  # python -m tradebook.kernelfork REQ_FD RESP_FD MODULE...
