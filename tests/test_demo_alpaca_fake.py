@@ -1,0 +1,41 @@
+"""The whole Alpaca path in CI: papermill → library → alpaca-py → HTTP → loopback fake.
+
+Also the secrets scan of issue 6: with keys in the environment, nothing under runs/
+(executed notebooks included: papermill stores parameters), no log line and no error
+output contains a key value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradebook.broker.alpaca_fake import DEMO_KEYS
+from tradebook.demo import PHASES, run_demo
+from tradebook.ledger import Ledger
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
+USER_KEYS = ("PKUSERKEYSHOULDNEVERLEAK01", "SKUSERSECRETSHOULDNEVERLEAK0123456789")
+
+
+def test_demo_on_alpaca_fake_when_run_then_phases_ok_and_no_secret_anywhere(root: Path, monkeypatch, capfd):
+    """OPS-6 / issue 6: every file under runs/ and all output are free of key values."""
+    monkeypatch.setenv("APCA_API_KEY_ID", USER_KEYS[0])
+    monkeypatch.setenv("APCA_API_SECRET_KEY", USER_KEYS[1])
+    summary = run_demo(2, root=root, broker="alpaca-fake")
+    assert summary.failures == [] and summary.notebooks == 2 * len(PHASES)
+    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    assert ledger.scalar("SELECT count(*) FROM runs WHERE status = 'OK'") == 2 * len(PHASES)
+    assert ledger.scalar("SELECT count(DISTINCT json_extract_string(params_json, '$.mode')) FROM runs") == 1
+    assert ledger.scalar("SELECT any_value(json_extract_string(params_json, '$.mode')) FROM runs") == "paper"
+
+    secrets = [*USER_KEYS, *DEMO_KEYS]
+    files = [p for p in (root / "runs").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".jsonl" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, f"{secret[:4]}… found in {path}"
+    out, err = capfd.readouterr()
+    for secret in secrets:
+        assert secret not in out and secret not in err
