@@ -42,7 +42,8 @@ DEFAULT_WARM_MODULES = (
     "tradebook.execute", "tradebook.report", "tradebook.monitor", "tradebook.broker.sim", "tradebook.controls",
     "tradebook.alerts", "tradebook.strategy", "tradebook.marketdata", "tradebook.report_plots",
     "tradebook.report_sections", "pandas", "pandas.io.formats.style", "duckdb", "exchange_calendars",
-    "bokeh_sampledata.stocks", "matplotlib", "tradebook.sessions:table",
+    "bokeh_sampledata.stocks", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
+    "matplotlib.font_manager", "tradebook.sessions:table",
 )
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]  # as nbclient does: no sqlite history per kernel
 
