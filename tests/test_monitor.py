@@ -126,3 +126,33 @@ def test_exit2_when_immediate_exit_is_planned_then_next_tick_sends_it_as_market_
     run_monitor(ctx)
     assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [planned.intent_id]) == "FILLED"
     assert ctx.ledger.rows("SELECT order_type FROM orders") == [("market",)] and positions_match(ctx)
+
+
+def test_ctl3_when_auto_trip_cooldown_passed_and_healthy_then_monitor_rearms(root):
+    """CTL-3: the monitor re-arms an auto trip (API circuit) after the cooldown when the broker answers."""
+    from datetime import timedelta
+
+    from tradebook import controls
+
+    ctx = _mctx(root)
+    controls.reduce_only(ctx.ledger, "api circuit open", source="api_breaker", now=MIDDAY - timedelta(minutes=31))
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "REDUCE_ONLY"
+    report = run_monitor(ctx)
+    assert report.rearmed and "re-armed" in report.summary()
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "RUNNING"
+
+
+def test_ctl3_when_auto_trip_still_in_cooldown_then_monitor_keeps_reduce_only(root):
+    """CTL-3: no re-arm before the cooldown; CTL-2: a freeze is never re-armed by the monitor."""
+    from datetime import timedelta
+
+    from tradebook import controls
+
+    ctx = _mctx(root)
+    controls.reduce_only(ctx.ledger, "api circuit open", source="api_breaker", now=MIDDAY - timedelta(minutes=5))
+    assert not run_monitor(ctx).rearmed
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "REDUCE_ONLY"
+    controls.freeze(ctx.ledger, "manual freeze", actor="operator", source="cli", now=MIDDAY)
+    ctx.broker.advance_to(MIDDAY + timedelta(hours=1))
+    assert not run_monitor(ctx).rearmed
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"

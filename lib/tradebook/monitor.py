@@ -36,6 +36,7 @@ class MonitorReport:
     skipped: list[str] = field(default_factory=list)        # symbols whose exit is under way / not allowed now
     blocked_by: str | None = None                           # HALTED / FROZEN: no exit can be sent
     execution: "ExecuteReport | None" = None
+    rearmed: bool = False                                   # CTL-3: an auto trip re-armed this tick
 
     def tables(self) -> dict[str, Any]:
         import pandas as pd
@@ -55,6 +56,8 @@ class MonitorReport:
             parts.append(f"{len(self.cancelled)} cancelled at window end")
         if self.breaker_trips:
             parts.append(f"{len(self.breaker_trips)} breaker trip(s)")
+        if self.rearmed:
+            parts.append("auto trip re-armed (CTL-3)")
         if not self.market_open:
             parts.append("market closed: no protective exits")
         else:
@@ -79,6 +82,7 @@ def _tick(ctx: "Context") -> MonitorReport:
     report = MonitorReport(now, False, sync_orders(ctx))
     report.cancelled = cancel_after_window(ctx, now)
     report.breaker_trips = _run_breakers(ctx)
+    report.rearmed = _try_rearm(ctx, now)
     clock = ctx.broker.clock()
     report.market_open = clock.is_open
     if clock.is_open:
@@ -94,6 +98,29 @@ def _run_breakers(ctx: "Context") -> list[Any]:
             raise
         return []
     return list(run_breakers(ctx) or [])
+
+
+def _try_rearm(ctx: "Context", now: datetime) -> bool:
+    """CTL-3: an auto trip (API circuit, divergence, session drawdown) re-arms only when healthy.
+
+    Healthy = the broker answers and no session-drawdown trip happened this session (else
+    the session stop would re-trip after every re-arm). The cooldown and the incident
+    count are checked by ``controls.try_rearm``; FROZEN and HALTED never re-arm.
+    """
+    from tradebook import controls
+    from tradebook.breakers import session_tripped
+    from tradebook.errors import BrokerError
+
+    if controls.effective_state(ctx.params, ctx.root, ctx.ledger).state != "REDUCE_ONLY":
+        return False
+    try:
+        ctx.broker.account()
+        healthy = True
+    except BrokerError:
+        healthy = False
+    with ctx.ledger.connect() as con:
+        healthy = healthy and not session_tripped(con, now)
+    return controls.try_rearm(ctx, healthy, now)
 
 
 def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) -> None:
