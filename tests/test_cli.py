@@ -63,3 +63,23 @@ def test_run_when_ledger_locked_by_another_process_then_clear_error(root: Path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_resume_when_reset_peak_after_drawdown_freeze_then_running_with_new_peak(root: Path):
+    """BRK-2 / CTL-2: after a drawdown freeze, `resume --reset-peak` restarts the high-water mark."""
+    from tradebook import controls
+    from tradebook.breakers import current_peak
+    from tradebook.context import Context
+
+    from datetime import timedelta
+
+    ctx = Context.load(None, {}, root=root)
+    earlier = ctx.now() - timedelta(days=3)
+    with ctx.ledger.transaction() as con:
+        con.execute("INSERT INTO equity_snapshots VALUES (?, ?, 'PEAK', 150000, 150000)", [earlier, earlier.date()])
+    controls.freeze(ctx.ledger, "BRK-2 max drawdown", actor="breaker", source="BRK-2")
+    out = tradebook(root, "resume", "--reason", "drawdown reviewed", "--yes", "--reset-peak")
+    assert out.returncode == 0, out.stderr
+    assert controls.effective_state(ctx.params, root).state == "RUNNING"
+    with ctx.ledger.connect() as con:
+        assert current_peak(con) == ctx.broker.account().equity

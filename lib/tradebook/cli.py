@@ -133,7 +133,9 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
 @app.command("resume")
 def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is safe to trade again (recorded)"),
                yes: bool = YesOpt, params_file: Optional[Path] = ParamsOpt,
-               param: Optional[list[str]] = OverrideOpt) -> None:
+               param: Optional[list[str]] = OverrideOpt,
+               reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
+                                               "(BRK-2): restart the peak at today's equity, recorded")) -> None:
     """Clear a halt or freeze (CTL-2): needs a reason; removes the flag file; recorded."""
     from rich.console import Console
 
@@ -141,6 +143,13 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
 
     ctx = _context(params_file, param)
     _confirm("RESUME", yes, "Trading will resume: new entries and exits will be sent to the broker.")
+    if reset_peak:
+        # Without this, a drawdown freeze trips again at the next breaker check.
+        from tradebook.breakers import reset_peak as reset
+
+        equity = ctx.broker.account().equity
+        with ctx.ledger.transaction() as con:
+            reset(con, ctx.now(), equity, reason, _actor())
     _print_control(Console(), resume(ctx.params, ctx.root, reason, _actor(), "cli"))
 
 
