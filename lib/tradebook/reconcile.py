@@ -288,8 +288,12 @@ def _raise_divergence(con: "duckdb.DuckDBPyConnection", report: ReconcileReport,
     """REC-7: incident + ALERT + REDUCE_ONLY, all in the reconcile's transaction."""
     from tradebook import alerts, controls
 
-    detail = "; ".join(f"{a.kind} {a.symbol} ledger {a.ledger_qty:g} -> broker {a.qty:g}" for a in report.actions)
-    detail = f"ledger and broker diverged on {report.checks} consecutive checks: {detail}"[:2000]
+    shown = 10  # an alert is read by a person: name a few, count the rest (all are audit events)
+    listed = "; ".join(f"{a.kind} {a.symbol} ledger {a.ledger_qty:g} -> broker {a.qty:g}"
+                       for a in report.actions[:shown])
+    more = len(report.actions) - shown
+    detail = (f"ledger and broker diverged on {report.checks} consecutive checks for "
+              f"{len(report.actions)} position(s): {listed}" + (f"; and {more} more" if more > 0 else ""))
     controls.record_incident(con, "RECONCILE_DIVERGENCE", detail, report.now)
     alerts.alert(con, "DIVERGENCE", detail, params=ctx.params, run_id=ctx.run_id, now=report.now,
                  data={"symbols": [a.symbol for a in report.actions]})
