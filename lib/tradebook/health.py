@@ -155,7 +155,7 @@ def _heartbeat_problems(beat: Heartbeat | None, wall_now: datetime, notes: list[
     if age > beat.stale_after_s:
         problems.append(f"heartbeat is stale: {age:.0f}s old, limit {beat.stale_after_s:.0f}s "
                         f"({STALE_INTERVALS} x reconcile_interval_s of the daemon's clock)")
-    if beat.host == socket.gethostname() and not _pid_alive(beat.pid):
+    if beat.host == socket.gethostname() and not pid_alive(beat.pid):
         problems.append(f"daemon process {beat.pid} is not running")
     return problems
 
@@ -171,7 +171,8 @@ def _control_problems(params: "Params", root: Path | None, notes: list[str]) -> 
     return []
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (possibly owned by another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from tradebook.health import pid_alive
+
 log = logging.getLogger("tradebook.kernelpool")
 
 
@@ -50,7 +52,7 @@ class ForkedProcess:
             ready, _, _ = select.select([self._pidfd], [], [], 0)
             alive = not ready
         else:
-            alive = _pid_alive(self.pid)
+            alive = pid_alive(self.pid)
         if not alive:
             self.returncode = 0
             self._close()
@@ -87,15 +89,6 @@ class ForkedProcess:
     def __del__(self) -> None:
         self._close()
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fork_provisioner(km: Any, zygote: "Zygote") -> Any:

@@ -133,11 +133,15 @@ class FakeBrokerState:
         with self.lock:
             order = self._validate(body)
             self._check_funds(order)
-            self.orders[order.id] = order
-            self.by_client_id[order.client_order_id] = order.id
-            if self.market.is_open(self.now):
-                self._try_fill(order, self.now, self.now)
-            return order.to_json()
+            return self._record(order)
+
+    def _record(self, order: "FakeOrder") -> dict[str, Any]:
+        """Book an accepted order (caller holds the lock); it fills at once when marketable."""
+        self.orders[order.id] = order
+        self.by_client_id[order.client_order_id] = order.id
+        if self.market.is_open(self.now):
+            self._try_fill(order, self.now, self.now)
+        return order.to_json()
 
     def _new_id(self) -> str:
         self._seq += 1
@@ -280,11 +284,7 @@ class FakeBrokerState:
             order = FakeOrder(self._new_id(), str(uuid.uuid4()), symbol, "sell", "market", "day",
                               min(amount, held), None, None, self.now)
             self._check_funds(order)
-            self.orders[order.id] = order
-            self.by_client_id[order.client_order_id] = order.id
-            if self.market.is_open(self.now):
-                self._try_fill(order, self.now, self.now)
-            return order.to_json()
+            return self._record(order)
 
     # clock -------------------------------------------------------------------------------
     def clock_json(self) -> dict[str, Any]:
