@@ -164,7 +164,8 @@ def round_trips(fills: "pd.DataFrame") -> "pd.DataFrame":
     """Flat-to-flat trades per symbol: entry/exit dates, average prices, P&L, exit reason."""
     import pandas as pd
 
-    out, open_ = [], {}
+    out: list[tuple] = []
+    open_: dict[str, Any] = {}
     columns = [fills[c].tolist() for c in ("date", "symbol", "side", "qty", "price", "reason", "confidence")]
     for day, symbol, side, qty, price, reason, confidence in zip(*columns):
         trip = open_.get(symbol)

@@ -257,7 +257,7 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
                           until=parse_clock_time(until), hold_at=parse_clock_time(hold_at))
     except DaemonAlreadyRunning as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_ALREADY_RUNNING)
+        raise typer.Exit(EXIT_ALREADY_RUNNING) from None
     raise typer.Exit(code)
 
 

@@ -44,8 +44,6 @@ def load_bars(symbols: list[str] | tuple[str, ...]) -> "pd.DataFrame":
 
     The returned frame is shared between callers; copy it before mutating.
     """
-    import pandas as pd
-
     unknown = [s for s in symbols if s not in AVAILABLE]
     if unknown:
         raise UnknownSymbol(f"no bundled market data for {', '.join(unknown)}; "

@@ -138,7 +138,7 @@ class AlpacaBroker:
     def _account_allows_fractional(self) -> bool:
         if self._account_fractional is None:
             config = self._call("get account configurations", self._trading.get_account_configurations)
-            self._account_fractional = bool(config.fractional_trading)
+            self._account_fractional = bool(config.fractional_trading)  # type: ignore[union-attr]
         return self._account_fractional and self.fractional_enabled
 
     def positions(self) -> list[Position]:
