@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from tradebook.errors import ControlRefused
 from tradebook.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
+from tradebook.sessions import session_date
 from tradebook.trading_state import RANK, STATES, TradingState, strictest
 
 if TYPE_CHECKING:
@@ -66,15 +67,6 @@ class ControlStatus:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def session_date(now: datetime) -> date:
-    """The exchange (America/New_York) date of an aware timestamp."""
-    from zoneinfo import ZoneInfo
-
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (exchange time is America/New_York)")
-    return now.astimezone(ZoneInfo("America/New_York")).date()
 
 
 # --- ledger state ----------------------------------------------------------------------------
@@ -300,30 +292,3 @@ def try_rearm(ctx: "Context", health_ok: bool, now: datetime) -> bool:
                     [now, reason, AUTO_ACTOR])
         record_event(con, "CONTROL_REARM", run_id=ctx.run_id, reason=reason, ts=now)
     return True
-
-
-# --- flatten (CTL-5): the work lives in tradebook.flatten; the contract entry point is here ----
-@dataclass(frozen=True)
-class FlattenResult:
-    """What a flatten did: cancels, closing orders, symbols already closing, failures, final state."""
-
-    cancelled: tuple[str, ...]                 # client_order_ids cancelled
-    submitted: tuple[str, ...]                 # closing client_order_ids submitted by this call
-    already_closing: tuple[str, ...]           # symbols with an open closing order from before
-    failed: tuple[tuple[str, str], ...]        # (symbol or client_order_id, error)
-    status: ControlStatus
-
-    def summary(self) -> str:
-        parts = [f"cancelled {len(self.cancelled)} order(s)", f"submitted {len(self.submitted)} closing order(s)"]
-        if self.already_closing:
-            parts.append(f"already closing: {', '.join(self.already_closing)}")
-        if self.failed:
-            parts.append("FAILED: " + "; ".join(f"{k}: {e}" for k, e in self.failed))
-        return ", ".join(parts) + f"; state {self.status.state}"
-
-
-def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = "cli") -> FlattenResult:
-    """CTL-5: cancel open orders, close every position with a market order, then freeze."""
-    from tradebook.flatten import run_flatten
-
-    return run_flatten(ctx, reason, actor, source)

@@ -28,7 +28,7 @@ MAX_LOOKBACK_DAYS = 60
 
 
 def _day(ts: datetime):
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     return session_date(ts)
 

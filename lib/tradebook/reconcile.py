@@ -247,7 +247,7 @@ def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: 
     """REC-2/3/4/6 in bulk (set-based SQL over a registered frame: 5,000 actions stay fast)."""
     import pandas as pd
 
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     p = ctx.params
     frame = pd.DataFrame({
