@@ -285,3 +285,39 @@ def test_ctl1_when_kill_switch_pulled_mid_run_then_next_order_is_not_sent(ectx):
     report = run_execute(ectx)
     assert [o.state for o in report.outcomes] == ["FILLED", "REJECTED", "REJECTED"]
     assert report.control_state == "HALTED" and len(broker_orders(ectx)) == 1
+
+
+def test_exit6_when_planned_exit_exceeds_max_order_notional_then_split_into_children_within_cap_same_run(root):
+    """EXIT-6 (issue 12 item 6): a planned exit worth ~15k with max_order_notional 10k goes out as
+    child orders each within the cap, with deterministic client ids, all in the same run; GATE-5
+    still rejects any single order above the cap."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    qty = float(round(15_000 / mid(ctx, "MSFT")))
+    hold(ctx, "MSFT", qty, mid(ctx, "MSFT"))
+    plant(ctx, "MSFT", "EXIT", qty)
+    ctx.broker.advance_to(window_time())
+    run_execute(ctx)
+    parts = [f"{EXIT_ID}-part1", f"{EXIT_ID}-part2"]
+    assert _states(ctx) == {EXIT_ID: "CANCELLED", parts[0]: "FILLED", parts[1]: "FILLED"}
+    orders = broker_orders(ctx)
+    assert [o[0] for o in orders] == [it.client_order_id(p, 1) for p in parts]
+    assert sum(o[5] for o in orders) == qty and ctx.broker.positions() == [] and positions_match(ctx)
+    rows = ctx.ledger.rows("SELECT qty * limit_price FROM orders")
+    assert all(n <= ctx.params.max_order_notional for (n,) in rows)
+    assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE reason_code = 'MAX_ORDER_NOTIONAL'") == 0
+
+
+def test_exit6_when_split_exit_children_then_they_count_once_against_order_rates(root):
+    """EXIT-6 with GATE-10: one split is one order for the rates, so orders_per_run=1 still
+    sends every child of the exit in the same run."""
+    ctx = make_ctx(root, orders_per_run=1)
+    ctx.broker.advance_to(decide_time())
+    qty = float(round(25_000 / mid(ctx, "MSFT")))
+    hold(ctx, "MSFT", qty, mid(ctx, "MSFT"))
+    plant(ctx, "MSFT", "EXIT", qty)
+    ctx.broker.advance_to(window_time())
+    run_execute(ctx)
+    states = _states(ctx)
+    assert states.pop(EXIT_ID) == "CANCELLED" and len(states) == 3 and set(states.values()) == {"FILLED"}
+    assert ctx.broker.positions() == []

@@ -68,6 +68,7 @@ def limit_price(side: str, quote_price: float) -> Decimal:
 def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float],
             qty: float | None = None) -> "ProposedOrder | None":
     """The order for an intent now: limit at bid/ask (market only for immediate); exits capped at what is held."""
+    from tradebook.exit_split import part_number
     from tradebook.gate import ProposedOrder
 
     qty = intent.qty if qty is None else qty
@@ -82,7 +83,8 @@ def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float
     return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,
                          order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,
                          confidence=intent.confidence, decision_price=intent.decision_price,
-                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate")
+                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate",
+                         part=part_number(intent.intent_id))
 
 
 def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", attempt: int,
