@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from pydantic import BaseModel, ConfigDict
@@ -68,7 +69,8 @@ class Strategy:
     """Base class for strategies: set ``Params``, implement ``generate`` (and ``history_days``)."""
 
     Params: ClassVar[type[StrategyParams]] = StrategyParams
-    name: ClassVar[str] = ""
+    name: str = ""
+    root: "Path | None" = None       # the project root, for strategies that read project files
 
     def __init__(self, params: StrategyParams | Mapping[str, Any] | None = None):
         if not isinstance(params, StrategyParams):
@@ -134,6 +136,8 @@ def call_strategy(strategy: Strategy, bars: "pd.DataFrame", held: Mapping[str, H
     universe = set(bars["symbol"].unique()) if len(bars) else set()
     try:
         out = strategy.generate(bars, held)
+    except StrategyError:
+        raise
     except Exception as exc:  # a user strategy may raise anything: the day must trade nothing
         symbol = _culprit(strategy, bars, held, universe)
         where = f", symbol {symbol}" if symbol else ""

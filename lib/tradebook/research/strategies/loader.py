@@ -49,8 +49,8 @@ def strategy_class(use: str, root: Path | None = None) -> type[Strategy]:
     if problem:
         raise StrategyError(f"strategy {use}: {problem}", strategy=use)
     module_name, _, cls_name = target(use).partition(":")
-    if root is not None and str(root) not in sys.path:
-        sys.path.insert(0, str(root))  # strategies/ under the project root, as in notebooks
+    if root is not None and use not in BUILTINS:
+        _use_project(Path(root), module_name)
     try:
         obj: Any = importlib.import_module(module_name)
         for part in cls_name.split("."):
@@ -62,6 +62,21 @@ def strategy_class(use: str, root: Path | None = None) -> type[Strategy]:
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise StrategyError(f"strategy {use} is not a tradebook.research.Strategy subclass", strategy=use)
     return obj
+
+
+def _use_project(root: Path, module_name: str) -> None:
+    """Put the project root first on sys.path; forget a same-named package imported from elsewhere."""
+    root = root.resolve()
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
+    sys.path.insert(0, str(root))  # strategies/ under the project root, as notebooks see it
+    top = module_name.split(".")[0]
+    cached = sys.modules.get(top)
+    where = getattr(cached, "__file__", None) or next(iter(getattr(cached, "__path__", [])), None)
+    if cached is not None and where and root not in Path(where).resolve().parents:
+        for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def build(use: str, params: Mapping[str, Any], root: Path | None = None) -> Strategy:
@@ -80,6 +95,7 @@ def build(use: str, params: Mapping[str, Any], root: Path | None = None) -> Stra
         raise StrategyError(f"strategy {use} failed to start: {type(exc).__name__}: {exc}", strategy=use) from exc
     if not strategy.name:
         strategy.name = use  # instance attribute: errors name it as params do
+    strategy.root = root     # for strategies that read project files (signals, models)
     return strategy
 
 
