@@ -101,6 +101,7 @@ class Book:
     rejections: list[tuple] = field(default_factory=list)
     span: tuple[int, int] = (0, 0)  # the sessions simulated: [start, end)
     freeze: Any = None              # research.frictions.Freeze once a breaker froze the run
+    intents: list[tuple] = field(default_factory=list)  # (decision date, symbol, side, qty, kind): decide's output
 
     def equity_at_close(self, t: int, close_ff: "np.ndarray") -> float:
         held = self.qty != 0
@@ -152,6 +153,8 @@ def simulate(market: Market, rules: Rules, *, cash: float, params: "Params | Non
         new = rules.decide(t, book)
         if new:
             pending.extend(new)
+            book.intents += [(market.dates[t].item(), market.symbols[o.col], o.side,
+                              float(book.qty[o.col]) if o.qty is None else float(o.qty), o.kind) for o in new]
     book.span = (start, last)
     return book
 
