@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook import intents as it
 from tradebook.errors import BrokerUnavailable
+from tradebook.exit_split import split_large_exits
 from tradebook.execute_support import alert_missed_windows, build_gate_run, cancel_after_window, sessions_around
 from tradebook.order_path import Outcome, execute_one
 
@@ -125,6 +126,9 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
     report.control_state = status.state
     run, quotes, available = build_gate_run(ctx, intents, now, status.state)
     run.ctx = _with_entry_blocker(ctx, run.ctx, now, report)
+    intents, split = split_large_exits(ctx, intents, quotes, available, now)   # EXIT-6
+    report.outcomes += [Outcome(p.intent_id, p.symbol, p.kind, p.side, p.qty, it.CANCELLED,
+                                "split into child orders within max_order_notional (EXIT-6)") for p in split]
     sent: list[str] = []
     ordered = sorted(intents, key=lambda i: (i.kind != "EXIT", -(i.confidence or 0.0), i.intent_id))
     for n, intent in enumerate(ordered):
