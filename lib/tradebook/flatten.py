@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tradebook.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag, utcnow
+from tradebook.clock import operator_now
+from tradebook.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
 from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
 from tradebook.ledger import record_event
 from tradebook.sessions import session_date
@@ -62,7 +63,8 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
         raise ControlRefused("flatten needs a reason (e.g. --reason 'strategy broken'); nothing changed")
     path = flag_path(ctx.params, ctx.root)
     # Halt first: nothing else may trade while we unwind, even if a step below fails.
-    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source, utcnow())
+    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source,
+               operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"
     with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is unusable
