@@ -8,6 +8,7 @@ import pytest
 
 from tradebook import controls, gate
 from tradebook.execute import run_execute
+from tradebook.reconcile import run_reconcile
 from tradebook.trading_state import STATES, TradingState, strictest
 from trading_helpers import decide_time, hold, make_ctx, plant, window_time
 
@@ -36,6 +37,7 @@ def circuit_ctx(root, monkeypatch):
     hold(ctx, "MSFT", 100, 25.0)
     plant(ctx, "MSFT", "EXIT", 100)
     plant(ctx, "AAPL", "ENTRY", 10)
+    run_reconcile(ctx)  # REC-8: entries need a reconcile covering the session
     ctx.broker.advance_to(window_time())
     # What AlpacaBroker reports while its breaker is open (EXE-4); the venue itself is SimBroker.
     monkeypatch.setattr(ctx.broker, "circuit_open", True, raising=False)
