@@ -64,7 +64,11 @@ class AlpacaParams(_Frozen):
 
     url_override: str | None = None
     data_url_override: str | None = None
-    feed: Literal["iex", "sip", "delayed_sip"] = "iex"
+    feed: Literal["iex", "sip", "delayed_sip"] = "iex"   # latest quotes / snapshots
+    # Daily bars: sip, asked only up to now - 15 min, which any plan (free included) may query.
+    bars_feed: Literal["sip", "iex"] = "sip"
+    allow_margin: bool = False   # GATE-11 uses non-marginable buying power (cash) unless true
+    rate_limit_max_wait_s: float = Field(60.0, ge=0, le=120)   # cap on waiting for X-RateLimit-Reset
     timeout_s: float = Field(10.0, gt=0, le=120)
     retries: int = Field(3, ge=0, le=10)
     # Alpaca adapter (issue 6): first retry wait, doubling; also caps a server's Retry-After.
