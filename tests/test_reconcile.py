@@ -203,6 +203,7 @@ class Flicker:
 def test_rec7_when_divergence_seen_once_then_nothing_is_written(rctx):
     """REC-7: a divergence that disappears on the second check is transient: no action, no incident."""
     hold(rctx, "MSFT", 100, 25.0)
+    run_reconcile(rctx)   # in sync; marks the session reconciled (REC-8), the one write of the session
     rctx.__dict__["broker"] = Flicker(rctx.broker)
     before = table_counts(rctx)
     report = run_reconcile(rctx)
