@@ -152,6 +152,10 @@ def _update_row(u: OrderUpdate) -> dict[str, Any]:
             "reason": u.reason}
 
 
+def _price_only(a: Action) -> bool:
+    return a.kind == CORRECTION and abs(a.qty - a.ledger_qty) <= QTY_TOL
+
+
 class _LedgerMoved(LedgerError):
     """The ledger changed between our read and our write (another writer): redo the reconcile."""
 
@@ -225,7 +229,9 @@ def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = No
         report.unconfirmed = [a for a in second if a.symbol not in seen]
         report.checks, report.broker_positions, report.open_orders = 2, positions, open_orders
     report.actions, report.order_updates = actions, updates
-    report.divergence = bool(actions) and not first
+    # An average-price difference alone is Alpaca's FIFO end-of-day average, not a divergence:
+    # a quiet broker-wins correction (REC-4), no incident.
+    report.divergence = any(not _price_only(a) for a in actions) and not first
     if report.wrote:
         _write(ctx, report, fingerprint)
     return report
