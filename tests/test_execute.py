@@ -24,6 +24,7 @@ def ectx(root):
     plant(ctx, "MSFT", "EXIT", 100)
     plant(ctx, "AAPL", "ENTRY", 10)
     plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
+    run_reconcile(ctx)  # REC-8: after the close, it covers the next session (entries need it)
     return ctx
 
 
@@ -83,6 +84,7 @@ def test_exit3_when_restarted_next_window_then_exit_executes_and_stale_entries_e
     run_execute(ectx)                                         # missed
     fresh = make_ctx(root)                                    # "restart"
     fresh.broker.advance_to(window_time(EXEC_DAY + timedelta(days=1)))
+    run_reconcile(fresh)                                      # REC-8: the day's reconcile comes first
     run_execute(fresh)
     assert _states(fresh) == {EXIT_ID: "FILLED", AAPL_ID: "EXPIRED", IBM_ID: "EXPIRED"}
     assert fresh.ledger.scalar("SELECT gate_reason FROM intents WHERE intent_id = ?", [AAPL_ID]) == "STALE_SIGNAL"

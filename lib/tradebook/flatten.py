@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tradebook.clock import operator_now
 from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
-                                session_date, utcnow)
+                                session_date)
 from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
 from tradebook.ledger import record_event
 
@@ -42,7 +43,8 @@ def run_flatten(ctx: "Context", reason: str, actor: str, source: str) -> Flatten
         raise ControlRefused("flatten needs a reason (e.g. --reason 'strategy broken'); nothing changed")
     path = flag_path(ctx.params, ctx.root)
     # Halt first: nothing else may trade while we unwind, even if a step below fails.
-    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source, utcnow())
+    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source,
+               operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"
     with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is unusable

@@ -179,6 +179,9 @@ class GateContext:
     now: datetime
     params: "Params"
     control_state: ControlState = "RUNNING"
+    # REC-8: why orders that add risk may not be sent although the state allows them (e.g. no
+    # successful reconcile this session); None: nothing beyond the control state.
+    entry_blocker: str | None = None
     market_open: bool = True
     quotes: Mapping[str, "Quote"] = field(default_factory=dict)
     orders_today_by_symbol: Mapping[str, int] = field(default_factory=dict)
