@@ -351,6 +351,15 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+def _register_research() -> None:
+    from tradebook.research.commands import register
+
+    register(app)
+
+
+_register_research()
+
+
 def main() -> None:
     """Console entry point: typed errors become one readable line and exit code 2."""
     try:

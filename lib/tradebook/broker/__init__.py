@@ -25,8 +25,14 @@ def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
     skipped answer items reach the ledger through ``on_incident``, wired by the Context.
     """
     if params.mode == "sim":
+        from tradebook import marketdata
         from tradebook.broker.sim import SimBroker
 
+        store = Path(params.data.store_dir)
+        if marketdata.use_store(store if store.is_absolute() else root / store):  # DATA-1: replay fetched symbols
+            from tradebook.broker import sim_path
+
+            sim_path.symbol_bars.cache_clear()
         return SimBroker.from_params(params, root)
     from tradebook.broker.alpaca import AlpacaBroker
     from tradebook.broker.alpaca_breaker import BreakerFile
