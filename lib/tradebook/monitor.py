@@ -184,7 +184,7 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
 
 
 def _day(now: datetime):
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     return session_date(now)
 
