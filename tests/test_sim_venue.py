@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from tradebook.broker.base import FINAL_STATUSES, WORKING_STATUSES, Order, is_final, is_working, needs_cancel_first
-from tradebook.errors import BrokerRejected
 from test_sim_broker import FRI, make_sim, ny, order
+from tradebook.broker.base import (
+    FINAL_STATUSES,
+    WORKING_STATUSES,
+    Order,
+    is_final,
+    is_working,
+    needs_cancel_first,
+)
+from tradebook.errors import BrokerRejected
 
 
 @pytest.fixture
@@ -93,9 +99,10 @@ def test_ven2_when_checks_off_then_cancel_is_synchronous_and_no_wash_check(tmp_p
 
 
 def test_ven2_when_params_ask_for_real_venue_then_sim_from_params_has_it(tmp_path):
-    from trading_helpers import make_ctx
     import shutil
+
     from conftest import REPO
+    from trading_helpers import make_ctx
 
     shutil.copytree(REPO / "params", tmp_path / "params")
     ctx = make_ctx(tmp_path, **{"sim.cancel_polls": 3, "sim.wash_trade_check": True})

@@ -56,12 +56,12 @@ def clear_symbol(ctx: "Context", symbol: str, now: datetime, *, keep: str | None
         except BrokerUnavailable:
             return False
     _record_requests(ctx, orders, now, why)
-    done = _wait_final(ctx, [o.client_order_id for o in orders])
+    done = wait_final(ctx, [o.client_order_id for o in orders])
     _sync_ours(ctx, [o.client_order_id for o in orders])
     return done
 
 
-def _wait_final(ctx: "Context", cids: list[str]) -> bool:
+def wait_final(ctx: "Context", cids: list[str]) -> bool:
     interval = 0.0 if ctx.params.mode == "sim" else POLL_INTERVAL_S
     pending = list(cids)
     for k in range(WAIT_POLLS):

@@ -58,7 +58,7 @@ def execute_one(ctx: "Context", run: "GateRun", intent: it.Intent, quotes: dict[
     if found is not None:
         return _adopt(ctx, intent, cid, attempt, found, now)
     if intent.kind == "EXIT" and intent.urgency == "immediate":
-        if not _clear_way(ctx, intent, available, now, keep=cid):
+        if not _clear_way(ctx, run, intent, available, now, keep=cid):
             return _back_to_planned(ctx, intent, None, "cancel first: the symbol's working orders are not "
                                                        "confirmed final yet; the next run tries again", now)
     proposed = propose(intent, quotes.get(intent.symbol), available)
@@ -244,7 +244,7 @@ def _cancel_first_retry(ctx: "Context", run: "GateRun", intent: it.Intent, propo
     (new attempt); refused again or not confirmed in time -> PLANNED for the next run, never FAILED."""
     reason = f"{exc.code}: {exc}"
     available: dict[str, float] = {}
-    if cleared or not _clear_way(ctx, intent, available, now, keep=cid):
+    if cleared or not _clear_way(ctx, run, intent, available, now, keep=cid):
         return _back_to_planned(ctx, intent, cid, f"cancel first, then retry ({reason})", now)
     _mark_order(ctx, intent, cid, "rejected", reason, now)   # a crash here: sync puts it back to PLANNED
     fresh = propose(intent, None, available, qty=proposed.qty)
@@ -255,17 +255,27 @@ def _cancel_first_retry(ctx: "Context", run: "GateRun", intent: it.Intent, propo
                           retry=retry, cleared=True)
 
 
-def _clear_way(ctx: "Context", intent: it.Intent, available: dict[str, float], now: datetime, *, keep: str) -> bool:
-    """Cancel the symbol's other working orders, wait until final, refresh what can be sold (VEN-2)."""
+def _clear_way(ctx: "Context", run: "GateRun", intent: it.Intent, available: dict[str, float], now: datetime, *,
+               keep: str) -> bool:
+    """Cancel the symbol's other working orders, wait until final, then take what is really held
+    now as what can be sold (the gate's view counted those orders as if filled) (VEN-2)."""
     from tradebook.cancel_first import clear_symbol
+    from tradebook.gate import ProposedOrder
 
     if not clear_symbol(ctx, intent.symbol, now, keep=keep, why=f"exit {intent.intent_id}"):
         return False
     try:
-        held = {p.symbol: p.qty for p in ctx.broker.positions()}
+        held = {p.symbol: p for p in ctx.broker.positions()}.get(intent.symbol)
     except BrokerUnavailable:
         return False
-    available[intent.symbol] = held.get(intent.symbol, 0.0)
+    qty = held.qty if held else 0.0
+    available[intent.symbol] = qty
+    delta = qty - run.view.held_qty(intent.symbol)
+    if abs(delta) > 1e-9:
+        buying_power = run.view.buying_power
+        run.view.apply(ProposedOrder(f"held-{intent.symbol}", intent.symbol, "buy" if delta > 0 else "sell",
+                                     abs(delta), held.market_price if held else (intent.decision_price or 0.0)))
+        run.view.buying_power = buying_power   # a correction of the view, not an order
     return True
 
 
