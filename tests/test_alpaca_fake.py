@@ -1,6 +1,7 @@
 """The loopback Alpaca fake itself: auth, control endpoints, faults, fill rules, no look-ahead (SPEC §2)."""
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -80,11 +81,13 @@ def test_inject_when_wildcard_path_and_method_then_only_those_match(fake):
         fake.inject("meteor")
 
 
-def test_fault_when_429_then_retry_after_and_rate_limit_headers(fake):
+def test_fault_when_429_then_x_ratelimit_headers_and_no_retry_after(fake):
+    """Alpaca documents X-RateLimit-Limit/Remaining/Reset (epoch seconds) on 429, not Retry-After."""
     fake.inject("http_429", retry_after=7)
     answer = call(fake, "GET", "/v2/account")
-    assert answer.status_code == 429 and answer.headers["Retry-After"] == "7"
-    assert answer.json()["code"] == 42910000 and answer.headers["X-Ratelimit-Remaining"] == "0"
+    assert answer.status_code == 429 and "Retry-After" not in answer.headers
+    assert answer.json()["code"] == 42910000 and answer.headers["X-RateLimit-Remaining"] == "0"
+    assert 5 <= int(answer.headers["X-RateLimit-Reset"]) - time.time() <= 8
 
 
 def test_fault_when_lost_response_then_order_recorded_but_connection_dropped(fake):
@@ -142,7 +145,7 @@ def test_prices_when_before_during_after_session_then_prev_close_line_close(fake
 
 
 def test_bars_when_session_in_progress_then_today_served_only_after_close(fake):
-    params = {"symbols": "AAPL", "timeframe": "1Day", "start": "2011-07-01T00:00:00-04:00"}
+    params = {"symbols": "AAPL", "timeframe": "1Day", "start": "2011-07-01T00:00:00-04:00", "feed": "iex"}
     during = call(fake, "GET", "/v2/stocks/bars", **params).json()["bars"]["AAPL"]
     assert during[-1]["t"] == "2011-07-05T04:00:00Z" and {"n", "vw"} <= set(during[-1])
     fake.set_time(datetime(2011, 7, 6, 16, 0, tzinfo=NY))

@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from tradebook.clock import operator_now
 from tradebook.errors import ControlRefused
 from tradebook.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
 
@@ -174,7 +175,7 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
     Either one halts; only when both fail is it an error (with what to do instead).
     """
     reason = clean_reason(reason) or "halted without a reason"
-    now = now or utcnow()
+    now = now or operator_now(params, root)   # one clock: the simulated one in sim mode
     path = flag_path(params, root)
     notes, failures = [], []
     try:
@@ -236,7 +237,7 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
     if env_part():
         raise ControlRefused(f"environment {ENV_VAR} is set; unset it (`unset {ENV_VAR}`, and in the "
                              "service environment) before resuming; nothing changed")
-    now = now or utcnow()
+    now = now or operator_now(params, root)
     path = flag_path(params, root)
     flag = read_flag(path)
     with Ledger(params.ledger_path(root)).transaction() as con:

@@ -23,10 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+<<<<<<< HEAD
 from tradebook.broker.base import needs_cancel_first
 from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
                                 session_date, utcnow)
 from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
+=======
+from tradebook.clock import operator_now
+from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
+                                session_date)
+from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
+>>>>>>> main
 from tradebook.ledger import record_event
 
 if TYPE_CHECKING:
@@ -50,7 +57,8 @@ def run_flatten(ctx: "Context", reason: str, actor: str, source: str) -> Flatten
         raise ControlRefused("flatten needs a reason (e.g. --reason 'strategy broken'); nothing changed")
     path = flag_path(ctx.params, ctx.root)
     # Halt first: nothing else may trade while we unwind, even if a step below fails.
-    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source, utcnow())
+    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source,
+               operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"
     with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is unusable

@@ -71,6 +71,7 @@ class ProposedOrder:
     decision_price: float | None = None
     decision_time: datetime | None = None
     intraday: bool = False        # intraday signal (120 s staleness) vs planned intent (24 h)
+    part: int = 0                 # k-th child of a split exit (EXIT-6); parts > 1 ride on part 1's GATE-10 count
 
     @property
     def notional(self) -> float:
@@ -178,6 +179,9 @@ class GateContext:
     now: datetime
     params: "Params"
     control_state: ControlState = "RUNNING"
+    # REC-8: why orders that add risk may not be sent although the state allows them (e.g. no
+    # successful reconcile this session); None: nothing beyond the control state.
+    entry_blocker: str | None = None
     market_open: bool = True
     quotes: Mapping[str, "Quote"] = field(default_factory=dict)
     orders_today_by_symbol: Mapping[str, int] = field(default_factory=dict)
@@ -277,13 +281,14 @@ class GateRun:
         ctx = self.ctx
         held_before = self.view.held_qty(order.symbol)
         self.view.apply(order)
-        self._by_symbol[order.symbol] = self._by_symbol.get(order.symbol, 0) + 1
         self._last_order_at[order.symbol] = ctx.now
         # self.ctx is this run's own copy (made in __init__): frozen to the rules, advanced
         # only here, in place, because dataclasses.replace per order costs more than all rules.
         advance = object.__setattr__
-        advance(ctx, "orders_today", ctx.orders_today + 1)
-        advance(ctx, "orders_this_run", ctx.orders_this_run + 1)
+        if order.part <= 1:  # a split exit counts once against the order rates (EXIT-6)
+            self._by_symbol[order.symbol] = self._by_symbol.get(order.symbol, 0) + 1
+            advance(ctx, "orders_today", ctx.orders_today + 1)
+            advance(ctx, "orders_this_run", ctx.orders_this_run + 1)
         if held_before != 0.0 and self.view.held_qty(order.symbol) == 0.0:
             advance(ctx, "closed_today", ctx.closed_today | {order.symbol})
 

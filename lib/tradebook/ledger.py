@@ -88,6 +88,11 @@ MIGRATIONS: list[str] = [
         session_date DATE NOT NULL, kind VARCHAR NOT NULL, detail VARCHAR, resolved_at TIMESTAMPTZ);
     CREATE TABLE heartbeats (component VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, detail JSON);
     """,
+    # v2: facts about the ledger itself: the broker identity it belongs to (OPS-8) and the last
+    # full reconcile of a session (REC-8); tradebook.ledger_meta reads and writes them.
+    """
+    CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+    """,
 ]
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock")

@@ -34,8 +34,6 @@ if TYPE_CHECKING:
     from tradebook.context import Context
     from tradebook.gate import GateResult, GateRun, ProposedOrder
 
-EXPIRE_CODES = frozenset({"STALE_SIGNAL"})   # gate rejections that mean "too old" -> EXPIRED
-
 
 @dataclass
 class Outcome:
@@ -80,6 +78,7 @@ def limit_price(side: str, quote_price: float) -> Decimal:
 def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float],
             qty: float | None = None) -> "ProposedOrder | None":
     """The order for an intent now: limit at bid/ask (market only for immediate); exits capped at what is held."""
+    from tradebook.exit_split import part_number
     from tradebook.gate import ProposedOrder
 
     qty = intent.qty if qty is None else qty
@@ -94,7 +93,8 @@ def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float
     return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,
                          order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,
                          confidence=intent.confidence, decision_price=intent.decision_price,
-                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate")
+                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate",
+                         part=part_number(intent.intent_id))
 
 
 def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", attempt: int,
@@ -120,15 +120,24 @@ def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: 
 
 
 def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", now: datetime) -> Outcome:
+    """Record a gate refusal; a temporary one (EXIT-7, gate_rules.REASON_CODES) leaves the intent PLANNED."""
     from tradebook import gate
+    from tradebook.gate_rules import refusal_state
+    from tradebook.ledger import record_event
 
-    codes = {v.code for v in result.verdicts if v.rejected}
-    to = it.EXPIRED if codes & EXPIRE_CODES else it.REJECTED
+    codes = [v.code for v in result.verdicts if v.rejected]
+    to = refusal_state(codes, intent.kind)
     reason = "gate: " + ", ".join(f"{v.rule} {v.code}" for v in result.verdicts if v.rejected)
     with ctx.ledger.transaction() as con:
         gate.record(con, intent.intent_id, ctx.run_id, now, result)
         _unsend(con, intent, now)
-        it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
+        if to != it.PLANNED or intent.state != it.PLANNED:
+            it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
+        if to == it.PLANNED:
+            reason += "; temporary refusal: stays PLANNED for the next run or window (EXIT-7)"
+            record_event(con, "INTENT_DEFERRED", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                         reason=reason, ts=now, data={"intent_id": intent.intent_id, "codes": codes,
+                                                      "kind": intent.kind})
     it.crash_point("after_gate_recorded")
     return _outcome(intent, to, reason)
 

@@ -120,7 +120,7 @@ def order_update(row: OrderRow, truth: "Order | None", *, window_over: bool, now
     reason = ("adopted: found at the broker by client_order_id" if row.status in LOCAL_OPEN
               else f"broker status {row.status} -> {truth.status}")
     return _with_intent(OrderUpdate(row, truth.status, truth.broker_id, truth.filled_qty, truth.filled_avg_price,
-                                    max(delta, 0.0), fill_price, truth.updated_at or now, None, reason,
+                                    max(delta, 0.0), fill_price, truth.filled_at or truth.updated_at or now, None, reason,
                                     truth.reject_reason))
 
 

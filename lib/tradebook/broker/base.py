@@ -81,6 +81,7 @@ class Position:
     qty: float
     avg_price: float
     market_price: float
+    asset_class: str = "us_equity"   # others (crypto, options) are reconciled and shown, never traded
 
     @property
     def market_value(self) -> float:
@@ -123,6 +124,7 @@ class Order:
     submitted_at: datetime | None = None
     updated_at: datetime | None = None
     reject_reason: str | None = None
+    filled_at: datetime | None = None   # when the (last) fill happened; fills are stamped with it
 
     @property
     def is_open(self) -> bool:

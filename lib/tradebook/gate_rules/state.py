@@ -12,10 +12,15 @@ _BLOCK_ALL = frozenset({"HALTED", "FROZEN"})
 def control_state(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Verdict:
     """GATE-1: HALTED / FROZEN reject everything; REDUCE_ONLY lets only position-reducing orders out.
 
+    REC-8: while ``ctx.entry_blocker`` is set (no successful reconcile this session) only
+    position-reducing orders pass, with reason NOT_RECONCILED.
+
     The state comes from tradebook.controls (kill switch flag file, env, ledger), read
     by the caller; an unknown state is treated as blocking (fail closed).
     """
     state = ctx.control_state
+    if state in ("RUNNING", "REDUCE_ONLY") and ctx.entry_blocker and not view.reduces(order):
+        return reject("GATE-1", "NOT_RECONCILED", state=state, why=ctx.entry_blocker)  # REC-8
     if state == "RUNNING":
         return _PASS1
     if state == "REDUCE_ONLY":
