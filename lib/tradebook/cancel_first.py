@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Collection
 
 from tradebook.broker.base import is_final
 from tradebook.errors import BrokerRejected, BrokerUnavailable
@@ -28,14 +28,14 @@ WAIT_POLLS = 5            # look-ups of each cancelled order before giving up fo
 POLL_INTERVAL_S = 0.4     # real brokers only: the simulator confirms on look-ups, not on time
 
 
-def working_orders(ctx: "Context", symbol: str, keep: str | None = None) -> list["Order"]:
-    """The broker's working orders on ``symbol`` (except the client id ``keep``)."""
-    return [o for o in ctx.broker.open_orders() if o.symbol == symbol and o.client_order_id != keep]
+def working_orders(ctx: "Context", symbol: str, keep: Collection[str] = ()) -> list["Order"]:
+    """The broker's working orders on ``symbol`` (except the client ids in ``keep``)."""
+    return [o for o in ctx.broker.open_orders() if o.symbol == symbol and o.client_order_id not in keep]
 
 
-def clear_symbol(ctx: "Context", symbol: str, now: datetime, *, keep: str | None = None,
+def clear_symbol(ctx: "Context", symbol: str, now: datetime, *, keep: Collection[str] = (),
                  why: str = "exit") -> bool:
-    """Cancel every working order on ``symbol`` (but ``keep``) and wait until all are final.
+    """Cancel every working order on ``symbol`` (but those in ``keep``) and wait until all are final.
 
     True when nothing is working on the symbol any more; False when the broker has not
     confirmed in time or could not be reached (the caller leaves its exit for later).

@@ -23,17 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-<<<<<<< HEAD
 from tradebook.broker.base import needs_cancel_first
-from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
-                                session_date, utcnow)
-from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
-=======
 from tradebook.clock import operator_now
 from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
                                 session_date)
-from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
->>>>>>> main
+from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
 from tradebook.ledger import record_event
 
 if TYPE_CHECKING:
@@ -179,7 +173,7 @@ def _close_clearing(ctx: "Context", symbol: str, cid: str, now: datetime) -> "Or
     try:
         return ctx.broker.close_position(symbol, cid)
     except BrokerRejected as exc:
-        if not needs_cancel_first(exc) or not clear_symbol(ctx, symbol, now, keep=cid, why="flatten"):
+        if not needs_cancel_first(exc) or not clear_symbol(ctx, symbol, now, keep={cid}, why="flatten"):
             raise
     return ctx.broker.close_position(symbol, cid)
 

@@ -170,14 +170,9 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
         report.skipped = [c.symbol for c in checks]
         report.blocked_by = state
         return []
-<<<<<<< HEAD
     busy = {i.symbol for i in active if i.kind == "EXIT" and i.urgency == "immediate"}
-    tries = {c.symbol: sum(k.startswith(f"{_day(now):%Y%m%d}-{c.symbol}-EXIT-{c.code}") for k in known)
-=======
-    busy = {i.symbol for i in active if i.kind == "EXIT" and (i.state == it.SUBMITTED or i.urgency == "immediate")}
     tried = {parent_of(k) for k in known}   # the children of a split exit are one try (EXIT-6)
     tries = {c.symbol: sum(k.startswith(f"{_day(now):%Y%m%d}-{c.symbol}-EXIT-{c.code}") for k in tried)
->>>>>>> main
              for c in checks}
     todo = [c for c in checks if c.symbol not in busy and tries[c.symbol] < MAX_TRIES]
     report.skipped = [c.symbol for c in checks if c not in todo]

@@ -271,7 +271,8 @@ def _clear_way(ctx: "Context", run: "GateRun", intent: it.Intent, available: dic
     from tradebook.cancel_first import clear_symbol
     from tradebook.gate import ProposedOrder
 
-    if not clear_symbol(ctx, intent.symbol, now, keep=keep, why=f"exit {intent.intent_id}"):
+    keep_ids = _siblings(ctx, intent) | {keep}
+    if not clear_symbol(ctx, intent.symbol, now, keep=keep_ids, why=f"exit {intent.intent_id}"):
         return False
     try:
         held = {p.symbol: p for p in ctx.broker.positions()}.get(intent.symbol)
@@ -286,6 +287,19 @@ def _clear_way(ctx: "Context", run: "GateRun", intent: it.Intent, available: dic
                                      abs(delta), held.market_price if held else (intent.decision_price or 0.0)))
         run.view.buying_power = buying_power   # a correction of the view, not an order
     return True
+
+
+def _siblings(ctx: "Context", intent: it.Intent) -> set[str]:
+    """Client ids of the other children of the same split exit (EXIT-6): never cancelled by a sibling."""
+    from tradebook.exit_split import parent_of
+
+    parent = parent_of(intent.intent_id)
+    if parent == intent.intent_id:
+        return set()
+    with ctx.ledger.connect() as con:
+        rows = con.execute("SELECT client_order_id, intent_id FROM orders WHERE symbol = ? "
+                           "AND starts_with(intent_id, ?)", [intent.symbol, parent]).fetchall()
+    return {cid for cid, iid in rows if parent_of(iid) == parent}
 
 
 def _back_to_planned(ctx: "Context", intent: it.Intent, cid: str | None, reason: str, now: datetime) -> Outcome:
