@@ -144,6 +144,17 @@ def test_rec4_when_qty_and_price_differ_then_broker_wins_with_correction(rctx):
         ("CORRECTION", "buy", 20.0, 26.0)]
 
 
+def test_rec4_when_only_avg_price_differs_then_quiet_correction_not_divergence(rctx):
+    """REC-4/REC-7: Alpaca re-averages end-of-day positions by FIFO while the ledger keeps its average
+    on sells; a difference in average price alone is a broker-wins correction, never an incident."""
+    hold(rctx, "MSFT", 100, 25.0)
+    rctx.broker.seed_position("MSFT", 100, 26.0)
+    report = run_reconcile(rctx)
+    assert not report.divergence and rctx.ledger.rows("SELECT qty, avg_price FROM positions") == [(100.0, 26.0)]
+    assert rctx.ledger.scalar("SELECT count(*) FROM incidents") == 0
+    assert controls.effective_state(rctx.params, rctx.root, rctx.ledger).state == "RUNNING"
+
+
 def test_rec5_when_reconcile_runs_twice_then_second_run_writes_nothing(rctx):
     """REC-5: idempotent: the second run writes no row at all, not even an event."""
     hold(rctx, "MSFT", 100, 25.0)

@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from tradebook.broker.base import Quote, Session
     from tradebook.context import Context
     from tradebook.gate import GateRun
+    from tradebook.trading_state import TradingState
 
 EPS = 1e-9
 MAX_LOOKBACK_DAYS = 60
 
 
 def _day(ts: datetime):
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     return session_date(ts)
 
@@ -41,7 +42,7 @@ def sessions_around(ctx: "Context", now: datetime, planned: list[it.Intent]) -> 
 
 
 def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
-                   control_state: str) -> tuple["GateRun", dict[str, "Quote"], dict[str, float]]:
+                   control_state: "TradingState") -> tuple["GateRun", dict[str, "Quote"], dict[str, float]]:
     """(GateRun, quotes, sellable qty by symbol) for one execute run."""
     from tradebook import gate
 

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 from tradebook.broker.base import needs_cancel_first
 from tradebook.clock import operator_now
-from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
-                                session_date)
+from tradebook.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
 from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
 from tradebook.ledger import record_event
+from tradebook.sessions import session_date
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Order, Position
@@ -44,8 +44,28 @@ class _Close:
     detail: str = ""
 
 
-def run_flatten(ctx: "Context", reason: str, actor: str, source: str) -> FlattenResult:
-    """Halt via the flag file, cancel, close, freeze; events at every step (see module doc)."""
+@dataclass(frozen=True)
+class FlattenResult:
+    """What a flatten did: cancels, closing orders, symbols already closing, failures, final state."""
+
+    cancelled: tuple[str, ...]                 # client_order_ids cancelled
+    submitted: tuple[str, ...]                 # closing client_order_ids submitted by this call
+    already_closing: tuple[str, ...]           # symbols with an open closing order from before
+    failed: tuple[tuple[str, str], ...]        # (symbol or client_order_id, error)
+    status: ControlStatus
+
+    def summary(self) -> str:
+        parts = [f"cancelled {len(self.cancelled)} order(s)", f"submitted {len(self.submitted)} closing order(s)"]
+        if self.already_closing:
+            parts.append(f"already closing: {', '.join(self.already_closing)}")
+        if self.failed:
+            parts.append("FAILED: " + "; ".join(f"{k}: {e}" for k, e in self.failed))
+        return ", ".join(parts) + f"; state {self.status.state}"
+
+
+def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = "cli") -> FlattenResult:
+    """CTL-5: halt via the flag file, cancel open orders, close every position at market, then freeze;
+    events at every step (see module doc). Safety (controls) only records the freeze."""
     reason = clean_reason(reason)
     if not reason:
         raise ControlRefused("flatten needs a reason (e.g. --reason 'strategy broken'); nothing changed")

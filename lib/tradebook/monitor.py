@@ -238,7 +238,7 @@ def _still_triggered(ctx: "Context", leftover: list[it.Intent], checks: list[Exi
 
 
 def _day(now: datetime):
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     return session_date(now)
 

@@ -90,8 +90,8 @@ def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float
     ref = (quote.ask if intent.side == "buy" else quote.bid) if quote is not None else None
     limit = None if market or ref is None else float(limit_price(intent.side, ref))
     price = limit or ref or intent.decision_price or 0.0
-    return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,
-                         order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,
+    return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,  # type: ignore[arg-type]  # str holds a Literal value
+                         order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,  # type: ignore[arg-type]  # str holds a Literal value
                          confidence=intent.confidence, decision_price=intent.decision_price,
                          decision_time=intent.decision_time, intraday=intent.urgency == "immediate",
                          part=part_number(intent.intent_id))
@@ -103,6 +103,7 @@ def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: 
     from tradebook.broker.base import OrderRequest, to_qty
 
     it.crash_point("before_gate")
+    _reduce_only_if_circuit_open(ctx, run, now)
     result = run.check(proposed, accept=False)
     it.crash_point("after_gate_evaluated")
     if not result.passed:
@@ -117,6 +118,20 @@ def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: 
                       reason=f"gate passed ({result.reason}); sending {cid}" + (" (whole-share retry)" if retry else ""))
     it.crash_point("after_submitted_recorded")
     return _send(ctx, run, intent, proposed, request, attempt, now, retry, cleared)
+
+
+def _reduce_only_if_circuit_open(ctx: "Context", run: "GateRun", now: datetime) -> None:
+    """EXE-4: the adapter reports an open API circuit; here it becomes REDUCE_ONLY (recorded, CTL-3)
+    and GATE-1 decides what may still leave (exits do, entries are rejected with a verdict)."""
+    from tradebook import controls
+    from tradebook.trading_state import TradingState
+
+    if not getattr(ctx.broker, "circuit_open", False) or run.ctx.control_state != TradingState.RUNNING:
+        return
+    breaker = getattr(ctx.broker, "breaker", None)
+    reason = getattr(breaker, "reason", "") or "API circuit breaker open"
+    controls.reduce_only(ctx.ledger, reason, source="api_breaker", now=now)
+    run.ctx = replace(run.ctx, control_state=TradingState.REDUCE_ONLY)
 
 
 def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", now: datetime) -> Outcome:
@@ -203,6 +218,7 @@ def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
                 return found
             if last:
                 raise
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _lookup(ctx: "Context", cid: str) -> "Order | None":

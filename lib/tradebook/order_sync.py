@@ -154,7 +154,7 @@ def window_end(row: OrderRow, ctx: "Context") -> datetime:
     sent = row.submitted_at
     if sent is None:
         return datetime.min.replace(tzinfo=ctx.now().tzinfo)
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     day = session_date(sent)
     sessions = ctx.broker.calendar(day, day)
@@ -180,7 +180,7 @@ def compute_updates(ctx: "Context", rows: list[OrderRow], truth: dict[str, "Orde
 
 def apply_order_update(con: "duckdb.DuckDBPyConnection", u: OrderUpdate, ctx: "Context", now: datetime) -> None:
     """Record one order update inside the caller's transaction: row, fill, intent state, event."""
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
     from tradebook.intents import transition
     from tradebook.ledger import record_event
     from tradebook.positions import FillInfo, apply_fill

@@ -158,6 +158,10 @@ def _update_row(u: OrderUpdate) -> dict[str, Any]:
             "reason": u.reason}
 
 
+def _price_only(a: Action) -> bool:
+    return a.kind == CORRECTION and abs(a.qty - a.ledger_qty) <= QTY_TOL
+
+
 class _LedgerMoved(LedgerError):
     """The ledger changed between our read and our write (another writer): redo the reconcile."""
 
@@ -265,7 +269,9 @@ def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = No
         unread = sorted(set(unread) | set(unread2))
     report.actions, report.order_updates = actions, updates
     report.unread = [] if light else unread
-    report.divergence = bool(actions) and not first
+    # An average-price difference alone is Alpaca's FIFO end-of-day average, not a divergence:
+    # a quiet broker-wins correction (REC-4), no incident.
+    report.divergence = any(not _price_only(a) for a in actions) and not first
     mark_due = not light and outcome.needs_success_mark(mark, now)   # REC-8, written once per session
     if report.wrote or mark_due:
         _write(ctx, report, fingerprint, mark if mark_due else None, mark_due)
@@ -298,7 +304,7 @@ def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: 
     """REC-2/3/4/6 in bulk (set-based SQL over a registered frame: 5,000 actions stay fast)."""
     import pandas as pd
 
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     p = ctx.params
     frame = pd.DataFrame({

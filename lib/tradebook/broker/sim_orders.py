@@ -30,7 +30,7 @@ class Cross:
 def to_order(row: OrderRow) -> Order:
     """The protocol's view of a venue order."""
     return Order(broker_id=row.broker_id, client_order_id=row.client_order_id, symbol=row.symbol,
-                 side=row.side, qty=row.qty, order_type=row.order_type, status=row.status,
+                 side=row.side, qty=row.qty, order_type=row.order_type, status=row.status,  # type: ignore[arg-type]  # str holds a Literal value
                  limit_price=row.limit_price, filled_qty=row.filled_qty,
                  filled_avg_price=row.filled_avg_price, submitted_at=from_us(row.submitted_us),
                  updated_at=from_us(row.updated_us), reject_reason=row.reject_reason)

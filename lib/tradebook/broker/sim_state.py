@@ -146,7 +146,7 @@ def load_orders(con, where: str = OPEN_WHERE, params: list | None = None) -> lis
     """Orders matching ``where`` (default: the open ones), oldest first."""
     rows = con.execute(f"SELECT {', '.join(ORDER_COLUMNS)} FROM sim_orders WHERE {where} ORDER BY seq",
                        params or []).fetchall()
-    return [OrderRow(*row[:-1], json.loads(row[-1])) for row in rows]
+    return [OrderRow(*row[:-1], json.loads(row[-1])) for row in rows]  # type: ignore[call-arg]
 
 
 def load_fills(con) -> list[Fill]:
