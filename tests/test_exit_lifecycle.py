@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from tradebook import intents as it
 from tradebook.broker.base import Order, OrderRequest
-from tradebook.controls import flatten
+from tradebook.flatten import flatten
 from tradebook.errors import BrokerRejected
 from tradebook.execute import run_execute
 from tradebook.monitor import run_monitor
