@@ -170,13 +170,13 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
 
 def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
     """Cancel our still-working orders of planned intents whose window is over; record the result."""
-    from tradebook.broker.base import OPEN_STATUSES
     from tradebook.ledger import record_event
-    from tradebook.order_sync import open_order_rows, window_end
+    from tradebook.order_sync import LOCAL_OPEN, open_order_rows, window_end
     from tradebook.reconcile import sync_orders
 
     with ctx.ledger.connect() as con:
-        rows = [r for r in open_order_rows(con) if r.status in OPEN_STATUSES and r.urgency != "immediate"]
+        rows = [r for r in open_order_rows(con) if r.status not in LOCAL_OPEN | {"pending_cancel"}
+                and r.urgency != "immediate"]
     late = [r for r in rows if now > window_end(r, ctx)]
     asked = []
     for r in late:
