@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import numpy as np

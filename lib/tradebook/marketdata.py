@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from tradebook.errors import UnknownSymbol
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
 AVAILABLE = ("AAPL", "GOOG", "IBM", "MSFT", "FB")
@@ -22,7 +24,7 @@ COLUMNS = ["symbol", "date", "open", "high", "low", "close", "volume"]
 _STORE: list[str] = []   # the data store folder in use (empty: bundled sample only)
 
 
-def use_store(folder: "str | None") -> bool:
+def use_store(folder: "str | Path | None") -> bool:
     """Replay symbols found in this store folder (None: bundled sample only); True if that changed."""
     new = [str(folder)] if folder else []
     changed = new != _STORE
@@ -88,8 +90,6 @@ def load_bars(symbols: list[str] | tuple[str, ...]) -> "pd.DataFrame":
 
     The returned frame is shared between callers; copy it before mutating.
     """
-    import pandas as pd
-
     unknown = [s for s in symbols if s not in AVAILABLE and _stored(s) is None]
     if unknown:
         raise UnknownSymbol(f"no bundled market data for {', '.join(unknown)}; "
