@@ -47,7 +47,7 @@ def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
     from tradebook import gate
 
     broker, p = ctx.broker, ctx.params
-    account, positions, open_orders = broker.account(), broker.positions(), broker.open_orders()
+    account, positions, open_orders = _account(ctx, intents), broker.positions(), broker.open_orders()
     clock = broker.clock()
     quotes = broker.quotes(sorted({i.symbol for i in intents}))
     origins, by_symbol, closed, last = _ledger_inputs(ctx, now)
@@ -72,6 +72,19 @@ def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
         correlations=_correlations(ctx, intents, list(holdings), now),
         non_trading_days=_non_trading_days(ctx, intents, now))
     return gate.GateRun(view, gctx), quotes, available
+
+
+def _account(ctx: "Context", intents: list[it.Intent]):
+    """The account; for a run of exits only, an unreadable account is NaN equity (BRK: the breakers
+    skip that tick; the gate then rejects anything that is not reducing, and exits still go out)."""
+    from tradebook.broker.base import Account
+
+    try:
+        return ctx.broker.account()
+    except BrokerUnavailable:
+        if not intents or any(i.kind != "EXIT" for i in intents):
+            raise
+        return Account(equity=float("nan"), cash=float("nan"), buying_power=0.0)
 
 
 def _ledger_inputs(ctx: "Context", now: datetime):
@@ -157,13 +170,13 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
 
 def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
     """Cancel our still-working orders of planned intents whose window is over; record the result."""
-    from tradebook.broker.base import OPEN_STATUSES
     from tradebook.ledger import record_event
-    from tradebook.order_sync import open_order_rows, window_end
+    from tradebook.order_sync import LOCAL_OPEN, open_order_rows, window_end
     from tradebook.reconcile import sync_orders
 
     with ctx.ledger.connect() as con:
-        rows = [r for r in open_order_rows(con) if r.status in OPEN_STATUSES and r.urgency != "immediate"]
+        rows = [r for r in open_order_rows(con) if r.status not in LOCAL_OPEN | {"pending_cancel"}
+                and r.urgency != "immediate"]
     late = [r for r in rows if now > window_end(r, ctx)]
     asked = []
     for r in late:

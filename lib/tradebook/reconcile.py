@@ -112,6 +112,7 @@ class ReconcileReport:
     checks: int = 1
     first_sync: bool = False
     divergence: bool = False
+    settled: list[tuple[str, str]] = field(default_factory=list)   # (intent_id, state): intent_settle
     unread: list[str] = field(default_factory=list)   # symbols left out: an order look-up failed
 
     @property
@@ -183,7 +184,7 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
             return _reconcile(ctx, True)
         started = outcome.failure_time(ctx)
         try:
-            return _reconcile(ctx, False)
+            report = _reconcile(ctx, False)
         except LedgerError:
             raise  # nothing can be recorded in a ledger we cannot use; the error says what to do
         except Exception as exc:
@@ -191,6 +192,10 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
             if problem:
                 exc.add_note(f"the failure could not be recorded in the ledger: {problem}")
             raise
+        from tradebook.breakers import record_start_of_day
+
+        record_start_of_day(ctx)  # BRK-1/2: the previous close's equity, before the open
+        return report
 
 
 def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileReport:
@@ -205,11 +210,16 @@ def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileR
 
 
 def _reconcile(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -> ReconcileReport:
+    from tradebook.intent_settle import settle_intents
+
     for _ in range(3):
         try:
-            return _reconcile_once(ctx, light, cids)
+            report = _reconcile_once(ctx, light, cids)
         except _LedgerMoved:
             continue  # another writer changed the ledger between our read and our write: redo
+        if cids is None:  # EXIT-3/EXIT-8: no intent stays "under way" without a live order
+            report.settled = settle_intents(ctx, report.now)
+        return report
     raise LedgerError("the ledger kept changing during reconcile (another writer?); run it again")
 
 
