@@ -187,7 +187,7 @@ def test_server_when_stopped_then_connection_refused():
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/v2/clock", headers=AUTH, timeout=2)
     with pytest.raises(RuntimeError, match="not started"):
-        server.url
+        _ = server.url
 
 
 def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch, make_params):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +200,22 @@ def test_str2_when_external_signal_file_is_malformed_then_error_names_file(root)
         call_strategy(build("external_signals", {}, root), load_bars(["AAPL"]), {})
 
 
-def test_str2_when_model_strategy_chosen_then_clear_not_built_error(root):
-    """STR-2: model signals are not built; choosing them is refused when params load, saying so."""
-    with pytest.raises(ConfigError, match="model signals .* are not built"):
-        load_params(root / "params" / "sim.yaml", {"strategy.use": "model"})
+@pytest.mark.integration
+def test_str1_when_tradebook_backtest_names_a_user_strategy_then_it_runs_and_a_broken_one_is_one_clear_line(root):
+    """STR-1 through the CLI: `tradebook backtest -p strategy.use=strategies.<file>:<Class>`."""
+    import os
+    import subprocess
+    import sys
+
+    _project(root, always=ALWAYS)
+
+    def tradebook(*args):
+        return subprocess.run([sys.executable, "-m", "tradebook.cli", "backtest", *args], cwd=root, text=True,
+                              capture_output=True, timeout=120, env={**os.environ, "TRADEBOOK_ROOT": str(root)})
+
+    out = tradebook("-p", "strategy.use=strategies.always:BuyFirst", "--start", "2011-07-01", "--end", "2011-07-29")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("strategy strategies.always:BuyFirst: 2011-07-01") and "1 fills" in out.stdout
+    bad = tradebook("-p", "strategy.use=strategies.missing:Nope")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "strategy strategies.missing:Nope cannot be loaded" in bad.stderr

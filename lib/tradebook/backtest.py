@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tradebook.backtest_engine import Book, Market, Order, pd_ffill, simulate
 from tradebook.backtest_results import BacktestResult, compare, show_compare
@@ -207,7 +207,7 @@ def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" 
     last = int(np.searchsorted(market.dates, np.datetime64(end, "D"), side="right")) if end else None
     cash = float(cash if cash is not None else params.sim.starting_cash)
     swing = type(strategy) is Swing
-    rules = SwingRules(market, bars, params, strategy.params) if swing else StrategyRules(market, bars, strategy, params)
+    rules: Any = SwingRules(market, bars, params, strategy.params) if swing else StrategyRules(market, bars, strategy, params)  # type: ignore[arg-type]  # Swing: SwingParams
     book = simulate(market, rules, cash=cash, params=params, use_gate=use_gate, start=first, end=last,
                     frictions=Frictions.from_params(params) if frictions else None)
     result = BacktestResult.build(book, cash)
@@ -215,7 +215,7 @@ def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" 
     result.strategy_errors = getattr(rules, "errors", [])
     if swing:
         result.indicators = rules.table
-        result.rsi_levels = (strategy.params.rsi_entry, strategy.params.rsi_exit)
+        result.rsi_levels = (strategy.params.rsi_entry, strategy.params.rsi_exit)  # type: ignore[attr-defined]
     return result
 
 

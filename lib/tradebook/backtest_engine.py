@@ -63,7 +63,7 @@ class Market:
         import numpy as np
 
         dtype = long_values.dtype
-        out = np.zeros(self.has_bar.shape, dtype=dtype) if dtype == bool else np.full(self.has_bar.shape, np.nan)
+        out = np.zeros(self.has_bar.shape, dtype=dtype) if dtype.kind == "b" else np.full(self.has_bar.shape, np.nan)
         start = 0
         for j, r in enumerate(self.rows):
             out[r, j] = long_values[start:start + len(r)]
@@ -214,7 +214,7 @@ class GateAdapter:
         weekdays = weekdays[np.is_busday(weekdays)]
         holidays = frozenset(d.item() for d in np.setdiff1d(weekdays, days))
         names = {f.name for f in fields(GateContext)}
-        self.extra = {"non_trading_days": holidays} if "non_trading_days" in names else {}
+        self.extra: dict[str, Any] = {"non_trading_days": holidays} if "non_trading_days" in names else {}
         self.corr = rolling_correlation(self.close_ff, params.correlation_lookback_days)
         self.last_order_at: dict[str, datetime] = {}
 
@@ -258,8 +258,8 @@ class GateAdapter:
 
         symbol = self.m.symbols[order.col]
         proposed = ProposedOrder(
-            intent_id=f"bt-{t}-{symbol}-{order.side}", symbol=symbol, side=order.side, qty=qty,
-            price=price, kind=order.kind, order_type="limit", limit_price=price,
+            intent_id=f"bt-{t}-{symbol}-{order.side}", symbol=symbol, side=order.side, qty=qty,  # type: ignore[arg-type]  # str holds a Literal value
+            price=price, kind=order.kind, order_type="limit", limit_price=price,  # type: ignore[arg-type]  # str holds a Literal value
             confidence=order.confidence, decision_price=float(self.m.close[order.decided, order.col]),
             decision_time=self._at(order.decided, time(16, 0), self.p.schedule.decide_after_close_min))
         result = run.check(proposed)

@@ -174,7 +174,8 @@ def round_trips(fills: "pd.DataFrame") -> "pd.DataFrame":
     """Flat-to-flat trades per symbol: entry/exit dates, average prices, P&L, exit reason."""
     import pandas as pd
 
-    out, open_ = [], {}
+    out: list[tuple] = []
+    open_: dict[str, Any] = {}
     names = ("date", "symbol", "side", "qty", "price", "reason", "confidence", "commission")
     columns = [fills[c].tolist() for c in names]
     for day, symbol, side, qty, price, reason, confidence, commission in zip(*columns):

@@ -75,7 +75,7 @@ def run_decide(ctx: "Context") -> DecideReport:
 
 
 def _decide(ctx: "Context") -> DecideReport:
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
     from tradebook.reconcile import sync_orders
     from tradebook.research.strategies.base import Held, StrategyError, call_strategy
     from tradebook.research.strategies.loader import load_strategy
@@ -127,7 +127,7 @@ def load_bars(ctx: "Context", symbols: list[str], day: date, sessions: int | Non
 
 def plan(ctx: "Context", signals: "Signals", now: datetime) -> DecideReport:
     """Turn signals into decisions and PLANNED intents in one transaction."""
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     day = session_date(now)
     report = DecideReport(now, day, n_entry_signals=len(signals.entries), n_exit_signals=len(signals.exits))

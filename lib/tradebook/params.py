@@ -84,6 +84,10 @@ class SimParams(_Frozen):
     seed: int = 7
     fractionable: list[str] = ["AAPL", "GOOG", "IBM", "MSFT"]
     state_file: str = "sim.duckdb"  # relative to runs_dir
+    # VEN-2, a real venue's habits: cancels confirmed only after this many order look-ups (or the
+    # next clock move; 0 = at once), and orders crossing our own working order refused as wash trades.
+    cancel_polls: int = Field(0, ge=0, le=20)
+    wash_trade_check: bool = False
 
 
 class AlpacaParams(_Frozen):

@@ -112,6 +112,7 @@ class ReconcileReport:
     checks: int = 1
     first_sync: bool = False
     divergence: bool = False
+    settled: list[tuple[str, str]] = field(default_factory=list)   # (intent_id, state): intent_settle
     unread: list[str] = field(default_factory=list)   # symbols left out: an order look-up failed
 
     @property
@@ -205,11 +206,16 @@ def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileR
 
 
 def _reconcile(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -> ReconcileReport:
+    from tradebook.intent_settle import settle_intents
+
     for _ in range(3):
         try:
-            return _reconcile_once(ctx, light, cids)
+            report = _reconcile_once(ctx, light, cids)
         except _LedgerMoved:
             continue  # another writer changed the ledger between our read and our write: redo
+        if cids is None:  # EXIT-3/EXIT-8: no intent stays "under way" without a live order
+            report.settled = settle_intents(ctx, report.now)
+        return report
     raise LedgerError("the ledger kept changing during reconcile (another writer?); run it again")
 
 
@@ -298,7 +304,7 @@ def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: 
     """REC-2/3/4/6 in bulk (set-based SQL over a registered frame: 5,000 actions stay fast)."""
     import pandas as pd
 
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     p = ctx.params
     frame = pd.DataFrame({

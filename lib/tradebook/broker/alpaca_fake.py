@@ -225,7 +225,7 @@ class FakeAlpacaServer:
             if path == "/_fake/clock" and method == "POST":
                 self.set_time(datetime.fromisoformat(str(body["now"])))
             elif path == "/_fake/faults" and method == "POST":
-                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})
+                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})  # type: ignore[arg-type]
             elif path == "/_fake/faults" and method == "DELETE":
                 self.clear_faults()
             elif path == "/_fake/requests" and method == "GET":

@@ -165,7 +165,11 @@ def check(folder: Path, symbols: list[str] | None = None) -> CheckReport:
     """``check_frame`` for each stored symbol (or those given)."""
     report = CheckReport()
     for symbol in symbols or stored_symbols(folder):
-        frame = read_symbol(folder, symbol)
+        try:
+            frame = read_symbol(folder, symbol)
+        except DataStoreError as exc:   # a corrupt file is a finding, not a crash of the check
+            report.problems[symbol], report.spans[symbol] = [str(exc)], (date.min, date.min, 0)
+            continue
         report.problems[symbol] = check_frame(frame)
         if len(frame):
             report.spans[symbol] = (frame["date"].min(), frame["date"].max(), len(frame))

@@ -74,7 +74,7 @@ class Frictions:
         if self.stop is None and self.target is None:
             return []
         m, out = book.market, []
-        for j in np.flatnonzero(book.qty > 0):
+        for j in map(int, np.flatnonzero(book.qty > 0)):
             if not m.has_bar[t, j] or j not in book.avg_price:
                 continue
             avg, open_ = book.avg_price[j], float(m.open[t, j])

@@ -65,7 +65,8 @@ class ExternalSignals(Strategy):
         import pandas as pd
 
         signals = self.read()
-        entries, exits = [], []
+        entries: list = []
+        exits: list = []
         if not len(bars) or not len(signals):
             return Signals(entries, exits)
         last = bars.groupby("symbol", sort=True).tail(1)
