@@ -153,6 +153,8 @@ def test_positions_when_crypto_held_then_shown_but_never_quoted_or_traded(broker
     snapshots = fake.count("GET", "/v2/stocks/snapshots")
     assert set(broker.quotes(["BTCUSD", "MSFT"])) == {"MSFT"}
     assert fake.requests[-1].query["symbols"] == "MSFT" and fake.count("GET", "/v2/stocks/snapshots") == snapshots + 1
+    bars = broker.daily_bars(["BTCUSD", "MSFT"], date(2011, 6, 27), date(2011, 7, 5))
+    assert set(bars["symbol"]) == {"MSFT"} and fake.requests[-1].query["symbols"] == "MSFT"
     with pytest.raises(BrokerRejected, match="not a us_equity") as err:
         broker.close_position("BTCUSD", "x1")
     assert err.value.code == "NOT_US_EQUITY" and fake.count("POST", "/v2/orders") == 0
