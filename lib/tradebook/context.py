@@ -50,9 +50,15 @@ class Context:
 
     @cached_property
     def ledger(self) -> "Ledger":
+        """The ledger of this broker identity (OPS-8: another account's ledger is refused)."""
+        from tradebook import identity
+        from tradebook.clock import wall_now
         from tradebook.ledger import Ledger
 
-        return Ledger(self.params.ledger_path(self.root))
+        ledger = Ledger(self.params.ledger_path(self.root))
+        stamp = self.now() if self.params.mode == "sim" else wall_now()   # one clock (sim: simulated)
+        identity.verify(ledger, self.params, lambda: self.broker, stamp)
+        return ledger
 
     @cached_property
     def broker(self) -> "Broker":
