@@ -187,7 +187,7 @@ def test_server_when_stopped_then_connection_refused():
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/v2/clock", headers=AUTH, timeout=2)
     with pytest.raises(RuntimeError, match="not started"):
-        server.url
+        _ = server.url
 
 
 def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch, make_params):
@@ -203,3 +203,41 @@ def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch
         assert broker.account().cash == 100_000.0   # the fake accepts only its own demo keys
     import os
     assert os.environ["APCA_API_KEY_ID"] == "PKREALKEYDONOTSEND" and "APCA_API_SECRET_KEY" not in os.environ
+
+
+# --- venue realism (issue 14, VEN-2) ------------------------------------------------------------
+def test_holding_when_partial_exit_of_multiday_position_then_intraday_weighted_eod_fifo():
+    """Alpaca's average entry price: weighted average intraday (a sell leaves it), compressed FIFO at end of day."""
+    from decimal import Decimal as D
+
+    from tradebook.broker.alpaca_fake_venue import Holding
+
+    h = Holding(D(0), D(0))
+    h.buy(D(10), D(100))
+    h.end_of_day()
+    h.buy(D(10), D(110))
+    assert h.avg == D(105)
+    h.sell(D(10))
+    assert h.avg == D(105) and h.qty == D(10)    # intraday: unchanged by the sell
+    h.end_of_day()
+    assert h.avg == D(110)                       # FIFO: the day-1 lot was sold first
+
+
+def test_bars_when_feed_unknown_then_400_and_sip_recent_on_free_plan_then_403(fake):
+    base = {"symbols": "AAPL", "timeframe": "1Day", "start": "2011-06-01T00:00:00Z"}
+    assert call(fake, "GET", "/v2/stocks/bars", feed="delayed_sip", **base).status_code == 400
+    refused = call(fake, "GET", "/v2/stocks/bars", feed="sip", **base)
+    assert refused.status_code == 403 and "recent SIP" in refused.json()["message"]
+    old = call(fake, "GET", "/v2/stocks/bars", feed="sip", end="2011-07-06T09:30:00-04:00", **base)
+    iex = call(fake, "GET", "/v2/stocks/bars", feed="iex", end="2011-07-06T09:30:00-04:00", **base)
+    assert old.ok and iex.ok and iex.json()["bars"]["AAPL"][-1]["v"] < old.json()["bars"]["AAPL"][-1]["v"] / 10
+
+
+def test_rate_limit_when_exceeded_then_429_with_x_ratelimit_headers():
+    from tradebook.broker.alpaca_fake_venue import VenueOptions
+
+    with FakeAlpacaServer(start=WED_10, venue=VenueOptions(rate_limit=2, rate_window_s=30)) as limited:
+        answers = [call(limited, "GET", "/v2/clock") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["X-RateLimit-Remaining"] == "1" and answers[2].headers["X-RateLimit-Remaining"] == "0"
+    assert "Retry-After" not in answers[2].headers and int(answers[2].headers["X-RateLimit-Reset"]) > time.time()

@@ -163,7 +163,7 @@ def flatten_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why (rec
     """CTL-5: cancel all open orders, close every position at market, then freeze."""
     from rich.console import Console
 
-    from tradebook.controls import flatten
+    from tradebook.flatten import flatten
 
     ctx = _context(params_file, param)
     _confirm("FLATTEN", yes, "ALL open orders will be cancelled and ALL positions sold at market; then FROZEN.")
@@ -259,7 +259,7 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
                           until=parse_clock_time(until), hold_at=parse_clock_time(hold_at))
     except DaemonAlreadyRunning as exc:
         print_error(str(exc))
-        raise typer.Exit(EXIT_ALREADY_RUNNING)
+        raise typer.Exit(EXIT_ALREADY_RUNNING) from None
     raise typer.Exit(code)
 
 
@@ -353,6 +353,15 @@ def print_error(message: str) -> None:
     """
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
+
+
+def _register_research() -> None:
+    from tradebook.research.commands import register
+
+    register(app)
+
+
+_register_research()
 
 
 def main() -> None:

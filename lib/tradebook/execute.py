@@ -105,6 +105,8 @@ def _run(ctx: "Context", deadline: float) -> ExecuteReport:
     report = ExecuteReport(now, window)
     report.cancelled = cancel_after_window(ctx, now)
     report.missed = alert_missed_windows(ctx, planned, sessions, now)
+    planned = [i for i in planned if not it.is_flatten(i)]   # only flatten sends its own intents (EXIT-8)
+    unanswered = [i for i in unanswered if not it.is_flatten(i)]
     due = [i for i in planned if _due(i, window)] + [i for i in unanswered if i.urgency == "immediate" or window]
     report.waiting = [i.intent_id for i in planned if not _due(i, window)]
     if due:

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
 from operator import attrgetter
-from typing import TYPE_CHECKING, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+from tradebook.trading_state import TradingState
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
     from tradebook.params import Params
 
 Severity = Literal["pass", "warn", "reject"]
-ControlState = Literal["RUNNING", "REDUCE_ONLY", "HALTED", "FROZEN"]
 QTY_EPS = 1e-9                    # share quantities closer than this are equal (float noise)
 NO_DETAIL: Mapping[str, object] = MappingProxyType({})  # shared, immutable: pass verdicts are reused
 
@@ -178,7 +179,7 @@ class GateContext:
 
     now: datetime
     params: "Params"
-    control_state: ControlState = "RUNNING"
+    control_state: TradingState = TradingState.RUNNING
     # REC-8: why orders that add risk may not be sent although the state allows them (e.g. no
     # successful reconcile this session); None: nothing beyond the control state.
     entry_blocker: str | None = None
@@ -233,7 +234,7 @@ def evaluate(order: ProposedOrder, view: PortfolioView, ctx: GateContext,
             return GateResult((_fast_default or _compile_default())(order, view, ctx))
         except Exception:  # some rule raised: run them one by one to keep every other verdict
             pass
-    out = []
+    out: list[Verdict] = []
     append = out.append  # hot loop: 14 rules x every order of a run
     for rule in rules if rules is not None else (_rules_cache or _default_rules()):
         try:
@@ -305,7 +306,7 @@ def _default_rules() -> "list[Rule]":
     if _rules_cache is None:
         from tradebook.gate_rules import RULES
 
-        _rules_cache = RULES
+        _rules_cache = RULES  # type: ignore[assignment]  # decorated rule functions are Rules
     return _rules_cache
 
 
@@ -318,7 +319,7 @@ def _compile_default() -> Callable[[ProposedOrder, PortfolioView, GateContext], 
     """
     global _fast_default
     rules = _default_rules()
-    names = {f"r{i}": rule for i, rule in enumerate(rules)}
+    names: dict[str, Any] = {f"r{i}": rule for i, rule in enumerate(rules)}
     calls = ", ".join(f"r{i}(o, v, c)" for i in range(len(rules)))
     exec(f"def run_rules(o, v, c):\n    return ({calls},)\n", names)  # noqa: S102 (fixed template)
     _fast_default = names["run_rules"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 
+from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
 
 if TYPE_CHECKING:
@@ -95,9 +96,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
-CORRUPT_MARKERS = ("not a valid DuckDB database", "Corrupt", "corrupt", "checksum",
-                   "Serialization Error", "INTERNAL Error")
 
 
 def utcnow() -> datetime:

@@ -20,35 +20,22 @@ def breaker_path(params: "Params", root: Path | None) -> Path:
 def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
     """The broker the params ask for: SimBroker for mode sim, AlpacaBroker for paper/live.
 
-    The broker layer never imports the ledger; the callbacks wired here do (REDUCE_ONLY when
-    the API circuit opens, an incident when an answer item had to be skipped).
+    The broker layer never writes the ledger: an open API circuit is reported by the adapter
+    (``circuit_open``, CircuitOpen) and turned into REDUCE_ONLY by the order path (EXE-4);
+    skipped answer items reach the ledger through ``on_incident``, wired by the Context.
     """
     if params.mode == "sim":
+        from tradebook import marketdata
         from tradebook.broker.sim import SimBroker
 
+        store = Path(params.data.store_dir)
+        if marketdata.use_store(store if store.is_absolute() else root / store):  # DATA-1: replay fetched symbols
+            from tradebook.broker import sim_path
+
+            sim_path.symbol_bars.cache_clear()
         return SimBroker.from_params(params, root)
     from tradebook.broker.alpaca import AlpacaBroker
     from tradebook.broker.alpaca_breaker import BreakerFile
 
-    def degrade(reason: str) -> None:
-        # EXE-4: an open API circuit puts the whole system in reduce-only until it re-arms.
-        from tradebook import controls
-        from tradebook.ledger import Ledger
-
-        controls.reduce_only(Ledger(params.ledger_path(root)), reason, source="api_breaker")
-
-    reported: set[str] = set()
-
-    def incident(detail: str) -> None:
-        if detail in reported:   # one incident per distinct skipped item per process
-            return
-        reported.add(detail)
-        from tradebook import controls
-        from tradebook.ledger import Ledger
-
-        with Ledger(params.ledger_path(root)).transaction() as con:
-            controls.record_incident(con, "BROKER_ITEM_SKIPPED", detail, controls.utcnow())
-
     overrides.setdefault("breaker_store", BreakerFile(breaker_path(params, root)))
-    overrides.setdefault("on_incident", incident)
-    return AlpacaBroker.from_params(params, on_circuit_open=degrade, **overrides)
+    return AlpacaBroker.from_params(params, **overrides)

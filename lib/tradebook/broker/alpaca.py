@@ -108,7 +108,8 @@ class AlpacaBroker:
         self.allow_margin, self._on_incident = allow_margin, on_incident
         self._redact = Redactor((key_id, secret))
         # raw_data: answers are parsed item by item here (alpaca_convert), never rejected whole.
-        self._trading = TradingClient(api_key=key_id, secret_key=secret, paper=mode == "paper",
+        # Any: with raw_data the SDK's typed returns (models | dict) are always dicts.
+        self._trading: Any = TradingClient(api_key=key_id, secret_key=secret, paper=mode == "paper",
                                       url_override=url_override or None, raw_data=True)
         self._data = StockHistoricalDataClient(api_key=key_id, secret_key=secret,
                                                url_override=data_url_override or None)

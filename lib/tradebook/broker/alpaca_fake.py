@@ -17,6 +17,8 @@ Fault kinds (``times`` answers each; ``path``/``method`` narrow them, ``path`` m
   accept_then_504            record the order, then answer 504      (default: POST /v2/orders)
   drop_connection            drop the connection without handling the request
   partial_fill               the order's first fill is half of it (default: POST /v2/orders)
+  reply                      answer ``status`` with the JSON ``body`` (``handle=True``: handle the request
+                             first, so an order may land and still be answered with an error)
 
 Venue realism (``VenueOptions``, alpaca_fake_venue): async cancels, margin account, wash-trade
 check, a rate limit, the market-data plan. Unknown order statuses (``show_status``) and asset
@@ -43,7 +45,8 @@ from tradebook.broker.alpaca_fake_venue import RateLimiter, VenueOptions
 
 ORDER_FAULTS = ("reject_buying_power", "duplicate_client_order_id", "fractional_reject", "lost_response",
                 "accept_then_504", "partial_fill")
-FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_connection") + ORDER_FAULTS
+FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_connection",
+               "reply") + ORDER_FAULTS
 DEFAULT_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "FB")
 DEFAULT_START = datetime(2011, 7, 1, 8, 0, tzinfo=NY)   # params.sim.start_date, before the open
 
@@ -149,14 +152,16 @@ class FakeAlpacaServer:
 
     # faults and inspection ---------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, path: str | None = None, method: str | None = None,
-               seconds: float = 1.0, retry_after: int = 1) -> None:
+               seconds: float = 1.0, retry_after: int = 1, status: int = 0, body: Any = None,
+               handle: bool = False) -> None:
         """Script the next ``times`` matching requests to fail in the ``kind`` way (see module doc)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
         if kind in ORDER_FAULTS and path is None:
             path, method = "/v2/orders", method or "POST"
         with self._lock:
-            self._faults.append(Fault(kind, int(times), path, method, float(seconds), int(retry_after)))
+            self._faults.append(Fault(kind, int(times), path, method, float(seconds), int(retry_after),
+                                      int(status), body, bool(handle)))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -220,7 +225,7 @@ class FakeAlpacaServer:
             if path == "/_fake/clock" and method == "POST":
                 self.set_time(datetime.fromisoformat(str(body["now"])))
             elif path == "/_fake/faults" and method == "POST":
-                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})
+                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})  # type: ignore[arg-type]
             elif path == "/_fake/faults" and method == "DELETE":
                 self.clear_faults()
             elif path == "/_fake/requests" and method == "GET":

@@ -90,6 +90,9 @@ class Fault:
     method: str | None = None
     seconds: float = 1.0
     retry_after: int = 1
+    status: int = 0                 # reply: the status and JSON body to answer with
+    body: Any = None
+    handle: bool = False            # reply: handle the request first (an order may land), then answer
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method:

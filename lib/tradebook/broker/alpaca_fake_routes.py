@@ -150,6 +150,8 @@ def fault_answer(fault: "Fault", body: Any) -> Answer | None:
     if kind in ("http_503", "http_504"):
         code = int(kind[-3:])
         return Answer(code, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[code])
+    if kind == "reply" and not fault.handle:
+        return Answer(fault.status, fault.body)
     if kind == "http_500":
         return Answer(500, {"code": 50010000, "message": "internal server error occurred"})
     if kind == "http_429":   # Alpaca documents X-RateLimit-* (Reset: UNIX epoch seconds), not Retry-After
@@ -216,6 +218,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         if fault and fault.kind == "lost_response":
             self.close_connection = True   # the order is recorded; the client never hears back
             return
+        if fault and fault.kind == "reply" and fault.handle:
+            answer = Answer(fault.status, fault.body)
         if fault and fault.kind == "accept_then_504":
             answer = Answer(504, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[504])
         if fault and fault.kind == "latency":

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from tradebook.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject
 from tradebook.gate_rules._common import passed, rule
+from tradebook.trading_state import TradingState
 
 _PASS1, _PASS2 = passed("GATE-1"), passed("GATE-2")
-_BLOCK_ALL = frozenset({"HALTED", "FROZEN"})
+_BLOCK_ALL = frozenset({TradingState.HALTED, TradingState.FROZEN})
 
 
 @rule("GATE-1")
@@ -19,11 +20,11 @@ def control_state(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -
     by the caller; an unknown state is treated as blocking (fail closed).
     """
     state = ctx.control_state
-    if state in ("RUNNING", "REDUCE_ONLY") and ctx.entry_blocker and not view.reduces(order):
+    if state in (TradingState.RUNNING, TradingState.REDUCE_ONLY) and ctx.entry_blocker and not view.reduces(order):
         return reject("GATE-1", "NOT_RECONCILED", state=state, why=ctx.entry_blocker)  # REC-8
-    if state == "RUNNING":
+    if state == TradingState.RUNNING:
         return _PASS1
-    if state == "REDUCE_ONLY":
+    if state == TradingState.REDUCE_ONLY:
         if view.reduces(order):
             return _PASS1
         return reject("GATE-1", "REDUCE_ONLY", state=state, held=view.held_qty(order.symbol))
