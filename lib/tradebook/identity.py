@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from tradebook import ledger_meta
-from tradebook.errors import LedgerError
+from tradebook.errors import BrokerError, LedgerError
 
 if TYPE_CHECKING:
     from tradebook.ledger import Ledger
@@ -49,7 +49,7 @@ def of(params: "Params", broker_factory: Callable[[], Any]) -> Identity:
         return Identity("sim", "sim")
     try:
         raw = broker_factory().raw_account()
-    except Exception:  # noqa: BLE001 - down or refusing: compare the mode only (see module doc)
+    except BrokerError:  # down or refusing: compare the mode only (see module doc)
         return Identity(params.mode, None)
     account = (raw or {}).get("account_number") or (raw or {}).get("id")
     return Identity(params.mode, str(account) if account else None)
