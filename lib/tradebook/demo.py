@@ -141,7 +141,7 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             archive_runs(ctx.runs_dir)
         fake = clock
         clock = clock or ctx.broker
-        pool = stack.enter_context(KernelPool())
+        pool = stack.enter_context(KernelPool(fork=True))
         started, failures, notebooks = time.monotonic(), [], 0
         equity_start, since = ctx.broker.account().equity, ctx.now()
 
