@@ -94,6 +94,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
     """,
+    # v3: what ran: the code version (tradebook.code_version), the kernel's pid, and whether the
+    # notebook ended itself early (sys.exit(0): a clean halt, not a failure).
+    """
+    ALTER TABLE runs ADD COLUMN code_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN kernel_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN stopped_early BOOLEAN;
+    """,
 ]
 
 
