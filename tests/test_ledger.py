@@ -98,12 +98,18 @@ def test_corrupt_ledger_when_opened_then_clear_error_and_file_untouched(tmp_path
     assert path.read_bytes() == garbage
 
 
-def test_corrupt_ledger_when_backup_exists_then_error_names_backup(tmp_path):
-    """OPS-3: the error names the newest backup to restore."""
+def test_corrupt_ledger_when_backups_exist_then_error_names_newest_good_backup(tmp_path):
+    """OPS-3/OPS-7: the error names the newest backup that is whole; a damaged newer one is skipped."""
+    import shutil
+
     path = tmp_path / "ledger.duckdb"
-    (tmp_path / "backups" / "ledger-20110705T000000").mkdir(parents=True)
+    Ledger(path).check()
+    (tmp_path / "backups").mkdir()
+    good = tmp_path / "backups" / "ledger-20110705T000000Z.duckdb"
+    shutil.copyfile(path, good)
+    (tmp_path / "backups" / "ledger-20110706T000000Z.duckdb").write_bytes(b"half a copy")
     path.write_bytes(b"garbage" * 500)
-    with pytest.raises(LedgerCorrupt, match="ledger-20110705T000000"):
+    with pytest.raises(LedgerCorrupt, match="ledger-20110705T000000Z"):
         Ledger(path).check()
 
 
