@@ -120,3 +120,12 @@ def test_record_event_when_written_then_queryable(tmp_path):
         record_event(con, "BACKFILL", symbol="AAPL", qty=10, price=101.5, reason="external", ts=utcnow())
     row = ledger.rows("SELECT kind, symbol, qty, price, reason FROM events")[0]
     assert row == ("BACKFILL", "AAPL", 10.0, 101.5, "external")
+
+
+def test_lock_timeout_when_env_value_is_bad_then_config_error_naming_env(tmp_path, monkeypatch):
+    """CFG-1 (issue 13): a bad value from the environment is named as such, never a raw ValueError."""
+    from tradebook.errors import ConfigError
+
+    monkeypatch.setenv("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "fifteen")
+    with pytest.raises(ConfigError, match=r"TRADEBOOK_LEDGER_LOCK_TIMEOUT_S.*\[from env\]"):
+        Ledger(tmp_path / "ledger.duckdb")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import duckdb
 
 from tradebook import ledger_file
-from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
+from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,6 +94,7 @@ MIGRATIONS: list[str] = [
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 CORRUPT_MARKERS = ("not a valid DuckDB database", "Corrupt", "corrupt", "checksum",
                    "Serialization Error", "INTERNAL Error", "Could not read enough bytes")
+LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
 BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
 
 
@@ -107,8 +108,7 @@ class Ledger:
     def __init__(self, path: str | Path, *, lock_timeout_s: float | None = None, create: bool = True):
         self.path = Path(path)
         # How long to wait for another process's lock; TRADEBOOK_LEDGER_LOCK_TIMEOUT_S tunes the default.
-        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else float(
-            os.environ.get("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "15"))
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else _env_lock_timeout()
         self._migrated = False
         if not self.path.exists():
             if not create:
@@ -264,6 +264,19 @@ def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | Non
         [ts or utcnow(), run_id, kind, symbol, qty, price, reason,
          json.dumps(data, default=str) if data is not None else None],
     )
+
+
+def _env_lock_timeout() -> float:
+    """TRADEBOOK_LEDGER_LOCK_TIMEOUT_S (default 15 s); a bad value is named as coming from the environment."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "15")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ConfigError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds >= 0 [from env]; fix or unset it "
+                          "in the environment (e.g. the systemd EnvironmentFile)")
+    return value
 
 
 def _holder(text: str) -> str:
