@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
                                 session_date, utcnow)
-from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
+from tradebook.errors import BrokerError, ControlRefused, LedgerCorrupt, OrderOutcomeUnknown
 from tradebook.ledger import record_event
 
 if TYPE_CHECKING:
@@ -45,10 +45,15 @@ def run_flatten(ctx: "Context", reason: str, actor: str, source: str) -> Flatten
     raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source, utcnow())
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"
-    with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is unusable
-        record_event(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
-                     data={"actor": actor, "source": source}, ts=now)
-        ended = _ended_today(con, prefix)
+    try:
+        with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is locked
+            record_event(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
+                         data={"actor": actor, "source": source}, ts=now)
+            ended = _ended_today(con, prefix)
+    except LedgerCorrupt as exc:  # OPS-7: never write a damaged ledger; close at the broker, record later
+        from tradebook.flatten_offline import flatten_at_broker
+
+        return flatten_at_broker(ctx, reason, actor, source, str(exc))
     cancelled, failed = _cancel_others(ctx, prefix, now)
     closes = [_close_one(ctx, pos, prefix, ended, reason, now) for pos in ctx.broker.positions() if pos.qty]
     failed += [(c.key, c.detail) for c in closes if c.outcome == "failed"]
