@@ -269,6 +269,7 @@ def _print_runs(console, ctx, status) -> None:
 
     from tradebook.controls import STATUS_LOCK_TIMEOUT_S
     from tradebook.ledger import Ledger
+    from tradebook.run_liveness import identities, is_gone
 
     path = ctx.params.ledger_path(ctx.root)
     if status.ledger_error or not path.exists():
@@ -276,16 +277,20 @@ def _print_runs(console, ctx, status) -> None:
                       highlight=False)
         return
     try:
-        rows = Ledger(path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=False).rows(
-            "SELECT started_at, phase, status, ended_at, coalesce(error, ''), coalesce(notebook_path, '') "
-            "FROM runs ORDER BY started_at DESC LIMIT 10")
+        with Ledger(path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=False).connect() as con:
+            rows = con.execute(
+                "SELECT started_at, phase, status, ended_at, coalesce(error, ''), coalesce(notebook_path, ''), "
+                "run_id FROM runs ORDER BY started_at DESC LIMIT 10").fetchall()
+            running = identities(con, [r[6] for r in rows if r[2] == "RUNNING"])
     except TradebookError as exc:
         console.print(f"runs: ledger busy or unreadable ({exc})", markup=False, highlight=False)
         return
     table = Table(title="last 10 runs")
     for col in ("started", "phase", "status", "ended", "error", "notebook"):
         table.add_column(col)
-    for started, phase, state, ended, error, nb in rows:
+    for started, phase, state, ended, error, nb, run_id in rows:
+        if state == "RUNNING" and is_gone(running.get(run_id)):  # marked at the next start; shown now
+            state, error = "ABANDONED", "its process is gone (killed or crashed)"
         table.add_row(f"{started:%Y-%m-%d %H:%M:%S}", phase, state, f"{ended:%H:%M:%S}" if ended else "-",
                       error[:60], nb)
     console.print(table if rows else "runs: none yet")

@@ -156,12 +156,16 @@ def _ledger(params: "Params", root: Path) -> "Ledger":
 
 def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
                   output: Path, sim_time: datetime | None) -> None:
+    from tradebook import run_liveness
+
     with ledger.transaction() as con:
+        run_liveness.mark_abandoned(con, started)  # runs whose process died never stay RUNNING
         con.execute(
             "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
             "sim_time) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?)",
             [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
              str(output), sim_time])
+        run_liveness.record_start(con, run_id, phase, started)
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
