@@ -222,7 +222,9 @@ def _heartbeat_problems(beat: Heartbeat | None, wall_now: datetime, notes: list[
 
 
 def _control_problems(status: Any, notes: list[str]) -> list[tuple[int, str]]:
-    reasons = "; ".join(status.reasons) or "no reason recorded"
+    # The ledger's own failure is its own problem line; the state only says it fails closed because of it.
+    reasons = "; ".join(r for r in status.reasons if not r.startswith("ledger unreadable, failing closed")) \
+        or ("failing closed because the ledger cannot be read" if status.ledger_error else "no reason recorded")
     found = []
     if status.ledger_error:
         found.append((EXIT_LEDGER, f"ledger unreadable: {status.ledger_error}"))

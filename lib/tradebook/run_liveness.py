@@ -1,8 +1,9 @@
 """Runs whose process died (issue 13): never left RUNNING.
 
-A phase run records, with its RUNNING row, a ``RUN_START`` event naming the process that
-runs it: pid, host, and the process's start time from ``/proc`` (so a recycled pid is
-not mistaken for the run). At the next start of any phase, RUNNING rows whose process
+A phase run records, with its RUNNING row, a ``heartbeats`` row (component
+``run:<run_id>``) naming the process that runs it: pid, host, and the process's start
+time from ``/proc`` (so a recycled pid is not mistaken for the run); the row goes when
+the run ends. At the next start of any phase, RUNNING rows whose process
 is gone from this host become ABANDONED, with a ``RUN_ABANDONED`` event; ``status``
 shows them as abandoned even before that.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import duckdb
 
-START_EVENT = "RUN_START"
+COMPONENT = "run:"
 ABANDONED_EVENT = "RUN_ABANDONED"
 ABANDONED = "ABANDONED"
 
@@ -45,11 +46,14 @@ def is_gone(identity: dict[str, Any] | None) -> bool:
 
 
 def record_start(con: "duckdb.DuckDBPyConnection", run_id: str, phase: str, now: datetime) -> None:
-    """The RUN_START event for this process, inside the caller's transaction."""
-    from tradebook.ledger import record_event
+    """Name this process as the run's owner, inside the caller's transaction."""
+    con.execute("INSERT OR REPLACE INTO heartbeats (component, ts, detail) VALUES (?, ?, ?)",
+                [COMPONENT + run_id, now, json.dumps({"phase": phase, **process_identity()})])
 
-    record_event(con, START_EVENT, run_id=run_id, reason=f"{phase} started",
-                 data={"phase": phase, **process_identity()}, ts=now)
+
+def record_end(con: "duckdb.DuckDBPyConnection", run_id: str) -> None:
+    """The run ended (OK, FAILED or ABANDONED): its owner row goes."""
+    con.execute("DELETE FROM heartbeats WHERE component = ?", [COMPONENT + run_id])
 
 
 def identities(con: "duckdb.DuckDBPyConnection", run_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -57,9 +61,9 @@ def identities(con: "duckdb.DuckDBPyConnection", run_ids: list[str]) -> dict[str
     if not run_ids:
         return {}
     marks = ", ".join("?" for _ in run_ids)
-    rows = con.execute(f"SELECT run_id, data FROM events WHERE kind = ? AND run_id IN ({marks})",
-                       [START_EVENT, *run_ids]).fetchall()
-    return {run_id: json.loads(data) for run_id, data in rows if data}
+    rows = con.execute(f"SELECT component, detail FROM heartbeats WHERE component IN ({marks})",
+                       [COMPONENT + r for r in run_ids]).fetchall()
+    return {component[len(COMPONENT):]: json.loads(detail) for component, detail in rows if detail}
 
 
 def mark_abandoned(con: "duckdb.DuckDBPyConnection", now: datetime) -> list[str]:
@@ -74,6 +78,7 @@ def mark_abandoned(con: "duckdb.DuckDBPyConnection", now: datetime) -> list[str]
         con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'RUNNING'",
                     [ABANDONED, now, why, run_id])
         record_event(con, ABANDONED_EVENT, run_id=run_id, reason=why, data=ident, ts=now)
+        record_end(con, run_id)
     return [run_id for run_id, _ in gone]
 
 

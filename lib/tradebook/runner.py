@@ -172,10 +172,13 @@ def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: s
                 output: Path) -> datetime:
     from tradebook.ledger import record_event
 
+    from tradebook.run_liveness import record_end
+
     ended = _utcnow()
     with ledger.transaction() as con:
         con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ?",
                     [status, ended, error, run_id])
+        record_end(con, run_id)
         if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
             record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
                          data={"phase": phase, "notebook": str(output)}, ts=ended)
