@@ -18,8 +18,13 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 
+<<<<<<< HEAD
 from tradebook import ledger_file
 from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
+=======
+from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
+from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
+>>>>>>> main
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,13 +94,21 @@ MIGRATIONS: list[str] = [
         session_date DATE NOT NULL, kind VARCHAR NOT NULL, detail VARCHAR, resolved_at TIMESTAMPTZ);
     CREATE TABLE heartbeats (component VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, detail JSON);
     """,
+    # v2: facts about the ledger itself: the broker identity it belongs to (OPS-8) and the last
+    # full reconcile of a session (REC-8); tradebook.ledger_meta reads and writes them.
+    """
+    CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+    """,
 ]
 
+<<<<<<< HEAD
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 CORRUPT_MARKERS = ("not a valid DuckDB database", "Corrupt", "corrupt", "checksum",
                    "Serialization Error", "INTERNAL Error", "Could not read enough bytes")
 LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
 BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
+=======
+>>>>>>> main
 
 
 def utcnow() -> datetime:

@@ -1,0 +1,10 @@
+"""Research to production: the strategy interface, built-in strategies, the market data store
+and the backtest pieces (STR-1..3, DATA-1, BT-1).
+
+A strategy written for this interface runs unchanged in ``tradebook backtest``, the
+decide phase (``tradebook run decide``, the daemon, ``tradebook demo``) and notebooks.
+"""
+from tradebook.research.strategies.base import (EntrySignal, ExitSignal, Held, Signals, Strategy,
+                                                StrategyError, StrategyParams)
+
+__all__ = ["EntrySignal", "ExitSignal", "Held", "Signals", "Strategy", "StrategyError", "StrategyParams"]
