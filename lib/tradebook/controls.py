@@ -169,6 +169,7 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
 
     Either one halts; only when both fail is it an error (with what to do instead).
     """
+    now = now or operator_now(params, root)   # one clock: the simulated one in sim mode
     return halt_at(flag_path(params, root), params.ledger_path(root), reason, actor, source, now=now)
 
 
@@ -176,12 +177,7 @@ def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator",
             *, now: datetime | None = None, create_ledger: bool = True) -> ControlStatus:
     """CTL-6: ``halt`` from paths alone, so it works with no valid params; the flag file comes first."""
     reason = clean_reason(reason) or "halted without a reason"
-<<<<<<< HEAD
-    now = now or utcnow()
-=======
-    now = now or operator_now(params, root)   # one clock: the simulated one in sim mode
-    path = flag_path(params, root)
->>>>>>> main
+    now = now or operator_now(None, None)   # no params: the wall clock (CTL-6)
     notes, failures = [], []
     try:
         raise_flag(path, "HALTED", reason, actor, source, now)

@@ -23,16 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-<<<<<<< HEAD
-from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
-                                session_date, utcnow)
-from tradebook.errors import BrokerError, ControlRefused, LedgerCorrupt, OrderOutcomeUnknown
-=======
 from tradebook.broker.base import needs_cancel_first
 from tradebook.clock import operator_now
 from tradebook.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
-from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
->>>>>>> main
+from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, LedgerCorrupt, OrderOutcomeUnknown
 from tradebook.ledger import record_event
 from tradebook.sessions import session_date
 

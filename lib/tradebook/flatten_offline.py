@@ -18,16 +18,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradebook.controls import FlattenResult, effective_state, flag_path, raise_flag, session_date
+from tradebook.controls import effective_state, flag_path, raise_flag
 from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
+from tradebook.sessions import session_date
 
 if TYPE_CHECKING:
     from tradebook.context import Context
+    from tradebook.flatten import FlattenResult
 
 
 def flatten_at_broker(ctx: "Context", reason: str, actor: str, source: str, ledger_problem: str) -> FlattenResult:
     """Cancel, close every position, freeze via the flag file; journal instead of the ledger."""
-    from tradebook.flatten import _cid, _next_attempt
+    from tradebook.flatten import FlattenResult, _cid, _next_attempt
 
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"

@@ -165,10 +165,6 @@ def check_health(params: "Params", root: Path | None, *, wall_now: datetime | No
     from tradebook import controls
 
     wall_now = wall_now or datetime.now(timezone.utc)
-<<<<<<< HEAD
-=======
-    problems: list[str] = []
->>>>>>> main
     notes: list[str] = []
     beat = read_heartbeat(heartbeat_path(params, root))
     found = [(EXIT_DAEMON, p) for p in _heartbeat_problems(beat, wall_now, notes)]

@@ -18,13 +18,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 
-<<<<<<< HEAD
 from tradebook import ledger_file
-from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
-=======
 from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
-from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
->>>>>>> main
+from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,14 +97,8 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-<<<<<<< HEAD
-LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
-CORRUPT_MARKERS = ("not a valid DuckDB database", "Corrupt", "corrupt", "checksum",
-                   "Serialization Error", "INTERNAL Error", "Could not read enough bytes")
 LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
 BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
-=======
->>>>>>> main
 
 
 def utcnow() -> datetime:
