@@ -18,7 +18,7 @@ import pytest
 from tradebook import ledger_file
 from tradebook.backup import backup, check
 from tradebook.errors import LedgerCorrupt
-from tradebook.ledger import Ledger, record_event
+from tradebook.ledger import Ledger
 
 BLOCK = 262144
 

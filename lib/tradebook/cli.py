@@ -243,7 +243,7 @@ _EXIT_MEANING = {2: "params invalid", 3: "trading is not RUNNING", 4: "the ledge
                  5: "the broker cannot be reached", 1: "the daemon is not beating"}
 
 
-def _print_account(console, ctx) -> None:
+def _print_account(console, ctx) -> bool:
     from rich.table import Table
 
     try:

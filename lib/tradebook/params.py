@@ -187,7 +187,7 @@ class Params(_Frozen):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "Params":
-        problems = []
+        problems: list[tuple[str, str, tuple[str, ...]]] = []
         if self.max_position_pct > self.max_gross_exposure_pct:
             problems.append(("max_position_pct", f"{self.max_position_pct} exceeds max_gross_exposure_pct "
                                                   f"{self.max_gross_exposure_pct}", ("max_gross_exposure_pct",)))
