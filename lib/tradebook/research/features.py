@@ -55,7 +55,6 @@ def history(names: list[str]) -> int:
 
 def feature_table(bars: "pd.DataFrame", names: list[str]) -> "pd.DataFrame":
     """symbol, date and one column per feature name, for every bar (sorted by symbol, date)."""
-    import pandas as pd
 
     frame = bars.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     out = frame[["symbol", "date"]].copy()
