@@ -116,3 +116,26 @@ def test_check_when_status_undocumented_then_fails():
 
 def test_observers_when_test_ends_then_fixture_removed_its_log(alpaca_contract):
     assert FakeAlpacaServer.observers.count(alpaca_contract) == 1
+
+
+def test_fake_divergences_when_triggered_then_each_listed_extra_is_sent_and_only_tolerated_by_name(fake):
+    """Where the fake diverges from the spec on purpose (DELIBERATE), the extras are real: the fake sends
+    each of them, and without its DELIBERATE entry each would be a violation."""
+    import alpaca_contract as contract
+
+    call(fake, "POST", "/v2/orders", order("c1"))
+    answers = [call(fake, "POST", "/v2/orders", order("big", qty="100000")).json(),             # buying power
+               call(fake, "POST", "/v2/orders", order("c2", side="sell", qty="5")).json()]       # held qty
+    fake.state.venue.wash_trade_check = True
+    call(fake, "POST", "/v2/orders", order("c3", side="sell", qty="1", type="limit", limit_price="999"))
+    answers.append(call(fake, "POST", "/v2/orders", order("c4")).json())                          # wash trade
+    answers.append(call(fake, "DELETE", "/v2/orders").json()[0])                                  # cancel body
+    sent = {key for answer in answers for key in answer}
+    for schema, extras in contract.DELIBERATE.items():
+        assert set(extras) <= sent, f"{schema}: {set(extras) - sent} never sent by the fake"
+    saved = dict(contract.DELIBERATE)
+    try:
+        contract.DELIBERATE.clear()
+        assert check_object("Error", answers[0], "b") and check_object("CanceledOrderResponse", answers[3], "b")
+    finally:
+        contract.DELIBERATE.update(saved)

@@ -41,6 +41,7 @@ def run(phase: str = typer.Argument(..., help="reconcile | decide | execute | re
     """Run one phase notebook with papermill into runs/<date>/<HHMMSS>-<phase>.ipynb."""
     from tradebook.errors import ConfigError
     from tradebook.params import parse_override
+    from tradebook.notebook_files import printed_summary
     from tradebook.runner import run_phase
 
     if phase not in PHASE_NAMES:
@@ -48,6 +49,9 @@ def run(phase: str = typer.Argument(..., help="reconcile | decide | execute | re
     overrides = dict(parse_override(p) for p in param or [])
     record = run_phase(phase, params_file=str(params_file) if params_file else None, overrides=overrides)
     typer.echo(f"{phase}: {record.status} · {record.notebook_path}")
+    summary = printed_summary(record.notebook_path, phase)   # e.g. what execute sent and what was refused
+    if summary:
+        typer.echo(summary)
 
 
 @app.command()

@@ -120,6 +120,11 @@ class AlertParams(_Frozen):
     apprise_urls: list[str] = []
 
 
+# OPS-8: simulation and each Alpaca mode keep their own ledger by default (names that do not
+# share a prefix, so backups `<stem>-<stamp>` of one are never taken for the other's).
+DEFAULT_LEDGER_FILES = {"sim": "ledger.duckdb", "paper": "paper-ledger.duckdb", "live": "live-ledger.duckdb"}
+
+
 class Params(_Frozen):
     """Every key of SPEC §6 with its safe default."""
 
@@ -127,7 +132,8 @@ class Params(_Frozen):
     i_understand_the_risk: bool = False
     symbols: list[str] = ["AAPL", "GOOG", "IBM", "MSFT"]
     runs_dir: str = "runs"
-    ledger_file: str = "ledger.duckdb"  # relative to runs_dir
+    # relative to runs_dir; unset: one ledger per mode (OPS-8), see DEFAULT_LEDGER_FILES
+    ledger_file: str | None = None
 
     max_position_pct: float = Field(0.05, gt=0.0, le=1.0)
     max_gross_exposure_pct: float = Field(0.60, gt=0.0, le=2.0)
@@ -221,7 +227,7 @@ class Params(_Frozen):
         return base if base.is_absolute() or root is None else root / base
 
     def ledger_path(self, root: Path | None = None) -> Path:
-        return self.runs_path(root) / self.ledger_file
+        return self.runs_path(root) / (self.ledger_file or DEFAULT_LEDGER_FILES[self.mode])
 
     def sim_state_path(self, root: Path | None = None) -> Path:
         return self.runs_path(root) / self.sim.state_file

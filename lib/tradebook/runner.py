@@ -89,9 +89,9 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     params = load_params(params_path, clean)  # ConfigError: nothing is recorded or run
     at = _exchange_time(now if now is not None else _broker_now(params, base))
     run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
+    ledger = _ledger(params, base)   # OPS-8 refusal comes before any file or row
     output = reserve_output(params.runs_path(base) / f"{at:%Y-%m-%d}", f"{at:%H%M%S}-{phase}")
     sim_time = at if params.mode == "sim" else None
-    ledger = _ledger(params, base)
     started = _utcnow()
     try:
         _record_start(ledger, run_id, phase, params, started, output, sim_time, code_version())
@@ -158,9 +158,10 @@ def _utcnow() -> datetime:
 
 # --- the runs row (own short transactions; the notebook opens the ledger itself) ----------
 def _ledger(params: "Params", root: Path) -> "Ledger":
-    from tradebook.ledger import Ledger
+    """The run's ledger, checked to belong to this broker identity before any row (OPS-8)."""
+    from tradebook.context import Context
 
-    return Ledger(params.ledger_path(root))
+    return Context(params, root).ledger
 
 
 def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
