@@ -77,7 +77,7 @@ def test_demo_on_alpaca_fake_when_venue_realistic_then_ledger_equals_broker_and_
     fake = seen[0]
     venue = fake.state.venue
     assert venue.margin and venue.cancel_delay_s > 0 and fake.limiter is not None
-    ledger = Ledger(next((root / "runs").rglob("ledger*.duckdb")))
+    ledger = Ledger(root / "runs" / "paper-ledger.duckdb")
     ours = {s: round(q, 6) for s, q in ledger.rows("SELECT symbol, qty FROM positions WHERE qty <> 0")}
     theirs = {s: round(float(h.qty), 6) for s, h in fake.state.positions.items()}
     assert ours == theirs
