@@ -92,7 +92,7 @@ def parse_items(items: Any, parse: Callable[[dict[str, Any]], T], what: str,
         try:
             out.append(parse(item))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            ident = item.get("symbol") or item.get("client_order_id") or item.get("id") if isinstance(item, dict) else "?"
+            ident = (item.get("client_order_id") or item.get("symbol") or item.get("id")) if isinstance(item, dict) else "?"
             detail = f"Alpaca {what}: skipped an item it could not read ({ident}: {type(exc).__name__}: {exc})"
             log.error("%s", detail)
             if on_skip is not None:
