@@ -31,11 +31,6 @@ def _f(value: Any, default: float = 0.0) -> float:
     return default if value is None or value == "" else float(value)
 
 
-def _v(value: Any) -> str:
-    """Enum wire value (or the string itself)."""
-    return str(getattr(value, "value", value))
-
-
 def _ts(value: Any) -> datetime | None:
     """An RFC 3339 timestamp (Z or offset, up to nanoseconds) as an aware datetime."""
     if value is None or value == "":
@@ -55,7 +50,8 @@ def to_account(acct: dict[str, Any], fractional: bool, allow_margin: bool = Fals
     bp = margin_bp if allow_margin or cash_bp in (None, "") else min(_f(cash_bp), margin_bp)
     return Account(equity=_f(acct.get("equity")), cash=_f(acct.get("cash")), buying_power=bp,
                    currency=acct.get("currency") or "USD", status=str(acct.get("status") or ""),
-                   fractional_enabled=fractional)
+                   fractional_enabled=fractional,
+                   last_equity=_f(acct["last_equity"]) if acct.get("last_equity") not in (None, "") else None)
 
 
 def to_position(pos: dict[str, Any]) -> Position:
@@ -91,7 +87,7 @@ def parse_items(items: Any, parse: Callable[[dict[str, Any]], T], what: str,
         try:
             out.append(parse(item))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            ident = item.get("symbol") or item.get("client_order_id") or item.get("id") if isinstance(item, dict) else "?"
+            ident = (item.get("client_order_id") or item.get("symbol") or item.get("id")) if isinstance(item, dict) else "?"
             detail = f"Alpaca {what}: skipped an item it could not read ({ident}: {type(exc).__name__}: {exc})"
             log.error("%s", detail)
             if on_skip is not None:

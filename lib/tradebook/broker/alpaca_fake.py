@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime, time as dtime
 from decimal import Decimal
 from http.server import ThreadingHTTPServer
@@ -204,9 +205,6 @@ class FakeAlpacaServer:
         for observer in list(self.observers):
             observer(method, path, status, headers, payload, raw)
 
-    def set_fractionable(self, symbol: str, fractionable: bool) -> None:
-        self.state.fractionable[symbol] = fractionable
-
     def _authorised(self, headers: Any) -> bool:
         got = (headers.get("APCA-API-KEY-ID") or "", headers.get("APCA-API-SECRET-KEY") or "")
         want = self._keys
@@ -238,6 +236,10 @@ class FakeAlpacaServer:
 
 
 DEMO_KEYS = ("PKFAKEDEMOKEY000000000", "SKFAKEDEMOSECRET0000000000000000000000")
+# The demo's venue is a real paper account's: async cancels, a margin account, wash-trade checks, a
+# rate limit (per second here, so waits stay short) and a free market-data plan.
+DEMO_VENUE = VenueOptions(cancel_delay_s=90.0, margin=True, wash_trade_check=True, rate_limit=10,
+                          rate_window_s=1.0, data_plan="free")
 
 
 @contextmanager
@@ -251,7 +253,8 @@ def demo_fake(start: datetime | date | None = None) -> Iterator[tuple[dict[str, 
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(dict(zip(names, DEMO_KEYS)))
     try:
-        with FakeAlpacaServer(start=start, key_id=DEMO_KEYS[0], secret_key=DEMO_KEYS[1]) as fake:
+        with FakeAlpacaServer(start=start, key_id=DEMO_KEYS[0], secret_key=DEMO_KEYS[1],
+                              venue=replace(DEMO_VENUE)) as fake:
             yield fake.overrides(), fake
     finally:
         for name, value in saved.items():
@@ -267,8 +270,12 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START.date())
+    parser.add_argument("--realistic", action="store_true",
+                        help="behave like a fresh paper account (async cancels, margin, wash trades, rate limit)")
+    parser.add_argument("--plan", choices=("free", "unlimited"), default="free", help="market-data plan of the key")
     args = parser.parse_args(argv)
-    with FakeAlpacaServer(start=args.start) as fake:
+    venue = replace(DEMO_VENUE if args.realistic else VenueOptions(), data_plan=args.plan)
+    with FakeAlpacaServer(start=args.start, venue=venue) as fake:
         print(f"fake Alpaca at {fake.url} (simulated time {fake.now.isoformat()}); Ctrl-C stops it", flush=True)
         try:
             while True:
