@@ -166,23 +166,29 @@ def _ledger(params: "Params", root: Path) -> "Ledger":
 
 def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
                   output: Path, sim_time: datetime | None, version: str) -> None:
+    from tradebook import run_liveness
+
     with ledger.transaction() as con:
+        run_liveness.mark_abandoned(con, started)  # runs whose process died never stay RUNNING
         con.execute(
             "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
             "sim_time, code_version) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)",
             [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
              str(output), sim_time, version])
+        run_liveness.record_start(con, run_id, phase, started)
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
                 output: Path, outcome: "_Outcome | None" = None) -> datetime:
     from tradebook.ledger import record_event
+    from tradebook.run_liveness import record_end
 
     ended = _utcnow()
     pid, early = (outcome.kernel_pid, outcome.stopped_early) if outcome else (None, None)
     with ledger.transaction() as con:
         con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ?, kernel_pid = ?, stopped_early = ? "
                     "WHERE run_id = ?", [status, ended, error, pid, early, run_id])
+        record_end(con, run_id)
         if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
             record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
                          data={"phase": phase, "notebook": str(output)}, ts=ended)
