@@ -1,0 +1,1 @@
+"""Research tools: parameter sweeps, walk-forward, the vectorised SMA grid (SWP-1, SWP-2)."""
