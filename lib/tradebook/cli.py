@@ -343,6 +343,12 @@ def panel_cmd(port: int = typer.Option(8866, "--port", min=1, max=65535, help="p
           overrides=overrides, echo=lambda line: typer.echo(line))
 
 
+# --- research ------------------------------------------------------------------------------
+from tradebook.research.sweep_cli import sweep_cmd  # noqa: E402  (typer only; the work imports lazily)
+
+app.command("sweep")(sweep_cmd)
+
+
 def main() -> None:
     """Console entry point: typed errors become one readable line and exit code 2."""
     try:

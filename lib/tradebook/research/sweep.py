@@ -42,6 +42,14 @@ class SweepRun:
         return table.results(self.db, self.name)
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; ``run`` says how far it got (finished sets are in the table)."""
+
+    def __init__(self, run: SweepRun):
+        super().__init__(f"sweep {run.name} interrupted after {run.skipped + run.ran} of {run.total} sets")
+        self.run = run
+
+
 def plan(strategy: str, grid: Mapping[str, Sequence[Any]], *, search: str = "grid", samples: int | None = None,
          seed: int = 0) -> list[dict[str, Any]]:
     """The parameter sets of a sweep, in run order."""
@@ -125,6 +133,8 @@ def run_sets(job: Job, sets: list[dict[str, Any]], *, name: str, con: Any, db: P
                     table.insert(con, pending)
                     pending, flushed = [], time.monotonic()
                 bar.advance(len(rows))
+        except KeyboardInterrupt:
+            raise SweepInterrupted(run) from None
         finally:
             stream.close()  # on Ctrl-C: cancels what is queued, waits for what runs
             table.insert(con, pending)  # and keeps every finished set
