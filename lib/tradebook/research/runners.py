@@ -77,15 +77,18 @@ def run_pool(job: Job, work: list[list], bars: "pd.DataFrame", workers: int) -> 
 
 # --- Ray --------------------------------------------------------------------------------------
 def run_ray(job: Job, work: list[list], bars: "pd.DataFrame", address: str | None,
-            num_cpus: int | None = None) -> Iterator[list[dict]]:
-    """Run the batches as Ray tasks on the cluster at ``address`` ("local": a local instance)."""
+            num_cpus: int | None = None, task_fn=run_batch) -> Iterator[list[dict]]:
+    """Run the batches as Ray tasks on the cluster at ``address`` ("local": a local instance).
+
+    ``task_fn`` is what each task runs (``run_batch``; tests wrap it to lose a worker).
+    """
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(ray, address, num_cpus)
     try:
         bars_ref = ray.put(bars)  # once, to the object store; every task reads the same copy
-        task = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False)(run_batch)
+        task = ray.remote(max_retries=RAY_RETRIES, retry_exceptions=False)(task_fn)
         pending = [task.remote(job, batch, bars_ref) for batch in work]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
