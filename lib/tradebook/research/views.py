@@ -44,8 +44,9 @@ def heatmap_figure(frame: "pd.DataFrame", x: str, y: str, metric: str = "sharpe"
     from matplotlib.figure import Figure
 
     grid = heatmap_table(frame, x, y, metric)
-    fig = Figure(figsize=(1.0 + 0.55 * len(grid.columns), 1.0 + 0.4 * len(grid.index)))
+    fig = Figure(figsize=(max(4.5, 1.5 + 0.6 * len(grid.columns)), max(3.2, 1.0 + 0.4 * len(grid.index))))
     ax = fig.add_subplot()
+    ax.set_title(f"{metric} by {y} and {x}", fontsize=10)
     image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="RdYlGn", origin="lower")
     ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
     ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
@@ -57,6 +58,15 @@ def heatmap_figure(frame: "pd.DataFrame", x: str, y: str, metric: str = "sharpe"
     fig.colorbar(image, ax=ax, label=metric)
     fig.tight_layout()
     return fig
+
+
+def show_figure(fig: "Figure") -> None:
+    """Display a figure in a notebook as a PNG (the same way the report and backtest notebooks do)."""
+    from IPython.display import Image, display
+
+    from tradebook.report_plots import png
+
+    display(Image(png(fig)))
 
 
 def _cells(grid: "pd.DataFrame"):

@@ -27,20 +27,17 @@ MIN_OOS_DAYS = 30
 HIGHER_IS_BETTER = ("sharpe", "cagr_pct", "final_equity", "max_drawdown_pct")  # drawdowns are negative
 
 
-def parse_span(text: str) -> "pd.DateOffset":
-    """``"3y"``, ``"18m"``, ``"26w"`` → a calendar offset."""
-    import pandas as pd
-
+def parse_span(text: str) -> tuple[str, int]:
+    """``"3y"``, ``"18m"``, ``"26w"`` → (pandas DateOffset unit, count)."""
     match = re.fullmatch(r"\s*(\d+)\s*([ymw])\s*", text.lower())
     if not match or int(match.group(1)) < 1:
         raise ConfigError(f"window length {text!r} must look like 3y, 18m or 26w")
-    n, unit = int(match.group(1)), match.group(2)
-    return {"y": pd.DateOffset(years=n), "m": pd.DateOffset(months=n), "w": pd.DateOffset(weeks=n)}[unit]
+    return {"y": "years", "m": "months", "w": "weeks"}[match.group(2)], int(match.group(1))
 
 
 def windows(first: date, last: date, in_sample: str, out_of_sample: str,
             mode: str = "rolling") -> list[tuple[date, date, date, date]]:
-    """(is_start, is_end, oos_start, oos_end) per window.
+    """(is_start, is_end, oos_start, oos_end) per window, each boundary counted from ``first``.
 
     The last out-of-sample window may be short, but not under MIN_OOS_DAYS (a few
     sessions say nothing about a set).
@@ -49,15 +46,18 @@ def windows(first: date, last: date, in_sample: str, out_of_sample: str,
 
     if mode not in ("rolling", "anchored"):
         raise ConfigError(f"walk-forward mode {mode!r}: choose rolling or anchored")
-    is_len, oos_len = parse_span(in_sample), parse_span(out_of_sample)
-    out, start = [], pd.Timestamp(first)
-    is_end = start + is_len - timedelta(days=1)
-    while (pd.Timestamp(last) - is_end).days >= MIN_OOS_DAYS:
-        oos_end = min(is_end + oos_len, pd.Timestamp(last))
-        out.append((start.date(), is_end.date(), (is_end + timedelta(days=1)).date(), oos_end.date()))
-        is_end = is_end + oos_len
-        if mode == "rolling":
-            start = start + oos_len
+    (is_unit, is_n), (oos_unit, oos_n) = parse_span(in_sample), parse_span(out_of_sample)
+    base, end, day = pd.Timestamp(first), pd.Timestamp(last), timedelta(days=1)
+    out, k = [], 0
+    while True:
+        shift = pd.DateOffset(**{oos_unit: oos_n * k})
+        oos_start = base + pd.DateOffset(**{is_unit: is_n}) + shift  # boundaries from ``first``: no drift
+        if (end - oos_start).days + 1 < MIN_OOS_DAYS:
+            break
+        is_start = base + shift if mode == "rolling" else base
+        oos_end = min(oos_start + pd.DateOffset(**{oos_unit: oos_n}) - day, end)
+        out.append((is_start.date(), (oos_start - day).date(), oos_start.date(), oos_end.date()))
+        k += 1
     if not out:
         raise ConfigError(f"{first} → {last} is too short for an in-sample window of {in_sample} "
                           f"plus out-of-sample {out_of_sample}")
