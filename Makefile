@@ -31,6 +31,11 @@ browser-deps:
 test: $(STAMP) browser-deps
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# Static checks (configured in pyproject.toml): ruff's error rules, then mypy on lib/.
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests bench
+	$(BIN)/mypy
+
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py
 

@@ -34,3 +34,24 @@ def make_params(root: Path):
 @pytest.fixture
 def ctx(root: Path, make_params) -> Context:
     return Context(make_params(), root)
+
+
+@pytest.fixture(autouse=True)
+def alpaca_contract():
+    """VEN-1/VEN-2: every answer the loopback Alpaca fake gives in a test is checked against
+    Alpaca's published contract (tests/alpaca_contract.py); a violation fails the test.
+    Tests that break it on purpose call ``alpaca_contract.take()``."""
+    from alpaca_contract import ContractLog
+
+    from tradebook.broker.alpaca_fake import FakeAlpacaServer
+
+    log = ContractLog()
+    FakeAlpacaServer.observers.append(log)
+    try:
+        yield log
+    finally:
+        FakeAlpacaServer.observers.remove(log)
+    if log.violations:
+        shown = "\n  ".join(log.violations[:20])
+        pytest.fail(f"the Alpaca fake broke Alpaca's contract {len(log.violations)} time(s):\n  {shown}",
+                    pytrace=False)

@@ -289,13 +289,21 @@ def test_call_when_503_persists_then_broker_unavailable_after_retries(broker, fa
     assert "<html>" not in str(info.value) and waits == [0.01, 0.02]
 
 
-def test_call_when_429_then_retry_after_honoured_and_capped(make_broker, fake, waits):
-    """EXE-2: 429 waits the server's Retry-After (capped by alpaca.max_backoff_s)."""
-    broker = make_broker(**{"alpaca.max_backoff_s": 5.0})
+def test_call_when_429_then_waits_until_x_ratelimit_reset_capped(make_broker, fake, waits):
+    """EXE-2: a 429 waits until X-RateLimit-Reset (epoch seconds), capped by alpaca.rate_limit_max_wait_s."""
+    broker = make_broker(**{"alpaca.rate_limit_max_wait_s": 5.0})
     fake.inject("http_429", path="/v2/clock", retry_after=2)
     fake.inject("http_429", path="/v2/clock", retry_after=30)
     assert broker.clock().is_open
-    assert waits == [2.0, 5.0] and fake.count("GET", "/v2/clock") == 3
+    assert 1.0 <= waits[0] <= 2.0 and waits[1] == 5.0 and fake.count("GET", "/v2/clock") == 3
+
+
+def test_call_when_429s_exceed_breaker_threshold_then_breaker_stays_closed(make_broker, fake, waits):
+    """EXE-4: rate limiting is the API answering, not failing: 429s never count toward the breaker."""
+    broker = make_broker(api_breaker_failures=2, **{"alpaca.retries": 3})
+    fake.inject("http_429", times=3, path="/v2/clock", retry_after=1)
+    assert broker.clock().is_open and len(waits) == 3
+    assert not broker.circuit_open and broker.breaker.status()["recent_failures"] == 0
 
 
 def test_call_when_timeout_then_retried_and_succeeds(make_broker, fake, waits):

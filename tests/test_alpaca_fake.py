@@ -1,6 +1,7 @@
 """The loopback Alpaca fake itself: auth, control endpoints, faults, fill rules, no look-ahead (SPEC §2)."""
 from __future__ import annotations
 
+import time
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -80,11 +81,13 @@ def test_inject_when_wildcard_path_and_method_then_only_those_match(fake):
         fake.inject("meteor")
 
 
-def test_fault_when_429_then_retry_after_and_rate_limit_headers(fake):
+def test_fault_when_429_then_x_ratelimit_headers_and_no_retry_after(fake):
+    """Alpaca documents X-RateLimit-Limit/Remaining/Reset (epoch seconds) on 429, not Retry-After."""
     fake.inject("http_429", retry_after=7)
     answer = call(fake, "GET", "/v2/account")
-    assert answer.status_code == 429 and answer.headers["Retry-After"] == "7"
-    assert answer.json()["code"] == 42910000 and answer.headers["X-Ratelimit-Remaining"] == "0"
+    assert answer.status_code == 429 and "Retry-After" not in answer.headers
+    assert answer.json()["code"] == 42910000 and answer.headers["X-RateLimit-Remaining"] == "0"
+    assert 5 <= int(answer.headers["X-RateLimit-Reset"]) - time.time() <= 8
 
 
 def test_fault_when_lost_response_then_order_recorded_but_connection_dropped(fake):
@@ -142,7 +145,7 @@ def test_prices_when_before_during_after_session_then_prev_close_line_close(fake
 
 
 def test_bars_when_session_in_progress_then_today_served_only_after_close(fake):
-    params = {"symbols": "AAPL", "timeframe": "1Day", "start": "2011-07-01T00:00:00-04:00"}
+    params = {"symbols": "AAPL", "timeframe": "1Day", "start": "2011-07-01T00:00:00-04:00", "feed": "iex"}
     during = call(fake, "GET", "/v2/stocks/bars", **params).json()["bars"]["AAPL"]
     assert during[-1]["t"] == "2011-07-05T04:00:00Z" and {"n", "vw"} <= set(during[-1])
     fake.set_time(datetime(2011, 7, 6, 16, 0, tzinfo=NY))
@@ -184,7 +187,7 @@ def test_server_when_stopped_then_connection_refused():
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/v2/clock", headers=AUTH, timeout=2)
     with pytest.raises(RuntimeError, match="not started"):
-        server.url
+        _ = server.url
 
 
 def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch, make_params):
@@ -200,3 +203,41 @@ def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch
         assert broker.account().cash == 100_000.0   # the fake accepts only its own demo keys
     import os
     assert os.environ["APCA_API_KEY_ID"] == "PKREALKEYDONOTSEND" and "APCA_API_SECRET_KEY" not in os.environ
+
+
+# --- venue realism (issue 14, VEN-2) ------------------------------------------------------------
+def test_holding_when_partial_exit_of_multiday_position_then_intraday_weighted_eod_fifo():
+    """Alpaca's average entry price: weighted average intraday (a sell leaves it), compressed FIFO at end of day."""
+    from decimal import Decimal as D
+
+    from tradebook.broker.alpaca_fake_venue import Holding
+
+    h = Holding(D(0), D(0))
+    h.buy(D(10), D(100))
+    h.end_of_day()
+    h.buy(D(10), D(110))
+    assert h.avg == D(105)
+    h.sell(D(10))
+    assert h.avg == D(105) and h.qty == D(10)    # intraday: unchanged by the sell
+    h.end_of_day()
+    assert h.avg == D(110)                       # FIFO: the day-1 lot was sold first
+
+
+def test_bars_when_feed_unknown_then_400_and_sip_recent_on_free_plan_then_403(fake):
+    base = {"symbols": "AAPL", "timeframe": "1Day", "start": "2011-06-01T00:00:00Z"}
+    assert call(fake, "GET", "/v2/stocks/bars", feed="delayed_sip", **base).status_code == 400
+    refused = call(fake, "GET", "/v2/stocks/bars", feed="sip", **base)
+    assert refused.status_code == 403 and "recent SIP" in refused.json()["message"]
+    old = call(fake, "GET", "/v2/stocks/bars", feed="sip", end="2011-07-06T09:30:00-04:00", **base)
+    iex = call(fake, "GET", "/v2/stocks/bars", feed="iex", end="2011-07-06T09:30:00-04:00", **base)
+    assert old.ok and iex.ok and iex.json()["bars"]["AAPL"][-1]["v"] < old.json()["bars"]["AAPL"][-1]["v"] / 10
+
+
+def test_rate_limit_when_exceeded_then_429_with_x_ratelimit_headers():
+    from tradebook.broker.alpaca_fake_venue import VenueOptions
+
+    with FakeAlpacaServer(start=WED_10, venue=VenueOptions(rate_limit=2, rate_window_s=30)) as limited:
+        answers = [call(limited, "GET", "/v2/clock") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert answers[0].headers["X-RateLimit-Remaining"] == "1" and answers[2].headers["X-RateLimit-Remaining"] == "0"
+    assert "Retry-After" not in answers[2].headers and int(answers[2].headers["X-RateLimit-Reset"]) > time.time()

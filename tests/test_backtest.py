@@ -11,6 +11,7 @@ from tradebook import backtest, strategy
 from tradebook.backtest_engine import Market, rolling_correlation
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
+from tradebook.research.strategies.swing import SwingParams
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def bars():
 
 @pytest.fixture(scope="module")
 def swing(bars):
-    return backtest.run_strategy(Params(), bars=bars)
+    return backtest.run_strategy(Params(), bars=bars, frictions=False)  # costs/stops/breakers: test_backtest_frictions
 
 
 CROSSING_CLOSES = [11.0, 10.5, 10.0, 9.5, 9.0, 9.0, 12.0, 12.0, 12.0, 12.0, 8.0, 8.0, 8.0, 8.0, 13.0]
@@ -62,7 +63,7 @@ def test_res1_when_swing_backtest_then_entries_are_what_decide_would_generate(sw
     assert len(entries) >= 5
     for f in entries.itertuples():
         decided = dates[np.searchsorted(dates, f.date) - 1]
-        signals = strategy.generate(bars[bars["date"] <= decided], Params().strategy, held={})
+        signals = strategy.generate(bars[bars["date"] <= decided], SwingParams(), held={})
         match = [e for e in signals.entries if e.symbol == f.symbol]
         assert match, f"no entry signal for {f.symbol} on {decided}"
         assert match[0].confidence == pytest.approx(f.confidence)
@@ -92,7 +93,7 @@ def test_gate5_when_orders_exceed_max_notional_then_backtest_gate_rejects_them(b
 
 
 def test_gate_when_disabled_then_no_rejections_and_at_least_as_many_fills(swing, bars):
-    ungated = backtest.run_strategy(Params(), bars=bars, use_gate=False)
+    ungated = backtest.run_strategy(Params(), bars=bars, use_gate=False, frictions=False)
     assert len(ungated.rejections) == 0
     assert len(ungated.fills) >= len(swing.fills)
     assert len(swing.rejections) > 0  # the gate does bite on 13 years of history (gaps, caps)

@@ -39,6 +39,7 @@ def _setup(root):
     ctx.broker.advance_to(decide_time())
     hold(ctx, "MSFT", 100, mid(ctx, "MSFT"))
     intents = [plant(ctx, "MSFT", "EXIT", 100), plant(ctx, "AAPL", "ENTRY", 10), plant(ctx, "IBM", "ENTRY", 20)]
+    run_reconcile(ctx)   # REC-8: after the close, it covers the next session's entries
     ctx.broker.advance_to(window_time())
     return ctx, [i.intent_id for i in intents]
 

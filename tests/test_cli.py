@@ -27,6 +27,20 @@ def test_run_when_params_file_has_unknown_key_then_clear_error_naming_key_and_fi
     assert not list((root / "runs").glob("20*"))
 
 
+def test_run_when_error_names_a_long_path_and_terminal_is_narrow_then_message_printed_whole(root: Path):
+    """Errors are plain text (issue 12 item 13, CFG-1): a long path in the unknown-key message comes
+    out whole on one line, piped and with COLUMNS=20 -- never wrapped or shortened to `...`."""
+    folder = root / "params" / ("a-rather-long-folder-name-" * 4).rstrip("-")
+    folder.mkdir()
+    bad = folder / "bad-params-with-a-long-file-name.yaml"
+    bad.write_text("mode: sim\nmax_positon_pct: 0.03\n")
+    out = tradebook(root, "run", "reconcile", "--params", str(bad), env={"COLUMNS": "20", "TERM": "xterm"})
+    assert out.returncode == 2
+    line = next(ln for ln in out.stderr.splitlines() if ln.startswith("error: "))
+    assert str(bad) in line and "max_positon_pct" in out.stderr and "..." not in out.stderr
+    assert "\x1b[" not in out.stderr   # no colour codes in a pipe
+
+
 def test_run_when_override_is_invalid_then_clear_error(root: Path):
     out = tradebook(root, "run", "execute", "-p", "orders_per_run=-3")
     assert out.returncode == 2 and "orders_per_run" in out.stderr and "Traceback" not in out.stderr

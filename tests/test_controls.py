@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tradebook.controls import (effective_state, flag_path, flatten, freeze, halt, record_incident, reduce_only,
+from tradebook.controls import (effective_state, flag_path, freeze, halt, record_incident, reduce_only,
                                 resume, try_rearm)
 from tradebook.errors import ControlRefused, LedgerLocked
+from tradebook.flatten import flatten
 from tradebook.ledger import Ledger
 
 T0 = datetime(2011, 7, 5, 14, 0, tzinfo=timezone.utc)  # 10:00 in New York

@@ -24,6 +24,7 @@ def ectx(root):
     plant(ctx, "MSFT", "EXIT", 100)
     plant(ctx, "AAPL", "ENTRY", 10)
     plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
+    run_reconcile(ctx)  # REC-8: after the close, it covers the next session (entries need it)
     return ctx
 
 
@@ -83,6 +84,7 @@ def test_exit3_when_restarted_next_window_then_exit_executes_and_stale_entries_e
     run_execute(ectx)                                         # missed
     fresh = make_ctx(root)                                    # "restart"
     fresh.broker.advance_to(window_time(EXEC_DAY + timedelta(days=1)))
+    run_reconcile(fresh)                                      # REC-8: the day's reconcile comes first
     run_execute(fresh)
     assert _states(fresh) == {EXIT_ID: "FILLED", AAPL_ID: "EXPIRED", IBM_ID: "EXPIRED"}
     assert fresh.ledger.scalar("SELECT gate_reason FROM intents WHERE intent_id = ?", [AAPL_ID]) == "STALE_SIGNAL"
@@ -187,13 +189,47 @@ def test_exe2_when_broker_rejects_for_business_reason_then_failed_without_retry(
 
 
 def test_gate1_when_halted_then_no_order_and_rejections_recorded_with_verdicts(ectx):
-    """Every order passes the gate: HALTED → nothing reaches the broker; verdicts stored with the intents."""
+    """Every order passes the gate: HALTED → nothing reaches the broker; verdicts stored with the intents.
+    Entries are rejected for good; the exit stays PLANNED (EXIT-7: a halt is a temporary refusal)."""
     controls.halt(ectx.params, ectx.root, "test halt")
     ectx.broker.advance_to(window_time())
     report = run_execute(ectx)
-    assert broker_orders(ectx) == [] and set(_states(ectx).values()) == {"REJECTED"}
-    assert report.control_state == "HALTED" and len(report.tables()["rejected / expired / failed"]) == 3
+    assert broker_orders(ectx) == []
+    assert _states(ectx) == {EXIT_ID: "PLANNED", AAPL_ID: "REJECTED", IBM_ID: "REJECTED"}
+    assert report.control_state == "HALTED" and len(report.tables()["rejected / expired / failed"]) == 2
     assert ectx.ledger.scalar("SELECT count(DISTINCT intent_id) FROM verdicts WHERE reason_code = 'HALTED'") == 3
+
+
+def test_exit7_when_halt_lifted_inside_window_then_planned_exit_executes(ectx):
+    """EXIT-7 (issue 12 item 7): a few minutes' halt inside the window, then resume and execute:
+    the planned exit was left PLANNED by the halted run and fills in the later run."""
+    controls.halt(ectx.params, ectx.root, "a few minutes")
+    ectx.broker.advance_to(window_time(minutes_after_open=6))
+    run_execute(ectx)
+    assert intent_state(ectx, EXIT_ID) == "PLANNED"
+    assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_DEFERRED' "
+                              "AND data->>'$.intent_id' = ?", [EXIT_ID]) == 1
+    controls.resume(ectx.params, ectx.root, "halt over")
+    ectx.broker.advance_to(window_time(minutes_after_open=12))
+    run_execute(ectx)
+    assert intent_state(ectx, EXIT_ID) == "FILLED"
+    assert "MSFT" not in {p.symbol for p in ectx.broker.positions()} and positions_match(ectx)
+
+
+def test_exit7_when_orders_per_run_exceeded_then_rest_stay_planned_and_next_run_sends_them(root):
+    """EXIT-7 (issue 12 item 7): with orders_per_run exceeded the rest is not rejected for good:
+    exits (and entries, whose run budget renews) stay PLANNED and the next run in the window sends them."""
+    ctx = make_ctx(root, orders_per_run=2)
+    ctx.broker.advance_to(decide_time())
+    for sym in ("MSFT", "IBM", "AAPL"):
+        hold(ctx, sym, 10, mid(ctx, sym))
+        plant(ctx, sym, "EXIT", 10)
+    ctx.broker.advance_to(window_time(minutes_after_open=6))
+    first = run_execute(ctx)
+    assert sorted(o.state for o in first.outcomes) == ["FILLED", "FILLED", "PLANNED"]
+    ctx.broker.advance_to(window_time(minutes_after_open=8))
+    run_execute(ctx)
+    assert set(_states(ctx).values()) == {"FILLED"} and ctx.broker.positions() == []
 
 
 def test_pos3_when_symbol_closed_today_or_in_cooldown_then_entry_rejected(ectx):
@@ -251,3 +287,39 @@ def test_ctl1_when_kill_switch_pulled_mid_run_then_next_order_is_not_sent(ectx):
     report = run_execute(ectx)
     assert [o.state for o in report.outcomes] == ["FILLED", "REJECTED", "REJECTED"]
     assert report.control_state == "HALTED" and len(broker_orders(ectx)) == 1
+
+
+def test_exit6_when_planned_exit_exceeds_max_order_notional_then_split_into_children_within_cap_same_run(root):
+    """EXIT-6 (issue 12 item 6): a planned exit worth ~15k with max_order_notional 10k goes out as
+    child orders each within the cap, with deterministic client ids, all in the same run; GATE-5
+    still rejects any single order above the cap."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    qty = float(round(15_000 / mid(ctx, "MSFT")))
+    hold(ctx, "MSFT", qty, mid(ctx, "MSFT"))
+    plant(ctx, "MSFT", "EXIT", qty)
+    ctx.broker.advance_to(window_time())
+    run_execute(ctx)
+    parts = [f"{EXIT_ID}-part1", f"{EXIT_ID}-part2"]
+    assert _states(ctx) == {EXIT_ID: "CANCELLED", parts[0]: "FILLED", parts[1]: "FILLED"}
+    orders = broker_orders(ctx)
+    assert [o[0] for o in orders] == [it.client_order_id(p, 1) for p in parts]
+    assert sum(o[5] for o in orders) == qty and ctx.broker.positions() == [] and positions_match(ctx)
+    rows = ctx.ledger.rows("SELECT qty * limit_price FROM orders")
+    assert all(n <= ctx.params.max_order_notional for (n,) in rows)
+    assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE reason_code = 'MAX_ORDER_NOTIONAL'") == 0
+
+
+def test_exit6_when_split_exit_children_then_they_count_once_against_order_rates(root):
+    """EXIT-6 with GATE-10: one split is one order for the rates, so orders_per_run=1 still
+    sends every child of the exit in the same run."""
+    ctx = make_ctx(root, orders_per_run=1)
+    ctx.broker.advance_to(decide_time())
+    qty = float(round(25_000 / mid(ctx, "MSFT")))
+    hold(ctx, "MSFT", qty, mid(ctx, "MSFT"))
+    plant(ctx, "MSFT", "EXIT", qty)
+    ctx.broker.advance_to(window_time())
+    run_execute(ctx)
+    states = _states(ctx)
+    assert states.pop(EXIT_ID) == "CANCELLED" and len(states) == 3 and set(states.values()) == {"FILLED"}
+    assert ctx.broker.positions() == []

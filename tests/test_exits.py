@@ -46,3 +46,21 @@ def test_exit4_when_many_positions_then_only_quoted_hits_in_symbol_order(make_pa
     quotes = {s: Quote(s, bid, bid + 0.02, MIDDAY) for s, bid in (("MSFT", 90.0), ("AAPL", 94.0))}
     hits = check_positions(positions, quotes, params=params, now=MIDDAY, close=CLOSE)
     assert [(h.symbol, h.code) for h in hits] == [("AAPL", STOP_LOSS), ("MSFT", STOP_LOSS)]
+
+
+def test_exit8_when_quote_stale_or_wide_then_stop_not_fired_and_symbol_named(make_params):
+    """EXIT-8 (issue 12 item 9): stops trigger on real prices. A quote older than stale_signal_seconds
+    or wider than spread_limit_bps fires nothing (named with the reason, retried next tick); a fresh,
+    tight quote fires on its mid. Old code: fired on the bid of any quote, however old or wide."""
+    from datetime import timedelta
+
+    params = make_params()
+    positions = [LedgerPosition(s, 10, 100.0, "STRATEGY", None, 0.5, None, None) for s in ("AAPL", "IBM", "MSFT")]
+    old = MIDDAY - timedelta(seconds=params.stale_signal_seconds + 1)
+    quotes = {"AAPL": Quote("AAPL", 90.0, 90.02, old),            # stale
+              "IBM": Quote("IBM", 80.0, 120.0, MIDDAY),            # 4,000 bps wide: mid 100, bid 80
+              "MSFT": Quote("MSFT", 94.0, 94.02, MIDDAY)}          # fresh and tight
+    unpriced: dict[str, str] = {}
+    hits = check_positions(positions, quotes, params=params, now=MIDDAY, close=CLOSE, unpriced=unpriced)
+    assert [(h.symbol, h.code, h.price) for h in hits] == [("MSFT", STOP_LOSS, pytest.approx(94.01))]
+    assert set(unpriced) == {"AAPL", "IBM"} and "old" in unpriced["AAPL"] and "spread" in unpriced["IBM"]

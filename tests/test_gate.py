@@ -530,3 +530,20 @@ def test_correlations_when_real_bars_then_symmetric_map_for_each_pair():
 
     corr = correlations(closes_wide(SYMBOLS), P.correlation_lookback_days)
     assert len(corr) == 12 and all(-1.0 <= c <= 1.0 for c in corr.values())
+
+
+def test_refusal_state_when_exit_refused_temporarily_then_planned_and_entries_stay_final():
+    """EXIT-7: the refusal class sits next to each reason code. The temporary refusals the issue names
+    leave an exit PLANNED; a refusal of the order itself is final; STALE_SIGNAL expires; entries stay
+    final except the per-run budget; an unknown code fails closed (REJECTED, never a loop)."""
+    from tradebook.gate_rules import refusal_state
+
+    for code in ("HALTED", "ORDER_RATE_RUN", "NO_QUOTE", "SLIPPAGE", "SPREAD", "MARKET_CLOSED"):
+        assert refusal_state([code], "EXIT") == "PLANNED", code
+    assert refusal_state(["HALTED", "NO_SHORTS"], "EXIT") == "REJECTED"
+    assert refusal_state(["STALE_SIGNAL"], "ENTRY") == "EXPIRED"
+    assert refusal_state(["HALTED"], "ENTRY") == "REJECTED"
+    assert refusal_state(["ORDER_RATE_RUN"], "ADD_ON") == "PLANNED"
+    assert refusal_state(["NOT_A_CODE"], "EXIT") == "REJECTED"
+    for code, rc in REASON_CODES.items():
+        assert {rc.exit, rc.entry} <= {"retry", "final", "expire"}, code

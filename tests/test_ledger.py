@@ -11,7 +11,8 @@ from tradebook.errors import LedgerCorrupt, LedgerLocked
 from tradebook.ledger import MIGRATIONS, Ledger, record_event, utcnow
 
 SPEC_TABLES = {"runs", "events", "intents", "verdicts", "orders", "fills", "positions", "trades",
-               "closed_today", "cooldowns", "equity_snapshots", "controls", "incidents", "schema_version"}
+               "closed_today", "cooldowns", "equity_snapshots", "controls", "incidents", "schema_version",
+               "ledger_meta"}
 
 
 def _hold_lock(path, seconds: float) -> subprocess.Popen:

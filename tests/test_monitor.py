@@ -156,3 +156,18 @@ def test_ctl3_when_auto_trip_still_in_cooldown_then_monitor_keeps_reduce_only(ro
     ctx.broker.advance_to(MIDDAY + timedelta(hours=1))
     assert not run_monitor(ctx).rearmed
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"
+
+
+def test_exit6_when_stop_loss_exceeds_max_order_notional_then_closed_in_one_tick_by_child_orders(root):
+    """EXIT-6 (issue 12 item 6, reproduced: a 15k stop-loss REJECTED three times, then skipped):
+    the stop goes out as market child orders each within max_order_notional, in the same tick."""
+    ctx = _mctx(root, **{"sim.starting_cash": 300_000})
+    qty = float(round(15_000 / mid(ctx, "AAPL")))
+    hold(ctx, "AAPL", qty, mid(ctx, "AAPL") * 1.10)
+    run_monitor(ctx)
+    iid = "20110721-AAPL-EXIT-STOP_LOSS"
+    states = dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
+    assert states == {iid: "CANCELLED", f"{iid}-part1": "FILLED", f"{iid}-part2": "FILLED"}
+    assert ctx.broker.positions() == [] and positions_match(ctx)
+    limit = ctx.params.max_order_notional
+    assert all(q * mid(ctx, "AAPL") <= limit * 1.01 for (q,) in ctx.ledger.rows("SELECT qty FROM orders"))

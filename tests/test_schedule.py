@@ -129,3 +129,17 @@ def test_ops4_when_sim_clock_as_fast_as_possible_then_jumps_without_sleeping(mak
     target = start + timedelta(days=2, hours=3)
     clock.advance_to(target, threading.Event())
     assert clock.now() == target
+
+
+def test_ops4_when_manual_execute_before_the_window_then_daemon_execute_slot_not_done(make_params, root: Path):
+    """OPS-4 / issue 12 item 11: the execute slot counts only runs inside the window: a manual
+    `tradebook run execute` at 09:32 (window opens 09:35) does not make the daemon skip 09:35."""
+    params = make_params()
+    ledger = Ledger(params.ledger_path(root))
+    slot = by_phase(day_plan(date(2011, 11, 23), params))["execute"]
+    insert_run(ledger, "manual", "execute", ny("2011-11-23", "09:32"))
+    assert not phase_done(ledger, slot)
+    insert_run(ledger, "late", "execute", ny("2011-11-23", "10:05"))   # after the window: not this slot either
+    assert not phase_done(ledger, slot)
+    insert_run(ledger, "daemon", "execute", ny("2011-11-23", "09:35"))
+    assert phase_done(ledger, slot)

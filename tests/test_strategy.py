@@ -9,7 +9,8 @@ import pytest
 
 from tradebook import strategy
 from tradebook.marketdata import load_bars
-from tradebook.params import Params, StrategyParams
+from tradebook.params import Params
+from tradebook.research.strategies.swing import SwingParams as StrategyParams
 
 SP = StrategyParams()
 
@@ -152,7 +153,7 @@ def test_generate_when_demo_window_then_a_handful_of_entries_and_exits():
     held: dict[str, date] = {}
     entries = exits = 0
     for day in days:
-        signals = strategy.generate(bars[bars["date"] <= day], params.strategy, held)
+        signals = strategy.generate(bars[bars["date"] <= day], StrategyParams(**params.strategy.params), held)
         for e in signals.exits:
             held.pop(e.symbol)
             exits += 1

@@ -6,18 +6,20 @@ event loop then walks the sessions. Each session: pending orders fill at the ope
 rules look at the close and queue orders for the next open. The equity curve is
 rebuilt from the fills with array arithmetic after the loop.
 
-Two rule sets: ``SwingRules`` (the reference swing strategy plus the decide phase's
-own entry policy, ``positions.decide_entry``: sizing, signal threshold, POS-1..3
-add-ons) and ``SmaCross`` (SMA fast/slow crossover, fixed size), the parity
-reference checked against backtrader. Not modelled: the
-monitor's intraday stop-loss / profit target and the account breakers (daily bars
-cannot order them), spread and commissions (fills are at the open).
+Rule sets: any strategy on the interface (``tradebook.research``) through
+``research.session_rules.StrategyRules``, called each session as decide calls it;
+``SwingRules``, the vectorised path of the built-in swing strategy (same signals,
+checked day by day in the tests) with the decide phase's own entry policy
+(``positions.decide_entry``: sizing, signal threshold, POS-1..3 add-ons); and
+``SmaCross`` (SMA fast/slow crossover, fixed size), the parity reference checked
+against backtrader. ``run_backtest`` models costs, daily-bar stops and targets and
+the account breakers (``research.frictions``, BT-1); the parity reference does not.
 """
 from __future__ import annotations
 
 import math
 from datetime import date
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from tradebook.backtest_engine import Book, Market, Order, pd_ffill, simulate
 from tradebook.backtest_results import BacktestResult, compare, show_compare
@@ -26,10 +28,15 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from pathlib import Path
+
     from tradebook.params import Params
+    from tradebook.research.strategies.base import Strategy
+    from tradebook.research.strategies.swing import SwingParams
 
 REFERENCE_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
-__all__ = ["BacktestResult", "Market", "compare", "show_compare", "SmaCross", "SwingRules", "crossings", "run_reference", "run_strategy"]
+__all__ = ["BacktestResult", "Market", "compare", "show_compare", "SmaCross", "SwingRules", "crossings", "run_reference",
+           "run_backtest", "run_strategy"]
 
 
 # --- rule sets ------------------------------------------------------------------------------
@@ -91,12 +98,12 @@ def crossings(close: "np.ndarray", fast: int, slow: int) -> tuple["np.ndarray", 
 class SwingRules:
     """The reference swing strategy (``tradebook.strategy``) and the decide phase's entry policy."""
 
-    def __init__(self, market: Market, bars: "pd.DataFrame", params: "Params"):
+    def __init__(self, market: Market, bars: "pd.DataFrame", params: "Params", sp: "SwingParams"):
         import numpy as np
 
         from tradebook import strategy
 
-        self.p, self.sp = params, params.strategy
+        self.p, self.sp = params, sp
         self.table = table = strategy.indicators(bars, self.sp)
         if list(dict.fromkeys(table["symbol"])) != market.symbols or len(table) != int(market.has_bar.sum()):
             raise ValueError("build the Market from the same bars, sorted by symbol then date")
@@ -168,30 +175,53 @@ def run_reference(symbols: Sequence[str] = REFERENCE_SYMBOLS, *, fast: int = 20,
     return BacktestResult.build(book, cash)
 
 
-def run_strategy(params: "Params | None" = None, *, symbols: Sequence[str] | None = None,
+def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" = None,
+                 bars: "pd.DataFrame | None" = None, symbols: Sequence[str] | None = None,
                  start: date | None = None, end: date | None = None, cash: float | None = None,
-                 use_gate: bool = True, bars: "pd.DataFrame | None" = None) -> BacktestResult:
-    """The reference swing strategy (and, by default, the live gate rules) over history.
+                 use_gate: bool = True, frictions: bool = True, root: "Path | None" = None) -> BacktestResult:
+    """Backtest strategy S with params P on bars B: the one entry point (CLI, notebooks, sweeps).
 
-    Indicators warm up on all the bars; trading happens in [start, end] (default: all).
-    Cash defaults to ``params.sim.starting_cash``.
+    ``strategy`` defaults to the one params choose (``params.strategy``, loaded from
+    ``root``'s ``strategies/`` when user-written); ``bars`` to the store or bundled
+    sample for ``symbols`` (default ``params.symbols``). Indicators warm up on all the
+    bars; trading happens in [start, end]. Cash defaults to ``params.sim.starting_cash``.
+    ``frictions`` turns on costs, stops/targets and breakers (BT-1).
     """
     import numpy as np
 
-    from tradebook.marketdata import load_bars
     from tradebook.params import Params
+    from tradebook.research.frictions import Frictions
+    from tradebook.research.session_rules import StrategyRules
+    from tradebook.research.strategies.loader import load_strategy
+    from tradebook.research.strategies.swing import Swing
 
     params = params or Params()
+    strategy = strategy or load_strategy(params.strategy, root)
     if bars is None:
-        bars = load_bars(list(symbols or params.symbols))
-    bars = bars.sort_values(["symbol", "date"], kind="stable")
+        from tradebook.research.datastore import load_bars_any
+
+        bars = load_bars_any(list(symbols or params.symbols), params, root)
+    bars = bars.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)
     market = Market.from_bars(bars)
     first = int(np.searchsorted(market.dates, np.datetime64(start, "D"))) if start else 0
     last = int(np.searchsorted(market.dates, np.datetime64(end, "D"), side="right")) if end else None
     cash = float(cash if cash is not None else params.sim.starting_cash)
-    rules = SwingRules(market, bars, params)
-    book = simulate(market, rules, cash=cash, params=params, use_gate=use_gate, start=first, end=last)
+    swing = type(strategy) is Swing
+    rules: Any = SwingRules(market, bars, params, strategy.params) if swing else StrategyRules(market, bars, strategy, params)  # type: ignore[arg-type]  # Swing: SwingParams
+    book = simulate(market, rules, cash=cash, params=params, use_gate=use_gate, start=first, end=last,
+                    frictions=Frictions.from_params(params) if frictions else None)
     result = BacktestResult.build(book, cash)
-    result.indicators = rules.table
-    result.rsi_levels = (params.strategy.rsi_entry, params.strategy.rsi_exit)
+    result.strategy = strategy.label
+    result.strategy_errors = getattr(rules, "errors", [])
+    if swing:
+        result.indicators = rules.table
+        result.rsi_levels = (strategy.params.rsi_entry, strategy.params.rsi_exit)  # type: ignore[attr-defined]
     return result
+
+
+def run_strategy(params: "Params | None" = None, *, symbols: Sequence[str] | None = None,
+                 start: date | None = None, end: date | None = None, cash: float | None = None,
+                 use_gate: bool = True, bars: "pd.DataFrame | None" = None, frictions: bool = True) -> BacktestResult:
+    """``run_backtest`` with the strategy params choose (kept for notebooks written against it)."""
+    return run_backtest(params, symbols=symbols, start=start, end=end, cash=cash, use_gate=use_gate, bars=bars,
+                        frictions=frictions)

@@ -11,7 +11,8 @@ from tradebook.backtest_engine import Book, pd_ffill
 if TYPE_CHECKING:
     import pandas as pd
 
-FILL_COLUMNS = ["date", "symbol", "side", "qty", "price", "kind", "reason", "confidence", "decision_price"]
+FILL_COLUMNS = ["date", "symbol", "side", "qty", "price", "kind", "reason", "confidence", "decision_price",
+                "commission", "reference_price"]
 REJECTION_COLUMNS = ["date", "symbol", "side", "qty", "kind", "rule", "code", "detail"]
 
 
@@ -26,6 +27,8 @@ class BacktestResult:
         self.book, self.cash = book, cash
         self.indicators: "pd.DataFrame | None" = None  # the strategy's indicator table, for signal plots
         self.rsi_levels: tuple[float, ...] = ()           # entry / exit RSI levels drawn on those plots
+        self.strategy = ""                                # the strategy's label
+        self.strategy_errors: list[tuple[date, str]] = []  # sessions a StrategyError kept from trading
 
     @classmethod
     def build(cls, book: Book, cash: float) -> "BacktestResult":
@@ -52,7 +55,8 @@ class BacktestResult:
 
     @cached_property
     def stats(self) -> dict[str, Any]:
-        return statistics(self.equity, self.round_trips, self.fills, self.rejections)
+        return {**statistics(self.equity, self.round_trips, self.fills, self.rejections),
+                **frictions_summary(self.fills, self.book.freeze)}
 
     def trades(self) -> list[tuple[date, str, str, float, float]]:
         """(date, symbol, side, qty, price) per fill, sorted: the parity record."""
@@ -80,7 +84,10 @@ class BacktestResult:
                 ("round trips", f"{s['round_trips']:,}"), ("win rate", f"{s['win_rate_pct']:.1f}%"),
                 ("average trade", f"{s['avg_trade_pct']:+.2f}%"), ("average holding", f"{s['avg_days_held']:.1f} days"),
                 ("realized P&L", f"{s['realized_pnl']:+,.2f}"), ("fills", f"{s['fills']:,}"),
-                ("gate rejections", f"{s['rejections']:,}")]
+                ("gate rejections", f"{s['rejections']:,}"),
+                ("costs (commission + spread/slippage)", f"{s['commission']:,.2f} + {s['spread_slippage']:,.2f}"),
+                ("stop-loss / profit-target exits", f"{s['stop_exits']:,} / {s['target_exits']:,}"),
+                ("breaker freeze", s["frozen"] or "none")]
         return pd.DataFrame(rows, columns=["statistic", "figure"])
 
     def by_exit_reason(self) -> "pd.DataFrame":
@@ -124,7 +131,9 @@ class BacktestResult:
         return (f"{s['start']} → {s['end']}: equity {s['start_equity']:,.0f} → {s['end_equity']:,.0f} "
                 f"({s['total_return_pct']:+.1f}%, CAGR {s['cagr_pct']:+.1f}%, max drawdown "
                 f"{s['max_drawdown_pct']:.1f}%, Sharpe {s['sharpe']:.2f}); {s['round_trips']} round trips, "
-                f"win rate {s['win_rate_pct']:.0f}%, {s['fills']} fills, {s['rejections']} gate rejections")
+                f"win rate {s['win_rate_pct']:.0f}%, {s['fills']} fills, {s['rejections']} gate rejections; costs "
+                f"{s['commission'] + s['spread_slippage']:,.0f}, {s['stop_exits']} stops, {s['target_exits']} targets"
+                + (f"; FROZEN {s['frozen']}" if s["frozen"] else ""))
 
 
 def _frame(rows: list[tuple], columns: list[str]) -> "pd.DataFrame":
@@ -149,7 +158,8 @@ def equity_curve(book: Book, cash: float) -> "pd.DataFrame":
         col = np.array([m.symbols.index(f[1]) for f in book.fills])
         signed = np.array([f[3] if f[2] == "buy" else -f[3] for f in book.fills], dtype=float)
         np.add.at(delta, (when, col), signed)
-        np.add.at(flow, when, -signed * np.array([f[4] for f in book.fills], dtype=float))
+        np.add.at(flow, when, -signed * np.array([f[4] for f in book.fills], dtype=float)
+                  - np.array([f[9] for f in book.fills], dtype=float))
     qty = np.cumsum(delta, axis=0)[start:end]
     held = np.nan_to_num(qty * pd_ffill(m.close)[start:end])
     cash_path = cash + np.cumsum(flow)[start:end]
@@ -164,20 +174,22 @@ def round_trips(fills: "pd.DataFrame") -> "pd.DataFrame":
     """Flat-to-flat trades per symbol: entry/exit dates, average prices, P&L, exit reason."""
     import pandas as pd
 
-    out, open_ = [], {}
-    columns = [fills[c].tolist() for c in ("date", "symbol", "side", "qty", "price", "reason", "confidence")]
-    for day, symbol, side, qty, price, reason, confidence in zip(*columns):
+    out: list[tuple] = []
+    open_: dict[str, Any] = {}
+    names = ("date", "symbol", "side", "qty", "price", "reason", "confidence", "commission")
+    columns = [fills[c].tolist() for c in names]
+    for day, symbol, side, qty, price, reason, confidence, commission in zip(*columns):
         trip = open_.get(symbol)
         if trip is None:
             trip = open_[symbol] = {"entry_date": day, "qty": 0.0, "max_qty": 0.0, "cost": 0.0, "proceeds": 0.0,
                                     "sold": 0.0, "confidence": confidence}
         if side == "buy":
             trip["qty"] += qty
-            trip["cost"] += qty * price
+            trip["cost"] += qty * price + commission
             trip["max_qty"] = max(trip["max_qty"], trip["qty"])
         else:
             trip["qty"] -= qty
-            trip["proceeds"] += qty * price
+            trip["proceeds"] += qty * price - commission
             trip["sold"] += qty
         if abs(trip["qty"]) < 1e-9:
             del open_[symbol]
@@ -217,6 +229,17 @@ def statistics(equity: "pd.DataFrame", trips: "pd.DataFrame", fills: "pd.DataFra
         "avg_days_held": float(trips["days"].mean()) if len(trips) else 0.0,
         "realized_pnl": float(trips["pnl"].sum()), "fills": len(fills), "rejections": len(rejections),
     }
+
+
+def frictions_summary(fills: "pd.DataFrame", freeze: Any) -> dict[str, Any]:
+    """BT-1 in the result: what costs took, how many stops and targets fired, whether a breaker froze it."""
+    reason = fills["reason"].astype(str)
+    slip = ((fills["price"] - fills["reference_price"]).abs() * fills["qty"]).sum() if len(fills) else 0.0
+    return {"commission": float(fills["commission"].sum()) if len(fills) else 0.0,
+            "spread_slippage": float(slip),
+            "stop_exits": int(reason.str.startswith("STOP_LOSS").sum()),
+            "target_exits": int(reason.str.startswith("PROFIT_TARGET").sum()),
+            "frozen": f"{freeze.day} {freeze.code}: {freeze.reason}" if freeze is not None else None}
 
 
 def compare(results: "dict[str, BacktestResult]") -> "pd.DataFrame":

@@ -26,9 +26,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Literal, Mapping
-from zoneinfo import ZoneInfo
 
 from tradebook.errors import BrokerError
+from tradebook.sessions import EXCHANGE_TZ, session_date
 
 if TYPE_CHECKING:
     import duckdb
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from tradebook.context import Context
     from tradebook.params import Params
 
-EXCHANGE_TZ = ZoneInfo("America/New_York")
 Action = Literal["FROZEN", "REDUCE_ONLY"]
 BREAKER_ACTOR = "breaker"
 ALERT_KIND = "BREAKER"        # tradebook.alerts kind: logged, stored as an ALERT event, delivered
@@ -61,13 +60,6 @@ class EquityRefs:
     start_of_day: float | None
     peak: float | None
     session_start: float | None
-
-
-def session_date(now: datetime) -> date:
-    """The exchange (America/New_York) date of an aware timestamp."""
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (exchange time is America/New_York)")
-    return now.astimezone(EXCHANGE_TZ).date()
 
 
 def _usable(ref: float | None) -> bool:

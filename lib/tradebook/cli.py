@@ -159,7 +159,7 @@ def flatten_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why (rec
     """CTL-5: cancel all open orders, close every position at market, then freeze."""
     from rich.console import Console
 
-    from tradebook.controls import flatten
+    from tradebook.flatten import flatten
 
     ctx = _context(params_file, param)
     _confirm("FLATTEN", yes, "ALL open orders will be cancelled and ALL positions sold at market; then FROZEN.")
@@ -243,8 +243,6 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
                                                      "at this time and wait (demos, crash drills)"),
                params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-4: run the phases on the exchange calendar, unattended (one daemon per runs/ folder)."""
-    from rich.console import Console
-
     from tradebook.context import project_root
     from tradebook.daemon import EXIT_ALREADY_RUNNING, run_daemon
     from tradebook.health import DaemonAlreadyRunning
@@ -256,8 +254,8 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
         code = run_daemon(str(params_file) if params_file else None, overrides, project_root(), speed=speed,
                           until=parse_clock_time(until), hold_at=parse_clock_time(hold_at))
     except DaemonAlreadyRunning as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_ALREADY_RUNNING)
+        print_error(str(exc))
+        raise typer.Exit(EXIT_ALREADY_RUNNING) from None
     raise typer.Exit(code)
 
 
@@ -343,7 +341,25 @@ def panel_cmd(port: int = typer.Option(8866, "--port", min=1, max=65535, help="p
           overrides=overrides, echo=lambda line: typer.echo(line))
 
 
-# --- research ------------------------------------------------------------------------------
+def print_error(message: str) -> None:
+    """An error as plain text on stderr: never wrapped, shortened or marked up by the terminal width.
+
+    rich wraps (and tables ellipsize) at the console width, which a pipe or a small
+    COLUMNS makes narrow, so a long path in a message would come out broken or as `...`.
+    """
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def _register_research() -> None:
+    from tradebook.research.commands import register
+
+    register(app)
+
+
+_register_research()
+
+# --- research: sweeps (SWP-1, SWP-2) ---------------------------------------------------------
 from tradebook.research.sweep_cli import sweep_cmd  # noqa: E402  (typer only; the work imports lazily)
 
 app.command("sweep")(sweep_cmd)
@@ -355,12 +371,7 @@ def main() -> None:
         # Without standalone mode click *returns* a typer.Exit's code instead of exiting with it.
         code = app(standalone_mode=False)
     except TradebookError as exc:
-        from rich.console import Console
-
-        from rich.text import Text
-
-        # The message is plain text (it may hold brackets such as [REDACTED]); only the label is styled.
-        Console(stderr=True).print(Text("error: ", style="bold red") + Text(str(exc)), highlight=False)
+        print_error(str(exc))
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)

@@ -11,6 +11,7 @@ from tradebook.params import DEFAULT_PARAMS_FILE, Params, load_params
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Callable
 
     from tradebook.broker.base import Broker
     from tradebook.ledger import Ledger
@@ -26,6 +27,23 @@ def project_root(start: Path | None = None) -> Path:
         if (folder / "params").is_dir() and (folder / "notebooks").is_dir():
             return folder
     return here
+
+
+def _incident_recorder(ledger: "Ledger") -> "Callable[[str], None]":
+    """An answer item the adapter had to skip becomes a ledger incident, once per distinct item
+    per process (the broker layer itself never writes the ledger)."""
+    reported: set[str] = set()
+
+    def incident(detail: str) -> None:
+        if detail in reported:
+            return
+        reported.add(detail)
+        from tradebook import controls
+
+        with ledger.transaction() as con:
+            controls.record_incident(con, "BROKER_ITEM_SKIPPED", detail, controls.utcnow())
+
+    return incident
 
 
 @dataclass
@@ -58,7 +76,9 @@ class Context:
     def broker(self) -> "Broker":
         from tradebook.broker import make_broker
 
-        return make_broker(self.params, self.root)
+        if self.params.mode == "sim":
+            return make_broker(self.params, self.root)
+        return make_broker(self.params, self.root, on_incident=_incident_recorder(self.ledger))
 
     def now(self) -> "datetime":
         """The broker's clock (SimBroker's simulated time in sim mode)."""

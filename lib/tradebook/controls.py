@@ -21,8 +21,11 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from tradebook.clock import operator_now
 from tradebook.errors import ControlRefused
 from tradebook.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
+from tradebook.sessions import session_date
+from tradebook.trading_state import RANK, STATES, TradingState, strictest
 
 if TYPE_CHECKING:
     import duckdb
@@ -31,8 +34,7 @@ if TYPE_CHECKING:
     from tradebook.ledger import Ledger
     from tradebook.params import Params
 
-STATES = ("RUNNING", "REDUCE_ONLY", "HALTED", "FROZEN")
-RANK = {state: i for i, state in enumerate(STATES)}
+__all__ = ["RANK", "STATES", "TradingState"]  # re-exported: callers rank states through controls
 AUTO_ACTOR = "auto"
 STATUS_LOCK_TIMEOUT_S = 2.0   # status must stay responsive while a run writes
 QUICK_LOCK_TIMEOUT_S = 0.25   # flag/env already halt: the ledger can only add detail
@@ -42,7 +44,7 @@ QUICK_LOCK_TIMEOUT_S = 0.25   # flag/env already halt: the ledger can only add d
 class ControlStatus:
     """The effective trading state with every reason and the sources that set it."""
 
-    state: str
+    state: TradingState
     reasons: tuple[str, ...]
     sources: tuple[str, ...]
     since: datetime | None
@@ -51,12 +53,12 @@ class ControlStatus:
 
     @property
     def allows_entries(self) -> bool:
-        return self.state == "RUNNING"
+        return self.state.allows_entries
 
     @property
     def allows_exits(self) -> bool:
         """REDUCE_ONLY still lets position-reducing orders through (GATE-1)."""
-        return self.state in ("RUNNING", "REDUCE_ONLY")
+        return self.state.allows_exits
 
     def describe(self) -> str:
         since = f" since {self.since:%Y-%m-%d %H:%M:%S %Z}" if self.since else ""
@@ -68,15 +70,6 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def session_date(now: datetime) -> date:
-    """The exchange (America/New_York) date of an aware timestamp."""
-    from zoneinfo import ZoneInfo
-
-    if now.tzinfo is None:
-        raise ValueError("now must be timezone-aware (exchange time is America/New_York)")
-    return now.astimezone(ZoneInfo("America/New_York")).date()
-
-
 # --- ledger state ----------------------------------------------------------------------------
 def episode(con: "duckdb.DuckDBPyConnection") -> list[tuple]:
     """Control rows since the last RUNNING row, oldest first: (state, reason, actor, source, ts)."""
@@ -86,9 +79,9 @@ def episode(con: "duckdb.DuckDBPyConnection") -> list[tuple]:
         "ORDER BY control_id").fetchall()
 
 
-def ledger_state(con: "duckdb.DuckDBPyConnection") -> str:
+def ledger_state(con: "duckdb.DuckDBPyConnection") -> TradingState:
     """The ledger's state: the most restrictive row of the current episode (RUNNING if none)."""
-    return max((row[0] for row in episode(con)), key=RANK.__getitem__, default="RUNNING")
+    return strictest(row[0] for row in episode(con))
 
 
 def _ledger_parts(params: "Params", root: Path, ledger: "Ledger | None",
@@ -114,8 +107,8 @@ def _ledger_parts(params: "Params", root: Path, ledger: "Ledger | None",
 
 def _combine(parts: list[Part], ledger_error: str | None) -> ControlStatus:
     if not parts:
-        return ControlStatus("RUNNING", (), (), None, ledger_error=ledger_error)
-    state = max((p.state for p in parts), key=RANK.__getitem__)
+        return ControlStatus(TradingState.RUNNING, (), (), None, ledger_error=ledger_error)
+    state = strictest(p.state for p in parts)
     since = min((p.since for p in parts if p.state == state and p.since), default=None)
     ordered = sorted(parts, key=lambda p: -RANK[p.state])  # stable: source order within a state
     return ControlStatus(state, tuple(p.reason for p in ordered),
@@ -146,7 +139,7 @@ def _tx(ledger_or_con: Any) -> Iterator["duckdb.DuckDBPyConnection"]:
         yield ledger_or_con
 
 
-def _set_state(con: "duckdb.DuckDBPyConnection", state: str, reason: str, actor: str, source: str,
+def _set_state(con: "duckdb.DuckDBPyConnection", state: TradingState, reason: str, actor: str, source: str,
                now: datetime) -> bool:
     """Escalate to ``state`` (row + event); a lower request is only noted. True if written."""
     from tradebook.ledger import record_event
@@ -174,7 +167,7 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
     Either one halts; only when both fail is it an error (with what to do instead).
     """
     reason = clean_reason(reason) or "halted without a reason"
-    now = now or utcnow()
+    now = now or operator_now(params, root)   # one clock: the simulated one in sim mode
     path = flag_path(params, root)
     notes, failures = [], []
     try:
@@ -187,7 +180,7 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
 
         ledger = Ledger(params.ledger_path(root), lock_timeout_s=STATUS_LOCK_TIMEOUT_S)
         with ledger.transaction() as con:
-            _set_state(con, "HALTED", reason, actor, source, now)
+            _set_state(con, TradingState.HALTED, reason, actor, source, now)
         notes.append("ledger control row recorded")
     except Exception as exc:  # the flag file alone halts; say so
         failures.append(f"ledger: {type(exc).__name__}: {exc}")
@@ -199,19 +192,19 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
     return replace(status, notes=status.notes + tuple(notes))
 
 
-def freeze(ledger: "Ledger", reason: str, actor: str, source: str, now: datetime | None = None) -> None:
+def freeze(ledger: "Ledger | duckdb.DuckDBPyConnection", reason: str, actor: str, source: str, now: datetime | None = None) -> None:
     """CTL-2: FROZEN; never auto-clears. ``ledger`` may also be the caller's open transaction."""
     from tradebook.alerts import alert
 
     reason = clean_reason(reason) or "frozen without a reason"
     with _tx(ledger) as con:
-        _set_state(con, "FROZEN", reason, actor, source, now or utcnow())
+        _set_state(con, TradingState.FROZEN, reason, actor, source, now or utcnow())
         # OPS-5: every freeze needs a human, so it always alerts.
         alert(con, "FREEZE", f"trading frozen by {actor} ({source}): {reason}",
               data={"actor": actor, "source": source}, now=now)
 
 
-def reduce_only(ledger: "Ledger", reason: str, source: str, now: datetime | None = None,
+def reduce_only(ledger: "Ledger | duckdb.DuckDBPyConnection", reason: str, source: str, now: datetime | None = None,
                 *, incident: bool = True) -> None:
     """CTL-3 auto trip: REDUCE_ONLY (exits only) unless a stricter state holds; counts as an incident.
 
@@ -220,7 +213,7 @@ def reduce_only(ledger: "Ledger", reason: str, source: str, now: datetime | None
     now = now or utcnow()
     reason = clean_reason(reason) or "auto trip"
     with _tx(ledger) as con:
-        _set_state(con, "REDUCE_ONLY", reason, AUTO_ACTOR, source, now)
+        _set_state(con, TradingState.REDUCE_ONLY, reason, AUTO_ACTOR, source, now)
         if incident:
             record_incident(con, f"AUTO_TRIP:{source}", reason, now)
 
@@ -236,7 +229,7 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
     if env_part():
         raise ControlRefused(f"environment {ENV_VAR} is set; unset it (`unset {ENV_VAR}`, and in the "
                              "service environment) before resuming; nothing changed")
-    now = now or utcnow()
+    now = now or operator_now(params, root)
     path = flag_path(params, root)
     flag = read_flag(path)
     with Ledger(params.ledger_path(root)).transaction() as con:
@@ -271,8 +264,8 @@ def rearm_blocker(con: "duckdb.DuckDBPyConnection", params: "Params", health_ok:
                   now: datetime) -> str | None:
     """Why an auto re-arm may not happen now (None: it may). CTL-2/CTL-3 rules."""
     rows = episode(con)
-    state = max((r[0] for r in rows), key=RANK.__getitem__, default="RUNNING")
-    if state != "REDUCE_ONLY":
+    state = strictest(r[0] for r in rows)
+    if state != TradingState.REDUCE_ONLY:
         return f"state is {state}" + ("" if state == "RUNNING" else "; only an operator resume clears it")
     if any(r[2] != AUTO_ACTOR for r in rows):
         return "not an auto trip; only an operator resume clears it"
@@ -300,30 +293,3 @@ def try_rearm(ctx: "Context", health_ok: bool, now: datetime) -> bool:
                     [now, reason, AUTO_ACTOR])
         record_event(con, "CONTROL_REARM", run_id=ctx.run_id, reason=reason, ts=now)
     return True
-
-
-# --- flatten (CTL-5): the work lives in tradebook.flatten; the contract entry point is here ----
-@dataclass(frozen=True)
-class FlattenResult:
-    """What a flatten did: cancels, closing orders, symbols already closing, failures, final state."""
-
-    cancelled: tuple[str, ...]                 # client_order_ids cancelled
-    submitted: tuple[str, ...]                 # closing client_order_ids submitted by this call
-    already_closing: tuple[str, ...]           # symbols with an open closing order from before
-    failed: tuple[tuple[str, str], ...]        # (symbol or client_order_id, error)
-    status: ControlStatus
-
-    def summary(self) -> str:
-        parts = [f"cancelled {len(self.cancelled)} order(s)", f"submitted {len(self.submitted)} closing order(s)"]
-        if self.already_closing:
-            parts.append(f"already closing: {', '.join(self.already_closing)}")
-        if self.failed:
-            parts.append("FAILED: " + "; ".join(f"{k}: {e}" for k, e in self.failed))
-        return ", ".join(parts) + f"; state {self.status.state}"
-
-
-def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = "cli") -> FlattenResult:
-    """CTL-5: cancel open orders, close every position with a market order, then freeze."""
-    from tradebook.flatten import run_flatten
-
-    return run_flatten(ctx, reason, actor, source)

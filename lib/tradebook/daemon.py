@@ -187,7 +187,8 @@ class Daemon:
 
     def _reconciled_for(self, slot: "schedule.Slot") -> bool:
         """Execute needs a reconcile that succeeded this session (pre-open or at start), else one now."""
-        since = slot.done_from - timedelta(minutes=self.params.schedule.reconcile_before_open_min)
+        session_open = slot.at - timedelta(minutes=self.params.exit_window_start_min)
+        since = session_open - timedelta(minutes=self.params.schedule.reconcile_before_open_min)
         return self.reconciled_at is not None and self.reconciled_at >= since
 
     def _missed(self, slot: "schedule.Slot") -> None:

@@ -75,27 +75,49 @@ def run_decide(ctx: "Context") -> DecideReport:
 
 
 def _decide(ctx: "Context") -> DecideReport:
-    from tradebook import strategy
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
     from tradebook.reconcile import sync_orders
+    from tradebook.research.strategies.base import Held, StrategyError, call_strategy
+    from tradebook.research.strategies.loader import load_strategy
 
     now = ctx.now()
     sync_orders(ctx)  # positions must include today's fills before deciding on them
     day = session_date(now)
     with ctx.ledger.connect() as con:
         positions = load_positions(con)
-    held = {s: (session_date(p.opened_at) if p.opened_at is not None and not p.external else None)
+    held = {s: Held(p.qty, p.avg_price,
+                    session_date(p.opened_at) if p.opened_at is not None and not p.external else None)
             for s, p in positions.items() if p.qty > EPS}
-    bars = load_bars(ctx, sorted(set(ctx.params.symbols) | set(held)), day)
-    signals = strategy.generate(bars, ctx.params.strategy, held)
+    try:  # STR-1: a strategy that cannot load, raises or returns garbage trades nothing today
+        strat = load_strategy(ctx.params.strategy, ctx.root)
+        bars = load_bars(ctx, sorted(set(ctx.params.symbols) | set(held)), day, strat.history_days())
+        signals = call_strategy(strat, bars, held)
+    except StrategyError as exc:
+        _record_strategy_error(ctx, now, exc)
+        raise
     return plan(ctx, signals, now)
 
 
-def load_bars(ctx: "Context", symbols: list[str], day: date) -> "pd.DataFrame":
-    """Daily bars up to and including ``day``, enough for the strategy's indicators."""
-    from tradebook.strategy import min_history
+def _record_strategy_error(ctx: "Context", now: datetime, exc: Exception) -> None:
+    from tradebook.ledger import record_event
 
-    start = day - timedelta(days=int(min_history(ctx.params.strategy) * 1.6) + 30)
+    with ctx.ledger.transaction() as con:
+        record_event(con, "STRATEGY_ERROR", run_id=ctx.run_id, symbol=getattr(exc, "symbol", None), ts=now,
+                     reason=str(exc), data={"strategy": getattr(exc, "strategy", None)})
+
+
+def history_start(day: date, sessions: int) -> date:
+    """First calendar day to fetch so that ``sessions`` trading days (and a margin) precede ``day``."""
+    return day - timedelta(days=int(sessions * 1.6) + 30)
+
+
+def load_bars(ctx: "Context", symbols: list[str], day: date, sessions: int | None = None) -> "pd.DataFrame":
+    """Daily bars up to and including ``day``, ``sessions`` of history (the strategy's warm-up)."""
+    if sessions is None:
+        from tradebook.research.strategies.loader import load_strategy
+
+        sessions = load_strategy(ctx.params.strategy, ctx.root).history_days()
+    start = history_start(day, sessions)
     try:
         bars = ctx.broker.daily_bars(symbols, start, day)
     except TradebookError:  # e.g. an EXTERNAL holding the data source does not know
@@ -105,7 +127,7 @@ def load_bars(ctx: "Context", symbols: list[str], day: date) -> "pd.DataFrame":
 
 def plan(ctx: "Context", signals: "Signals", now: datetime) -> DecideReport:
     """Turn signals into decisions and PLANNED intents in one transaction."""
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     day = session_date(now)
     report = DecideReport(now, day, n_entry_signals=len(signals.entries), n_exit_signals=len(signals.exits))

@@ -125,7 +125,7 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
     root = (root or project_root()).resolve()
     overrides = dict(overrides or {})
     with ExitStack() as stack:
-        clock = None
+        clock: Any = None
         if broker == "alpaca-fake":
             from tradebook.broker.alpaca_fake import demo_fake
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook import intents as it
 from tradebook.errors import BrokerUnavailable
+from tradebook.exit_split import split_large_exits
 from tradebook.execute_support import alert_missed_windows, build_gate_run, cancel_after_window, sessions_around
 from tradebook.order_path import Outcome, execute_one
 
@@ -45,6 +46,7 @@ class ExecuteReport:
     missed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     timed_out: bool = False
+    entry_blocker: str | None = None                        # REC-8: why entries were held back
 
     def tables(self) -> dict[str, Any]:
         import pandas as pd
@@ -93,6 +95,8 @@ def _run(ctx: "Context", deadline: float) -> ExecuteReport:
     report = ExecuteReport(now, window)
     report.cancelled = cancel_after_window(ctx, now)
     report.missed = alert_missed_windows(ctx, planned, sessions, now)
+    planned = [i for i in planned if not it.is_flatten(i)]   # only flatten sends its own intents (EXIT-8)
+    unanswered = [i for i in unanswered if not it.is_flatten(i)]
     due = [i for i in planned if _due(i, window)] + [i for i in unanswered if i.urgency == "immediate" or window]
     report.waiting = [i.intent_id for i in planned if not _due(i, window)]
     if due:
@@ -123,6 +127,10 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     report.control_state = status.state
     run, quotes, available = build_gate_run(ctx, intents, now, status.state)
+    run.ctx = _with_entry_blocker(ctx, run.ctx, now, report)
+    intents, split = split_large_exits(ctx, intents, quotes, available, now)   # EXIT-6
+    report.outcomes += [Outcome(p.intent_id, p.symbol, p.kind, p.side, p.qty, it.CANCELLED,
+                                "split into child orders within max_order_notional (EXIT-6)") for p in split]
     sent: list[str] = []
     ordered = sorted(intents, key=lambda i: (i.kind != "EXIT", -(i.confidence or 0.0), i.intent_id))
     for n, intent in enumerate(ordered):
@@ -147,6 +155,18 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
             sent.append(outcome.client_order_id)
     _poll(ctx, sent, deadline, sync_orders)
     return report
+
+
+def _with_entry_blocker(ctx: "Context", gctx, now: datetime, report: ExecuteReport):
+    """REC-8: no entries (exits only) unless a reconcile of the current session succeeded."""
+    from dataclasses import replace
+
+    from tradebook.ledger_meta import entry_blocker
+
+    with ctx.ledger.connect() as con:
+        blocker = entry_blocker(con, now)
+    report.entry_blocker = blocker
+    return replace(gctx, entry_blocker=blocker)
 
 
 def _refresh_state(ctx: "Context", run, report: ExecuteReport) -> None:

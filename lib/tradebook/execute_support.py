@@ -21,13 +21,14 @@ if TYPE_CHECKING:
     from tradebook.broker.base import Quote, Session
     from tradebook.context import Context
     from tradebook.gate import GateRun
+    from tradebook.trading_state import TradingState
 
 EPS = 1e-9
 MAX_LOOKBACK_DAYS = 60
 
 
 def _day(ts: datetime):
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     return session_date(ts)
 
@@ -41,7 +42,7 @@ def sessions_around(ctx: "Context", now: datetime, planned: list[it.Intent]) -> 
 
 
 def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
-                   control_state: str) -> tuple["GateRun", dict[str, "Quote"], dict[str, float]]:
+                   control_state: "TradingState") -> tuple["GateRun", dict[str, "Quote"], dict[str, float]]:
     """(GateRun, quotes, sellable qty by symbol) for one execute run."""
     from tradebook import gate
 
@@ -80,9 +81,11 @@ def _ledger_inputs(ctx: "Context", now: datetime):
     day_start = datetime.combine(today, time(0), ZoneInfo("America/New_York"))
     with ctx.ledger.connect() as con:
         origins = dict(con.execute("SELECT symbol, origin FROM positions").fetchall())
+        # the later parts of a split exit ride on part 1's count (EXIT-6, gate_rules.orders)
         by_symbol = dict(con.execute(
             "SELECT symbol, count(*) FROM orders WHERE submitted_at >= ? AND status NOT IN ('not_found', "
-            "'not_sent') GROUP BY symbol", [day_start]).fetchall())
+            "'not_sent') AND NOT regexp_matches(intent_id, '-part([2-9]|[1-9][0-9]+)$') GROUP BY symbol",
+            [day_start]).fetchall())
         closed = [r[0] for r in con.execute("SELECT symbol FROM closed_today WHERE session_date = ?",
                                             [today]).fetchall()]
         last = dict(con.execute("SELECT symbol, last_order_at FROM cooldowns").fetchall())
@@ -154,13 +157,13 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
 
 def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
     """Cancel our still-working orders of planned intents whose window is over; record the result."""
-    from tradebook.broker.base import OPEN_STATUSES
     from tradebook.ledger import record_event
-    from tradebook.order_sync import open_order_rows, window_end
+    from tradebook.order_sync import LOCAL_OPEN, open_order_rows, window_end
     from tradebook.reconcile import sync_orders
 
     with ctx.ledger.connect() as con:
-        rows = [r for r in open_order_rows(con) if r.status in OPEN_STATUSES and r.urgency != "immediate"]
+        rows = [r for r in open_order_rows(con) if r.status not in LOCAL_OPEN | {"pending_cancel"}
+                and r.urgency != "immediate"]
     late = [r for r in rows if now > window_end(r, ctx)]
     asked = []
     for r in late:

@@ -9,6 +9,13 @@ before a new one is sent, so a second flatten (or a retry after a crash) never s
 twice. Broker answers are recorded through reconcile's order-update path, so fills
 reach positions/trades exactly as for any other order, and a closing order that is
 still working (market closed) is finished by the next reconcile.
+
+VEN-2: cancels may be asynchronous, and a close refused because our own working order
+holds the shares ("insufficient qty available") or would trade against it ("potential
+wash trade") is not a failure: flatten waits (bounded) until the cancelled orders are
+final before closing, and on such a refusal cancels the symbol's orders, waits and
+tries once more. Still refused, the closing intent stays PLANNED (reported as not
+closed yet; running flatten again retries it; it expires at the close, EXIT-8).
 """
 from __future__ import annotations
 
@@ -16,10 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from tradebook.controls import (FlattenResult, clean_reason, effective_state, flag_path, freeze, raise_flag,
-                                session_date, utcnow)
-from tradebook.errors import BrokerError, ControlRefused, OrderOutcomeUnknown
+from tradebook.broker.base import needs_cancel_first
+from tradebook.clock import operator_now
+from tradebook.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
+from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
 from tradebook.ledger import record_event
+from tradebook.sessions import session_date
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Order, Position
@@ -35,14 +44,35 @@ class _Close:
     detail: str = ""
 
 
-def run_flatten(ctx: "Context", reason: str, actor: str, source: str) -> FlattenResult:
-    """Halt via the flag file, cancel, close, freeze; events at every step (see module doc)."""
+@dataclass(frozen=True)
+class FlattenResult:
+    """What a flatten did: cancels, closing orders, symbols already closing, failures, final state."""
+
+    cancelled: tuple[str, ...]                 # client_order_ids cancelled
+    submitted: tuple[str, ...]                 # closing client_order_ids submitted by this call
+    already_closing: tuple[str, ...]           # symbols with an open closing order from before
+    failed: tuple[tuple[str, str], ...]        # (symbol or client_order_id, error)
+    status: ControlStatus
+
+    def summary(self) -> str:
+        parts = [f"cancelled {len(self.cancelled)} order(s)", f"submitted {len(self.submitted)} closing order(s)"]
+        if self.already_closing:
+            parts.append(f"already closing: {', '.join(self.already_closing)}")
+        if self.failed:
+            parts.append("FAILED: " + "; ".join(f"{k}: {e}" for k, e in self.failed))
+        return ", ".join(parts) + f"; state {self.status.state}"
+
+
+def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = "cli") -> FlattenResult:
+    """CTL-5: halt via the flag file, cancel open orders, close every position at market, then freeze;
+    events at every step (see module doc). Safety (controls) only records the freeze."""
     reason = clean_reason(reason)
     if not reason:
         raise ControlRefused("flatten needs a reason (e.g. --reason 'strategy broken'); nothing changed")
     path = flag_path(ctx.params, ctx.root)
     # Halt first: nothing else may trade while we unwind, even if a step below fails.
-    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source, utcnow())
+    raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source,
+               operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"
     with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is unusable
@@ -87,6 +117,9 @@ def _cancel_others(ctx: "Context", prefix: str, now: datetime) -> tuple[list[str
             failed.append((order.client_order_id, f"cancel failed: {exc}"))
     if not cancelled and not failed:
         return [], []
+    from tradebook.cancel_first import wait_final
+
+    wait_final(ctx, [o.client_order_id for o in cancelled])  # bounded; a close still refused retries below
     with ctx.ledger.transaction() as con:
         for order in cancelled:
             record_event(con, "FLATTEN_CANCEL", run_id=ctx.run_id, symbol=order.symbol, qty=order.qty,
@@ -130,7 +163,7 @@ def _close_one(ctx: "Context", pos: "Position", prefix: str, ended: set[str], re
     with ctx.ledger.transaction() as con:  # write-ahead: on record before the broker sees it (EXE-1)
         _record_submit(con, ctx, cid, attempt, pos, reason, now)
     try:
-        order = ctx.broker.close_position(pos.symbol, cid)
+        order = _close_clearing(ctx, pos.symbol, cid, now)
     except OrderOutcomeUnknown as exc:
         try:
             order = ctx.broker.get_order(cid)
@@ -139,15 +172,30 @@ def _close_one(ctx: "Context", pos: "Position", prefix: str, ended: set[str], re
         if order is None:  # left pending_submit: reconcile looks it up by client id later
             return _Close("failed", pos.symbol, f"outcome unknown, reconcile will look {cid} up: {exc}")
     except BrokerError as exc:
-        with ctx.ledger.transaction() as con:
-            _record_end(con, ctx, cid, pos, "rejected", "FAILED", str(exc)[:500], now)
-        return _Close("failed", pos.symbol, str(exc))
+        waits = isinstance(exc, BrokerRejected) and needs_cancel_first(exc)
+        with ctx.ledger.transaction() as con:   # cancel-first refusal: PLANNED, never FAILED (VEN-2)
+            _record_end(con, ctx, cid, pos, "rejected", "PLANNED" if waits else "FAILED", str(exc)[:500], now)
+        detail = (f"not closed yet: our own working order on {pos.symbol} is not confirmed cancelled ({exc}); "
+                  "run flatten again" if waits else str(exc))
+        return _Close("failed", pos.symbol, detail)
     with ctx.ledger.transaction() as con:
         if order is None:
             _record_end(con, ctx, cid, pos, "canceled", "CANCELLED", "nothing to close at the broker", now)
         else:
             _record_order(con, ctx, cid, order, now)
     return _Close("submitted" if order is not None else "nothing", cid)
+
+
+def _close_clearing(ctx: "Context", symbol: str, cid: str, now: datetime) -> "Order | None":
+    """close_position; refused because of our own working order: cancel it, wait, try once more."""
+    from tradebook.cancel_first import clear_symbol
+
+    try:
+        return ctx.broker.close_position(symbol, cid)
+    except BrokerRejected as exc:
+        if not needs_cancel_first(exc) or not clear_symbol(ctx, symbol, now, keep={cid}, why="flatten"):
+            raise
+    return ctx.broker.close_position(symbol, cid)
 
 
 def _record_submit(con, ctx: "Context", cid: str, attempt: int, pos: "Position", reason: str,
@@ -195,5 +243,6 @@ def _record_end(con, ctx: "Context", cid: str, pos: "Position", status: str, int
     con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
                 [status, why, now, cid])
     transition(con, cid, intent_state, reason=why, now=now, run_id=ctx.run_id)
-    record_event(con, "FLATTEN_FAILED" if intent_state == "FAILED" else "FLATTEN_NOTHING", run_id=ctx.run_id,
+    kind = {"FAILED": "FLATTEN_FAILED", "PLANNED": "FLATTEN_WAITING"}.get(intent_state, "FLATTEN_NOTHING")
+    record_event(con, kind, run_id=ctx.run_id,
                  symbol=pos.symbol, qty=abs(pos.qty), reason=why, data={"client_order_id": cid}, ts=now)

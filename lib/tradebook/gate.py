@@ -16,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
 from operator import attrgetter
-from typing import TYPE_CHECKING, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+from tradebook.trading_state import TradingState
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
     from tradebook.params import Params
 
 Severity = Literal["pass", "warn", "reject"]
-ControlState = Literal["RUNNING", "REDUCE_ONLY", "HALTED", "FROZEN"]
 QTY_EPS = 1e-9                    # share quantities closer than this are equal (float noise)
 NO_DETAIL: Mapping[str, object] = MappingProxyType({})  # shared, immutable: pass verdicts are reused
 
@@ -71,6 +72,7 @@ class ProposedOrder:
     decision_price: float | None = None
     decision_time: datetime | None = None
     intraday: bool = False        # intraday signal (120 s staleness) vs planned intent (24 h)
+    part: int = 0                 # k-th child of a split exit (EXIT-6); parts > 1 ride on part 1's GATE-10 count
 
     @property
     def notional(self) -> float:
@@ -177,7 +179,10 @@ class GateContext:
 
     now: datetime
     params: "Params"
-    control_state: ControlState = "RUNNING"
+    control_state: TradingState = TradingState.RUNNING
+    # REC-8: why orders that add risk may not be sent although the state allows them (e.g. no
+    # successful reconcile this session); None: nothing beyond the control state.
+    entry_blocker: str | None = None
     market_open: bool = True
     quotes: Mapping[str, "Quote"] = field(default_factory=dict)
     orders_today_by_symbol: Mapping[str, int] = field(default_factory=dict)
@@ -229,7 +234,7 @@ def evaluate(order: ProposedOrder, view: PortfolioView, ctx: GateContext,
             return GateResult((_fast_default or _compile_default())(order, view, ctx))
         except Exception:  # some rule raised: run them one by one to keep every other verdict
             pass
-    out = []
+    out: list[Verdict] = []
     append = out.append  # hot loop: 14 rules x every order of a run
     for rule in rules if rules is not None else (_rules_cache or _default_rules()):
         try:
@@ -277,13 +282,14 @@ class GateRun:
         ctx = self.ctx
         held_before = self.view.held_qty(order.symbol)
         self.view.apply(order)
-        self._by_symbol[order.symbol] = self._by_symbol.get(order.symbol, 0) + 1
         self._last_order_at[order.symbol] = ctx.now
         # self.ctx is this run's own copy (made in __init__): frozen to the rules, advanced
         # only here, in place, because dataclasses.replace per order costs more than all rules.
         advance = object.__setattr__
-        advance(ctx, "orders_today", ctx.orders_today + 1)
-        advance(ctx, "orders_this_run", ctx.orders_this_run + 1)
+        if order.part <= 1:  # a split exit counts once against the order rates (EXIT-6)
+            self._by_symbol[order.symbol] = self._by_symbol.get(order.symbol, 0) + 1
+            advance(ctx, "orders_today", ctx.orders_today + 1)
+            advance(ctx, "orders_this_run", ctx.orders_this_run + 1)
         if held_before != 0.0 and self.view.held_qty(order.symbol) == 0.0:
             advance(ctx, "closed_today", ctx.closed_today | {order.symbol})
 
@@ -300,7 +306,7 @@ def _default_rules() -> "list[Rule]":
     if _rules_cache is None:
         from tradebook.gate_rules import RULES
 
-        _rules_cache = RULES
+        _rules_cache = RULES  # type: ignore[assignment]  # decorated rule functions are Rules
     return _rules_cache
 
 
@@ -313,7 +319,7 @@ def _compile_default() -> Callable[[ProposedOrder, PortfolioView, GateContext], 
     """
     global _fast_default
     rules = _default_rules()
-    names = {f"r{i}": rule for i, rule in enumerate(rules)}
+    names: dict[str, Any] = {f"r{i}": rule for i, rule in enumerate(rules)}
     calls = ", ".join(f"r{i}(o, v, c)" for i in range(len(rules)))
     exec(f"def run_rules(o, v, c):\n    return ({calls},)\n", names)  # noqa: S102 (fixed template)
     _fast_default = names["run_rules"]

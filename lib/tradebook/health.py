@@ -136,7 +136,8 @@ class HealthReport:
 def check_health(params: "Params", root: Path | None, *, wall_now: datetime | None = None) -> HealthReport:
     """Heartbeat fresh, daemon alive, and trading not FROZEN/HALTED; every failure says why."""
     wall_now = wall_now or datetime.now(timezone.utc)
-    problems, notes = [], []
+    problems: list[str] = []
+    notes: list[str] = []
     beat = read_heartbeat(heartbeat_path(params, root))
     problems += _heartbeat_problems(beat, wall_now, notes)
     problems += _control_problems(params, root, notes)

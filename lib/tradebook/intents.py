@@ -48,6 +48,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 KINDS = ("ENTRY", "ADD_ON", "EXIT")
 MAX_CLIENT_ID = 48
+FLATTEN_PREFIX = "flat-"   # flatten's intent ids (= its client ids): flat-<YYYYMMDD>-<SYMBOL>[-<attempt>]
 CRASH_ENV = "TRADEBOOK_CRASH_AT"
 # The order path's step boundaries, in order (see execute.py). Verdicts, the order row
 # and SUBMITTED commit in one transaction, so "after_gate_recorded" is that same point.
@@ -132,6 +133,11 @@ def intent_id(day: date, symbol: str, kind: str, suffix: str | None = None) -> s
         raise ValueError(f"intent kind must be one of {KINDS}, not {kind!r}")
     base = f"{day:%Y%m%d}-{symbol}-{kind}"
     return f"{base}-{suffix}" if suffix else base
+
+
+def is_flatten(intent: Intent) -> bool:
+    """A closing intent of ``tradebook flatten`` (its own client ids; only flatten sends it)."""
+    return intent.intent_id.startswith(FLATTEN_PREFIX)
 
 
 def client_order_id(intent: str, attempt: int) -> str:

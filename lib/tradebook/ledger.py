@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 
+from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
 
 if TYPE_CHECKING:
@@ -88,11 +89,13 @@ MIGRATIONS: list[str] = [
         session_date DATE NOT NULL, kind VARCHAR NOT NULL, detail VARCHAR, resolved_at TIMESTAMPTZ);
     CREATE TABLE heartbeats (component VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, detail JSON);
     """,
+    # v2: facts about the ledger itself: the broker identity it belongs to (OPS-8) and the last
+    # full reconcile of a session (REC-8); tradebook.ledger_meta reads and writes them.
+    """
+    CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+    """,
 ]
 
-LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
-CORRUPT_MARKERS = ("not a valid DuckDB database", "Corrupt", "corrupt", "checksum",
-                   "Serialization Error", "INTERNAL Error")
 
 
 def utcnow() -> datetime:

@@ -5,6 +5,12 @@ window is over, account breakers (``breakers.run_breakers`` when built), then th
 protective exits of exits.py (EXIT-4, EXIT-5). Each hit becomes an urgency=immediate
 EXIT intent executed at once with a market order through the same gate and crash-safe
 submit path as execute. Every action is an event in the ledger.
+
+EXIT-8/EXIT-9: an exit is sent only when its trigger is true now, on a fresh, tight
+quote (a stale or wide one fires nothing and is retried next tick, with a warning);
+a symbol is "busy" only while an immediate exit for it is PLANNED or has a live order
+(a working planned limit exit is cancelled first, not waited for); a monitor exit left
+PLANNED by an earlier tick is sent only if its trigger still holds, else it expires.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class MonitorReport:
     breaker_trips: list[Any] = field(default_factory=list)
     exits: list[ExitCheck] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)        # symbols whose exit is under way / not allowed now
+    warnings: list[str] = field(default_factory=list)       # e.g. stale or wide quote: stop not checked
     blocked_by: str | None = None                           # HALTED / FROZEN: no exit can be sent
     execution: "ExecuteReport | None" = None
     rearmed: bool = False                                   # CTL-3: an auto trip re-armed this tick
@@ -65,6 +72,7 @@ class MonitorReport:
                          (": " + ", ".join(f"{e.code} {e.symbol}" for e in self.exits) if self.exits else ""))
         if self.blocked_by:
             parts.append(f"not sent: trading is {self.blocked_by} (an operator must resume or flatten)")
+        parts += [f"WARNING {w}" for w in self.warnings]
         return "; ".join(parts)
 
 
@@ -134,13 +142,16 @@ def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) ->
         known = {r[0] for r in con.execute("SELECT intent_id FROM intents WHERE intent_id LIKE ?",
                                            [f"{_day(now):%Y%m%d}-%"]).fetchall()}
         # immediate intents left over (planned by decide, or a tick that died before sending) go now too
-        leftover = [i for i in active if i.urgency == "immediate" and i.state == it.PLANNED]
-        leftover += [i for i in resumable(con) if i.urgency == "immediate"]
+        # (flatten's own intents excepted: only flatten sends them, EXIT-8)
+        leftover = [i for i in active if i.urgency == "immediate" and i.state == it.PLANNED and not it.is_flatten(i)]
+        leftover += [i for i in resumable(con) if i.urgency == "immediate" and not it.is_flatten(i)]
     quotes = ctx.broker.quotes(sorted(positions)) if positions else {}
-    checks = check_positions(positions.values(), quotes, params=ctx.params, now=now, close=close)
+    unpriced: dict[str, str] = {}
+    checks = check_positions(positions.values(), quotes, params=ctx.params, now=now, close=close, unpriced=unpriced)
     report.exits = checks
+    _warn_unpriced(ctx, report, unpriced)
     intents = _plan_immediate(ctx, checks, active, known, report)
-    intents += [] if report.blocked_by else leftover
+    intents += [] if report.blocked_by else _still_triggered(ctx, leftover, checks, unpriced, now)
     if intents:
         report.execution = execute_intents(ctx, intents, ExecuteReport(now, None),
                                            time.monotonic() + ctx.params.execution_timeout_s, now)
@@ -150,6 +161,7 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
                     report: MonitorReport) -> list[it.Intent]:
     """Immediate EXIT intents for the checks (skipping exits already under way), in one transaction."""
     from tradebook import controls
+    from tradebook.exit_split import parent_of
     from tradebook.ledger import record_event
 
     now, out = report.now, []
@@ -158,8 +170,9 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
         report.skipped = [c.symbol for c in checks]
         report.blocked_by = state
         return []
-    busy = {i.symbol for i in active if i.kind == "EXIT" and (i.state == it.SUBMITTED or i.urgency == "immediate")}
-    tries = {c.symbol: sum(k.startswith(f"{_day(now):%Y%m%d}-{c.symbol}-EXIT-{c.code}") for k in known)
+    busy = {i.symbol for i in active if i.kind == "EXIT" and i.urgency == "immediate"}
+    tried = {parent_of(k) for k in known}   # the children of a split exit are one try (EXIT-6)
+    tries = {c.symbol: sum(k.startswith(f"{_day(now):%Y%m%d}-{c.symbol}-EXIT-{c.code}") for k in tried)
              for c in checks}
     todo = [c for c in checks if c.symbol not in busy and tries[c.symbol] < MAX_TRIES]
     report.skipped = [c.symbol for c in checks if c not in todo]
@@ -181,8 +194,51 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
     return out
 
 
+def _warn_unpriced(ctx: "Context", report: MonitorReport, unpriced: dict[str, str]) -> None:
+    """A position whose stop could not be checked (no usable quote) is a warning, every tick."""
+    import logging
+
+    from tradebook.ledger import record_event
+
+    if not unpriced:
+        return
+    report.warnings = [f"{s}: protective exits not checked, {why}; checked again next tick"
+                       for s, why in sorted(unpriced.items())]
+    for w in report.warnings:
+        logging.getLogger("tradebook.monitor").warning(w)
+    with ctx.ledger.transaction() as con:
+        for s, why in sorted(unpriced.items()):
+            record_event(con, "EXIT_CHECK_SKIPPED", run_id=ctx.run_id, symbol=s, ts=report.now,
+                         reason=f"no usable quote: {why}", data={"symbol": s})
+
+
+def _still_triggered(ctx: "Context", leftover: list[it.Intent], checks: list[ExitCheck],
+                     unpriced: dict[str, str], now: datetime) -> list[it.Intent]:
+    """EXIT-8: a monitor exit planned by an earlier tick goes only while its trigger is true now.
+
+    Unpriced now: it waits (not sent, not expired). Others (decide's or an operator's
+    immediate exits) have no trigger to re-check and go as they are.
+    """
+    from tradebook.exits import EOD_LIQUIDATION, PROFIT_TARGET, STOP_LOSS
+
+    firing = {c.symbol for c in checks}
+    codes = [f"-EXIT-{c}" for c in (STOP_LOSS, PROFIT_TARGET, EOD_LIQUIDATION)]
+    keep, gone = [], []
+    for i in leftover:
+        if not any(code in i.intent_id for code in codes) or i.symbol in firing:
+            keep.append(i)
+        elif i.symbol not in unpriced and i.state == it.PLANNED:
+            gone.append(i)
+    if gone:
+        with ctx.ledger.transaction() as con:
+            for i in gone:
+                it.transition(con, i.intent_id, it.EXPIRED, now=now, run_id=ctx.run_id,
+                              reason="trigger no longer true on a fresh quote: not sent (EXIT-8)")
+    return keep
+
+
 def _day(now: datetime):
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     return session_date(now)
 

@@ -11,6 +11,11 @@ client_order_id = f(intent id, attempt). A transient error or an unknown outcome
 answered by a look-up; only when the broker has never seen the id is it sent once
 more, with the *same* id (a duplicate would be refused and then adopted). What stays
 unknown is left SUBMITTED for the next run, which looks it up again first.
+
+Exits and our own working orders (VEN-2, cancel_first.py): an immediate exit first
+cancels the symbol's working orders and waits until they are final; an exit refused
+as "insufficient qty available" or "potential wash trade" does the same and is sent
+once more (new attempt). Unconfirmed in time, it goes back to PLANNED, never FAILED.
 """
 from __future__ import annotations
 
@@ -21,14 +26,13 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from tradebook import intents as it
+from tradebook.broker.base import needs_cancel_first
 from tradebook.errors import BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Order, OrderRequest, Quote
     from tradebook.context import Context
     from tradebook.gate import GateResult, GateRun, ProposedOrder
-
-EXPIRE_CODES = frozenset({"STALE_SIGNAL"})   # gate rejections that mean "too old" -> EXPIRED
 
 
 @dataclass
@@ -51,6 +55,10 @@ def execute_one(ctx: "Context", run: "GateRun", intent: it.Intent, quotes: dict[
     found = ctx.broker.get_order(cid)  # EXE-1: look up before any (re)send
     if found is not None:
         return _adopt(ctx, intent, cid, attempt, found, now)
+    if intent.kind == "EXIT" and intent.urgency == "immediate":
+        if not _clear_way(ctx, run, intent, available, now, keep=cid):
+            return _back_to_planned(ctx, intent, None, "cancel first: the symbol's working orders are not "
+                                                       "confirmed final yet; the next run tries again", now)
     proposed = propose(intent, quotes.get(intent.symbol), available)
     if proposed is None:
         with ctx.ledger.transaction() as con:
@@ -70,6 +78,7 @@ def limit_price(side: str, quote_price: float) -> Decimal:
 def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float],
             qty: float | None = None) -> "ProposedOrder | None":
     """The order for an intent now: limit at bid/ask (market only for immediate); exits capped at what is held."""
+    from tradebook.exit_split import part_number
     from tradebook.gate import ProposedOrder
 
     qty = intent.qty if qty is None else qty
@@ -81,18 +90,20 @@ def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float
     ref = (quote.ask if intent.side == "buy" else quote.bid) if quote is not None else None
     limit = None if market or ref is None else float(limit_price(intent.side, ref))
     price = limit or ref or intent.decision_price or 0.0
-    return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,
-                         order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,
+    return ProposedOrder(intent.intent_id, intent.symbol, intent.side, qty, price, kind=intent.kind,  # type: ignore[arg-type]  # str holds a Literal value
+                         order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,  # type: ignore[arg-type]  # str holds a Literal value
                          confidence=intent.confidence, decision_price=intent.decision_price,
-                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate")
+                         decision_time=intent.decision_time, intraday=intent.urgency == "immediate",
+                         part=part_number(intent.intent_id))
 
 
 def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", attempt: int,
-                   now: datetime, *, retry: bool = False) -> Outcome:
+                   now: datetime, *, retry: bool = False, cleared: bool = False) -> Outcome:
     from tradebook import gate
     from tradebook.broker.base import OrderRequest, to_qty
 
     it.crash_point("before_gate")
+    _reduce_only_if_circuit_open(ctx, run, now)
     result = run.check(proposed, accept=False)
     it.crash_point("after_gate_evaluated")
     if not result.passed:
@@ -106,19 +117,42 @@ def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: 
         it.transition(con, intent.intent_id, it.SUBMITTED, attempt=attempt, now=now, run_id=ctx.run_id,
                       reason=f"gate passed ({result.reason}); sending {cid}" + (" (whole-share retry)" if retry else ""))
     it.crash_point("after_submitted_recorded")
-    return _send(ctx, run, intent, proposed, request, attempt, now, retry)
+    return _send(ctx, run, intent, proposed, request, attempt, now, retry, cleared)
+
+
+def _reduce_only_if_circuit_open(ctx: "Context", run: "GateRun", now: datetime) -> None:
+    """EXE-4: the adapter reports an open API circuit; here it becomes REDUCE_ONLY (recorded, CTL-3)
+    and GATE-1 decides what may still leave (exits do, entries are rejected with a verdict)."""
+    from tradebook import controls
+    from tradebook.trading_state import TradingState
+
+    if not getattr(ctx.broker, "circuit_open", False) or run.ctx.control_state != TradingState.RUNNING:
+        return
+    breaker = getattr(ctx.broker, "breaker", None)
+    reason = getattr(breaker, "reason", "") or "API circuit breaker open"
+    controls.reduce_only(ctx.ledger, reason, source="api_breaker", now=now)
+    run.ctx = replace(run.ctx, control_state=TradingState.REDUCE_ONLY)
 
 
 def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", now: datetime) -> Outcome:
+    """Record a gate refusal; a temporary one (EXIT-7, gate_rules.REASON_CODES) leaves the intent PLANNED."""
     from tradebook import gate
+    from tradebook.gate_rules import refusal_state
+    from tradebook.ledger import record_event
 
-    codes = {v.code for v in result.verdicts if v.rejected}
-    to = it.EXPIRED if codes & EXPIRE_CODES else it.REJECTED
+    codes = [v.code for v in result.verdicts if v.rejected]
+    to = refusal_state(codes, intent.kind)
     reason = "gate: " + ", ".join(f"{v.rule} {v.code}" for v in result.verdicts if v.rejected)
     with ctx.ledger.transaction() as con:
         gate.record(con, intent.intent_id, ctx.run_id, now, result)
         _unsend(con, intent, now)
-        it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
+        if to != it.PLANNED or intent.state != it.PLANNED:
+            it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
+        if to == it.PLANNED:
+            reason += "; temporary refusal: stays PLANNED for the next run or window (EXIT-7)"
+            record_event(con, "INTENT_DEFERRED", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                         reason=reason, ts=now, data={"intent_id": intent.intent_id, "codes": codes,
+                                                      "kind": intent.kind})
     it.crash_point("after_gate_recorded")
     return _outcome(intent, to, reason)
 
@@ -141,23 +175,25 @@ def _insert_order_row(con, request: "OrderRequest", intent: it.Intent, attempt: 
 
 
 def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", request: "OrderRequest",
-          attempt: int, now: datetime, retry: bool) -> Outcome:
+          attempt: int, now: datetime, retry: bool, cleared: bool = False) -> Outcome:
     cid = request.client_order_id
     try:
         order = _submit_with_lookup(ctx, request)
     except FractionalNotSupported as exc:
-        _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, fail=retry)
+        _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, to=it.FAILED if retry else None)
         whole = float(math.floor(proposed.qty))
         if retry or whole <= 0:
             return _fail(ctx, intent, f"{exc.code}: fractional refused; whole-share qty {whole:g}", now, retry)
         return _gate_and_send(ctx, run, _reload(ctx, intent), replace(proposed, qty=whole), attempt + 1, now,
                               retry=True)  # EXE-5 fallback, logged by the transition reason
     except BrokerRejected as exc:
-        _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, fail=True)
+        if intent.kind == "EXIT" and needs_cancel_first(exc):
+            return _cancel_first_retry(ctx, run, intent, proposed, cid, attempt, exc, now, retry, cleared)
+        _mark_order(ctx, intent, cid, "rejected", f"{exc.code}: {exc}", now, to=it.FAILED)
         return _outcome(intent, it.FAILED, f"broker rejected: {exc.code}", cid)
     except BrokerUnavailable as exc:
         _mark_order(ctx, intent, cid, "unknown", f"outcome unknown ({type(exc).__name__}); looked up, not found: "
-                                                 "the next run looks again before any resend", now, fail=False)
+                                                 "the next run looks again before any resend", now)
         run.accept(proposed)  # it may exist: count it against limits in this run
         return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
     it.crash_point("after_broker_submit")
@@ -182,6 +218,7 @@ def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
                 return found
             if last:
                 raise
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def _lookup(ctx: "Context", cid: str) -> "Order | None":
@@ -226,24 +263,95 @@ def _adopt(ctx: "Context", intent: it.Intent, cid: str, attempt: int, order: "Or
     return _record_answer(ctx, _reload(ctx, intent), cid, order, now)
 
 
+def _cancel_first_retry(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", cid: str,
+                        attempt: int, exc: BrokerRejected, now: datetime, retry: bool, cleared: bool) -> Outcome:
+    """VEN-2: our own working order is in the way: cancel it, wait for the broker, send once more
+    (new attempt); refused again or not confirmed in time -> PLANNED for the next run, never FAILED."""
+    reason = f"{exc.code}: {exc}"
+    available: dict[str, float] = {}
+    if cleared or not _clear_way(ctx, run, intent, available, now, keep=cid):
+        return _back_to_planned(ctx, intent, cid, f"cancel first, then retry ({reason})", now)
+    _mark_order(ctx, intent, cid, "rejected", reason, now)   # a crash here: sync puts it back to PLANNED
+    fresh = propose(intent, None, available, qty=proposed.qty)
+    if fresh is None:
+        _fail(ctx, intent, "nothing held to sell after cancelling the symbol's orders", now, False, it.CANCELLED)
+        return _outcome(intent, it.CANCELLED, "nothing held to sell", cid)
+    return _gate_and_send(ctx, run, _reload(ctx, intent), replace(proposed, qty=fresh.qty), attempt + 1, now,
+                          retry=retry, cleared=True)
+
+
+def _clear_way(ctx: "Context", run: "GateRun", intent: it.Intent, available: dict[str, float], now: datetime, *,
+               keep: str) -> bool:
+    """Cancel the symbol's other working orders, wait until final, then take what is really held
+    now as what can be sold (the gate's view counted those orders as if filled) (VEN-2)."""
+    from tradebook.cancel_first import clear_symbol
+    from tradebook.gate import ProposedOrder
+
+    keep_ids = _siblings(ctx, intent) | {keep}
+    if not clear_symbol(ctx, intent.symbol, now, keep=keep_ids, why=f"exit {intent.intent_id}"):
+        return False
+    try:
+        held = {p.symbol: p for p in ctx.broker.positions()}.get(intent.symbol)
+    except BrokerUnavailable:
+        return False
+    qty = held.qty if held else 0.0
+    available[intent.symbol] = qty
+    delta = qty - run.view.held_qty(intent.symbol)
+    if abs(delta) > 1e-9:
+        buying_power = run.view.buying_power
+        run.view.apply(ProposedOrder(f"held-{intent.symbol}", intent.symbol, "buy" if delta > 0 else "sell",
+                                     abs(delta), held.market_price if held else (intent.decision_price or 0.0)))
+        run.view.buying_power = buying_power   # a correction of the view, not an order
+    return True
+
+
+def _siblings(ctx: "Context", intent: it.Intent) -> set[str]:
+    """Client ids of the other children of the same split exit (EXIT-6): never cancelled by a sibling."""
+    from tradebook.exit_split import parent_of
+
+    parent = parent_of(intent.intent_id)
+    if parent == intent.intent_id:
+        return set()
+    with ctx.ledger.connect() as con:
+        rows = con.execute("SELECT client_order_id, intent_id FROM orders WHERE symbol = ? "
+                           "AND starts_with(intent_id, ?)", [intent.symbol, parent]).fetchall()
+    return {cid for cid, iid in rows if parent_of(iid) == parent}
+
+
+def _back_to_planned(ctx: "Context", intent: it.Intent, cid: str | None, reason: str, now: datetime) -> Outcome:
+    """Not sent now (nothing at the broker): the intent waits, PLANNED, for the next run or tick."""
+    with ctx.ledger.transaction() as con:
+        if cid is not None:
+            _set_order(con, ctx, intent, cid, "rejected", reason, now)
+        _unsend(con, intent, now)
+        if it.load(con, intent.intent_id).state == it.SUBMITTED:
+            it.transition(con, intent.intent_id, it.PLANNED, reason=reason, now=now, run_id=ctx.run_id)
+    return _outcome(intent, it.PLANNED, reason, cid)
+
+
 def _mark_order(ctx: "Context", intent: it.Intent, cid: str, status: str, reason: str, now: datetime,
-                fail: bool) -> None:
+                to: str | None = None) -> None:
+    with ctx.ledger.transaction() as con:
+        _set_order(con, ctx, intent, cid, status, reason, now)
+        if to:
+            it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
+
+
+def _set_order(con, ctx: "Context", intent: it.Intent, cid: str, status: str, reason: str, now: datetime) -> None:
     from tradebook.ledger import record_event
 
-    with ctx.ledger.transaction() as con:
-        con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
-                    [status, reason, now, cid])
-        record_event(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
-                     reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
-        if fail:
-            it.transition(con, intent.intent_id, it.FAILED, reason=reason, now=now, run_id=ctx.run_id)
+    con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
+                [status, reason, now, cid])
+    record_event(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                 reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
 
 
-def _fail(ctx: "Context", intent: it.Intent, reason: str, now: datetime, already: bool) -> Outcome:
+def _fail(ctx: "Context", intent: it.Intent, reason: str, now: datetime, already: bool,
+          to: str = it.FAILED) -> Outcome:
     if not already:
         with ctx.ledger.transaction() as con:
-            it.transition(con, intent.intent_id, it.FAILED, reason=reason, now=now, run_id=ctx.run_id)
-    return _outcome(intent, it.FAILED, reason)
+            it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
+    return _outcome(intent, to, reason)
 
 
 def _reload(ctx: "Context", intent: it.Intent) -> it.Intent:

@@ -6,8 +6,13 @@ status, the newly filled quantity and its price, and the intent's next state. A 
 recorded before sending ('pending_submit') or after an unknown outcome ('unknown')
 that the broker has never seen stays as it is while its window is open (execute
 resends it with the same client_order_id) and becomes 'not_found' after it (a new
-attempt, with a new id, is needed). Ledger-only statuses: pending_submit, unknown
-(working from our side), not_found, not_sent (final).
+attempt, with a new id, is needed; an immediate intent expires instead, EXIT-8).
+Ledger-only statuses: pending_submit, unknown (working from our side), not_found,
+not_sent (final).
+
+VEN-1: a row is looked up again until its status is final. Anything the broker may
+still change (pending_cancel, done_for_day, held, ... or a status nobody has heard of)
+is working; an unknown status is also recorded as an incident.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
-from tradebook.broker.base import OPEN_STATUSES
+from tradebook.broker.base import FINAL_STATUSES, is_known_status
 from tradebook.errors import BrokerUnavailable
 from tradebook.positions import EPS
 
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
     from tradebook.context import Context
 
 LOCAL_OPEN = frozenset({"pending_submit", "unknown"})   # recorded by us; broker not confirmed yet
-NON_FINAL = LOCAL_OPEN | OPEN_STATUSES
+LEDGER_FINAL = FINAL_STATUSES | {"not_found", "not_sent"}  # every other row status is polled again
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,9 @@ ORDER_ROW_SQL = (
 
 
 def open_order_rows(con: "duckdb.DuckDBPyConnection", cids: Iterable[str] | None = None) -> list[OrderRow]:
-    """Our orders the ledger still considers working (optionally only ``cids``)."""
-    marks = ", ".join("?" for _ in NON_FINAL)
-    sql, params = f"{ORDER_ROW_SQL} WHERE o.status IN ({marks})", list(NON_FINAL)
+    """Our orders the ledger still considers working, whatever their status (VEN-1); optionally only ``cids``."""
+    marks = ", ".join("?" for _ in LEDGER_FINAL)
+    sql, params = f"{ORDER_ROW_SQL} WHERE o.status NOT IN ({marks})", sorted(LEDGER_FINAL)
     if cids is not None:
         cids = list(cids)
         if not cids:
@@ -83,16 +88,16 @@ class OrderUpdate:
     reject_reason: str | None = None
 
 
-def intent_state_for(status: str, filled_qty: float) -> str | None:
+def intent_state_for(status: str, filled_qty: float, urgency: str = "normal") -> str | None:
     """The intent state an order status implies (None: still working)."""
     if status == "filled":
         return "FILLED"
-    if status in ("canceled", "expired"):
-        return "PARTIAL" if filled_qty > EPS else ("CANCELLED" if status == "canceled" else "EXPIRED")
+    if status in ("canceled", "expired", "replaced"):
+        return "PARTIAL" if filled_qty > EPS else ("EXPIRED" if status == "expired" else "CANCELLED")
     if status == "rejected":
         return "FAILED"
-    if status == "not_found":
-        return "PLANNED"
+    if status == "not_found":   # EXIT-8: an immediate intent never replays after its session
+        return "EXPIRED" if urgency == "immediate" else "PLANNED"
     return None
 
 
@@ -115,13 +120,13 @@ def order_update(row: OrderRow, truth: "Order | None", *, window_over: bool, now
     reason = ("adopted: found at the broker by client_order_id" if row.status in LOCAL_OPEN
               else f"broker status {row.status} -> {truth.status}")
     return _with_intent(OrderUpdate(row, truth.status, truth.broker_id, truth.filled_qty, truth.filled_avg_price,
-                                    max(delta, 0.0), fill_price, truth.updated_at or now, None, reason,
+                                    max(delta, 0.0), fill_price, truth.filled_at or truth.updated_at or now, None, reason,
                                     truth.reject_reason))
 
 
 def _with_intent(u: OrderUpdate) -> OrderUpdate:
     """Attach the intent transition, only for the intent's current attempt while SUBMITTED."""
-    to = intent_state_for(u.status, u.filled_qty)
+    to = intent_state_for(u.status, u.filled_qty, u.row.urgency)
     if to is None or u.row.intent_state != "SUBMITTED" or u.row.attempt != u.row.intent_attempt:
         return u
     return OrderUpdate(**{**u.__dict__, "intent_to": to})
@@ -149,7 +154,7 @@ def window_end(row: OrderRow, ctx: "Context") -> datetime:
     sent = row.submitted_at
     if sent is None:
         return datetime.min.replace(tzinfo=ctx.now().tzinfo)
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     day = session_date(sent)
     sessions = ctx.broker.calendar(day, day)
@@ -175,7 +180,7 @@ def compute_updates(ctx: "Context", rows: list[OrderRow], truth: dict[str, "Orde
 
 def apply_order_update(con: "duckdb.DuckDBPyConnection", u: OrderUpdate, ctx: "Context", now: datetime) -> None:
     """Record one order update inside the caller's transaction: row, fill, intent state, event."""
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
     from tradebook.intents import transition
     from tradebook.ledger import record_event
     from tradebook.positions import FillInfo, apply_fill
@@ -192,6 +197,12 @@ def apply_order_update(con: "duckdb.DuckDBPyConnection", u: OrderUpdate, ctx: "C
         ts = u.fill_ts or now
         apply_fill(con, FillInfo(r.client_order_id, r.intent_id, r.symbol, r.side, u.fill_qty, u.fill_price or 0.0,
                                  ts, r.decision_price, r.confidence), ctx.params, session_date(ts), ctx.run_id)
+    if u.status not in LOCAL_OPEN and not is_known_status(u.status):
+        from tradebook.controls import record_incident
+
+        record_incident(con, "ORDER_STATUS_UNKNOWN", f"order {r.client_order_id} ({r.symbol}) has broker status "
+                        f"{u.status!r}, which tradebook does not know; treated as working and looked up again "
+                        "until final (VEN-1)", now)
     if u.intent_to:
         transition(con, r.intent_id, u.intent_to, reason=f"order {r.client_order_id} {u.status}: {u.reason}",
                    now=now, run_id=ctx.run_id)

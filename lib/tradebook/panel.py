@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 from tradebook.context import Context
-from tradebook.controls import ControlStatus, effective_state, flatten, halt, resume
+from tradebook.controls import ControlStatus, effective_state, halt, resume
+from tradebook.flatten import flatten
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Position

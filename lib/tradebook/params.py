@@ -25,18 +25,45 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
-class StrategyParams(_Frozen):
-    """Reference swing strategy: trend filter + pullback entry, trend-invalidation exit."""
+class StrategyChoice(_Frozen):
+    """Which strategy decides, and its own params (STR-1): ``strategy: {use: ..., params: {...}}``.
 
-    trend_sma: int = Field(100, ge=5, le=400)
-    fast_sma: int = Field(20, ge=2, le=200)
-    pullback_rsi: int = Field(2, ge=2, le=50)      # short RSI: Connors-style 2-day pullback
-    rsi_entry: float = Field(30.0, ge=1, le=99)
-    rsi_exit: float = Field(70.0, ge=1, le=99)
-    max_hold_days: int = Field(15, ge=1, le=250)
+    ``use`` is a built-in (swing, sma_cross, external_signals, model) or ``module:Class``,
+    e.g. ``strategies.breakout:Breakout`` for ``strategies/breakout.py`` in the project.
+    ``params`` are validated by the strategy's own model (unknown keys refused): for
+    built-ins when params load, for user strategies when the strategy loads (decide,
+    backtest), so a broken strategy never stops reconcile, execute or the stops.
+    ``position_size_pct`` sizes every entry, whatever the strategy (POS-1).
+    """
+
+    use: str = "swing"
+    params: dict[str, Any] = {}
     position_size_pct: float = Field(0.04, gt=0.0, le=1.0)
-    trend_full_pct: float = Field(0.10, gt=0.0, le=1.0)  # fast SMA this far above the trend SMA = full strength
-    depth_weight: float = Field(0.6, ge=0.0, le=1.0)     # confidence = w * pullback depth + (1-w) * trend
+
+    @model_validator(mode="after")
+    def _strategy_known(self) -> "StrategyChoice":
+        from tradebook.research.strategies.loader import check_use, validate_builtin
+
+        problem = check_use(self.use) or validate_builtin(self.use, self.params)
+        if problem:
+            raise ValueError(f"strategy: {problem}")
+        return self
+
+
+class DataParams(_Frozen):
+    """The local market data store (DATA-1): ``tradebook data fetch`` writes it, backtests replay it."""
+
+    store_dir: str = "data/bars"   # relative to the project root; one Parquet file per symbol
+
+
+class BacktestCosts(_Frozen):
+    """What every backtest fill costs (BT-1); the demo's SimBroker models its own spread."""
+
+    commission_per_share: float = Field(0.0, ge=0, le=1)    # Alpaca: commission-free US equities
+    commission_min: float = Field(0.0, ge=0, le=100)         # per order, when commission_per_share > 0
+    commission_pct: float = Field(0.0, ge=0, le=0.01)        # of notional (other brokers, fees)
+    spread_bps: float = Field(4.0, ge=0, le=500)             # full quoted spread; half is paid per fill
+    slippage_bps: float = Field(2.0, ge=0, le=500)           # market impact beyond the half spread
 
 
 class ScheduleParams(_Frozen):
@@ -57,6 +84,10 @@ class SimParams(_Frozen):
     seed: int = 7
     fractionable: list[str] = ["AAPL", "GOOG", "IBM", "MSFT"]
     state_file: str = "sim.duckdb"  # relative to runs_dir
+    # VEN-2, a real venue's habits: cancels confirmed only after this many order look-ups (or the
+    # next clock move; 0 = at once), and orders crossing our own working order refused as wash trades.
+    cancel_polls: int = Field(0, ge=0, le=20)
+    wash_trade_check: bool = False
 
 
 class AlpacaParams(_Frozen):
@@ -64,7 +95,11 @@ class AlpacaParams(_Frozen):
 
     url_override: str | None = None
     data_url_override: str | None = None
-    feed: Literal["iex", "sip", "delayed_sip"] = "iex"
+    feed: Literal["iex", "sip", "delayed_sip"] = "iex"   # latest quotes / snapshots
+    # Daily bars: sip, asked only up to now - 15 min, which any plan (free included) may query.
+    bars_feed: Literal["sip", "iex"] = "sip"
+    allow_margin: bool = False   # GATE-11 uses non-marginable buying power (cash) unless true
+    rate_limit_max_wait_s: float = Field(60.0, ge=0, le=120)   # cap on waiting for X-RateLimit-Reset
     timeout_s: float = Field(10.0, gt=0, le=120)
     retries: int = Field(3, ge=0, le=10)
     # Alpaca adapter (issue 6): first retry wait, doubling; also caps a server's Retry-After.
@@ -133,7 +168,9 @@ class Params(_Frozen):
     fractional_enabled: bool = True
     backup_retention_days: int = Field(14, ge=1)
 
-    strategy: StrategyParams = StrategyParams()
+    strategy: StrategyChoice = StrategyChoice()
+    backtest: BacktestCosts = BacktestCosts()
+    data: DataParams = DataParams()
     schedule: ScheduleParams = ScheduleParams()
     sim: SimParams = SimParams()
     alpaca: AlpacaParams = AlpacaParams()
@@ -149,8 +186,6 @@ class Params(_Frozen):
             problems.append(("min_order_notional", "is larger than max_order_notional"))
         if self.exit_window_start_min >= self.exit_window_end_min:
             problems.append(("exit_window_start_min", "must be before exit_window_end_min"))
-        if self.strategy.fast_sma >= self.strategy.trend_sma:
-            problems.append(("strategy.fast_sma", "must be shorter than strategy.trend_sma"))
         if self.strategy.position_size_pct > self.max_position_pct:
             problems.append(("strategy.position_size_pct", "exceeds max_position_pct"))
         for sym, tier in self.symbol_tiers.items():

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
+from tradebook import ledger_meta
+from tradebook import reconcile_outcome as outcome
 from tradebook.errors import LedgerError
 from tradebook.order_sync import (OrderRow, OrderUpdate, apply_order_update, compute_updates, fetch_truth,
                                   open_order_rows)
@@ -110,10 +112,12 @@ class ReconcileReport:
     checks: int = 1
     first_sync: bool = False
     divergence: bool = False
+    settled: list[tuple[str, str]] = field(default_factory=list)   # (intent_id, state): intent_settle
+    unread: list[str] = field(default_factory=list)   # symbols left out: an order look-up failed
 
     @property
     def wrote(self) -> bool:
-        return bool(self.actions or self.order_updates)
+        return bool(self.actions or self.order_updates or self.unread)
 
     def tables(self) -> dict[str, Any]:
         import pandas as pd
@@ -143,6 +147,8 @@ class ReconcileReport:
             text += "; first sync of an empty ledger (adopted, not a divergence)"
         if self.divergence:
             text += "; DIVERGENCE confirmed on 2 checks -> incident, alert, REDUCE_ONLY"
+        if self.unread:
+            text += f"; order look-up failed, left for the next run: {', '.join(self.unread)}"
         return text
 
 
@@ -150,6 +156,10 @@ def _update_row(u: OrderUpdate) -> dict[str, Any]:
     return {"client_order_id": u.row.client_order_id, "symbol": u.row.symbol, "from": u.row.status,
             "to": u.status, "fill_qty": u.fill_qty, "fill_price": u.fill_price, "intent_to": u.intent_to,
             "reason": u.reason}
+
+
+def _price_only(a: Action) -> bool:
+    return a.kind == CORRECTION and abs(a.qty - a.ledger_qty) <= QTY_TOL
 
 
 class _LedgerMoved(LedgerError):
@@ -162,11 +172,26 @@ _FINGERPRINT = ("SELECT (SELECT count(*) FROM orders), (SELECT max(updated_at) F
 
 
 def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
-    """REC-1…7: bring the ledger in line with the broker; ``light`` = our orders and fills only."""
+    """REC-1…8: bring the ledger in line with the broker; ``light`` = our orders and fills only.
+
+    A full reconcile that fails for any reason but the ledger itself is recorded (REC-8:
+    incident, alert, REDUCE_ONLY, session not reconciled) and then raised.
+    """
     from tradebook.intents import phase_session
 
     with phase_session(ctx):
-        return _reconcile(ctx, light)
+        if light:
+            return _reconcile(ctx, True)
+        started = outcome.failure_time(ctx)
+        try:
+            return _reconcile(ctx, False)
+        except LedgerError:
+            raise  # nothing can be recorded in a ledger we cannot use; the error says what to do
+        except Exception as exc:
+            problem = outcome.record_failure(ctx, exc, started)
+            if problem:
+                exc.add_note(f"the failure could not be recorded in the ledger: {problem}")
+            raise
 
 
 def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileReport:
@@ -181,11 +206,16 @@ def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileR
 
 
 def _reconcile(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -> ReconcileReport:
+    from tradebook.intent_settle import settle_intents
+
     for _ in range(3):
         try:
-            return _reconcile_once(ctx, light, cids)
+            report = _reconcile_once(ctx, light, cids)
         except _LedgerMoved:
             continue  # another writer changed the ledger between our read and our write: redo
+        if cids is None:  # EXIT-3/EXIT-8: no intent stays "under way" without a live order
+            report.settled = settle_intents(ctx, report.now)
+        return report
     raise LedgerError("the ledger kept changing during reconcile (another writer?); run it again")
 
 
@@ -194,60 +224,87 @@ def load_quantities(con: "duckdb.DuckDBPyConnection") -> dict[str, Pos]:
     return {r[0]: Pos(*r) for r in con.execute("SELECT symbol, qty, avg_price FROM positions").fetchall()}
 
 
-def _read_ledger(ctx: "Context", cids: Iterable[str] | None):
+def _read_ledger(ctx: "Context", cids: Iterable[str] | None, light: bool):
     with ctx.ledger.connect() as con:
         rows = open_order_rows(con, cids)
         positions = load_quantities(con)
         first = not positions and not con.execute(
             "SELECT (SELECT count(*) FROM trades) + (SELECT count(*) FROM orders)").fetchall()[0][0]
-        return rows, positions, first, con.execute(_FINGERPRINT).fetchall()[0]
+        mark = None if light else ledger_meta.get(con, ledger_meta.RECONCILE_KEY)
+        return rows, positions, first, con.execute(_FINGERPRINT).fetchall()[0], mark
 
 
 def _check(ctx: "Context", rows: list[OrderRow], ledger: dict[str, Pos], light: bool, now: datetime):
-    """One look at the broker: (positions, open orders, order updates, actions)."""
+    """One look at the broker: (positions, open orders, order updates, actions, symbols left out).
+
+    A symbol with an order whose look-up failed is left out of the position comparison:
+    a fill we could not read would otherwise be booked as an EXTERNAL_CLOSE or a
+    correction of our own order (issue 12 item 10); the next run settles it.
+    """
     broker = ctx.broker
     positions = [] if light else broker.positions()     # REC-1: positions and open orders first
     open_orders = broker.open_orders() if (rows or not light) else []
-    updates = compute_updates(ctx, rows, fetch_truth(broker, rows, open_orders), now)
-    actions = [] if light else diff(positions, project(ledger, updates).values())
-    return positions, open_orders, updates, actions
+    truth = fetch_truth(broker, rows, open_orders)
+    updates = compute_updates(ctx, rows, truth, now)
+    unread = sorted({r.symbol for r in rows if r.client_order_id not in truth})
+    if light:
+        return positions, open_orders, updates, [], unread
+    skip = set(unread)
+    actions = diff([p for p in positions if p.symbol not in skip],
+                   [p for p in project(ledger, updates).values() if p.symbol not in skip])
+    return positions, open_orders, updates, actions, unread
 
 
 def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -> ReconcileReport:
     now = ctx.now()
-    rows, ledger, first, fingerprint = _read_ledger(ctx, cids)
-    positions, open_orders, updates, actions = _check(ctx, rows, ledger, light, now)
+    rows, ledger, first, fingerprint, mark = _read_ledger(ctx, cids, light)
+    positions, open_orders, updates, actions, unread = _check(ctx, rows, ledger, light, now)
     report = ReconcileReport(now, light, positions, open_orders, len(ledger), first_sync=first)
     if actions and not first:  # REC-7: confirm on a second, consecutive check
-        positions, open_orders, updates, second = _check(ctx, rows, ledger, light, now)
+        positions, open_orders, updates, second, unread2 = _check(ctx, rows, ledger, light, now)
         seen = {a.symbol for a in actions}
         actions = [a for a in second if a.symbol in seen]
         report.unconfirmed = [a for a in second if a.symbol not in seen]
         report.checks, report.broker_positions, report.open_orders = 2, positions, open_orders
+        unread = sorted(set(unread) | set(unread2))
     report.actions, report.order_updates = actions, updates
-    report.divergence = bool(actions) and not first
-    if report.wrote:
-        _write(ctx, report, fingerprint)
+    report.unread = [] if light else unread
+    # An average-price difference alone is Alpaca's FIFO end-of-day average, not a divergence:
+    # a quiet broker-wins correction (REC-4), no incident.
+    report.divergence = any(not _price_only(a) for a in actions) and not first
+    mark_due = not light and outcome.needs_success_mark(mark, now)   # REC-8, written once per session
+    if report.wrote or mark_due:
+        _write(ctx, report, fingerprint, mark if mark_due else None, mark_due)
     return report
 
 
-def _write(ctx: "Context", report: ReconcileReport, fingerprint: tuple) -> None:
+def _write(ctx: "Context", report: ReconcileReport, fingerprint: tuple, mark: dict | None = None,
+           mark_due: bool = False) -> None:
     with ctx.ledger.transaction() as con:
         if con.execute(_FINGERPRINT).fetchall()[0] != fingerprint:
             raise _LedgerMoved("ledger changed since it was read")
+        if mark_due:
+            outcome.mark_success(con, mark, report.now)
         for u in report.order_updates:
             apply_order_update(con, u, ctx, report.now)
         if report.actions:
             apply_actions(con, report.actions, ctx, report.now)
         if report.divergence:
             _raise_divergence(con, report, ctx)
+        if report.unread:
+            from tradebook.controls import record_incident
+
+            record_incident(con, "ORDER_LOOKUP_FAILED",
+                            f"order look-up failed for {', '.join(report.unread)}: left out of the position "
+                            "comparison (our own fill is never booked as an external close); the next run "
+                            "settles it", report.now)
 
 
 def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: "Context", now: datetime) -> None:
     """REC-2/3/4/6 in bulk (set-based SQL over a registered frame: 5,000 actions stay fast)."""
     import pandas as pd
 
-    from tradebook.controls import session_date
+    from tradebook.sessions import session_date
 
     p = ctx.params
     frame = pd.DataFrame({

@@ -135,7 +135,7 @@ class Report:
 def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, use_broker: bool = True,
                  limit: int = 50) -> Report:
     """Read the ledger (and current prices/equity from the broker) into a Report."""
-    live = _broker_snapshot(ctx) if use_broker else {"note": "broker not consulted: positions at cost"}
+    live: dict[str, Any] = _broker_snapshot(ctx) if use_broker else {"note": "broker not consulted: positions at cost"}
     with ctx.ledger.connect() as con:
         con.execute(f"SET TimeZone = '{TZ}'")
         frames = {name: con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()

@@ -9,12 +9,15 @@ Per session S (next session N):
 | slot      | due at                       | missed after        | counts as done: a run of the phase in |
 |-----------|------------------------------|---------------------|---------------------------------------|
 | reconcile | open - reconcile_before_open | open + exit start   | [due, open + exit start)              |
-| execute   | open + exit_window_start     | open + exit end     | [open, close)   (after a reconcile)   |
+| execute   | open + exit_window_start     | open + exit end     | [open + exit start, open + exit end)  |
 | decide    | close + decide_after_close   | N.open              | [close, N.open)                       |
 | report    | close + report_after_close   | N.open              | [close, N.open)                       |
 | backup    | after report                 | N.open              | a BACKUP event for S                  |
 
 A run counts whatever its status: a failed run is never retried into a duplicate order.
+Only an execute run *inside* the window counts: a manual ``tradebook run execute`` at
+09:32 sends nothing planned (the window has not opened) and must not make the daemon
+skip the real 09:35 run; the daemon reconciles before its execute either way.
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ def session_plan(session: "Session", next_session: "Session", params: "Params") 
     day = session.day
     return [
         Slot(pre_open, 0, "reconcile", day, exec_start, pre_open, exec_start),
-        Slot(exec_start, 1, "execute", day, exec_end, session.open, session.close),
+        Slot(exec_start, 1, "execute", day, exec_end, exec_start, exec_end),
         Slot(decide_at, 2, "decide", day, nxt, session.close, nxt),
         Slot(report_at, 3, "report", day, nxt, session.close, nxt),
         Slot(report_at, 4, "backup", day, nxt, session.close, nxt),

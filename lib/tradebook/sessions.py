@@ -88,10 +88,11 @@ def epoch(dt: datetime) -> float:
     return dt.timestamp()
 
 
-def to_exchange_time(dt: datetime) -> datetime:
-    """The same instant in America/New_York."""
-    epoch(dt)
-    return dt.astimezone(EXCHANGE_TZ)
+def session_date(now: datetime) -> date:
+    """The exchange (America/New_York) date of an aware timestamp."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (exchange time is America/New_York)")
+    return now.astimezone(EXCHANGE_TZ).date()
 
 
 def bounds() -> tuple[date, date]:

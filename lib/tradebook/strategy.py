@@ -1,6 +1,6 @@
 """The reference swing strategy on daily bars: trend filter + pullback entry.
 
-Rules (all parameters in ``StrategyParams``, ``params.strategy``):
+Rules (all parameters in ``SwingParams``, ``params.strategy.params`` when ``use: swing``):
 
 * **Trend filter**: the close is above its ``trend_sma``-day simple moving average.
 * **Pullback entry**: while in trend, the short RSI (``pullback_rsi`` days, Wilder
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from tradebook.params import StrategyParams
+    from tradebook.research.strategies.swing import SwingParams as StrategyParams
 
 EXIT_TREND = "TREND_BREAK"
 EXIT_RSI = "RSI_EXIT"

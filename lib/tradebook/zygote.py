@@ -102,7 +102,7 @@ def fork_provisioner(km: Any, zygote: "Zygote") -> Any:
                 return await super().launch_kernel(cmd, **kwargs)
             cwd = str(kwargs.get("cwd") or os.getcwd())
             pid = zygote.fork(args, dict(kwargs.get("env") or os.environ), cwd)
-            self.process = ForkedProcess(pid)
+            self.process = ForkedProcess(pid)  # type: ignore[assignment]  # duck-types Popen
             self.pid = self.pgid = pid
             self.cwd = cwd
             return self.connection_info

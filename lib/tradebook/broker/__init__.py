@@ -2,29 +2,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradebook.broker.base import Broker
 
 if TYPE_CHECKING:
     from tradebook.params import Params
 
-__all__ = ["Broker", "make_broker"]
+__all__ = ["Broker", "make_broker", "breaker_path"]
 
 
-def make_broker(params: "Params", root: Path) -> Broker:
-    """The broker the params ask for: SimBroker for mode sim, AlpacaBroker for paper/live."""
+def breaker_path(params: "Params", root: Path | None) -> Path:
+    """Where the API circuit breaker keeps its failure count (EXE-4), one file per mode."""
+    return params.runs_path(root) / f"api_breaker-{params.mode}.json"
+
+
+def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
+    """The broker the params ask for: SimBroker for mode sim, AlpacaBroker for paper/live.
+
+    The broker layer never writes the ledger: an open API circuit is reported by the adapter
+    (``circuit_open``, CircuitOpen) and turned into REDUCE_ONLY by the order path (EXE-4);
+    skipped answer items reach the ledger through ``on_incident``, wired by the Context.
+    """
     if params.mode == "sim":
+        from tradebook import marketdata
         from tradebook.broker.sim import SimBroker
 
+        store = Path(params.data.store_dir)
+        if marketdata.use_store(store if store.is_absolute() else root / store):  # DATA-1: replay fetched symbols
+            from tradebook.broker import sim_path
+
+            sim_path.symbol_bars.cache_clear()
         return SimBroker.from_params(params, root)
     from tradebook.broker.alpaca import AlpacaBroker
+    from tradebook.broker.alpaca_breaker import BreakerFile
 
-    def degrade(reason: str) -> None:
-        # EXE-4: an open API circuit puts the whole system in reduce-only until it re-arms.
-        from tradebook import controls
-        from tradebook.ledger import Ledger
-
-        controls.reduce_only(Ledger(params.ledger_path(root)), reason, source="api_breaker")
-
-    return AlpacaBroker.from_params(params, on_circuit_open=degrade)
+    overrides.setdefault("breaker_store", BreakerFile(breaker_path(params, root)))
+    return AlpacaBroker.from_params(params, **overrides)

@@ -1,14 +1,18 @@
 """alpaca-py models ⇄ tradebook broker types (pure functions, no I/O).
 
-Money arrives from the Trading API as decimal strings; results are floats (broker/base.py).
+Trading API answers are read raw (alpaca-py with ``raw_data=True``) and parsed here field by
+field, item by item: alpaca-py's models reject a whole list when one item carries an enum
+value they lack (``asset_class: ipo``, a new order status). Money arrives as decimal
+strings; results are floats (broker/base.py).
 Order quantities and prices leave as floats built from our quantised Decimals (the SDK
 serialises qty, notional and limit_price as JSON floats).
 """
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
 from tradebook.broker.base import Account, Asset, Clock, Order, OrderRequest, Position, Quote, Session
@@ -16,7 +20,11 @@ from tradebook.broker.base import Account, Asset, Clock, Order, OrderRequest, Po
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger("tradebook.broker.alpaca")
+T = TypeVar("T")
+
 NY = ZoneInfo("America/New_York")
+EQUITY = "us_equity"
 
 
 def _f(value: Any, default: float = 0.0) -> float:
@@ -28,43 +36,89 @@ def _v(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def to_account(acct: Any, fractional: bool) -> Account:
-    return Account(equity=_f(acct.equity), cash=_f(acct.cash), buying_power=_f(acct.buying_power),
-                   currency=acct.currency or "USD", status=_v(acct.status), fractional_enabled=fractional)
+def _ts(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (Z or offset, up to nanoseconds) as an aware datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
 
 
-def to_position(pos: Any) -> Position:
-    qty = _f(pos.qty)
-    if _v(pos.side) == "short" and qty > 0:
+def to_account(acct: dict[str, Any], fractional: bool, allow_margin: bool = False) -> Account:
+    """GATE-11 spends non-marginable buying power (cash) unless params say ``allow_margin: true``.
+
+    Alpaca paper accounts are margin accounts: ``buying_power`` is about 2x cash there.
+    """
+    margin_bp = _f(acct.get("buying_power"))
+    cash_bp = acct.get("non_marginable_buying_power")
+    bp = margin_bp if allow_margin or cash_bp in (None, "") else min(_f(cash_bp), margin_bp)
+    return Account(equity=_f(acct.get("equity")), cash=_f(acct.get("cash")), buying_power=bp,
+                   currency=acct.get("currency") or "USD", status=str(acct.get("status") or ""),
+                   fractional_enabled=fractional)
+
+
+def to_position(pos: dict[str, Any]) -> Position:
+    """One item of GET /v2/positions (raw JSON; unknown asset classes are kept, never traded)."""
+    qty = _f(pos["qty"])
+    if pos.get("side") == "short" and qty > 0:
         qty = -qty
-    price = _f(pos.current_price, _f(pos.avg_entry_price))
-    return Position(symbol=pos.symbol, qty=qty, avg_price=_f(pos.avg_entry_price), market_price=price)
+    avg = _f(pos["avg_entry_price"])
+    return Position(symbol=str(pos["symbol"]), qty=qty, avg_price=avg, market_price=_f(pos.get("current_price"), avg),
+                    asset_class=str(pos.get("asset_class") or EQUITY))
 
 
-def to_order(order: Any) -> Order:
-    kind = _v(order.type or order.order_type)
-    qty = order.qty if order.qty is not None else order.filled_qty
+def to_order(order: dict[str, Any]) -> Order:
+    """One Order object (raw JSON). Unknown statuses pass through (VEN-1 treats them as working)."""
+    status = str(order["status"])
+    qty = order.get("qty") if order.get("qty") is not None else order.get("filled_qty")
+    limit, avg = order.get("limit_price"), order.get("filled_avg_price")
     return Order(
-        broker_id=str(order.id), client_order_id=order.client_order_id, symbol=order.symbol or "",
-        side=_v(order.side), qty=_f(qty), order_type=kind,  # type: ignore[arg-type]
-        status=_v(order.status), limit_price=None if order.limit_price is None else float(order.limit_price),
-        filled_qty=_f(order.filled_qty), filled_avg_price=None if order.filled_avg_price is None
-        else float(order.filled_avg_price), submitted_at=order.submitted_at, updated_at=order.updated_at,
-        reject_reason="rejected by Alpaca" if _v(order.status) == "rejected" else None)
+        broker_id=str(order["id"]), client_order_id=str(order["client_order_id"]), symbol=order.get("symbol") or "",
+        side=str(order.get("side") or ""), qty=_f(qty),  # type: ignore[arg-type]
+        order_type=str(order.get("type") or order.get("order_type") or ""),  # type: ignore[arg-type]
+        status=status, limit_price=None if limit is None else float(limit), filled_qty=_f(order.get("filled_qty")),
+        filled_avg_price=None if avg is None else float(avg), submitted_at=_ts(order.get("submitted_at")),
+        updated_at=_ts(order.get("updated_at")), reject_reason="rejected by Alpaca" if status == "rejected" else None,
+        filled_at=_ts(order.get("filled_at")))
 
 
-def to_clock(clock: Any) -> Clock:
-    return Clock(now=clock.timestamp.astimezone(NY), is_open=bool(clock.is_open),
-                 next_open=clock.next_open.astimezone(NY), next_close=clock.next_close.astimezone(NY))
+def parse_items(items: Any, parse: Callable[[dict[str, Any]], T], what: str,
+                on_skip: Callable[[str], None] | None = None) -> list[T]:
+    """Parse a list answer item by item: an unparseable item is skipped and reported, never fatal."""
+    out: list[T] = []
+    for item in items if isinstance(items, list) else []:
+        try:
+            out.append(parse(item))
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            ident = item.get("symbol") or item.get("client_order_id") or item.get("id") if isinstance(item, dict) else "?"
+            detail = f"Alpaca {what}: skipped an item it could not read ({ident}: {type(exc).__name__}: {exc})"
+            log.error("%s", detail)
+            if on_skip is not None:
+                on_skip(detail)
+    return out
 
 
-def to_session(cal: Any) -> Session:
-    """The SDK combines date and 'HH:MM' into naive datetimes; Alpaca's calendar is New York time."""
-    return Session(day=cal.date, open=cal.open.replace(tzinfo=NY), close=cal.close.replace(tzinfo=NY))
+def to_clock(clock: dict[str, Any]) -> Clock:
+    return Clock(now=_ts(clock["timestamp"]).astimezone(NY), is_open=bool(clock["is_open"]),  # type: ignore[union-attr]
+                 next_open=_ts(clock["next_open"]).astimezone(NY),  # type: ignore[union-attr]
+                 next_close=_ts(clock["next_close"]).astimezone(NY))  # type: ignore[union-attr]
 
 
-def to_asset(asset: Any) -> Asset:
-    return Asset(symbol=asset.symbol, tradable=bool(asset.tradable), fractionable=bool(asset.fractionable))
+def to_session(cal: dict[str, Any]) -> Session:
+    """Alpaca's calendar gives the date and 'HH:MM' open/close in New York time."""
+    day = date.fromisoformat(str(cal["date"])[:10])
+
+    def at(hhmm: str) -> datetime:
+        hour, minute = str(hhmm).replace(":", "")[:2], str(hhmm).replace(":", "")[2:4]
+        return datetime.combine(day, time(int(hour), int(minute)), tzinfo=NY)
+
+    return Session(day=day, open=at(cal["open"]), close=at(cal["close"]))
+
+
+def to_asset(asset: dict[str, Any]) -> Asset:
+    tradable = bool(asset.get("tradable")) and asset.get("status", "active") == "active"
+    return Asset(symbol=str(asset["symbol"]), tradable=tradable, fractionable=bool(asset.get("fractionable")))
 
 
 def to_quote(symbol: str, snap: Any) -> Quote | None:

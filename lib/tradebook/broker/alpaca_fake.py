@@ -9,13 +9,21 @@ Prices replay the bundled daily bars under a settable simulated clock (``set_tim
 Fault kinds (``times`` answers each; ``path``/``method`` narrow them, ``path`` may end in ``*``):
   latency                    handle the request, then wait ``seconds`` before answering (client timeout)
   http_500 / http_503 / http_504   answer that status without handling (503/504 bodies are HTML)
-  http_429                   rate limited, with ``Retry-After: retry_after``
+  http_429                   rate limited: 429 with X-RateLimit-* (Reset = now + ``retry_after`` s)
   reject_buying_power        403 insufficient buying power          (default: POST /v2/orders)
   duplicate_client_order_id  422 client_order_id must be unique     (default: POST /v2/orders)
   fractional_reject          422 asset is not fractionable          (default: POST /v2/orders)
   lost_response              record the order, then drop the connection (default: POST /v2/orders)
   accept_then_504            record the order, then answer 504      (default: POST /v2/orders)
   drop_connection            drop the connection without handling the request
+  partial_fill               the order's first fill is half of it (default: POST /v2/orders)
+  reply                      answer ``status`` with the JSON ``body`` (``handle=True``: handle the request
+                             first, so an order may land and still be answered with an error)
+
+Venue realism (``VenueOptions``, alpaca_fake_venue): async cancels, margin account, wash-trade
+check, a rate limit, the market-data plan. Unknown order statuses (``show_status``) and asset
+classes (``seed_position(..., asset_class=...)``) on demand. ``FakeAlpacaServer.observers``
+(class-level) see every answer; the test suite checks each one against Alpaca's contract.
 """
 from __future__ import annotations
 
@@ -27,16 +35,18 @@ from contextlib import contextmanager
 from datetime import date, datetime, time as dtime
 from decimal import Decimal
 from http.server import ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from tradebook.broker.alpaca_fake_market import NY, FakeMarket
 from tradebook.broker.alpaca_fake_models import Fault, RequestRecord
 from tradebook.broker.alpaca_fake_routes import Answer, FakeHandler
 from tradebook.broker.alpaca_fake_state import FakeBrokerState
+from tradebook.broker.alpaca_fake_venue import RateLimiter, VenueOptions
 
 ORDER_FAULTS = ("reject_buying_power", "duplicate_client_order_id", "fractional_reject", "lost_response",
-                "accept_then_504")
-FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_connection") + ORDER_FAULTS
+                "accept_then_504", "partial_fill")
+FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_connection",
+               "reply") + ORDER_FAULTS
 DEFAULT_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "FB")
 DEFAULT_START = datetime(2011, 7, 1, 8, 0, tzinfo=NY)   # params.sim.start_date, before the open
 
@@ -44,15 +54,21 @@ DEFAULT_START = datetime(2011, 7, 1, 8, 0, tzinfo=NY)   # params.sim.start_date,
 class FakeAlpacaServer:
     """Context manager around the loopback server; also the demo's clock (``advance_to``)."""
 
+    # Called with (method, path, status, headers, payload) for every API answer (tests: contract checks).
+    observers: list[Callable[..., None]] = []
+
     def __init__(self, *, start: datetime | date | None = None, symbols: tuple[str, ...] = DEFAULT_SYMBOLS,
                  cash: float = 100_000.0, spread_bps: float = 4.0, key_id: str | None = None,
                  secret_key: str | None = None, account_fractional: bool = True,
-                 non_fractionable: tuple[str, ...] = (), page_size: int = 10_000):
+                 non_fractionable: tuple[str, ...] = (), page_size: int = 10_000,
+                 venue: VenueOptions | None = None):
         if isinstance(start, date) and not isinstance(start, datetime):
             start = datetime.combine(start, dtime(8, 0), tzinfo=NY)
         self.market = FakeMarket(tuple(symbols), spread_bps)
         self.state = FakeBrokerState(self.market, start or DEFAULT_START, cash, account_fractional,
-                                     non_fractionable)
+                                     non_fractionable, venue)
+        v = self.state.venue
+        self.limiter = RateLimiter(v.rate_limit, v.rate_window_s) if v.rate_limit > 0 else None
         self.page_size = page_size
         self._keys = (key_id, secret_key)
         self._faults: list[Fault] = []
@@ -136,14 +152,16 @@ class FakeAlpacaServer:
 
     # faults and inspection ---------------------------------------------------------------
     def inject(self, kind: str, times: int = 1, path: str | None = None, method: str | None = None,
-               seconds: float = 1.0, retry_after: int = 1) -> None:
+               seconds: float = 1.0, retry_after: int = 1, status: int = 0, body: Any = None,
+               handle: bool = False) -> None:
         """Script the next ``times`` matching requests to fail in the ``kind`` way (see module doc)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
         if kind in ORDER_FAULTS and path is None:
             path, method = "/v2/orders", method or "POST"
         with self._lock:
-            self._faults.append(Fault(kind, int(times), path, method, float(seconds), int(retry_after)))
+            self._faults.append(Fault(kind, int(times), path, method, float(seconds), int(retry_after),
+                                      int(status), body, bool(handle)))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -166,8 +184,25 @@ class FakeAlpacaServer:
         """How many API requests the server received for (method, path)."""
         return sum(1 for r in self.requests if r.method == method and r.path == path)
 
-    def seed_position(self, symbol: str, qty: float, avg_price: float) -> None:
-        self.state.seed_position(symbol, qty, avg_price)
+    def seed_position(self, symbol: str, qty: float, avg_price: float, asset_class: str = "us_equity") -> None:
+        self.state.seed_position(symbol, qty, avg_price, asset_class)
+
+    def show_status(self, client_order_id: str, status: str | None) -> None:
+        """Answer this order with ``status`` (e.g. one the spec lacks) until reset with None."""
+        self.state.show_status(client_order_id, status)
+
+    def rate_limit(self) -> tuple[bool, dict[str, str]]:
+        """(allowed, X-RateLimit-* headers) for one API request."""
+        if self.limiter is None:
+            return True, {}
+        return self.limiter.take()
+
+    def observe(self, method: str, path: str, status: int, headers: dict[str, str], payload: Any,
+                raw: bytes) -> None:
+        if path.startswith("/_fake/"):
+            return
+        for observer in list(self.observers):
+            observer(method, path, status, headers, payload, raw)
 
     def set_fractionable(self, symbol: str, fractionable: bool) -> None:
         self.state.fractionable[symbol] = fractionable
@@ -190,7 +225,7 @@ class FakeAlpacaServer:
             if path == "/_fake/clock" and method == "POST":
                 self.set_time(datetime.fromisoformat(str(body["now"])))
             elif path == "/_fake/faults" and method == "POST":
-                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})
+                self.inject(**{k: (float(v) if isinstance(v, Decimal) else v) for k, v in (body or {}).items()})  # type: ignore[arg-type]
             elif path == "/_fake/faults" and method == "DELETE":
                 self.clear_faults()
             elif path == "/_fake/requests" and method == "GET":

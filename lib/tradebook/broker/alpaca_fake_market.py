@@ -166,10 +166,11 @@ def iso_z(dt: datetime) -> str:
 
 
 def bar_json(bar: DayBar) -> dict:
-    """A daily bar as Alpaca sends it: t is midnight New York; n and vw must be present."""
+    """A daily bar as Alpaca sends it: t is midnight New York; n (int) and vw (number) are required."""
     midnight = datetime(bar.day.year, bar.day.month, bar.day.day, tzinfo=NY)
     return {"t": iso_z(midnight), "o": round(bar.open, 4), "h": round(bar.high, 4), "l": round(bar.low, 4),
-            "c": round(bar.close, 4), "v": int(bar.volume), "n": None, "vw": None}
+            "c": round(bar.close, 4), "v": int(bar.volume), "n": int(bar.volume) // 100 + 1,
+            "vw": round((bar.high + bar.low + bar.close) / 3, 4)}
 
 
 def quote_json(market: FakeMarket, symbol: str, now: datetime) -> dict | None:
@@ -187,6 +188,8 @@ def snapshot_json(market: FakeMarket, symbol: str, now: datetime) -> dict | None
         return None
     prev = market.previous_bar(symbol, daily.day)
     mid = market.mid(symbol, now)
-    return {"latestTrade": {"t": iso_z(now), "p": mid, "s": 100, "x": "V", "i": 1, "c": ["@"], "z": "C"},
-            "latestQuote": quote, "minuteBar": None, "dailyBar": bar_json(daily),
-            "prevDailyBar": bar_json(prev) if prev else None}
+    snap = {"latestTrade": {"t": iso_z(now), "p": mid, "s": 100, "x": "V", "i": 1, "c": ["@"], "z": "C"},
+            "latestQuote": quote, "dailyBar": bar_json(daily)}
+    if prev is not None:   # the spec has no null here: absent, not null
+        snap["prevDailyBar"] = bar_json(prev)
+    return snap

@@ -11,7 +11,7 @@ from tradebook.broker.alpaca_fake_market import iso_z
 
 Q9 = Decimal("0.000000001")
 CENT = Decimal("0.01")
-OPEN = ("new", "accepted", "pending_new", "partially_filled")
+OPEN = ("new", "accepted", "pending_new", "partially_filled", "pending_cancel")
 NAMESPACE = uuid.UUID("6f1c2d7e-0b1a-4c8e-9d3f-5a7b9c1d2e3f")
 EXCHANGES = {"IBM": "NYSE"}
 
@@ -56,6 +56,13 @@ class FakeOrder:
     expired_at: datetime | None = None
     filled_qty: Decimal = Decimal(0)
     filled_avg_price: Decimal | None = None
+    cancel_due: datetime | None = None   # async cancel: canceled at this simulated time unless filled first
+    partial: bool = False                # partial_fill fault: the first fill is half the order
+    shown_status: str | None = None      # an unknown status shown on demand (the real one still rules)
+
+    @property
+    def remaining(self) -> Decimal:
+        return (self.qty or Decimal(0)) - self.filled_qty
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,8 +77,8 @@ class FakeOrder:
             "order_class": "", "order_type": self.type, "type": self.type, "side": self.side,
             "position_intent": "buy_to_open" if self.side == "buy" else "sell_to_close",
             "time_in_force": self.time_in_force, "limit_price": num(self.limit_price), "stop_price": None,
-            "status": self.status, "extended_hours": False, "legs": None, "trail_percent": None,
-            "trail_price": None, "hwm": None, "subtag": None, "source": None, "expires_at": None,
+            "status": self.shown_status or self.status, "extended_hours": False, "legs": None,
+            "trail_percent": None, "trail_price": None, "hwm": None,
         }
 
 
@@ -83,6 +90,9 @@ class Fault:
     method: str | None = None
     seconds: float = 1.0
     retry_after: int = 1
+    status: int = 0                 # reply: the status and JSON body to answer with
+    body: Any = None
+    handle: bool = False            # reply: handle the request first (an order may land), then answer
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method.upper() != method:

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tradebook.broker.alpaca_fake_market import NY, bar_json, quote_json, snapshot_json
 from tradebook.broker.alpaca_fake_models import Fault, Reply, RequestRecord
+from tradebook.broker.alpaca_fake_venue import feed_refusal, iex_bar
 
 if TYPE_CHECKING:
     from tradebook.broker.alpaca_fake import FakeAlpacaServer
@@ -47,11 +48,21 @@ def _flag(value: str | None) -> bool:
     return str(value).lower() == "true"   # the SDK sends Python's True/False
 
 
+def _refused(fake: "FakeAlpacaServer", q: dict[str, str], kind: str, end: datetime | None) -> Answer | None:
+    """Feed permissions of the key's market-data plan (400 unknown feed, 403 not in the plan)."""
+    refusal = feed_refusal(q.get("feed"), kind, end, fake.now, fake.state.venue.data_plan)
+    return None if refusal is None else Answer(refusal[0], {"message": refusal[1]})
+
+
 def _bars(fake: "FakeAlpacaServer", q: dict[str, str], _body: Any) -> Answer:
     if q.get("timeframe", "1Day") != "1Day":
         return Answer(422, {"message": "the fake serves 1Day bars only"})
     start = datetime.fromisoformat(q["start"]) if "start" in q else datetime(2000, 1, 1, tzinfo=NY)
     end = datetime.fromisoformat(q["end"]) if "end" in q else fake.now
+    refused = _refused(fake, q, "bars", end)
+    if refused is not None:
+        return refused
+    shown = iex_bar if q.get("feed") == "iex" else (lambda bar: bar)
     rows = []
     for sym in [s for s in q.get("symbols", "").split(",") if s]:
         for bar in fake.market.completed_bars(sym, start.astimezone(NY).date(), end.astimezone(NY).date(),
@@ -64,16 +75,22 @@ def _bars(fake: "FakeAlpacaServer", q: dict[str, str], _body: Any) -> Answer:
     page, more = rows[offset:offset + size], offset + size < len(rows)
     out: dict[str, list] = {}
     for sym, bar in page:
-        out.setdefault(sym, []).append(bar_json(bar))
+        out.setdefault(sym, []).append(shown(bar_json(bar)))
     return Answer(200, {"bars": out, "next_page_token": str(offset + size) if more else None})
 
 
 def _snapshots(fake: "FakeAlpacaServer", q: dict[str, str], _body: Any) -> Answer:
+    refused = _refused(fake, q, "latest", None)
+    if refused is not None:
+        return refused
     snaps = {s: snapshot_json(fake.market, s, fake.now) for s in q.get("symbols", "").split(",") if s}
     return Answer(200, {s: v for s, v in snaps.items() if v is not None})
 
 
 def _latest_quotes(fake: "FakeAlpacaServer", q: dict[str, str], _body: Any) -> Answer:
+    refused = _refused(fake, q, "latest", None)
+    if refused is not None:
+        return refused
     quotes = {s: quote_json(fake.market, s, fake.now) for s in q.get("symbols", "").split(",") if s}
     return Answer(200, {"quotes": {s: v for s, v in quotes.items() if v is not None}})
 
@@ -133,12 +150,13 @@ def fault_answer(fault: "Fault", body: Any) -> Answer | None:
     if kind in ("http_503", "http_504"):
         code = int(kind[-3:])
         return Answer(code, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[code])
+    if kind == "reply" and not fault.handle:
+        return Answer(fault.status, fault.body)
     if kind == "http_500":
         return Answer(500, {"code": 50010000, "message": "internal server error occurred"})
-    if kind == "http_429":
-        return Answer(429, {"code": 42910000, "message": "too many requests"},
-                       {"Retry-After": str(fault.retry_after), "X-Ratelimit-Limit": "200",
-                        "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(int(time.time()) + fault.retry_after)})
+    if kind == "http_429":   # Alpaca documents X-RateLimit-* (Reset: UNIX epoch seconds), not Retry-After
+        return rate_limited({"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
+                             "X-RateLimit-Reset": str(int(time.time()) + fault.retry_after)})
     if kind == "reject_buying_power":
         return Answer(403, {"buying_power": "0", "code": 40310000, "cost_basis": "1",
                              "message": "insufficient buying power"})
@@ -147,6 +165,10 @@ def fault_answer(fault: "Fault", body: Any) -> Answer | None:
     if kind == "fractional_reject":
         return Answer(422, {"code": 42210000, "message": f'asset "{symbol}" is not fractionable'})
     return None
+
+
+def rate_limited(headers: dict[str, str]) -> Answer:
+    return Answer(429, {"code": 42910000, "message": "too many requests"}, dict(headers))
 
 
 class FakeHandler(BaseHTTPRequestHandler):
@@ -180,7 +202,13 @@ class FakeHandler(BaseHTTPRequestHandler):
             self._send(Answer(401, {"message": "unauthorized"}))
             return
         fake._record(RequestRecord(self.command, path, query, body))
+        allowed, limits = fake.rate_limit()
+        if not allowed:
+            self._send(rate_limited(limits))
+            return
         fault = fake._take_fault(self.command, path)
+        if fault and fault.kind == "partial_fill" and isinstance(body, dict):
+            body["_partial"] = True
         if fault and fault.kind == "drop_connection":
             self.close_connection = True
             return
@@ -190,10 +218,13 @@ class FakeHandler(BaseHTTPRequestHandler):
         if fault and fault.kind == "lost_response":
             self.close_connection = True   # the order is recorded; the client never hears back
             return
+        if fault and fault.kind == "reply" and fault.handle:
+            answer = Answer(fault.status, fault.body)
         if fault and fault.kind == "accept_then_504":
             answer = Answer(504, headers={"Content-Type": "text/html"}, raw=HTML_ERRORS[504])
         if fault and fault.kind == "latency":
             time.sleep(fault.seconds)
+        answer.headers = {**limits, **answer.headers}
         self._send(answer)
 
     def _read_body(self) -> Any:
@@ -204,6 +235,9 @@ class FakeHandler(BaseHTTPRequestHandler):
     def _send(self, answer: Answer) -> None:
         raw = answer.raw if answer.raw is not None else (
             b"" if answer.payload is None else json.dumps(answer.payload).encode())
+        fake = getattr(self.server, "fake", None)
+        if fake is not None and answer.status < 600:
+            fake.observe(self.command, urlsplit(self.path).path, answer.status, answer.headers, answer.payload, raw)
         try:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))

@@ -39,6 +39,7 @@ class OrderDesk:
         self._trading, self._call, self.breaker = trading, call, breaker
         self.fractional_enabled = fractional_enabled
         self.fractionable: dict[str, bool] = {}   # learnt at start (validate_fractional) and from rejects
+        self.not_equity: set[str] = set()         # symbols seen held as crypto/options/...: never traded
 
     def get_order(self, client_order_id: str) -> Order | None:
         found = self._call(f"get order {client_order_id}", or_none_on_404(
@@ -50,7 +51,13 @@ class OrderDesk:
             raise CircuitOpen(f"{self.breaker.reason}; entry {cid} {what} (reduce-only)")
 
     # submit -----------------------------------------------------------------------------------
+    def _refuse_non_equity(self, symbol: str) -> None:
+        if symbol in self.not_equity or "/" in symbol:
+            raise BrokerRejected(f"{symbol} is not a us_equity asset: tradebook reconciles and shows it but never "
+                                 "trades it; manage it in Alpaca's dashboard", code="NOT_US_EQUITY")
+
     def submit(self, request: OrderRequest) -> Order:
+        self._refuse_non_equity(request.symbol)
         reducing = request.side == "sell"   # long-only: a sell reduces, a buy is an entry
         if not reducing:
             self._refuse_entry(request.client_order_id)
@@ -128,6 +135,16 @@ class OrderDesk:
             placed = self._call(f"submit {request.side} {request.symbol} (client_order_id {cid})", once)
         except DuplicateClientOrderId:
             return self._existing(request)
+        except FractionalNotSupported:
+            raise   # nothing landed; a fallback resubmit under this client id meets the duplicate path
+        except BrokerRejected as exc:
+            # Never mark an order rejected that Alpaca actually holds (a reworded duplicate, a
+            # retried POST that landed): look it up by client id first.
+            found = self.get_order(cid)
+            if found is None:
+                raise
+            log.warning("order %s: Alpaca answered %s but holds the order; using it", cid, exc.code)
+            return self._checked(request, found)
         except BrokerUnavailable as exc:
             if unknown[0] and not isinstance(exc, CircuitOpen):
                 raise OrderOutcomeUnknown(f"{exc}; the order may have reached Alpaca: look up client_order_id "
@@ -172,12 +189,13 @@ class OrderDesk:
         if not by_id:
             return CancelResult()
         done = []
-        for answer in self._call("cancel all orders", self._trading.cancel_orders):
-            cid = by_id.get(str(answer.id)) or (answer.body or {}).get("client_order_id", str(answer.id))
-            if 200 <= int(answer.status) < 300:
+        for answer in self._call("cancel all orders", self._trading.cancel_orders) or []:
+            oid = str(answer.get("id"))
+            cid = by_id.get(oid) or (answer.get("body") or {}).get("client_order_id", oid)
+            if 200 <= int(answer.get("status") or 0) < 300:
                 done.append(cid)
             else:
-                log.warning("cancel of %s answered HTTP %s", cid, answer.status)
+                log.warning("cancel of %s answered HTTP %s", cid, answer.get("status"))
         return CancelResult(tuple(done))
 
     def close_position(self, symbol: str, client_order_id: str) -> Order | None:
@@ -186,11 +204,15 @@ class OrderDesk:
         A fractional position in an asset that refuses fractional orders is closed with Alpaca's
         DELETE /v2/positions/{symbol} instead (that order carries Alpaca's own client id).
         """
+        self._refuse_non_equity(symbol)
         pos = self._call(f"get position {symbol}", or_none_on_404(lambda: self._trading.get_open_position(symbol)))
-        if pos is None or Decimal(str(pos.qty)) == 0:
+        if pos is None or Decimal(str(pos["qty"])) == 0:
             return None
-        held = Decimal(str(pos.qty))
-        side = "buy" if held < 0 or cv._v(pos.side) == "short" else "sell"
+        if pos.get("asset_class", cv.EQUITY) != cv.EQUITY:
+            self.not_equity.add(symbol)
+            self._refuse_non_equity(symbol)
+        held = Decimal(str(pos["qty"]))
+        side = "buy" if held < 0 or pos.get("side") == "short" else "sell"
         qty = to_qty(abs(held))
         request = OrderRequest(symbol, side, qty, client_order_id, order_type="market")  # type: ignore[arg-type]
         if qty == qty.to_integral_value() or self.fractionable.get(symbol, True):

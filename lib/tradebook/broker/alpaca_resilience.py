@@ -4,10 +4,10 @@
   session gives every request a (connect, read) timeout.
 * ``classify``/``translate``: which failures are transient (timeouts, connection errors,
   5xx, 429) and the typed, secret-free tradebook error for each SDK failure.
-* ``CircuitBreaker``: N transient failures within a window open it; it closes on the first
-  successful call once the window has passed since the last failure.
-* ``call_with_retries``: tenacity retries for transient failures only, exponential backoff,
-  ``Retry-After`` honoured (capped); business rejects are never retried.
+* ``call_with_retries``: tenacity retries for transient failures only, exponential backoff;
+  a 429 waits until ``X-RateLimit-Reset`` (capped) and never counts toward the breaker;
+  business rejects are never retried.
+* ``CircuitBreaker`` lives in ``alpaca_breaker`` (persisted across processes).
 
 Typed errors are raised outside any ``except`` block, so they carry no ``__context__``: the
 SDK exceptions (whose ``.request`` holds the auth headers) never travel with them.
@@ -17,9 +17,8 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
-import threading
+import re
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, TypeVar
 
@@ -27,6 +26,7 @@ import requests
 from alpaca.common.exceptions import APIError
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from tradebook.broker.alpaca_breaker import BreakerFile, CircuitBreaker, MemoryStore  # noqa: F401  (re-exported)
 from tradebook.errors import (BrokerError, BrokerRejected, BrokerUnavailable, DuplicateClientOrderId,
                               FractionalNotSupported, SecretsError, TradebookError)
 
@@ -105,6 +105,26 @@ def may_have_landed(exc: BaseException) -> bool:
     return is_transient(exc) and status_of(exc) != 429
 
 
+def rate_limit_reset_s(exc: BaseException, now: float) -> float | None:
+    """Seconds until a 429's ``X-RateLimit-Reset`` (UNIX epoch seconds, per Alpaca's OpenAPI specs)."""
+    response = getattr(exc, "response", None) if isinstance(exc, APIError) else None
+    value = response.headers.get("X-RateLimit-Reset") if response is not None else None
+    try:
+        return None if not value else max(0.0, float(value) - now)
+    except ValueError:
+        return None
+
+
+_DUPLICATE = re.compile(r"client[\s_-]*order[\s_-]*id", re.I)
+
+
+def is_duplicate_client_id(status: int | None, code: int | None, message: str) -> bool:
+    """A duplicate client_order_id, however the venue words it (422 40010001, 409 40910000, ...)."""
+    if code == 40910000 or status == 409:
+        return True
+    return bool(_DUPLICATE.search(message)) and "unique" in message.lower() or "duplicate client" in message.lower()
+
+
 def retry_after_s(exc: BaseException) -> float | None:
     """Seconds from a 429/503 ``Retry-After`` header (delta seconds or an HTTP date)."""
     response = getattr(exc, "response", None) if isinstance(exc, APIError) else None
@@ -150,7 +170,7 @@ def translate(exc: BaseException, what: str, redact: Redactor, attempts: int = 1
     if status == 401:
         return SecretsError(f"{text}: the API keys were refused; check that APCA_API_KEY_ID/"
                             "APCA_API_SECRET_KEY are the pair for this mode (paper keys differ from live)")
-    if status == 422 and "client_order_id must be unique" in low:
+    if status in (409, 422) and is_duplicate_client_id(status, code, message):
         return DuplicateClientOrderId(text)
     if status == 422 and (code == 42210000 and "fraction" in low or "not fractionable" in low):
         return FractionalNotSupported(text)
@@ -159,67 +179,6 @@ def translate(exc: BaseException, what: str, redact: Redactor, attempts: int = 1
                   else "INSUFFICIENT_QTY" if "insufficient qty" in low else "FORBIDDEN")
         return BrokerRejected(text, code=reason)
     return BrokerRejected(text, code={404: "NOT_FOUND", 422: "INVALID"}.get(status, f"HTTP_{status}"))
-
-
-# --- circuit breaker ---------------------------------------------------------------------------
-class CircuitBreaker:
-    """EXE-4: ``failures`` transient failures within ``window_s`` open it; ``on_open(reason)`` is told once.
-
-    While open, new entries are refused (the adapter raises CircuitOpen). It closes on the first
-    successful call made at least ``window_s`` after the last failure.
-    """
-
-    def __init__(self, failures: int, window_s: float, on_open: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.failures, self.window_s = failures, window_s
-        self._on_open, self._clock = on_open, clock
-        self._recent: deque[float] = deque()
-        self._opened_at: float | None = None
-        self._last_failure = 0.0
-        self.reason = ""
-        self._lock = threading.Lock()
-
-    @property
-    def is_open(self) -> bool:
-        return self._opened_at is not None
-
-    def record_failure(self, label: str) -> None:
-        now, opened = self._clock(), None
-        with self._lock:
-            self._last_failure = now
-            if self._opened_at is not None:
-                return
-            self._recent.append(now)
-            while self._recent and self._recent[0] < now - self.window_s:
-                self._recent.popleft()
-            if len(self._recent) >= self.failures:
-                self._opened_at = now
-                self.reason = opened = (f"API circuit breaker open: {len(self._recent)} failures in "
-                                        f"{self.window_s:g}s (last: {label})")
-        if opened:
-            log.error("%s; new entries refused, reduce-only until it closes", opened)
-            self._notify(opened)
-
-    def _notify(self, reason: str) -> None:
-        if self._on_open is None:
-            return
-        try:
-            self._on_open(reason)
-        except Exception as exc:   # the breaker still refuses entries on its own; make the failure loud
-            log.error("on_circuit_open callback failed: %s: %s", type(exc).__name__, exc)
-
-    def record_success(self) -> None:
-        with self._lock:
-            if self._opened_at is None or self._clock() - self._last_failure < self.window_s:
-                return
-            self._opened_at, self.reason = None, ""
-            self._recent.clear()
-        log.warning("API circuit breaker closed: a call succeeded %.0fs after the last failure", self.window_s)
-
-    def status(self) -> dict[str, object]:
-        with self._lock:
-            return {"open": self._opened_at is not None, "reason": self.reason,
-                    "recent_failures": len(self._recent)}
 
 
 # --- retries -----------------------------------------------------------------------------------
@@ -231,8 +190,15 @@ class RetryPolicy:
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     sleep: Callable[[float], None] = time.sleep
+    rate_limit_max_wait_s: float = 60.0
+    wall: Callable[[], float] = time.time
 
     def wait_s(self, attempt: int, exc: BaseException | None) -> float:
+        """429: until X-RateLimit-Reset (capped); otherwise Retry-After or exponential backoff."""
+        if exc is not None and status_of(exc) == 429:
+            reset = rate_limit_reset_s(exc, self.wall())
+            if reset is not None:
+                return min(reset, self.rate_limit_max_wait_s)
         hinted = retry_after_s(exc) if exc is not None else None
         if hinted is not None:
             return min(hinted, self.max_backoff_s)
@@ -249,7 +215,9 @@ def call_with_retries(fn: Callable[[], T], *, what: str, policy: RetryPolicy, br
         try:
             result = fn()
         except Exception as exc:
-            if is_transient(exc):
+            if status_of(exc) == 429:
+                pass   # rate limited: the API is up and answering; waiting is the cure, not the breaker
+            elif is_transient(exc):
                 breaker.record_failure(f"{what}: {describe(exc)}")
             elif status_of(exc) is not None:
                 breaker.record_success()   # the API answered: it is up

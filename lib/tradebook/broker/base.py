@@ -17,11 +17,40 @@ if TYPE_CHECKING:
 Side = Literal["buy", "sell"]
 OrderType = Literal["market", "limit"]
 TimeInForce = Literal["day", "gtc", "ioc"]
-# Order states as the broker reports them (alpaca wire values).
-OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled"})
-FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
+# VEN-1: every order status the broker reports (Alpaca wire values) is working or final.
+# Working: the order may still trade or change, so it is looked up again until final.
+WORKING_STATUSES = frozenset({
+    "new", "accepted", "pending_new", "accepted_for_bidding", "partially_filled", "pending_cancel",
+    "pending_replace", "done_for_day", "held", "calculated", "stopped", "suspended"})
+FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
+OPEN_STATUSES = WORKING_STATUSES   # older name, kept for callers outside the exit path
+# Refusals that mean "our own working order is in the way": cancel it first, then retry (VEN-2).
+# Alpaca answers both with HTTP 403 code 40310000, told apart only by the message.
+CANCEL_FIRST_CODES = frozenset({"INSUFFICIENT_QTY", "WASH_TRADE"})
+CANCEL_FIRST_MESSAGES = ("insufficient qty available", "potential wash trade")
 
 QTY_STEP = Decimal("0.000000001")  # Alpaca allows at most 9 decimals
+
+
+def is_final(status: str) -> bool:
+    """VEN-1: the broker will not change this order any more."""
+    return status in FINAL_STATUSES
+
+
+def is_working(status: str) -> bool:
+    """VEN-1: the order may still trade; an unknown status is working (and an incident for the caller)."""
+    return status not in FINAL_STATUSES
+
+
+def is_known_status(status: str) -> bool:
+    return status in WORKING_STATUSES or status in FINAL_STATUSES
+
+
+def needs_cancel_first(exc: BaseException) -> bool:
+    """A refusal caused by our own working order on the symbol (held qty, potential wash trade)."""
+    code = getattr(exc, "code", None)
+    text = str(exc).lower()
+    return code in CANCEL_FIRST_CODES or any(m in text for m in CANCEL_FIRST_MESSAGES)
 
 
 def to_qty(value: float | Decimal | str) -> Decimal:
@@ -52,6 +81,7 @@ class Position:
     qty: float
     avg_price: float
     market_price: float
+    asset_class: str = "us_equity"   # others (crypto, options) are reconciled and shown, never traded
 
     @property
     def market_value(self) -> float:
@@ -87,17 +117,19 @@ class Order:
     side: Side
     qty: float
     order_type: OrderType
-    status: str  # alpaca wire values: new, accepted, partially_filled, filled, canceled, expired, rejected
+    status: str  # alpaca wire values (WORKING_STATUSES | FINAL_STATUSES)
     limit_price: float | None = None
     filled_qty: float = 0.0
     filled_avg_price: float | None = None
     submitted_at: datetime | None = None
     updated_at: datetime | None = None
     reject_reason: str | None = None
+    filled_at: datetime | None = None   # when the (last) fill happened; fills are stamped with it
 
     @property
     def is_open(self) -> bool:
-        return self.status in OPEN_STATUSES
+        """Still working at the broker (an unknown status counts as working, VEN-1)."""
+        return is_working(self.status)
 
 
 @dataclass(frozen=True, slots=True)

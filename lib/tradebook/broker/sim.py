@@ -26,7 +26,10 @@ Venue rules (chosen to mirror Alpaca):
   http_500/503/429 -> BrokerUnavailable, nothing recorded; timeout_after_accept -> the
   order is processed, then OrderOutcomeUnknown; reject_buying_power / fractional_reject
   -> business rejects; partial_fill -> the order's next fill is half, the rest stays
-  open (no more fills) until it expires or is cancelled.
+  open (no more fills) until it expires or is cancelled; cancel_fill_race (op cancel)
+  -> the cancel is accepted, then the order fills first.
+- Real-venue habits, switchable (VEN-2, sim_venue): asynchronous cancels
+  (``cancel_polls``), wash-trade refusals (``wash_trade_check``).
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ from tradebook.broker import sim_path as prices
 from tradebook.broker import sim_state as state
 from tradebook.broker.base import (Account, Asset, CancelResult, Clock, Order, OrderRequest, Position,
                                    Quote, Session, to_qty)
-from tradebook.broker.sim_accept import FAULT_OPS, READ_FAULTS, SUBMIT_FAULTS, accept, fault_error
+from tradebook.broker import sim_venue as venue
+from tradebook.broker.sim_accept import CANCEL_FAULTS, FAULT_OPS, READ_FAULTS, SUBMIT_FAULTS, accept, fault_error
 from tradebook.broker.sim_state import Fill
 from tradebook.broker.sim_store import SimStore
 from tradebook.errors import BrokerRejected, CalendarError, ConfigError, OrderOutcomeUnknown
@@ -74,20 +78,23 @@ class SimBroker:
     def __init__(self, state_path: str | Path, *, start_date: date = date(2011, 7, 1),
                  starting_cash: float = 100_000.0, spread_bps: float = 4.0, seed: int = 7,
                  fractionable: tuple[str, ...] | list[str] = ("AAPL", "GOOG", "IBM", "MSFT"),
-                 lock_timeout_s: float = 15.0):
+                 lock_timeout_s: float = 15.0, cancel_polls: int = 0, wash_trade_check: bool = False):
         self.store = SimStore(state_path, lock_timeout_s)
         self.start_date = start_date
         self.starting_cash = float(starting_cash)
         self.spread_bps = float(spread_bps)
         self.seed = int(seed)
         self.fractionable = frozenset(fractionable)
+        self.cancel_polls = int(cancel_polls)           # VEN-2: 0 = cancels confirmed at once
+        self.wash_trade_check = bool(wash_trade_check)  # VEN-2: refuse orders crossing our own
 
     @classmethod
     def from_params(cls, params: "Params", root: Path | None = None) -> "SimBroker":
         """The SimBroker of ``params.sim``, state in ``params.sim_state_path(root)``."""
         sim = params.sim
         return cls(params.sim_state_path(root), start_date=sim.start_date, starting_cash=sim.starting_cash,
-                   spread_bps=sim.spread_bps, seed=sim.seed, fractionable=tuple(sim.fractionable))
+                   spread_bps=sim.spread_bps, seed=sim.seed, fractionable=tuple(sim.fractionable),
+                   cancel_polls=sim.cancel_polls, wash_trade_check=sim.wash_trade_check)
 
     # --- state plumbing -----------------------------------------------------------------
     @contextmanager
@@ -168,10 +175,33 @@ class SimBroker:
         return self._read("positions", body)
 
     def open_orders(self) -> list[Order]:
+        if self._cancels_pending():
+            return self._call("open_orders", lambda con, book: self._polled(con, book, None))
         return self._read("open_orders", lambda book: [match.to_order(o) for o in book.open_orders])
+
+    def _cancels_pending(self) -> bool:
+        snap = self.store.recall()
+        return snap is None or venue.cancels_pending(state.book_from(*snap, copy=False).faults)
+
+    def _polled(self, con, book: state.Book, cid: str | None):
+        """A look-up that also lets pending cancels progress (VEN-2); open orders, or one order."""
+        if venue.progress(book, lambda row: self._race_price(row, book)):
+            self.store.save(con, book)
+        if cid is None:
+            return [match.to_order(o) for o in state.open_rows(book)]
+        rows = state.load_orders(con, "client_order_id = ?", [cid])
+        return match.to_order(rows[0]) if rows else None
+
+    def _race_price(self, row, book: state.Book) -> float:
+        if row.limit_price is not None:
+            return row.limit_price
+        bid, ask = prices.bid_ask(self._mid(row.symbol, book), self.spread_bps)
+        return ask if row.side == "buy" else bid
 
     def get_order(self, client_order_id: str) -> Order | None:
         """Any order (open or final) by client id; None when the venue never accepted it."""
+        if self._cancels_pending():
+            return self._call("get_order", lambda con, book: self._polled(con, book, client_order_id))
         snap = self.store.recall()
         if snap is not None and not _fault_pending(state.book_from(*snap, copy=False), "get_order"):
             for row in snap[1]:                  # the common poll: an order still open
@@ -259,23 +289,30 @@ class SimBroker:
         return order
 
     def cancel(self, client_order_id: str) -> None:
-        """Cancel an open order (BrokerRejected when unknown or no longer open)."""
-        def body(con, book):
-            rows = state.load_orders(con, "client_order_id = ?", [client_order_id])
-            if not rows:
-                raise BrokerRejected(f"order {client_order_id} not found", code="ORDER_NOT_FOUND")
-            if rows[0].status not in state.OPEN_DB_STATUSES:
-                raise BrokerRejected(f"order {client_order_id} is not cancelable (status {rows[0].status})",
-                                     code="ORDER_NOT_CANCELABLE")
-            match.finish(book, rows[0], "canceled", book.now_us)
+        """Ask to cancel an open order (BrokerRejected when unknown or no longer open); with
+        ``cancel_polls`` the order goes to pending_cancel first (VEN-2)."""
+        with self._book() as (con, book):
+            fault = state.pop_fault(book, "cancel")
+            error = fault_error(fault, "cancel") if fault else None
+            if error is None:
+                rows = [o for o in book.open_orders if o.client_order_id == client_order_id] or \
+                    state.load_orders(con, "client_order_id = ?", [client_order_id])
+                if not rows:
+                    error = BrokerRejected(f"order {client_order_id} not found", code="ORDER_NOT_FOUND")
+                elif rows[0].status not in state.OPEN_DB_STATUSES:
+                    error = BrokerRejected(f"order {client_order_id} is not cancelable (status {rows[0].status})",
+                                           code="ORDER_NOT_CANCELABLE")
+                else:
+                    venue.request_cancel(book, rows[0], self.cancel_polls, race=fault == "cancel_fill_race")
             self.store.save(con, book)
-        self._call("cancel", body)
+        if error is not None:
+            raise error
 
     def cancel_all(self) -> CancelResult:
-        """Cancel every open order."""
+        """Ask to cancel every open order (asynchronous with ``cancel_polls``)."""
         def body(con, book):
             for row in book.open_orders:
-                match.finish(book, row, "canceled", book.now_us)
+                venue.request_cancel(book, row, self.cancel_polls, race=False)
             self.store.save(con, book)
             return CancelResult(tuple(o.client_order_id for o in book.open_orders))
         return self._call("cancel", body)
@@ -289,10 +326,14 @@ class SimBroker:
         target = state.to_us(dt)
 
         def body(con, book):
+            start = book.now_us
             if target < book.now_us:
                 raise CalendarError(f"the simulated clock is at {state.from_us(book.now_us)}; it cannot move "
                                     f"back to {dt}")
             changed = match.advance(book, target, self.seed, self.spread_bps, self.fractionable)
+            if target > start and venue.cancels_pending(book.faults):   # the cancel lands once time moves
+                venue.progress(book, lambda row: self._race_price(row, book), all_now=True)
+                changed = sorted(book.changed.values(), key=lambda o: o.seq)
             self.store.save(con, book)
             return [match.to_order(o) for o in changed]
         return self._call(None, body)
@@ -301,7 +342,7 @@ class SimBroker:
         """Make the next ``times`` calls of ``op`` fail with ``kind`` (persisted, one per call)."""
         if op not in FAULT_OPS:
             raise ValueError(f"fault op must be one of {', '.join(FAULT_OPS)}, not {op!r}")
-        allowed = SUBMIT_FAULTS if op == "submit" else READ_FAULTS
+        allowed = SUBMIT_FAULTS if op == "submit" else CANCEL_FAULTS if op == "cancel" else READ_FAULTS
         if kind not in allowed:
             raise ValueError(f"fault kind for {op} must be one of {', '.join(allowed)}, not {kind!r}")
         if times < 1:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 SUBMIT_FAULTS = ("timeout_after_accept", "http_500", "http_503", "http_429", "reject_buying_power",
                  "partial_fill", "fractional_reject")
 READ_FAULTS = ("http_500", "http_503", "http_429")
+CANCEL_FAULTS = READ_FAULTS + ("cancel_fill_race",)   # VEN-2: the order fills before the cancel lands
 FAULT_OPS = ("submit", "get_order", "positions", "account", "open_orders", "cancel", "quotes")
 
 
@@ -77,6 +78,11 @@ def _validate(sim: "SimBroker", con, book: state.Book, request: OrderRequest,
         raise BrokerRejected(f"asset {request.symbol} has no price yet", code="ASSET_NOT_TRADABLE")
     bid, ask = prices.bid_ask(point.mid, sim.spread_bps)
     reserve = float(request.limit_price) if request.limit_price is not None else ask
+    if sim.wash_trade_check:
+        from tradebook.broker.sim_venue import check_wash_trade
+
+        check_wash_trade(book, request.symbol, request.side,
+                         None if request.limit_price is None else float(request.limit_price))
     _check_funds(book, request, float(request.qty), reserve)
     return i, bid, ask
 
@@ -105,9 +111,10 @@ def _check_funds(book: state.Book, request: OrderRequest, qty: float, reserve: f
     held = book.positions.get(request.symbol, [0.0, 0.0])[0]
     available = held - match.reserved_qty(book, request.symbol)
     if qty > available + match.EPS:
+        held_for_orders = match.reserved_qty(book, request.symbol)
         raise BrokerRejected(f"insufficient qty available for order (requested: {qty:g}, "
-                             f"available: {max(available, 0.0):g}); the venue allows no shorts",
-                             code="INSUFFICIENT_QTY")
+                             f"available: {max(available, 0.0):g}); held_for_orders {held_for_orders:g}, "
+                             "the venue allows no shorts", code="INSUFFICIENT_QTY")
 
 
 def fault_error(kind: str, op: str) -> Exception | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tradebook import sessions
 from tradebook.broker.base import Order
 from tradebook.broker.sim_path import bid_ask, day_path, session_minutes
-from tradebook.broker.sim_state import US, Book, OrderRow, from_us, open_rows
+from tradebook.broker.sim_state import OPEN_DB_STATUSES, US, Book, OrderRow, from_us, open_rows
 
 MINUTE_US = 60 * US
 EPS = 1e-9
@@ -30,7 +30,7 @@ class Cross:
 def to_order(row: OrderRow) -> Order:
     """The protocol's view of a venue order."""
     return Order(broker_id=row.broker_id, client_order_id=row.client_order_id, symbol=row.symbol,
-                 side=row.side, qty=row.qty, order_type=row.order_type, status=row.status,
+                 side=row.side, qty=row.qty, order_type=row.order_type, status=row.status,  # type: ignore[arg-type]  # str holds a Literal value
                  limit_price=row.limit_price, filled_qty=row.filled_qty,
                  filled_avg_price=row.filled_avg_price, submitted_at=from_us(row.submitted_us),
                  updated_at=from_us(row.updated_us), reject_reason=row.reject_reason)
@@ -114,7 +114,8 @@ def apply_fill(book: Book, row: OrderRow, qty: float, price: float, ts_us: int) 
     done = row.filled_qty
     row.filled_avg_price = (done * (row.filled_avg_price or 0.0) + qty * price) / (done + qty)
     row.filled_qty = round(done + qty, 9)
-    row.status = "filled" if row.remaining <= EPS else "partially_filled"
+    was_cancelling = row.status == "pending_cancel"   # a fill that beat the cancel: the cancel still pends
+    row.status = "filled" if row.remaining <= EPS else ("pending_cancel" if was_cancelling else "partially_filled")
     if row.partial and row.status == "partially_filled":
         row.stuck = True          # the rest stays open until it expires or is cancelled
     row.updated_us = ts_us
@@ -156,7 +157,7 @@ def advance(book: Book, end_us: int, seed: int, spread_bps: float,
         if expiry is not None:
             events.append((expiry, 1, row.seq, row, None))
     for ts_us, kind, _, row, price in sorted(events, key=lambda e: e[:3]):
-        if row.status not in ("new", "accepted", "partially_filled"):
+        if row.status not in OPEN_DB_STATUSES:
             continue
         if kind == 0:
             apply_fill(book, row, fill_qty(row, row.symbol in fractionable), price, ts_us)

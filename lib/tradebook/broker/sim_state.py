@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import duckdb
 
 SCHEMA_VERSION = 1
-OPEN_DB_STATUSES = ("new", "accepted", "partially_filled")
+OPEN_DB_STATUSES = ("new", "accepted", "partially_filled", "pending_cancel")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_meta (
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS sim_orders (
     fills VARCHAR NOT NULL);        -- JSON [[qty, price, ts_us], ...]
 """
 
-OPEN_WHERE = "status IN ('new', 'accepted', 'partially_filled')"
+OPEN_WHERE = "status IN ('new', 'accepted', 'partially_filled', 'pending_cancel')"
 US = 1_000_000                 # state times are integer epoch microseconds (exact, tz-free)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -146,7 +146,7 @@ def load_orders(con, where: str = OPEN_WHERE, params: list | None = None) -> lis
     """Orders matching ``where`` (default: the open ones), oldest first."""
     rows = con.execute(f"SELECT {', '.join(ORDER_COLUMNS)} FROM sim_orders WHERE {where} ORDER BY seq",
                        params or []).fetchall()
-    return [OrderRow(*row[:-1], json.loads(row[-1])) for row in rows]
+    return [OrderRow(*row[:-1], json.loads(row[-1])) for row in rows]  # type: ignore[call-arg]
 
 
 def load_fills(con) -> list[Fill]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from tradebook.broker import sim_state as state
 from tradebook.errors import BrokerError, BrokerUnavailable
-from tradebook.ledger import CORRUPT_MARKERS, LOCK_MARKERS
+from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
 
 if TYPE_CHECKING:
     import duckdb

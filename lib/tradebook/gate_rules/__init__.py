@@ -14,6 +14,8 @@ Modules: ``state`` (GATE-1/2), ``orders`` (GATE-5/6/10), ``market`` (GATE-7/8/9)
 """
 from __future__ import annotations
 
+from typing import Iterable, NamedTuple
+
 from tradebook.gate_rules.correlation import CorrelationMap, correlation_index, correlations
 from tradebook.gate_rules.exposure import buying_power, concentration, gross_exposure, max_position
 from tradebook.gate_rules.market import market_quality, planned_age_hours, signal_freshness, slippage
@@ -38,46 +40,82 @@ RULES = [
     reentry,            # GATE-14
 ]
 
-# Every reason code a rule can emit, with its rule and default severity. Stable: reports,
-# alerts and stored verdicts key on these strings. RULE_ERROR comes from gate.evaluate.
-REASON_CODES: dict[str, tuple[str, str]] = {
-    "HALTED": ("GATE-1", "reject"),
-    "FROZEN": ("GATE-1", "reject"),
-    "REDUCE_ONLY": ("GATE-1", "reject"),
-    "UNKNOWN_CONTROL_STATE": ("GATE-1", "reject"),
-    "MARKET_CLOSED": ("GATE-2", "reject"),
-    "MAX_POSITION": ("GATE-3", "reject"),
-    "GROSS_EXPOSURE": ("GATE-4", "reject"),
-    "INVALID_ORDER": ("GATE-5", "reject"),
-    "MAX_ORDER_NOTIONAL": ("GATE-5", "reject"),
-    "MIN_ORDER_NOTIONAL": ("GATE-5", "reject"),
-    "DUST_EXIT": ("GATE-5", "warn"),
-    "NO_SHORTS": ("GATE-6", "reject"),
-    "STALE_SIGNAL": ("GATE-7", "reject"),      # warn for reducing exits
-    "PRICE_GAP": ("GATE-7", "reject"),         # warn for reducing exits
-    "SLIPPAGE": ("GATE-8", "reject"),
-    "NO_QUOTE": ("GATE-8", "reject"),          # warn for urgency=immediate market exits
-    "NO_LIMIT_PRICE": ("GATE-8", "reject"),
-    "MARKET_ORDER": ("GATE-8", "reject"),
-    "SPREAD": ("GATE-9", "reject"),            # warn for reducing exits
-    "SYMBOL_MOVE": ("GATE-9", "reject"),       # warn for reducing exits
-    "ORDER_RATE_SYMBOL": ("GATE-10", "reject"),
-    "ORDER_RATE_DAY": ("GATE-10", "reject"),
-    "ORDER_RATE_RUN": ("GATE-10", "reject"),
-    "BUYING_POWER": ("GATE-11", "reject"),
-    "UNMAPPED_SYMBOL": ("GATE-12", "reject"),
-    "TIER_CAP": ("GATE-12", "reject"),
-    "SECTOR_CAP": ("GATE-12", "reject"),
-    "TIER_CAP_BUFFER": ("GATE-12", "warn"),
-    "SECTOR_CAP_BUFFER": ("GATE-12", "warn"),
-    "CORRELATION": ("GATE-13", "reject"),
-    "REENTRY": ("GATE-14", "reject"),
-    "COOLDOWN": ("GATE-14", "reject"),
-    "MAX_CONCURRENT": ("GATE-14", "reject"),
+class ReasonCode(NamedTuple):
+    """A reason code's rule, default severity, and what a rejection by it does to the intent.
+
+    ``exit`` / ``entry``: ``retry`` leaves the intent PLANNED for the next run or window
+    (a temporary refusal: the condition may pass by itself or by an operator's action);
+    ``final`` makes it REJECTED; ``expire`` makes it EXPIRED (too old to act on).
+    """
+
+    rule: str
+    severity: str
+    exit: str = "final"
+    entry: str = "final"
+
+
+R, F, X = "retry", "final", "expire"
+
+# Every reason code a rule can emit, with its rule, default severity and refusal class (EXIT-7).
+# Stable: reports, alerts and stored verdicts key on these strings. RULE_ERROR comes from
+# gate.evaluate. Exits retry whenever the refusal may lift (a halt or freeze an operator
+# clears, a closed market, a missing/moving quote, a rate budget, a price that moved past
+# a child's cap); they are final only when the order itself is wrong (not reducing, more
+# than held, malformed). Entries stay final except the per-run budget, which the next run
+# in the same window renews; a halted or frozen entry is never replayed behind the operator.
+REASON_CODES: dict[str, ReasonCode] = {
+    "HALTED": ReasonCode("GATE-1", "reject", R, F),
+    "FROZEN": ReasonCode("GATE-1", "reject", R, F),
+    "REDUCE_ONLY": ReasonCode("GATE-1", "reject", F, F),     # exits pass it unless they do not reduce
+    "UNKNOWN_CONTROL_STATE": ReasonCode("GATE-1", "reject", R, F),
+    "MARKET_CLOSED": ReasonCode("GATE-2", "reject", R, F),
+    "MAX_POSITION": ReasonCode("GATE-3", "reject", F, F),    # reducing exits pass GATE-3/4/12/13/14
+    "GROSS_EXPOSURE": ReasonCode("GATE-4", "reject", F, F),
+    "INVALID_ORDER": ReasonCode("GATE-5", "reject", F, F),
+    "MAX_ORDER_NOTIONAL": ReasonCode("GATE-5", "reject", R, F),  # exits are split (EXIT-6); re-split next run
+    "MIN_ORDER_NOTIONAL": ReasonCode("GATE-5", "reject", F, F),
+    "DUST_EXIT": ReasonCode("GATE-5", "warn"),
+    "NO_SHORTS": ReasonCode("GATE-6", "reject", F, F),
+    "STALE_SIGNAL": ReasonCode("GATE-7", "reject", X, X),     # warn for reducing exits
+    "PRICE_GAP": ReasonCode("GATE-7", "reject", F, F),        # warn for reducing exits
+    "SLIPPAGE": ReasonCode("GATE-8", "reject", R, F),
+    "NO_QUOTE": ReasonCode("GATE-8", "reject", R, F),         # warn for urgency=immediate market exits
+    "NO_LIMIT_PRICE": ReasonCode("GATE-8", "reject", F, F),
+    "MARKET_ORDER": ReasonCode("GATE-8", "reject", F, F),
+    "SPREAD": ReasonCode("GATE-9", "reject", R, F),           # warn for reducing exits
+    "SYMBOL_MOVE": ReasonCode("GATE-9", "reject", R, F),      # warn for reducing exits
+    "ORDER_RATE_SYMBOL": ReasonCode("GATE-10", "reject", R, F),
+    "ORDER_RATE_DAY": ReasonCode("GATE-10", "reject", R, F),
+    "ORDER_RATE_RUN": ReasonCode("GATE-10", "reject", R, R),
+    "BUYING_POWER": ReasonCode("GATE-11", "reject", F, F),
+    "UNMAPPED_SYMBOL": ReasonCode("GATE-12", "reject", F, F),
+    "TIER_CAP": ReasonCode("GATE-12", "reject", F, F),
+    "SECTOR_CAP": ReasonCode("GATE-12", "reject", F, F),
+    "TIER_CAP_BUFFER": ReasonCode("GATE-12", "warn"),
+    "SECTOR_CAP_BUFFER": ReasonCode("GATE-12", "warn"),
+    "CORRELATION": ReasonCode("GATE-13", "reject", F, F),
+    "REENTRY": ReasonCode("GATE-14", "reject", F, F),
+    "COOLDOWN": ReasonCode("GATE-14", "reject", F, F),
+    "MAX_CONCURRENT": ReasonCode("GATE-14", "reject", F, F),
+    "RULE_ERROR": ReasonCode("any", "reject", R, F),          # a rule raised (fail closed)
 }
 
+
+def refusal_state(codes: "Iterable[str]", kind: str) -> str:
+    """The intent state after a gate rejection by ``codes``: PLANNED, EXPIRED or REJECTED (EXIT-7).
+
+    PLANNED only when every rejecting code is a retry for this kind (EXIT vs entries);
+    an unknown code is final (fail closed: it never loops).
+    """
+    side = "exit" if kind == "EXIT" else "entry"
+    classes = {getattr(REASON_CODES[c], side) if c in REASON_CODES else F for c in codes}
+    if not classes or classes == {R}:
+        return "PLANNED" if classes else "REJECTED"
+    return "EXPIRED" if X in classes else "REJECTED"
+
+
 __all__ = [
-    "RULES", "REASON_CODES", "CorrelationMap", "correlation_index", "correlations", "planned_age_hours",
+    "RULES", "REASON_CODES", "ReasonCode", "refusal_state", "CorrelationMap", "correlation_index", "correlations", "planned_age_hours",
     "control_state", "market_open", "max_position", "gross_exposure", "order_notional", "no_shorts",
     "signal_freshness", "slippage", "market_quality", "order_rate", "buying_power", "concentration",
     "correlation", "reentry",

@@ -109,6 +109,7 @@ def slippage(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Ver
     A quote older than stale_signal_seconds is not a current quote.
     """
     q = ctx.quotes.get(order.symbol)
+    q_problem: dict[str, object] | None
     if q is not None and (ctx.now - q.ts).total_seconds() > ctx.params.stale_signal_seconds:
         q_problem = {"quote_age_s": round((ctx.now - q.ts).total_seconds(), 1)}
     elif q is None or not (q.bid > 0 and q.ask >= q.bid):

@@ -47,8 +47,11 @@ def order_rate(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> V
     """GATE-10: orders per symbol per day, per day and per execute run stay under their limits.
 
     Applies to exits too: the limits are a brake on runaway loops; the executor
-    orders exits first so they get the run's budget.
+    orders exits first so they get the run's budget. The later children of a split exit
+    (EXIT-6) ride on their first part's count: one split is one order here, never cut in half.
     """
+    if order.part > 1:
+        return _PASS10
     p = ctx.params
     n_sym = ctx.orders_today_by_symbol.get(order.symbol, 0)
     if n_sym >= p.orders_per_symbol_day:

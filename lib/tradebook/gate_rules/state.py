@@ -3,22 +3,28 @@ from __future__ import annotations
 
 from tradebook.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject
 from tradebook.gate_rules._common import passed, rule
+from tradebook.trading_state import TradingState
 
 _PASS1, _PASS2 = passed("GATE-1"), passed("GATE-2")
-_BLOCK_ALL = frozenset({"HALTED", "FROZEN"})
+_BLOCK_ALL = frozenset({TradingState.HALTED, TradingState.FROZEN})
 
 
 @rule("GATE-1")
 def control_state(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> Verdict:
     """GATE-1: HALTED / FROZEN reject everything; REDUCE_ONLY lets only position-reducing orders out.
 
+    REC-8: while ``ctx.entry_blocker`` is set (no successful reconcile this session) only
+    position-reducing orders pass, with reason NOT_RECONCILED.
+
     The state comes from tradebook.controls (kill switch flag file, env, ledger), read
     by the caller; an unknown state is treated as blocking (fail closed).
     """
     state = ctx.control_state
-    if state == "RUNNING":
+    if state in (TradingState.RUNNING, TradingState.REDUCE_ONLY) and ctx.entry_blocker and not view.reduces(order):
+        return reject("GATE-1", "NOT_RECONCILED", state=state, why=ctx.entry_blocker)  # REC-8
+    if state == TradingState.RUNNING:
         return _PASS1
-    if state == "REDUCE_ONLY":
+    if state == TradingState.REDUCE_ONLY:
         if view.reduces(order):
             return _PASS1
         return reject("GATE-1", "REDUCE_ONLY", state=state, held=view.held_qty(order.symbol))

@@ -1,0 +1,1 @@
+"""Strategies: the interface (``base``), the loader (``loader``) and the built-ins."""

@@ -1,0 +1,118 @@
+"""The Alpaca contract checks themselves (VEN-1, VEN-2): they see every fake answer and they bite.
+
+conftest.py's autouse ``alpaca_contract`` fixture checks each answer of the loopback fake
+against tests/alpaca_contract.py (facts from Alpaca's OpenAPI specs and alpaca-py). These
+tests show the checks run, and that a wrong field type, an unknown enum value, a missing
+field, a null where the spec has none and an undocumented header all fail them.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+from alpaca_contract import check_answer, check_object, check_value
+
+from tradebook.broker import alpaca_fake_models
+from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.broker.alpaca_fake_venue import VenueOptions
+
+NY = ZoneInfo("America/New_York")
+AUTH = {"APCA-API-KEY-ID": "PKCONTRACT1", "APCA-API-SECRET-KEY": "SKCONTRACT1"}
+OPEN_DAY = datetime(2011, 7, 6, 10, 0, tzinfo=NY)
+
+
+@pytest.fixture
+def fake():
+    venue = VenueOptions(cancel_delay_s=30, margin=True, wash_trade_check=True)
+    with FakeAlpacaServer(start=OPEN_DAY, venue=venue) as server:
+        yield server
+
+
+def call(fake, method, path, json=None, **params):
+    return requests.request(method, fake.url + path, headers=AUTH, json=json, params=params or None, timeout=5)
+
+
+def order(cid, side="buy", qty="2", **extra):
+    return {"symbol": "AAPL", "qty": qty, "side": side, "type": "market", "time_in_force": "day",
+            "client_order_id": cid, **extra}
+
+
+def test_fake_when_every_endpoint_called_then_each_answer_checked_and_clean(fake, alpaca_contract):
+    """VEN-2: one call per endpoint tradebook uses, success and error answers, all within the contract."""
+    call(fake, "POST", "/v2/orders", order("c1"))
+    call(fake, "POST", "/v2/orders", order("c2", side="sell", qty="1", type="limit", limit_price="999",
+                                           time_in_force="gtc"))
+    for path, params in [("/v2/account", {}), ("/v2/account/configurations", {}), ("/v2/positions", {}),
+                         ("/v2/positions/AAPL", {}), ("/v2/orders", {"status": "all"}),
+                         ("/v2/orders:by_client_order_id", {"client_order_id": "c1"}), ("/v2/clock", {}),
+                         ("/v2/calendar", {"start": "2011-07-01", "end": "2011-07-08"}), ("/v2/assets/AAPL", {}),
+                         ("/v2/stocks/bars", {"symbols": "AAPL", "timeframe": "1Day", "feed": "iex",
+                                              "start": "2011-06-01T00:00:00Z"}),
+                         ("/v2/stocks/snapshots", {"symbols": "AAPL,MSFT", "feed": "iex"}),
+                         ("/v2/stocks/quotes/latest", {"symbols": "AAPL", "feed": "iex"}),
+                         ("/v2/positions/ZZZZ", {}), ("/v2/assets/ZZZZ", {})]:
+        call(fake, "GET", path, **params)
+    call(fake, "POST", "/v2/orders", order("c1"))                          # 422 duplicate
+    call(fake, "POST", "/v2/orders", order("c3", side="sell", qty="5"))    # 403 insufficient qty
+    call(fake, "DELETE", "/v2/orders/" + fake.state.by_client_id["c2"])    # 204, pending_cancel
+    call(fake, "DELETE", "/v2/orders")
+    call(fake, "DELETE", "/v2/positions/AAPL", qty="1")
+    call(fake, "DELETE", "/v2/positions", cancel_orders="True")
+    call(fake, "GET", "/v2/stocks/bars", symbols="AAPL", timeframe="1Day", feed="sip")   # 403 recent SIP
+    fake.inject("http_429")
+    call(fake, "GET", "/v2/clock")
+    fake.inject("http_503")
+    call(fake, "GET", "/v2/clock")
+    assert alpaca_contract.checked == 25 and alpaca_contract.violations == []
+
+
+def test_fake_when_field_type_wrong_then_contract_fails(fake, alpaca_contract, monkeypatch):
+    """A quantity sent as a JSON number (the spec says string) is caught."""
+    original = alpaca_fake_models.FakeOrder.to_json
+    monkeypatch.setattr(alpaca_fake_models.FakeOrder, "to_json",
+                        lambda self: {**original(self), "qty": float(self.qty or 0)})
+    call(fake, "POST", "/v2/orders", order("c1"))
+    found = alpaca_contract.take()
+    assert found and "body.qty: expected str, got 2.0" in found[0]
+
+
+def test_fake_when_order_status_unknown_then_contract_fails(fake, alpaca_contract):
+    """VEN-1: an order status outside Alpaca's OrderStatus enum is a contract violation (shown on demand)."""
+    call(fake, "POST", "/v2/orders", order("c1"))
+    fake.show_status("c1", "awaiting_moon")
+    call(fake, "GET", "/v2/orders:by_client_order_id", client_order_id="c1")
+    assert alpaca_contract.take() == ["GET /v2/orders:by_client_order_id -> 200: body.status: 'awaiting_moon' "
+                                      "is not a OrderStatus value"]
+
+
+def test_fake_when_asset_class_unknown_then_contract_fails(fake, alpaca_contract):
+    fake.seed_position("XYZ", 1, 10.0, asset_class="tokenized_art")
+    call(fake, "GET", "/v2/positions")
+    assert any("'tokenized_art' is not a AssetClass value" in v for v in alpaca_contract.take())
+
+
+def test_check_when_required_missing_null_or_unknown_field_then_named():
+    bar = {"t": "2011-07-05T04:00:00Z", "o": 1.0, "h": 1.0, "l": 1.0, "c": 1.0, "v": 10, "n": None}
+    problems = check_object("Bar", {**bar, "volume": 3}, "bar")
+    assert "bar: Bar lacks required field 'vw'" in problems
+    assert "bar.n: null where int is not nullable" in problems
+    assert "bar: Bar has no field 'volume' in Alpaca's spec" in problems
+    assert check_value("datetime", "2011-07-05T04:00:00", "t") == ["t: expected datetime, got '2011-07-05T04:00:00'"]
+
+
+def test_check_when_429_has_retry_after_only_then_fails():
+    """Alpaca documents X-RateLimit-Limit/Remaining/Reset on 429; Retry-After alone is not the contract."""
+    problems = check_answer("GET", "/v2/clock", 429, {"Retry-After": "3"}, {"code": 42910000, "message": "slow"})
+    assert any("429 without X-RateLimit-Limit" in p for p in problems)
+    assert any("Retry-After is not a header Alpaca documents" in p for p in problems)
+
+
+def test_check_when_status_undocumented_then_fails():
+    assert check_answer("GET", "/v2/clock", 418, {}, {"code": 1, "message": "teapot"}) == [
+        "GET /v2/clock -> 418: status 418 is not an answer Alpaca documents for this endpoint"]
+
+
+def test_observers_when_test_ends_then_fixture_removed_its_log(alpaca_contract):
+    assert FakeAlpacaServer.observers.count(alpaca_contract) == 1

@@ -1,0 +1,31 @@
+"""One clock (issue 13 item 6): in sim mode operator actions are stamped with the simulated clock."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from tradebook import controls
+from tradebook.clock import operator_now
+from tradebook.killswitch import flag_path, read_flag
+from trading_helpers import EXEC_DAY, make_ctx, ny
+
+
+def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_clock(root):
+    """CTL-1/CTL-2 in sim mode: halt and resume carry the broker's simulated time, not today's date."""
+    ctx = make_ctx(root)
+    sim_time = ny(EXEC_DAY, 10, 0)
+    ctx.broker.advance_to(sim_time)
+    status = controls.halt(ctx.params, root, "drill")
+    assert status.since == sim_time
+    assert read_flag(flag_path(ctx.params, root)).since == sim_time
+    controls.resume(ctx.params, root, "drill over")
+    stamps = ctx.ledger.rows("SELECT ts FROM controls UNION ALL SELECT ts FROM events WHERE kind LIKE 'CONTROL_%'")
+    assert len(stamps) == 4 and {ts for (ts,) in stamps} == {sim_time}
+
+
+def test_operator_now_when_no_sim_state_yet_then_wall_clock_and_nothing_created(root):
+    """CTL-6: stamping an action never needs (or creates) a sim account."""
+    ctx = make_ctx(root)
+    before = datetime.now(timezone.utc)
+    assert abs(operator_now(ctx.params, root) - before) < timedelta(seconds=5)
+    assert not ctx.params.sim_state_path(root).exists()
+    assert abs(operator_now(None, root) - before) < timedelta(seconds=5)

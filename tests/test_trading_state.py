@@ -1,0 +1,61 @@
+"""One trading-state type for controls and gate; the order path turns an open API circuit into REDUCE_ONLY.
+
+SPEC: CTL-1, CTL-3, GATE-1, EXE-4.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tradebook import controls, gate
+from tradebook.execute import run_execute
+from tradebook.reconcile import run_reconcile
+from tradebook.trading_state import STATES, TradingState, strictest
+from trading_helpers import decide_time, hold, make_ctx, plant, window_time
+
+
+def test_strictest_when_states_mixed_then_most_restrictive_member():
+    """CTL-1: the effective state is the most restrictive source; plain names compare equal to members."""
+    assert strictest(["RUNNING", "FROZEN", "REDUCE_ONLY"]) is TradingState.FROZEN
+    assert strictest([]) is TradingState.RUNNING
+    assert [s.value for s in STATES] == ["RUNNING", "REDUCE_ONLY", "HALTED", "FROZEN"]
+    assert TradingState.REDUCE_ONLY == "REDUCE_ONLY" and not TradingState.REDUCE_ONLY.allows_entries
+
+
+def test_effective_state_when_frozen_then_controls_and_gate_share_the_enum(ctx):
+    """CTL-2/GATE-1: controls reports a TradingState and the gate's context is typed with the same one."""
+    controls.freeze(ctx.ledger, "test", actor="t", source="test")
+    status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
+    assert status.state is TradingState.FROZEN and not status.allows_exits
+    assert gate.GateContext(now=None, params=ctx.params).control_state is TradingState.RUNNING
+
+
+@pytest.fixture
+def circuit_ctx(root, monkeypatch):
+    """Decided after the close: exit MSFT (held), enter AAPL; the broker reports an open API circuit."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    hold(ctx, "MSFT", 100, 25.0)
+    plant(ctx, "MSFT", "EXIT", 100)
+    plant(ctx, "AAPL", "ENTRY", 10)
+    run_reconcile(ctx)  # REC-8: entries need a reconcile covering the session
+    ctx.broker.advance_to(window_time())
+    # What AlpacaBroker reports while its breaker is open (EXE-4); the venue itself is SimBroker.
+    monkeypatch.setattr(ctx.broker, "circuit_open", True, raising=False)
+    monkeypatch.setattr(ctx.broker, "breaker", type("B", (), {"reason": "API circuit breaker open: 5 failures"})(),
+                        raising=False)
+    return ctx
+
+
+def test_execute_when_adapter_reports_circuit_open_then_order_path_records_reduce_only_and_gate_holds_entries(
+        circuit_ctx):
+    """EXE-4/CTL-3: the order path records REDUCE_ONLY (source api_breaker); GATE-1 lets the exit out
+    and rejects the entry with a recorded verdict; the broker factory writes nothing."""
+    ctx = circuit_ctx
+    run_execute(ctx)
+    status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
+    assert status.state is TradingState.REDUCE_ONLY and "via api_breaker" in " ".join(status.reasons)
+    states = dict(ctx.ledger.rows("SELECT symbol, state FROM intents"))
+    assert states == {"MSFT": "FILLED", "AAPL": "REJECTED"}
+    codes = {r[0] for r in ctx.ledger.rows("SELECT reason_code FROM verdicts WHERE rule = 'GATE-1'")}
+    assert "REDUCE_ONLY" in codes
+    assert ctx.ledger.scalar("SELECT count(*) FROM controls WHERE source = 'api_breaker'") == 1
