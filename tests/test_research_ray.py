@@ -30,7 +30,7 @@ def test_swp2_when_sweep_runs_on_local_ray_then_rows_identical_to_process_pool(t
     common = dict(params=make_params(), db=db, progress=False, **SHORT)
     pooled = sweep("swing", GRID, name="pool", workers=2, **common)
     on_ray = sweep("swing", GRID, name="ray", ray="local", ray_cpus=2, **common)
-    assert (on_ray.total, on_ray.ran) == (8, 8)
+    assert (pooled.ran, on_ray.total, on_ray.ran) == (8, 8, 8)
     a, b = table.results(db, "pool"), table.results(db, "ray")
     same = list(table.RESULT_COLUMNS)
     assert a[same].equals(b[same])
@@ -68,7 +68,7 @@ def test_swp2_when_ray_worker_dies_mid_sweep_then_only_its_batch_runs_again(tmp_
     log = tmp_path / "runs.log"
     _LOG = str(log)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test file
-    job = Job("sma", ("IBM",))
+    job = Job("sma_reference", ("IBM",))
     sets = [(i, space.set_key(p, job.scope()), p) for i, p in enumerate(space.grid_sets({"fast": [5, 10, 15],
                                                                                       "slow": [30, 60]}))]
     work = runners.batches(sets, 1)
@@ -78,5 +78,8 @@ def test_swp2_when_ray_worker_dies_mid_sweep_then_only_its_batch_runs_again(tmp_
     counts = {int(x): log.read_text().split().count(x) for x in set(log.read_text().split())}
     assert counts == {0: 2, 2: 1, 4: 1}  # batches start at sets 0, 2, 4; only the lost one ran twice
     expected = [r for batch in runners.run_serial(job, work, bars) for r in batch]
-    strip = lambda rs: sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rs), key=lambda r: r["seq"])
-    assert strip(rows) == strip(expected)
+    assert _without_timing(rows) == _without_timing(expected)
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return sorted(({k: v for k, v in r.items() if k != "seconds"} for r in rows), key=lambda r: r["seq"])

@@ -13,10 +13,10 @@ import duckdb
 import pandas as pd
 import pytest
 
-from tradebook.errors import ConfigError
+from tradebook.errors import ConfigError, TradebookError
 from tradebook.research import space, table
 from tradebook.research.evaluate import Job, backtest, evaluate
-from tradebook.research.sweep import sweep
+from tradebook.research.sweep import make_job, sweep
 
 SWING_GRID = {"rsi_entry": [20, 30], "max_hold_days": [10, 15]}
 SHORT = dict(symbols=["AAPL", "MSFT"], start=date(2009, 1, 1), end=date(2012, 12, 31))
@@ -30,7 +30,7 @@ def test_swp1_when_swing_sweep_then_one_row_per_set_with_its_backtest_figures(tm
     rows = run.results()
     assert (run.total, run.ran, run.skipped) == (4, 4, 0)
     assert sorted(zip(rows["rsi_entry"], rows["max_hold_days"])) == [(20, 10), (20, 15), (30, 10), (30, 15)]
-    job = Job("swing", ("AAPL", "MSFT"), SHORT["start"], SHORT["end"], True, 100_000.0, params.model_dump())
+    job = make_job("swing", params=params, **SHORT)
     from tradebook.marketdata import load_bars
 
     one = rows.iloc[3]
@@ -38,7 +38,7 @@ def test_swp1_when_swing_sweep_then_one_row_per_set_with_its_backtest_figures(tm
                      load_bars(["AAPL", "MSFT"])).stats
     assert one["final_equity"] == alone["end_equity"] and one["rejections"] == alone["rejections"]
     assert one["trades"] == alone["round_trips"] and one["sharpe"] == alone["sharpe"]
-    assert rows["rejections"].sum() > 0  # the gate really ran
+    assert rows["rejections"].sum() > 0 and (rows["costs"] > 0).all()  # the gate and the costs really ran
     assert rows["final_equity"].nunique() == 4
 
 
@@ -55,9 +55,9 @@ def test_swp1_when_rerun_with_more_sets_then_done_sets_not_run_again(tmp_path, m
     """SWP-1: a rerun skips finished sets (same key) and keeps their rows as they were."""
     db = tmp_path / "s.duckdb"
     common = dict(params=make_params(), db=db, name="grow", workers=1, progress=False, **SHORT)
-    sweep("sma", {"fast": [10, 20], "slow": [50]}, **common)
+    sweep("sma_reference", {"fast": [10, 20], "slow": [50]}, **common)
     first = table.results(db, "grow").set_index("key")["finished_at"]
-    again = sweep("sma", {"fast": [10, 20, 30], "slow": [50]}, **common)
+    again = sweep("sma_reference", {"fast": [10, 20, 30], "slow": [50]}, **common)
     assert (again.total, again.skipped, again.ran) == (3, 2, 1)
     after = table.results(db, "grow").set_index("key")["finished_at"]
     assert len(after) == 3 and (after[first.index] == first).all()
@@ -67,13 +67,13 @@ def test_swp1_when_sweep_table_would_be_the_ledger_then_refused(make_params):
     """SWP-1: results live outside the ledger."""
     params = make_params()
     with pytest.raises(ConfigError, match="trading ledger"):
-        sweep("sma", {"fast": [10]}, params=params, db=params.ledger_path(), progress=False)
+        sweep("sma_reference", {"fast": [10]}, params=params, db=params.ledger_path(), progress=False)
 
 
 def test_swp1_when_unknown_parameter_or_strategy_then_clear_error_before_running(make_params, tmp_path):
     with pytest.raises(ConfigError, match="no parameter fst"):
-        sweep("sma", {"fst": [10]}, db=tmp_path / "s.duckdb", progress=False)
-    with pytest.raises(ConfigError, match="unknown strategy"):
+        sweep("sma_reference", {"fst": [10]}, db=tmp_path / "s.duckdb", progress=False)
+    with pytest.raises(TradebookError, match="momentum.*neither a built-in"):
         sweep("momentum", {"x": [1]}, db=tmp_path / "s.duckdb", progress=False)
     assert not (tmp_path / "s.duckdb").exists()
 
@@ -105,15 +105,15 @@ def test_swp1_when_ranges_parsed_then_inclusive_and_bad_ranges_refused():
 
 
 def test_swp1_when_sets_differ_in_scope_then_keys_differ():
-    job = Job("sma", ("AAPL",))
-    assert space.set_key({"fast": 5}, job.scope()) != space.set_key({"fast": 5}, Job("sma", ("IBM",)).scope())
+    job = Job("sma_reference", ("AAPL",))
+    assert space.set_key({"fast": 5}, job.scope()) != space.set_key({"fast": 5}, Job("sma_reference", ("IBM",)).scope())
     assert space.set_key({"fast": 5, "slow": 9}, job.scope()) == space.set_key({"slow": 9, "fast": 5}, job.scope())
 
 
 def test_swp1_when_evaluated_twice_then_same_figures():
     from tradebook.marketdata import load_bars
 
-    job, bars = Job("sma", ("IBM",)), load_bars(["IBM"])
+    job, bars = Job("sma_reference", ("IBM",)), load_bars(["IBM"])
     a, b = evaluate(job, {"fast": 10, "slow": 30}, bars), evaluate(job, {"fast": 10, "slow": 30}, bars)
     assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
@@ -169,7 +169,7 @@ def _rows(db: Path):
 @pytest.mark.integration
 def test_swp1_when_cli_walk_forward_then_prints_in_and_out_of_sample_figures(root):
     """SWP-1: the walk-forward report names each window's winner and both figures."""
-    args = [sys.executable, "-m", "tradebook.cli", "sweep", "sma", "--grid", "fast=5,20", "--grid", "slow=50,100",
+    args = [sys.executable, "-m", "tradebook.cli", "sweep", "sma_reference", "--grid", "fast=5,20", "--grid", "slow=50,100",
             "--symbols", "IBM", "--walk-forward", "rolling", "--in-sample", "4y", "--out-of-sample", "3y",
             "--workers", "1"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")}

@@ -34,13 +34,16 @@ def test_swp1_when_heatmap_then_metric_by_two_parameters():
 
 def test_swp1_when_promoting_a_swing_set_then_only_changed_params_keys_listed(make_params):
     params = make_params()
-    change = views.promotion({"rsi_entry": 20.0, "max_hold_days": params.strategy.max_hold_days,
-                              "max_position_pct": 0.03}, params)
+    assert params.strategy.use == "swing"
+    change = views.promotion({"rsi_entry": 20.0, "max_hold_days": 15, "max_position_pct": 0.03}, params)
     assert change.to_dict("records") == [
-        {"key": "strategy.rsi_entry", "current": params.strategy.rsi_entry, "proposed": 20.0},
+        {"key": "strategy.params.rsi_entry", "current": 30.0, "proposed": 20.0},
         {"key": "max_position_pct", "current": params.max_position_pct, "proposed": 0.03}]
-    with pytest.raises(ConfigError, match="not the live strategy"):
-        views.promotion({"fast": 10}, params, "sma")
+    switch = views.promotion({"fast": 10, "slow": 50}, params, "sma_cross")
+    assert switch["key"].tolist()[0] == "strategy.use" and switch["proposed"].tolist()[0] == "sma_cross"
+    assert "strategy.params.fast" in switch["key"].tolist()
+    with pytest.raises(ConfigError, match="parity reference"):
+        views.promotion({"fast": 10}, params, "sma_reference")
 
 
 def test_swp1_when_choosing_a_set_then_best_by_default_or_by_key():

@@ -44,7 +44,7 @@ def test_swp1_when_walk_forward_then_each_window_picks_the_in_sample_best_and_re
     """SWP-1: the winner is the in-sample argmax; its out-of-sample figure is that set run on unseen dates."""
     db = tmp_path / "wf.duckdb"
     grid = {"fast": [5, 20], "slow": [50, 100]}
-    report = walk_forward("sma", grid, in_sample="4y", out_of_sample="3y", params=make_params(), symbols=["IBM"],
+    report = walk_forward("sma_reference", grid, in_sample="4y", out_of_sample="3y", params=make_params(), symbols=["IBM"],
                           db=db, workers=1, progress=False, name="wf")
     assert len(report) == 3
     bars = load_bars(["IBM"])
@@ -52,10 +52,10 @@ def test_swp1_when_walk_forward_then_each_window_picks_the_in_sample_best_and_re
         inside = table.results(db, f"wf:is{row.window}")
         assert len(inside) == 4 and row.is_sharpe == inside["sharpe"].max()
         chosen = json.loads(row.params)
-        alone = evaluate(Job("sma", ("IBM",), row.oos_start, row.oos_end, False, 100_000.0), chosen, bars)
+        alone = evaluate(Job("sma_reference", ("IBM",), row.oos_start, row.oos_end, False, 100_000.0), chosen, bars)
         assert row.oos_sharpe == alone["sharpe"] and row.gap == row.is_sharpe - row.oos_sharpe
     s = summary(report)
     assert s["windows"] == 3 and s["gap"] == pytest.approx(report["gap"].mean())
-    again = walk_forward("sma", grid, in_sample="4y", out_of_sample="3y", params=make_params(), symbols=["IBM"],
+    again = walk_forward("sma_reference", grid, in_sample="4y", out_of_sample="3y", params=make_params(), symbols=["IBM"],
                          db=db, workers=1, progress=False, name="wf")
     assert again.equals(report)  # resumed from the table: nothing new, same report

@@ -35,7 +35,6 @@ def sma_grid(bars: "pd.DataFrame", pairs: Sequence[tuple[int, int]] | None = Non
     ``bars``: long bars (symbol, date, open, close, ...). Each symbol is simulated on
     its own dates only, as ``run_reference([symbol], bars=that symbol's bars)`` does.
     """
-    import numpy as np
     import pandas as pd
 
     pairs = list(pairs if pairs is not None else sma_pairs())

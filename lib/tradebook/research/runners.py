@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 from tradebook.errors import ConfigError
 from tradebook.research.evaluate import Job, evaluate
@@ -41,7 +41,7 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def run_serial(job: Job, work: list[list], bars: "pd.DataFrame") -> Iterator[list[dict]]:
+def run_serial(job: Job, work: list[list], bars: "pd.DataFrame") -> Generator[list[dict], None, None]:
     for batch in work:
         yield run_batch(job, batch, bars)
 
@@ -57,7 +57,7 @@ def _pool_batch(job: Job, batch: Batch) -> list[dict[str, Any]]:
     return run_batch(job, batch, _WORKER_BARS)
 
 
-def run_pool(job: Job, work: list[list], bars: "pd.DataFrame", workers: int) -> Iterator[list[dict]]:
+def run_pool(job: Job, work: list[list], bars: "pd.DataFrame", workers: int) -> Generator[list[dict], None, None]:
     """A process pool of ``workers``; on interruption pending batches are cancelled."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -77,7 +77,7 @@ def run_pool(job: Job, work: list[list], bars: "pd.DataFrame", workers: int) -> 
 
 # --- Ray --------------------------------------------------------------------------------------
 def run_ray(job: Job, work: list[list], bars: "pd.DataFrame", address: str | None,
-            num_cpus: int | None = None, task_fn=run_batch) -> Iterator[list[dict]]:
+            num_cpus: int | None = None, task_fn=run_batch) -> Generator[list[dict], None, None]:
     """Run the batches as Ray tasks on the cluster at ``address`` ("local": a local instance).
 
     ``task_fn`` is what each task runs (``run_batch``; tests wrap it to lose a worker).

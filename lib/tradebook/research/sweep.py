@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Mapping, Sequence
 
 from tradebook.errors import ConfigError
 from tradebook.research import runners, space, table
-from tradebook.research.evaluate import Job, check_names
+from tradebook.research.evaluate import REFERENCE, Job, base_params, check_names
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,11 +51,11 @@ class SweepInterrupted(KeyboardInterrupt):
 
 
 def plan(strategy: str, grid: Mapping[str, Sequence[Any]], *, search: str = "grid", samples: int | None = None,
-         seed: int = 0) -> list[dict[str, Any]]:
+         seed: int = 0, root: str | None = None) -> list[dict[str, Any]]:
     """The parameter sets of a sweep, in run order."""
     if not grid:
-        raise ConfigError("a sweep needs at least one parameter with values (e.g. --grid fast=5:50:5)")
-    check_names(strategy, list(grid))
+        raise ConfigError("a sweep needs at least one parameter with values (e.g. --grid rsi_entry=20,25,30)")
+    check_names(strategy, list(grid), root)
     if search == "grid":
         return space.grid_sets(grid)
     if search == "random":
@@ -66,24 +66,24 @@ def plan(strategy: str, grid: Mapping[str, Sequence[Any]], *, search: str = "gri
 
 
 def make_job(strategy: str, *, params: "Params | None" = None, symbols: Sequence[str] | None = None,
-             start: date | None = None, end: date | None = None, use_gate: bool = True,
+             start: date | None = None, end: date | None = None, use_gate: bool = True, frictions: bool = True,
              cash: float | None = None) -> Job:
-    """The fixed part of a sweep; swing sets start from ``params`` (default: the defaults)."""
+    """The fixed part of a sweep; every set starts from ``params`` (default: the defaults)."""
     from tradebook.params import Params
 
     params = params or Params()
     if start and end and start > end:
         raise ConfigError(f"start {start} is after end {end}")
-    base = params.model_dump() if strategy == "swing" else {}
-    chosen = tuple(symbols or params.symbols)
-    return Job(strategy, chosen, start, end, use_gate if strategy == "swing" else False,
-               float(cash if cash is not None else params.sim.starting_cash), base)
+    reference = strategy == REFERENCE
+    return Job(strategy, tuple(symbols or params.symbols), start, end, use_gate and not reference,
+               float(cash if cash is not None else params.sim.starting_cash), base_params(strategy, params),
+               frictions and not reference, str(_root()))
 
 
 def sweep(strategy: str, grid: Mapping[str, Sequence[Any]], *, params: "Params | None" = None,
           symbols: Sequence[str] | None = None, start: date | None = None, end: date | None = None,
           search: str = "grid", samples: int | None = None, seed: int = 0, use_gate: bool = True,
-          name: str | None = None, db: Path | str | None = None, workers: int | None = None,
+          frictions: bool = True, name: str | None = None, db: Path | str | None = None, workers: int | None = None,
           ray: str | None = None, ray_cpus: int | None = None, progress: bool = True,
           bars: "pd.DataFrame | None" = None) -> SweepRun:
     """Run a sweep into ``db`` (default runs/sweeps.duckdb) and return what was done.
@@ -95,8 +95,9 @@ def sweep(strategy: str, grid: Mapping[str, Sequence[Any]], *, params: "Params |
     from tradebook.params import Params
 
     params = params or Params()
-    job = make_job(strategy, params=params, symbols=symbols, start=start, end=end, use_gate=use_gate)
-    sets = plan(strategy, grid, search=search, samples=samples, seed=seed)
+    job = make_job(strategy, params=params, symbols=symbols, start=start, end=end, use_gate=use_gate,
+                   frictions=frictions)
+    sets = plan(strategy, grid, search=search, samples=samples, seed=seed, root=job.root)
     db = Path(db) if db else params.runs_path(_root()) / DEFAULT_DB
     table.check_not_ledger(db, params.ledger_path(_root()))
     name = name or default_name(job, grid, search, samples, seed)
@@ -116,10 +117,7 @@ def run_sets(job: Job, sets: list[dict[str, Any]], *, name: str, con: Any, db: P
     run = SweepRun(name, Path(db), len(keyed), len(keyed) - len(todo), 0)
     if not todo:
         return run
-    if bars is None:
-        from tradebook.marketdata import load_bars
-
-        bars = load_bars(list(job.symbols))
+    bars = bars if bars is not None else load_job_bars(job)
     workers = workers or runners.default_workers()
     stream = _stream(job, todo, bars, workers, ray, ray_cpus)
     pending: list[dict] = []
@@ -142,13 +140,22 @@ def run_sets(job: Job, sets: list[dict[str, Any]], *, name: str, con: Any, db: P
 
 
 def _stream(job: Job, todo: list, bars: "pd.DataFrame", workers: int, ray: str | None,
-            ray_cpus: int | None) -> Iterator[list[dict]]:
+            ray_cpus: int | None) -> Generator[list[dict], None, None]:
     if ray:
         return runners.run_ray(job, runners.batches(todo, ray_cpus or workers), bars, ray, ray_cpus)
     work = runners.batches(todo, workers)
     if workers == 1 or len(work) == 1:
         return runners.run_serial(job, work, bars)
     return runners.run_pool(job, work, bars, min(workers, len(work)))
+
+
+def load_job_bars(job: Job) -> "pd.DataFrame":
+    """The bars every set replays: stored symbols from the data store, bundled ones otherwise."""
+    from tradebook.params import Params
+    from tradebook.research.datastore import load_bars_any
+
+    return load_bars_any(list(job.symbols), Params.model_validate(dict(job.base)),
+                         Path(job.root) if job.root else None)
 
 
 def _complete(name: str, job: Job, rows: list[dict]) -> list[dict]:
@@ -179,7 +186,8 @@ class _Progress:
 
     def __init__(self, enabled: bool, name: str, total: int, done: int):
         self.enabled, self.name, self.total, self.done = enabled, name, total, done
-        self.bar = self.task = None
+        self.bar: Any = None
+        self.task: Any = None
         self.started = time.perf_counter()
 
     def __enter__(self) -> "_Progress":

@@ -17,7 +17,8 @@ EXIT_INTERRUPTED = 130
 
 
 def sweep_cmd(
-    strategy: str = typer.Argument(..., help="swing (the reference swing strategy) | sma (SMA crossover)"),
+    strategy: str = typer.Argument(..., help="a strategy (swing, sma_cross, external_signals, model, "
+                                   "strategies.file:Class) or sma_reference (the parity SMA reference, fixed size)"),
     grid: list[str] = typer.Option(..., "--grid", "-g", help="name=values, e.g. rsi_entry=20,25,30 or "
                                    "trend_sma=50:200:25 (start:stop:step, inclusive); repeatable"),
     search: str = typer.Option("grid", "--search", help="grid (every combination) | random (--samples of them)"),
@@ -26,7 +27,9 @@ def sweep_cmd(
     symbols: Optional[str] = typer.Option(None, "--symbols", help="comma-separated (default: params.symbols)"),
     start: Optional[str] = typer.Option(None, "--start", help="first trading day, YYYY-MM-DD"),
     end: Optional[str] = typer.Option(None, "--end", help="last trading day, YYYY-MM-DD"),
-    no_gate: bool = typer.Option(False, "--no-gate", help="swing: skip the live gate rules"),
+    no_gate: bool = typer.Option(False, "--no-gate", help="skip the live gate rules"),
+    no_frictions: bool = typer.Option(False, "--no-frictions", help="no costs, stops/targets or breakers "
+                                      "(flatters: research only)"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="local processes (default: all cores)"),
     ray: Optional[str] = typer.Option(None, "--ray", help="run on Ray: a cluster address (ray://HOST:10001, "
                                       "HOST:6379) or 'local'"),
@@ -52,7 +55,7 @@ def sweep_cmd(
     opts: dict[str, Any] = dict(
         params=params, symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
         start=_day(start, "--start"), end=_day(end, "--end"), search=search, samples=samples, seed=seed,
-        use_gate=not no_gate, name=name, db=db, workers=workers, ray=ray, ray_cpus=ray_cpus)
+        use_gate=not no_gate, frictions=not no_frictions, name=name, db=db, workers=workers, ray=ray, ray_cpus=ray_cpus)
     parsed = space.parse_grid(grid)
     try:
         if walk_forward:
@@ -63,7 +66,7 @@ def sweep_cmd(
         run = stop.run
         typer.echo(f"interrupted: {run.skipped + run.ran} of {run.total} sets of sweep {run.name} are in "
                    f"{run.db}; run the same command again to resume (finished sets are not run again)", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def _day(text: Optional[str], option: str) -> Optional[date]:

@@ -99,25 +99,34 @@ def gap_figure(report: "pd.DataFrame", metric: str = "sharpe") -> "Figure":
 def promotion(chosen: Mapping[str, Any], params: "Params | None" = None, strategy: str = "swing") -> "pd.DataFrame":
     """The params changes that would make the live strategy run ``chosen``: key, current, proposed.
 
-    Only keys that differ are listed; apply them in the params YAML (or as ``-p key=value``).
+    Only keys that differ are listed (``strategy.use`` too when the live params choose
+    another strategy); apply them in the params YAML (or as ``-p key=value``).
     """
     import pandas as pd
 
-    from tradebook.params import Params, StrategyParams
+    from tradebook.params import Params
+    from tradebook.research.evaluate import REFERENCE
+    from tradebook.research.strategies.loader import build
 
-    if strategy != "swing":
-        raise ConfigError(f"the {strategy} strategy is a research reference, not the live strategy: "
-                          "only swing sets can be promoted to params")
-    current = (params or Params()).model_dump(mode="json")
-    rows = []
+    if strategy == REFERENCE:
+        raise ConfigError(f"{REFERENCE} is the parity reference, not a strategy decide can run: "
+                          "sweep sma_cross (or another strategy) to promote a set")
+    params = params or Params()
+    live = params.strategy
+    # the strategy's own params as decide would run them: the live ones, or its defaults when switching
+    own = build(strategy, live.params if live.use == strategy else {}).params.model_dump()
+    fields = set(own)
+    rows = [("strategy.use", live.use, strategy)] if live.use != strategy else []
+    current = params.model_dump(mode="json")
     for name, value in chosen.items():
-        key = f"strategy.{name}" if name in StrategyParams.model_fields else name
+        if name in fields:
+            rows.append((f"strategy.params.{name}", own.get(name), value))
+            continue
         node: Any = current
-        for part in key.split("."):
+        for part in name.split("."):
             node = node[part]
-        if node != value:
-            rows.append((key, node, value))
-    return pd.DataFrame(rows, columns=["key", "current", "proposed"])
+        rows.append((name, node, value))
+    return pd.DataFrame([r for r in rows if r[1] != r[2]], columns=["key", "current", "proposed"])
 
 
 def chosen_set(frame: "pd.DataFrame", key: str | None = None, metric: str = "sharpe") -> dict[str, Any]:

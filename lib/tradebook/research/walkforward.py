@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from tradebook.errors import ConfigError
 from tradebook.research import table
-from tradebook.research.sweep import _root, default_name, make_job, plan, run_sets
+from tradebook.research.sweep import _root, default_name, load_job_bars, make_job, plan, run_sets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,17 +68,16 @@ def walk_forward(strategy: str, grid: Mapping[str, Sequence[Any]], *, in_sample:
                  out_of_sample: str = "1y", mode: str = "rolling", metric: str = "sharpe",
                  params: "Params | None" = None, symbols: Sequence[str] | None = None,
                  start: date | None = None, end: date | None = None, use_gate: bool = True,
-                 search: str = "grid", samples: int | None = None, seed: int = 0, name: str | None = None,
+                 frictions: bool = True, search: str = "grid", samples: int | None = None, seed: int = 0, name: str | None = None,
                  db: Path | str | None = None, workers: int | None = None, ray: str | None = None,
                  ray_cpus: int | None = None, progress: bool = True) -> "pd.DataFrame":
     """One row per window: dates, the in-sample winner, its in- and out-of-sample figures, the gap."""
-    from tradebook.marketdata import load_bars
-
     if metric not in HIGHER_IS_BETTER:
         raise ConfigError(f"walk-forward metric {metric!r}: choose one of {', '.join(HIGHER_IS_BETTER)}")
-    job = make_job(strategy, params=params, symbols=symbols, start=start, end=end, use_gate=use_gate)
-    sets = plan(strategy, grid, search=search, samples=samples, seed=seed)
-    bars = load_bars(list(job.symbols))
+    job = make_job(strategy, params=params, symbols=symbols, start=start, end=end, use_gate=use_gate,
+                   frictions=frictions)
+    sets = plan(strategy, grid, search=search, samples=samples, seed=seed, root=job.root)
+    bars = load_job_bars(job)
     first = max(start or date.min, min(bars["date"]))
     last = min(end or date.max, max(bars["date"]))
     name = name or "wf-" + default_name(job, grid, search, samples, seed)
