@@ -153,6 +153,8 @@ def test_positions_when_crypto_held_then_shown_but_never_quoted_or_traded(broker
     snapshots = fake.count("GET", "/v2/stocks/snapshots")
     assert set(broker.quotes(["BTCUSD", "MSFT"])) == {"MSFT"}
     assert fake.requests[-1].query["symbols"] == "MSFT" and fake.count("GET", "/v2/stocks/snapshots") == snapshots + 1
+    bars = broker.daily_bars(["BTCUSD", "MSFT"], date(2011, 6, 27), date(2011, 7, 5))
+    assert set(bars["symbol"]) == {"MSFT"} and fake.requests[-1].query["symbols"] == "MSFT"
     with pytest.raises(BrokerRejected, match="not a us_equity") as err:
         broker.close_position("BTCUSD", "x1")
     assert err.value.code == "NOT_US_EQUITY" and fake.count("POST", "/v2/orders") == 0
@@ -228,11 +230,9 @@ def test_breaker_when_failures_spread_over_phase_runs_then_count_adds_up(keys, f
         fake.inject("http_500", path="/v2/clock")
         with pytest.raises(BrokerUnavailable):
             run.clock()
-    assert make_broker(params, root).circuit_open
+    fresh = make_broker(params, root)   # a fourth run: opens already open (the order path goes REDUCE_ONLY)
+    assert fresh.circuit_open and "3 failures in 60s" in fresh.breaker.reason
     assert breaker_path(params, root).is_file()
-    from tradebook import controls
-    from tradebook.ledger import Ledger
-    assert controls.effective_state(params, root, Ledger(params.ledger_path(root))).state == "REDUCE_ONLY"
 
 
 def test_breaker_file_when_window_passed_then_old_failures_forgotten(tmp_path):

@@ -191,3 +191,80 @@ def test_run_breakers_when_equity_below_minimum_then_frozen(sim_ctx):
     assert [(t.brk, t.code) for t in run_breakers(ctx)] == [("BRK-3", "MIN_EQUITY")]
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     assert status.state == "FROZEN" and "MIN_EQUITY" in status.reasons[0]
+
+
+# --- issue 12 item 8: the real day ------------------------------------------------------------
+GAP_FRIDAY, GAP_MONDAY = (2011, 8, 5), (2011, 8, 8)   # AAPL: -3.7% from Friday's close to Monday 09:40
+
+
+def _gap_ctx(root, shares: float):
+    from datetime import date
+
+    from trading_helpers import hold, make_ctx, mid, ny
+
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(ny(date(*GAP_FRIDAY), 15, 0))
+    hold(ctx, "AAPL", shares, mid(ctx, "AAPL"))
+    ctx.broker.advance_to(ny(date(*GAP_FRIDAY), 15, 59))
+    friday_close = ctx.broker.account().equity
+    ctx.broker.advance_to(ny(date(*GAP_MONDAY), 9, 15))          # before the open: the pre-open reconcile
+    from tradebook.reconcile import run_reconcile
+
+    run_reconcile(ctx)
+    return ctx, friday_close, lambda hh, mm: ny(date(*GAP_MONDAY), hh, mm)
+
+
+def test_brk1_when_overnight_gap_then_start_of_day_is_previous_close_recorded_before_open(root):
+    """BRK-1 (issue 12 item 8): start-of-day equity is the previous session's closing equity
+    (SimBroker's last close, as Alpaca's last_equity), recorded by the pre-open reconcile --
+    not the first monitor tick, which would hide the overnight gap. A gap of -2.5% freezes."""
+    ctx, friday_close, at = _gap_ctx(root, 4000)
+    rows = ctx.ledger.rows("SELECT ts, equity FROM equity_snapshots WHERE kind = 'START_OF_DAY'")
+    assert len(rows) == 1 and rows[0][0] < at(9, 30)
+    assert rows[0][1] == pytest.approx(friday_close, rel=2e-3)
+    assert ctx.broker.account().last_equity == pytest.approx(friday_close, rel=2e-3)
+    ctx.broker.advance_to(at(9, 40))
+    trips = run_breakers(ctx)                                  # the first monitor tick of the day
+    assert ("BRK-1", "DAILY_LOSS", "FROZEN") in codes(trips)
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"
+
+
+def test_brk2_when_session_drawdown_while_already_reduce_only_then_recorded_and_no_rearm(root):
+    """BRK-2 (issue 12 item 8): a session drawdown seen while the state is already REDUCE_ONLY
+    (an auto trip) is still recorded, and blocks the automatic re-arm for the rest of the session."""
+    ctx, _, at = _gap_ctx(root, 2000)                          # -1.8%: session drawdown, not daily loss
+    controls.reduce_only(ctx.ledger, "reconcile divergence (test)", source="reconcile", now=at(9, 16))
+    ctx.broker.advance_to(at(9, 40))
+    assert ("BRK-2", "SESSION_DRAWDOWN", "REDUCE_ONLY") in codes(run_breakers(ctx))
+    with ctx.ledger.connect() as con:
+        assert session_tripped(con, at(9, 40))
+    ctx.broker.advance_to(at(11, 0))                           # cooldown long over, broker healthy
+    assert controls.try_rearm(ctx, True, at(11, 0)) is False
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "REDUCE_ONLY"
+
+
+def test_monitor_when_account_read_fails_then_breakers_skipped_and_stop_loss_still_sent(root):
+    """BRK / EXIT-9 (issue 12 item 8): a failed account read skips the breakers for that tick,
+    never the protective exits: the breached stop is sold in the same tick."""
+    from tradebook.monitor import run_monitor
+    from trading_helpers import EXEC_DAY, hold, make_ctx, mid, ny
+
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(ny(EXEC_DAY, 12))
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
+    ctx.broker.inject_fault("http_503", times=2, op="account")  # the breakers' read and the gate's
+    report = run_monitor(ctx)
+    assert report.breaker_trips == [] and [e.code for e in report.exits] == ["STOP_LOSS"]
+    assert ctx.broker.positions() == []
+    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'BREAKERS_SKIPPED'") == 1
+
+
+def test_brk1_when_alpaca_account_has_last_equity_then_adapter_reports_it():
+    """BRK-1: Alpaca's account field last_equity ("equity as of previous trading day at 16:00:00 ET",
+    Alpaca OpenAPI spec) reaches Account.last_equity; absent or empty -> None (first equity stands in)."""
+    from tradebook.broker.alpaca_convert import to_account
+
+    base = {"equity": "98000.10", "cash": "50000", "buying_power": "50000", "status": "ACTIVE"}
+    assert to_account({**base, "last_equity": "101234.56"}, True).last_equity == pytest.approx(101234.56)
+    assert to_account(base, True).last_equity is None
+    assert to_account({**base, "last_equity": ""}, True).last_equity is None

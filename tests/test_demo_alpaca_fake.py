@@ -39,3 +39,42 @@ def test_demo_on_alpaca_fake_when_run_then_phases_ok_and_no_secret_anywhere(root
     out, err = capfd.readouterr()
     for secret in secrets:
         assert secret not in out and secret not in err
+
+
+def test_demo_on_alpaca_fake_when_venue_realistic_then_ledger_equals_broker_and_no_incident(root: Path, monkeypatch):
+    """Issue 14 done-when: async cancels, a margin account and a rate limit switched on (DEMO_VENUE);
+    the demo ends with ledger = broker and no incident (no faults are injected)."""
+    from contextlib import contextmanager
+
+    from tradebook.broker import alpaca_fake
+
+    seen: list[alpaca_fake.FakeAlpacaServer] = []
+    real = alpaca_fake.demo_fake
+
+    @contextmanager
+    def spying(start=None):
+        with real(start) as (overrides, fake):
+            seen.append(fake)
+            yield overrides, fake
+
+    monkeypatch.setattr(alpaca_fake, "demo_fake", spying)
+    limited: list[str] = []
+
+    def count_429(method, path, status, *rest) -> None:
+        if status == 429:
+            limited.append(path)
+
+    alpaca_fake.FakeAlpacaServer.observers.append(count_429)
+    try:
+        summary = run_demo(3, root=root, broker="alpaca-fake")
+    finally:
+        alpaca_fake.FakeAlpacaServer.observers.remove(count_429)
+    assert summary.failures == [] and limited, "the rate limit was never hit: the demo venue does not exercise it"
+    fake = seen[0]
+    venue = fake.state.venue
+    assert venue.margin and venue.cancel_delay_s > 0 and fake.limiter is not None
+    ledger = Ledger(next((root / "runs").rglob("ledger*.duckdb")))
+    ours = {s: round(q, 6) for s, q in ledger.rows("SELECT symbol, qty FROM positions WHERE qty <> 0")}
+    theirs = {s: round(float(h.qty), 6) for s, h in fake.state.positions.items()}
+    assert ours == theirs
+    assert ledger.rows("SELECT kind, detail FROM incidents") == []

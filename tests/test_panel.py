@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from tradebook.broker.base import Position
 from tradebook.controls import effective_state, flag_path, freeze
-from tradebook.panel import ControlPanel, exposure_rows
+from tradebook.panel import ControlPanel
 
 
 @pytest.fixture(autouse=True)
@@ -98,19 +97,6 @@ def test_ctl4_panel_when_broker_unavailable_then_still_shows_state_and_halts(roo
     panel = ControlPanel(ctx, actor="ed")
     assert panel.broker_error and "broker unavailable" in panel.account_html.value
     assert panel.on_halt().state == "HALTED" and panel.status.state == "HALTED"
-
-
-def test_exposure_rows_when_positions_then_gross_tier_sector_symbol_vs_caps(make_params):
-    """GATE-3/4/12 view: exposure by group against caps; tier/sector NEAR within cap_buffer_pct."""
-    params = make_params()
-    positions = [Position("AAPL", 10, 100.0, 260.0), Position("IBM", 4, 100.0, 100.0),
-                 Position("MSFT", 3, 100.0, 100.0)]
-    rows = {(r.group, r.name): r for r in exposure_rows(positions, 10_000.0, params)}
-    assert rows[("gross", "all")].pct == pytest.approx(0.33) and rows[("gross", "all")].level == "OK"
-    assert rows[("sector", "Technology")].level == "OVER"       # 33% > 30%
-    assert rows[("tier", "TIER3")].level == "NEAR"               # 26% > 30% - 5% buffer
-    assert rows[("tier", "TIER2")].level == "OK"
-    assert rows[("symbol", "AAPL")].level == "OVER" and rows[("symbol", "IBM")].level == "OK"
 
 
 @pytest.mark.integration

@@ -114,13 +114,6 @@ def test_gate3_gate12_when_positions_then_exposure_by_symbol_tier_sector_against
     assert gross["status"] == "OK"
 
 
-def test_cap_status_when_near_or_over_cap_then_warn_or_over():
-    import pandas as pd
-
-    status = rpt.cap_status(pd.Series([0.01, 0.048, 0.06, float("nan")]), pd.Series([0.05] * 4), 0.05)
-    assert status == ["OK", "WARN", "OVER", "n/a"]
-
-
 def test_exe6_when_fills_then_slippage_vs_decision_price_per_symbol_and_side(built):
     """EXE-6: slippage per fill (stored, or computed from the decision price when missing)."""
     slip = built.frames["slippage"].set_index(["symbol", "side"])

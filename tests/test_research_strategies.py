@@ -200,12 +200,6 @@ def test_str2_when_external_signal_file_is_malformed_then_error_names_file(root)
         call_strategy(build("external_signals", {}, root), load_bars(["AAPL"]), {})
 
 
-def test_str2_when_model_strategy_chosen_then_clear_not_built_error(root):
-    """STR-2: model signals are not built; choosing them is refused when params load, saying so."""
-    with pytest.raises(ConfigError, match="model signals .* are not built"):
-        load_params(root / "params" / "sim.yaml", {"strategy.use": "model"})
-
-
 @pytest.mark.integration
 def test_str1_when_tradebook_backtest_names_a_user_strategy_then_it_runs_and_a_broken_one_is_one_clear_line(root):
     """STR-1 through the CLI: `tradebook backtest -p strategy.use=strategies.<file>:<Class>`."""

@@ -38,7 +38,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pool(project: Path):
-    with KernelPool(project) as warm:
+    with KernelPool(project, fork=True) as warm:
         yield warm
 
 
@@ -224,7 +224,7 @@ def test_pool_when_watched_source_changes_then_warm_kernels_are_replaced(project
     watched = tmp_path / "pkg"
     watched.mkdir()
     (watched / "mod.py").write_text("X = 1\n")
-    with KernelPool(project, watch=[watched], warm_modules=()) as own:
+    with KernelPool(project, fork=True, watch=[watched], warm_modules=()) as own:
         own.retire(own.take())
         zygote_before = own._zygote.proc.pid
         started = own.kernels_started
@@ -240,7 +240,7 @@ def test_pool_when_fork_server_dies_then_runs_continue_on_a_new_one_then_on_spaw
     import os
     import signal
 
-    with KernelPool(project, warm_modules=()) as own:
+    with KernelPool(project, fork=True, warm_modules=()) as own:
         assert _run(project, own, "ok").ok
         first = own._zygote.proc.pid
         os.kill(first, signal.SIGKILL)

@@ -15,10 +15,19 @@ acts on trips through ``tradebook.controls``:
   (bad broker data) -> REDUCE_ONLY with INVALID_EQUITY: we are blind, so no new
   risk, but exits stay possible and nothing is written to the snapshots.
 
-The session's start equity is the START_OF_DAY snapshot (the first equity seen on the
-exchange date), so the ladder is: -1% -> entries stop, -2% -> frozen. FROZEN never
+The session's start equity is the START_OF_DAY snapshot: the previous session's closing
+equity (the broker's ``last_equity``: Alpaca's "equity as of previous trading day at
+16:00 ET", SimBroker's last close), recorded by the pre-open reconcile
+(``record_start_of_day``) -- not the first monitor tick, which would hide an overnight
+gap. Only a broker that does not report it falls back to the first equity seen that day.
+The ladder is: -1% -> entries stop, -2% -> frozen. A trip is recorded (alerted once per
+session and code) even when the state is already at least as strict, so a session
+drawdown seen while REDUCE_ONLY still blocks every automatic re-arm for the rest of the
+session (``session_tripped``, checked by ``controls.rearm_blocker``). FROZEN never
 auto-clears (CTL-2). After a BRK-2 freeze an operator who accepts the loss resets the
 high-water mark with ``reset_peak`` before resuming, or the breaker trips again.
+An account read that fails skips the breakers for that tick (an event says so); the
+monitor's protective exits still run.
 """
 from __future__ import annotations
 
@@ -115,27 +124,56 @@ def current_peak(con: "duckdb.DuckDBPyConnection") -> float | None:
 
 
 def update_snapshots(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float,
-                     cash: float | None) -> EquityRefs:
-    """Keep START_OF_DAY (first equity of each exchange date) and PEAK (each new high) rows.
+                     cash: float | None, last_equity: float | None = None) -> EquityRefs:
+    """Keep START_OF_DAY (the previous close's equity, once per exchange date) and PEAK (each new high).
 
-    Runs inside the caller's transaction; returns the references for ``check_breakers``.
+    ``last_equity`` is the broker's equity at the previous session's close; without a usable
+    one the first equity seen that day stands in. Runs inside the caller's transaction;
+    returns the references for ``check_breakers``.
     """
     if not math.isfinite(equity):
         raise BrokerError(f"account equity {equity!r} is not a number; snapshots not updated")
     day = session_date(now)
-    row = con.execute("SELECT equity FROM equity_snapshots WHERE kind = 'START_OF_DAY' AND session_date = ? "
-                      "ORDER BY ts LIMIT 1", [day]).fetchone()
+    start = start_of_day(con, day)
+    if start is None:
+        start = last_equity if _usable(last_equity) else equity
+        con.execute("INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) VALUES (?, ?, ?, ?, ?)",
+                    [now, day, "START_OF_DAY", start, None if _usable(last_equity) else cash])
     insert = "INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) VALUES (?, ?, ?, ?, ?)"
-    if row is None:
-        con.execute(insert, [now, day, "START_OF_DAY", equity, cash])
-        start = equity
-    else:
-        start = row[0]
     peak = current_peak(con)
     if peak is None or equity > peak:
         con.execute(insert, [now, day, "PEAK", equity, cash])
         peak = equity
     return EquityRefs(day, start, peak, start)
+
+
+def start_of_day(con: "duckdb.DuckDBPyConnection", day: date) -> float | None:
+    """The START_OF_DAY equity recorded for exchange date ``day`` (None: not yet)."""
+    row = con.execute("SELECT equity FROM equity_snapshots WHERE kind = 'START_OF_DAY' AND session_date = ? "
+                      "ORDER BY ts LIMIT 1", [day]).fetchone()
+    return None if row is None else row[0]
+
+
+def record_start_of_day(ctx: "Context") -> float | None:
+    """Before the open (the pre-open reconcile): START_OF_DAY = the previous close's equity (BRK-1/2).
+
+    Returns the recorded (or already present) value; None when the broker could not be read
+    or reports no usable equity (the first breaker check then records it).
+    """
+    try:
+        account = ctx.broker.account()
+    except BrokerError:
+        return None
+    if not _usable(account.last_equity):
+        return None
+    now = ctx.now()
+    with ctx.ledger.transaction() as con:
+        start = start_of_day(con, session_date(now))
+        if start is None:
+            con.execute("INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) "
+                        "VALUES (?, ?, 'START_OF_DAY', ?, NULL)", [now, session_date(now), account.last_equity])
+            start = account.last_equity
+    return start
 
 
 def reset_peak(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float, reason: str,
@@ -150,6 +188,14 @@ def reset_peak(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float, r
     con.execute("INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) VALUES (?, ?, ?, ?, NULL)",
                 [now, session_date(now), "PEAK_RESET", equity])
     record_event(con, "PEAK_RESET", reason=reason.strip(), data={"equity": equity, "actor": actor}, ts=now)
+
+
+def _alerted_codes(con: "duckdb.DuckDBPyConnection", now: datetime) -> set[str]:
+    """Breaker codes already alerted during ``now``'s exchange date."""
+    midnight = datetime.combine(session_date(now), time(0), EXCHANGE_TZ)
+    return {r[0] for r in con.execute(
+        "SELECT DISTINCT json_extract_string(data, '$.code') FROM events WHERE kind = 'ALERT' "
+        "AND json_extract_string(data, '$.alert') = ? AND ts >= ? AND ts <= ?", [ALERT_KIND, midnight, now]).fetchall()}
 
 
 def session_tripped(con: "duckdb.DuckDBPyConnection", now: datetime) -> bool:
@@ -172,11 +218,19 @@ def run_breakers(ctx: "Context") -> list[BreakerTrip]:
     this every minute records one freeze and one set of alerts, not one per call.
     Returns every trip of this reading (acted on or already in force).
     """
-    account = ctx.broker.account()
     now = ctx.now()
+    try:
+        account = ctx.broker.account()
+    except BrokerError as exc:  # blind for this tick: skip the breakers, never the exits after them
+        from tradebook.ledger import record_event
+
+        with ctx.ledger.transaction() as con:
+            record_event(con, "BREAKERS_SKIPPED", run_id=ctx.run_id, ts=now,
+                         reason=f"account read failed ({type(exc).__name__}: {exc}); breakers skipped this tick")
+        return []
     with ctx.ledger.transaction() as con:
         if math.isfinite(account.equity):
-            refs = update_snapshots(con, now, account.equity, account.cash)
+            refs = update_snapshots(con, now, account.equity, account.cash, account.last_equity)
             trips = check_breakers(account.equity, refs.start_of_day, refs.peak, refs.session_start, ctx.params)
         else:
             trips = check_breakers(account.equity, None, None, None, ctx.params)
@@ -196,7 +250,15 @@ def _act(con: "duckdb.DuckDBPyConnection", ctx: "Context", trips: list[BreakerTr
     current = controls.ledger_state(con)
     target = "FROZEN" if any(t.action == "FROZEN" for t in trips) else "REDUCE_ONLY"
     if controls.RANK[target] <= controls.RANK[current]:
-        return  # already at least this strict: nothing to change, nothing new to alert
+        # Already at least this strict: no state change, but a trip first seen now is still
+        # recorded (once per session and code): a session drawdown must block re-arms (BRK-2).
+        seen = _alerted_codes(con, now)
+        for t in trips:
+            if t.code not in seen:
+                alerts.alert(con, ALERT_KIND, f"{t.brk} {t.code} -> {t.action} (state already {current}): "
+                                              f"{t.reason}", params=ctx.params, run_id=ctx.run_id, now=now,
+                             data={"breaker": t.brk, "code": t.code, "action": t.action, **dict(t.detail)})
+        return
     reason = "; ".join(f"{t.brk} {t.code}: {t.reason}" for t in trips if t.action == target)
     source = ",".join(dict.fromkeys(t.brk for t in trips if t.action == target))
     if target == "FROZEN":

@@ -327,6 +327,22 @@ def report(html: bool = typer.Option(False, "--html", help="also write runs/repo
         typer.echo(f"html: {out}")
 
 
+# --- first contact ---------------------------------------------------------------------------
+@app.command("doctor")
+def doctor_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
+    """First contact: keys, paper/live, account, margin, fractional, assets, data feeds, clock (exit 1 on a blocker)."""
+    from tradebook.doctor import failed, run_doctor
+
+    ctx = _context(params_file, param)
+    checks = run_doctor(ctx.params, ctx.root)
+    for check in checks:
+        typer.echo(check.line())
+    if failed(checks):
+        typer.echo("doctor: something above would stop trading (FAIL); fix it and run doctor again")
+        raise typer.Exit(1)
+    typer.echo("doctor: ready to trade with these params")
+
+
 # --- control panel server --------------------------------------------------------------------
 @app.command("panel")
 def panel_cmd(port: int = typer.Option(8866, "--port", min=1, max=65535, help="port on 127.0.0.1"),

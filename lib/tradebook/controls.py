@@ -274,6 +274,10 @@ def rearm_blocker(con: "duckdb.DuckDBPyConnection", params: "Params", health_ok:
         return f"cooldown: {left.total_seconds() / 60:.1f} min left"
     if not health_ok:
         return "health check failed"
+    from tradebook.breakers import session_tripped
+
+    if session_tripped(con, now):  # BRK-2: entries stay halted for the rest of the session
+        return "session drawdown tripped this session (BRK-2); entries stay halted until the next session"
     count = incidents_on(con, session_date(now))
     if count >= params.max_incidents_per_day:
         return f"{count} incidents today (max {params.max_incidents_per_day}); an operator must resume"

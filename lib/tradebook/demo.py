@@ -140,7 +140,7 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
         if fresh:
             archive_runs(ctx.runs_dir)
         clock = clock or ctx.broker
-        pool = stack.enter_context(KernelPool())
+        pool = stack.enter_context(KernelPool(fork=True))
         started, failures, notebooks = time.monotonic(), [], 0
         equity_start = ctx.broker.account().equity
 

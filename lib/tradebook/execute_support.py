@@ -47,7 +47,7 @@ def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
     from tradebook import gate
 
     broker, p = ctx.broker, ctx.params
-    account, positions, open_orders = broker.account(), broker.positions(), broker.open_orders()
+    account, positions, open_orders = _account(ctx, intents), broker.positions(), broker.open_orders()
     clock = broker.clock()
     quotes = broker.quotes(sorted({i.symbol for i in intents}))
     origins, by_symbol, closed, last = _ledger_inputs(ctx, now)
@@ -72,6 +72,19 @@ def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
         correlations=_correlations(ctx, intents, list(holdings), now),
         non_trading_days=_non_trading_days(ctx, intents, now))
     return gate.GateRun(view, gctx), quotes, available
+
+
+def _account(ctx: "Context", intents: list[it.Intent]):
+    """The account; for a run of exits only, an unreadable account is NaN equity (BRK: the breakers
+    skip that tick; the gate then rejects anything that is not reducing, and exits still go out)."""
+    from tradebook.broker.base import Account
+
+    try:
+        return ctx.broker.account()
+    except BrokerUnavailable:
+        if not intents or any(i.kind != "EXIT" for i in intents):
+            raise
+        return Account(equity=float("nan"), cash=float("nan"), buying_power=0.0)
 
 
 def _ledger_inputs(ctx: "Context", now: datetime):

@@ -94,6 +94,13 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
     """,
+    # v3: what ran: the code version (tradebook.code_version), the kernel's pid, and whether the
+    # notebook ended itself early (sys.exit(0): a clean halt, not a failure).
+    """
+    ALTER TABLE runs ADD COLUMN code_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN kernel_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN stopped_early BOOLEAN;
+    """,
 ]
 
 
@@ -153,15 +160,29 @@ class Ledger:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One state change: everything inside commits together or not at all (OPS-2)."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        """One state change: everything inside commits together or not at all (OPS-2).
+
+        Work registered with ``after_commit`` runs once the commit succeeded and the
+        connection is closed; a rollback (or a failed commit) drops it.
+        """
+        key, hooks = None, []
+        try:
+            with self.connect() as con:
+                key = id(con)
+                _after_commit[key] = []
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                hooks = _after_commit.pop(key, [])
+        finally:
+            if key is not None:
+                _after_commit.pop(key, None)
+        for hook in hooks:
+            hook()
 
     # migrations ------------------------------------------------------------------------
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -214,6 +235,23 @@ class Ledger:
                 return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
             except duckdb.Error as exc:
                 raise LedgerCorrupt(_corrupt_message(self.path, str(exc))) from None
+
+
+_after_commit: dict[int, list[Any]] = {}   # id(open transaction's connection) -> work for after its commit
+
+
+def after_commit(con: duckdb.DuckDBPyConnection, fn: Any) -> None:
+    """Run ``fn()`` after the ``Ledger.transaction`` owning ``con`` commits; never if it rolls back.
+
+    For side effects outside the ledger (alert delivery over the network): they must not
+    hold the ledger while they wait, nor announce a change that did not happen. A
+    connection outside such a transaction commits each statement at once: ``fn`` runs now.
+    """
+    hooks = _after_commit.get(id(con))
+    if hooks is None:
+        fn()
+    else:
+        hooks.append(fn)
 
 
 def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | None = None,

@@ -12,15 +12,15 @@ import getpass
 import html
 import json
 import os
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 from zoneinfo import ZoneInfo
 
 from tradebook.context import Context
 from tradebook.controls import ControlStatus, effective_state, halt, resume
+from tradebook.exposure import ExposureLine, exposure_lines
 from tradebook.flatten import flatten
 
 if TYPE_CHECKING:
@@ -47,42 +47,6 @@ def served_params(params_file: str | None, overrides: dict[str, Any] | None) -> 
     env_file, env_overrides = os.environ.get(ENV_PARAMS_FILE), os.environ.get(ENV_OVERRIDES)
     return (env_file or params_file,
             json.loads(env_overrides) if env_overrides else dict(overrides or {}))
-
-
-@dataclass(frozen=True)
-class ExposureRow:
-    group: str      # gross | tier | sector | symbol
-    name: str
-    value: float
-    pct: float      # of equity
-    cap: float
-    level: str      # OK | NEAR (tier/sector within cap_buffer_pct of the cap) | OVER
-
-
-def exposure_rows(positions: Iterable["Position"], equity: float, params: "Params") -> list[ExposureRow]:
-    """Exposure by gross / tier / sector / symbol against the params caps (GATE-3, 4, 12)."""
-    groups: dict[tuple[str, str], float] = {}
-    caps: dict[tuple[str, str], float] = {}
-    for pos in positions:
-        value = abs(pos.qty * pos.market_price)
-        tier = params.symbol_tiers.get(pos.symbol, "UNMAPPED")
-        sector = params.symbol_sectors.get(pos.symbol, "UNMAPPED")
-        for key, cap in ((("gross", "all"), params.max_gross_exposure_pct),
-                         (("tier", tier), params.tier_caps.get(tier, min(params.tier_caps.values(), default=0.0))),
-                         (("sector", sector), params.sector_cap_pct),
-                         (("symbol", pos.symbol), params.max_position_pct)):
-            groups[key] = groups.get(key, 0.0) + value
-            caps[key] = cap
-    rows = []
-    for (group, name), value in groups.items():
-        pct = value / equity if equity > 0 else float("inf")
-        cap = caps[(group, name)]
-        # The buffer warns before tier and sector caps (GATE-12); symbol and gross are hard caps.
-        near = group in ("tier", "sector") and pct > cap - params.cap_buffer_pct
-        level = "OVER" if pct > cap else "NEAR" if near else "OK"
-        rows.append(ExposureRow(group, name, value, pct, cap, level))
-    order = {"gross": 0, "tier": 1, "sector": 2, "symbol": 3}
-    return sorted(rows, key=lambda r: (order[r.group], r.name))
 
 
 def build_widgets() -> SimpleNamespace:
@@ -131,7 +95,7 @@ class ControlPanel:
         self.messages: list[str] = []
         self.status: ControlStatus | None = None
         self.positions: list["Position"] = []
-        self.exposure: list[ExposureRow] = []
+        self.exposure: list[ExposureLine] = []
         self.broker_error: str | None = None
         self._w = build_widgets()
         for name in ("state_html", "freezes_html", "account_html", "exposure_html", "runs_html", "reason_box",
@@ -176,7 +140,9 @@ class ControlPanel:
         try:
             account = self.ctx.broker.account()
             self.positions = list(self.ctx.broker.positions())
-            self.exposure = exposure_rows(self.positions, account.equity, self.ctx.params)
+            # The caps and warning band the gate enforces (tradebook.exposure), displayed as they are.
+            self.exposure = exposure_lines(((p.symbol, p.qty * p.market_price) for p in self.positions),
+                                           account.equity, self.ctx.params) if self.positions else []
             self.broker_error = None
             self.account_html.value = (f"<b>Equity</b> {account.equity:,.2f} · <b>Cash</b> {account.cash:,.2f}"
                                        f" · <b>Buying power</b> {account.buying_power:,.2f}"
@@ -267,10 +233,11 @@ def _positions_table(positions: list["Position"], params: "Params") -> str:
                                        rows, "tb-positions")
 
 
-def _exposure_table(rows: list[ExposureRow]) -> str:
+def _exposure_table(rows: list[ExposureLine]) -> str:
     if not rows:
         return "<b>Exposure vs caps</b> none (no positions)<br>"
-    cells = [[r.group, r.name, f"{r.value:,.2f}", f"{r.pct:.1%}", f"{r.cap:.0%}", r.level] for r in rows]
+    cells = [[r.group, r.name, f"{r.value:,.2f}", f"{r.pct:.1%}", "none" if r.cap is None else f"{r.cap:.0%}",
+              r.level] for r in rows]
     return "<b>Exposure vs caps</b>" + _table(["group", "name", "value", "% equity", "cap", "level"],
                                               cells, "tb-exposure-table")
 

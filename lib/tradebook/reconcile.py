@@ -184,7 +184,7 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
             return _reconcile(ctx, True)
         started = outcome.failure_time(ctx)
         try:
-            return _reconcile(ctx, False)
+            report = _reconcile(ctx, False)
         except LedgerError:
             raise  # nothing can be recorded in a ledger we cannot use; the error says what to do
         except Exception as exc:
@@ -192,6 +192,10 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
             if problem:
                 exc.add_note(f"the failure could not be recorded in the ledger: {problem}")
             raise
+        from tradebook.breakers import record_start_of_day
+
+        record_start_of_day(ctx)  # BRK-1/2: the previous close's equity, before the open
+        return report
 
 
 def sync_orders(ctx: "Context", cids: Iterable[str] | None = None) -> ReconcileReport:

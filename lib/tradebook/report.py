@@ -213,45 +213,37 @@ def daily_equity(raw: "pd.DataFrame", equity_now: float | None, asof: datetime |
 
 def exposure_tables(positions: "pd.DataFrame", params: "Params", prices: Mapping[str, float],
                     equity: float | None) -> dict[str, "pd.DataFrame"]:
-    """Exposure by symbol, tier and sector at current prices, each against its cap (GATE-3/4/12)."""
+    """Exposure by symbol, tier and sector at current prices against the caps the gate enforces.
+
+    Caps, tiers and the WARN band are tradebook.exposure's (GATE-3/4/12): the report only
+    displays them. A tier or sector without a cap shows NO_CAP (the gate refuses entries there).
+    """
     import pandas as pd
 
+    from tradebook.exposure import exposure_lines, sector_of, tier_of
+
     pos = positions.copy()
-    pos["tier"] = pos["tier"].fillna(pos["symbol"].map(params.symbol_tiers)).fillna("UNMAPPED")
-    pos["sector"] = pos["sector"].fillna(pos["symbol"].map(params.symbol_sectors)).fillna("UNMAPPED")
+    pos["tier"] = [tier_of(s, params) for s in pos["symbol"]]
+    pos["sector"] = [sector_of(s, params) for s in pos["symbol"]]
     pos["price"] = [prices.get(s, a) for s, a in zip(pos["symbol"], pos["avg_price"])]
     pos["priced_at"] = ["market" if s in prices else "cost" for s in pos["symbol"]]
     pos["value"] = pos["qty"] * pos["price"]
     pos["unrealized"] = (pos["price"] - pos["avg_price"]) * pos["qty"]
-    denom = equity if equity else float("nan")
-    pos["pct_equity"] = pos["value"].abs() / denom
-    pos["cap"] = params.max_position_pct
+    lines = exposure_lines(zip(pos["symbol"], pos["value"]), equity, params)
+    rows = [{"group": x.group, "name": x.name, "positions": x.positions, "value": x.value, "pct_equity": x.pct,
+             "cap": float("nan") if x.cap is None else x.cap, "status": x.level} for x in lines]
+    table = pd.DataFrame(rows, columns=["group", "name", "positions", "value", "pct_equity", "cap", "status"])
+    by_symbol = table[table["group"] == "symbol"].set_index("name")
+    for column in ("pct_equity", "cap", "status"):
+        pos[column] = [by_symbol.at[s, column] for s in pos["symbol"]]
     symbol = pos[["symbol", "origin", "tier", "sector", "qty", "avg_price", "price", "priced_at", "value",
-                  "unrealized", "pct_equity", "cap"]]
-    groups = {}
-    for key, caps in (("tier", params.tier_caps), ("sector", {})):
-        g = pos.groupby(key, as_index=False).agg(positions=("symbol", "count"), value=("value", lambda v: v.abs().sum()))
-        g["pct_equity"] = g["value"] / denom
-        g["cap"] = [caps.get(k, params.sector_cap_pct if key == "sector" else float("nan")) for k in g[key]]
-        groups[key] = g
-    gross = pd.DataFrame({"measure": ["gross exposure"], "value": [pos["value"].abs().sum()],
-                          "pct_equity": [pos["value"].abs().sum() / denom], "cap": [params.max_gross_exposure_pct]})
-    out = {"exposure by symbol": symbol, "exposure by tier": groups["tier"],
-           "exposure by sector": groups["sector"], "gross exposure": gross}
-    for frame in out.values():
-        frame["status"] = cap_status(frame["pct_equity"], frame["cap"], params.cap_buffer_pct)
-    return out
-
-
-def cap_status(pct: "pd.Series", cap: "pd.Series", buffer: float) -> list[str]:
-    """OVER the cap, WARN within the buffer below it (GATE-12's 5% buffer), else OK."""
-    out = []
-    for p, c in zip(pct, cap):
-        if p != p or c != c:  # NaN: no equity or no cap known
-            out.append("n/a")
-        else:
-            out.append("OVER" if p > c else "WARN" if p > c * (1 - buffer) else "OK")
-    return out
+                  "unrealized", "pct_equity", "cap", "status"]]
+    groups = {key: table[table["group"] == key].drop(columns="group").rename(columns={"name": key})
+              .reset_index(drop=True) for key in ("tier", "sector")}
+    gross = table[table["group"] == "gross"].drop(columns=["group", "name", "positions"])
+    gross.insert(0, "measure", "gross exposure")
+    return {"exposure by symbol": symbol, "exposure by tier": groups["tier"],
+            "exposure by sector": groups["sector"], "gross exposure": gross.reset_index(drop=True)}
 
 
 def _totals(report: Report, counts: tuple, equity: float | None, state: str) -> dict[str, Any]:

@@ -222,11 +222,15 @@ class AlpacaBroker:
             raise UnknownSymbol(f"Alpaca does not know the symbol {symbol!r}")
         return cv.to_asset(found)
 
+    def _stocks(self, symbols: list[str]) -> list[str]:
+        """Only us_equity symbols go to the stock data endpoints (crypto/options held are never quoted)."""
+        return [s for s in symbols if s not in self.orders.not_equity and "/" not in s]
+
     def quotes(self, symbols: list[str]) -> dict[str, Quote]:
         """Latest bid/ask per symbol (from snapshots, which also give day_open and prev_close)."""
         from alpaca.data.requests import StockSnapshotRequest
 
-        symbols = [s for s in symbols if s not in self.orders.not_equity and "/" not in s]   # stocks only
+        symbols = self._stocks(symbols)
         if not symbols:
             return {}
         request = StockSnapshotRequest(symbol_or_symbols=list(symbols), feed=self.feed)
@@ -240,6 +244,7 @@ class AlpacaBroker:
         from alpaca.data.requests import StockBarsRequest
         from alpaca.data.timeframe import TimeFrame
 
+        symbols = self._stocks(symbols)
         lo, hi = cv.day_bounds(start, end)
         if self.bars_feed == "sip" and symbols:
             # Free plans may not query SIP data newer than 15 minutes; completed daily bars never are.

@@ -55,7 +55,8 @@ def to_account(acct: dict[str, Any], fractional: bool, allow_margin: bool = Fals
     bp = margin_bp if allow_margin or cash_bp in (None, "") else min(_f(cash_bp), margin_bp)
     return Account(equity=_f(acct.get("equity")), cash=_f(acct.get("cash")), buying_power=bp,
                    currency=acct.get("currency") or "USD", status=str(acct.get("status") or ""),
-                   fractional_enabled=fractional)
+                   fractional_enabled=fractional,
+                   last_equity=_f(acct["last_equity"]) if acct.get("last_equity") not in (None, "") else None)
 
 
 def to_position(pos: dict[str, Any]) -> Position:

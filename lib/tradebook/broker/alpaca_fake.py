@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime, time as dtime
 from decimal import Decimal
 from http.server import ThreadingHTTPServer
@@ -238,6 +239,10 @@ class FakeAlpacaServer:
 
 
 DEMO_KEYS = ("PKFAKEDEMOKEY000000000", "SKFAKEDEMOSECRET0000000000000000000000")
+# The demo's venue is a real paper account's: async cancels, a margin account, wash-trade checks, a
+# rate limit (per second here, so waits stay short) and a free market-data plan.
+DEMO_VENUE = VenueOptions(cancel_delay_s=90.0, margin=True, wash_trade_check=True, rate_limit=10,
+                          rate_window_s=1.0, data_plan="free")
 
 
 @contextmanager
@@ -251,7 +256,8 @@ def demo_fake(start: datetime | date | None = None) -> Iterator[tuple[dict[str, 
     saved = {name: os.environ.get(name) for name in names}
     os.environ.update(dict(zip(names, DEMO_KEYS)))
     try:
-        with FakeAlpacaServer(start=start, key_id=DEMO_KEYS[0], secret_key=DEMO_KEYS[1]) as fake:
+        with FakeAlpacaServer(start=start, key_id=DEMO_KEYS[0], secret_key=DEMO_KEYS[1],
+                              venue=replace(DEMO_VENUE)) as fake:
             yield fake.overrides(), fake
     finally:
         for name, value in saved.items():

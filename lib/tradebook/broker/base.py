@@ -73,6 +73,9 @@ class Account:
     currency: str = "USD"
     status: str = "ACTIVE"
     fractional_enabled: bool = True
+    # Equity at the previous trading day's close (Alpaca ``last_equity``: "equity as of previous
+    # trading day at 16:00:00 ET"); the breakers' start of day (BRK-1/2). None: unknown.
+    last_equity: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,13 +160,40 @@ class SimBroker:
                      next_open=sessions.next_session(now).open, next_close=current.close)
 
     def account(self) -> Account:
-        """Cash, equity at current mids and buying power (cash minus reserved buy notional)."""
+        """Cash, equity at current mids, buying power (cash minus reserved buy notional) and
+        last_equity: the equity at the previous session's close, as Alpaca reports it."""
         def body(book):
             equity = book.cash + sum(q * self._mid(s, book) for s, (q, _) in book.positions.items())
             return Account(equity=equity, cash=book.cash,
                            buying_power=max(0.0, book.cash - match.reserved_cash(book)),
-                           fractional_enabled=bool(self.fractionable))
+                           fractional_enabled=bool(self.fractionable), last_equity=self._last_equity(book))
         return self._read("account", body)
+
+    def _last_equity(self, book: state.Book) -> float | None:
+        """The previous close's equity; read from the fills only when today's cash or positions changed."""
+        key = (state.from_us(book.now_us).date(), book.cash, tuple(sorted(book.positions.items())))
+        cached = getattr(self, "_last_equity_cache", None)
+        if cached is None or cached[0] != key:
+            value = self._call(None, lambda con, loaded: self._close_equity(con, loaded))
+            cached = self._last_equity_cache = (key, value)
+        return cached[1]
+
+    def _close_equity(self, con: Any, book: state.Book) -> float | None:
+        """Equity at the close of the session before today's: today's fills undone, previous closes."""
+        today = state.from_us(book.now_us).date()
+        previous = sessions.previous_session(today)
+        if previous is None:
+            return None
+        close_us = state.to_us(previous.close)
+        cash, qty = book.cash, {s: q for s, (q, _) in book.positions.items()}
+        for f in state.load_fills(con):
+            if state.to_us(f.ts) <= close_us:
+                continue
+            sign = 1.0 if f.side == "buy" else -1.0
+            cash += sign * f.qty * f.price
+            qty[f.symbol] = qty.get(f.symbol, 0.0) - sign * f.qty
+        marks = {s: prices.price_at(s, close_us / state.US - 1, self.seed) for s in qty}
+        return cash + sum(q * (marks[s].mid if marks[s] else 0.0) for s, q in qty.items())
 
     def positions(self) -> list[Position]:
         """Held positions with avg_price and the current mid as market_price."""

@@ -8,6 +8,7 @@ that a NaN or infinite equity, price or buying power rejects instead of passing.
 """
 from __future__ import annotations
 
+from tradebook.exposure import UNMAPPED, cap_of, in_buffer
 from tradebook.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject, warn
 from tradebook.gate_rules._common import passed, r2, r4, rule
 
@@ -59,12 +60,13 @@ def concentration(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -
     Within ``cap_buffer_pct`` of equity below a cap (cap 30%, buffer 5%: from 25%)
     the order passes with a TIER_CAP_BUFFER / SECTOR_CAP_BUFFER warning. A symbol
     without a tier, a sector, or a cap for its tier cannot be checked: entries reject.
+    Caps and the warning band are tradebook.exposure's, which the panel and report display.
     """
     if view.reduces(order):
         return _PASS12
     p, sym = ctx.params, order.symbol
     tier, sector = view.symbol_tier.get(sym), view.symbol_sector.get(sym)
-    tier_pct = p.tier_caps.get(tier) if tier is not None else None
+    tier_pct = cap_of("tier", tier if tier is not None else UNMAPPED, p)
     if tier_pct is None or sector is None:
         return reject("GATE-12", "UNMAPPED_SYMBOL", tier=tier, sector=sector,
                       tier_has_cap=tier_pct is not None)
@@ -78,8 +80,8 @@ def concentration(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -
         return reject("GATE-12", "SECTOR_CAP", sector=sector, after=r2(sector_after), cap=r2(sector_cap),
                       after_pct=r4(sector_after / equity) if equity else None)
     buffer = p.cap_buffer_pct * equity
-    if tier_after > tier_cap - buffer:
+    if in_buffer(tier_after, tier_cap, buffer):
         return warn("GATE-12", "TIER_CAP_BUFFER", tier=tier, after=r2(tier_after), cap=r2(tier_cap))
-    if sector_after > sector_cap - buffer:
+    if in_buffer(sector_after, sector_cap, buffer):
         return warn("GATE-12", "SECTOR_CAP_BUFFER", sector=sector, after=r2(sector_after), cap=r2(sector_cap))
     return _PASS12

@@ -103,9 +103,19 @@ def data_check_cmd(symbols: Optional[str] = typer.Option(None, "--symbols", help
         raise typer.Exit(1)
 
 
+def lab_cmd(port: int = typer.Option(8888, "--port", min=1, max=65535, help="port on 127.0.0.1"),
+            no_browser: bool = typer.Option(False, "--no-browser", help="print the URL, do not open a browser")) -> None:
+    """Open JupyterLab on the project with the project's kernel (research notebooks, strategies/)."""
+    from tradebook.context import project_root
+    from tradebook.research.lab import run_lab
+
+    raise typer.Exit(run_lab(project_root(), port, not no_browser, lambda line: typer.echo(line)))
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``backtest`` and ``data fetch|check`` to the main CLI."""
+    """Add ``backtest``, ``lab`` and ``data fetch|check`` to the main CLI."""
     app.command("backtest")(backtest_cmd)
+    app.command("lab")(lab_cmd)
     data_app = typer.Typer(no_args_is_help=True, help="The local market data store (DATA-1).")
     data_app.command("fetch")(data_fetch_cmd)
     data_app.command("check")(data_check_cmd)

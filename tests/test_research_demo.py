@@ -1,0 +1,46 @@
+"""STR-2 done-when: the external-signal and the model strategies run in `tradebook demo` on SimBroker
+(real papermill phase notebooks), and their decisions reach the ledger as intents."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from test_research_model import _choice, _train
+from tradebook.demo import run_demo
+from tradebook.ledger import Ledger
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _project(tmp_path: Path) -> Path:
+    for folder in ("params", "notebooks"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    (tmp_path / "runs").mkdir()
+    return tmp_path
+
+
+def test_str2_when_demo_runs_external_signals_then_fresh_files_become_intents(tmp_path):
+    root = _project(tmp_path)
+    (root / "signals").mkdir()
+    pd.DataFrame([("MSFT", 0.35, "2011-07-26T18:00:00Z"), ("IBM", 0.02, "2011-07-26T18:00:00Z")],
+                 columns=["symbol", "confidence", "generated_at"]).to_csv(root / "signals" / "desk.csv", index=False)
+    summary = run_demo(2, overrides={"strategy.use": "external_signals"}, root=root)
+    assert summary.failures == []
+    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    assert ledger.rows("SELECT symbol, side FROM intents") == [("MSFT", "buy")]
+    assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'DECISION' AND reason LIKE '%LOW_CONFIDENCE%'") == 1
+    assert summary.fills == 1
+
+
+def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_path):
+    root = _project(tmp_path)
+    sha = _train(root)
+    summary = run_demo(2, overrides={"strategy": _choice(sha)}, root=root)
+    assert summary.failures == []
+    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    reasons = [r[0] for r in ledger.rows("SELECT reason FROM events WHERE kind = 'DECISION'")]
+    assert reasons and all("MODEL" in r for r in reasons)
