@@ -24,8 +24,12 @@ def test_demo_on_alpaca_fake_when_run_then_phases_ok_and_no_secret_anywhere(root
     monkeypatch.setenv("APCA_API_SECRET_KEY", USER_KEYS[1])
     summary = run_demo(2, root=root, broker="alpaca-fake")
     assert summary.failures == [] and summary.notebooks == 2 * len(PHASES)
-    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper has its own default ledger
+    assert not (root / "runs" / "ledger.duckdb").exists()
     assert ledger.scalar("SELECT count(*) FROM runs WHERE status = 'OK'") == 2 * len(PHASES)
+    # One clock: notebooks are filed under the fake's simulated session dates, not today's.
+    days = sorted(p.name for p in (root / "runs").glob("20*") if p.is_dir())
+    assert len(days) == 2 and all(d.startswith("2011-07-") for d in days), days
     assert ledger.scalar("SELECT count(DISTINCT json_extract_string(params_json, '$.mode')) FROM runs") == 1
     assert ledger.scalar("SELECT any_value(json_extract_string(params_json, '$.mode')) FROM runs") == "paper"
 

@@ -89,9 +89,9 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     params = load_params(params_path, clean)  # ConfigError: nothing is recorded or run
     at = _exchange_time(now if now is not None else _broker_now(params, base))
     run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
+    ledger = _ledger(params, base)   # OPS-8 refusal comes before any file or row
     output = reserve_output(params.runs_path(base) / f"{at:%Y-%m-%d}", f"{at:%H%M%S}-{phase}")
     sim_time = at if params.mode == "sim" else None
-    ledger = _ledger(params, base)
     started = _utcnow()
     try:
         _record_start(ledger, run_id, phase, params, started, output, sim_time, code_version())
@@ -158,30 +158,37 @@ def _utcnow() -> datetime:
 
 # --- the runs row (own short transactions; the notebook opens the ledger itself) ----------
 def _ledger(params: "Params", root: Path) -> "Ledger":
-    from tradebook.ledger import Ledger
+    """The run's ledger, checked to belong to this broker identity before any row (OPS-8)."""
+    from tradebook.context import Context
 
-    return Ledger(params.ledger_path(root))
+    return Context(params, root).ledger
 
 
 def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
                   output: Path, sim_time: datetime | None, version: str) -> None:
+    from tradebook import run_liveness
+
     with ledger.transaction() as con:
+        run_liveness.mark_abandoned(con, started)  # runs whose process died never stay RUNNING
         con.execute(
             "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
             "sim_time, code_version) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)",
             [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
              str(output), sim_time, version])
+        run_liveness.record_start(con, run_id, phase, started)
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
                 output: Path, outcome: "_Outcome | None" = None) -> datetime:
     from tradebook.ledger import record_event
+    from tradebook.run_liveness import record_end
 
     ended = _utcnow()
     pid, early = (outcome.kernel_pid, outcome.stopped_early) if outcome else (None, None)
     with ledger.transaction() as con:
         con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ?, kernel_pid = ?, stopped_early = ? "
                     "WHERE run_id = ?", [status, ended, error, pid, early, run_id])
+        record_end(con, run_id)
         if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
             record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
                          data={"phase": phase, "notebook": str(output)}, ts=ended)
