@@ -106,7 +106,7 @@ def test_ops8_when_ledger_predates_identities_then_judged_by_the_modes_of_its_ru
         con.execute("INSERT INTO runs (run_id, phase, params_json, started_at, status) VALUES "
                     "('r1', 'reconcile', '{\"mode\": \"sim\"}', now(), 'OK')")
     with pytest.raises(LedgerMismatch, match="was used by sim runs"):
-        _paper(root, fake, ledger_file="ledger.duckdb").ledger
+        _ = _paper(root, fake, ledger_file="ledger.duckdb").ledger
 
 
 @pytest.mark.integration

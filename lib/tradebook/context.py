@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,6 @@ class Context:
     params: Params
     root: Path
     run_id: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, params_file: str | None = None, overrides: dict[str, Any] | None = None,

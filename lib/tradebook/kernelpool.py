@@ -171,10 +171,6 @@ class KernelPool:
         self._retiring.append((km, time.monotonic() + self.retire_grace_s))
 
     @property
-    def spares(self) -> int:
-        return len(self._spares)
-
-    @property
     def spare_pids(self) -> list[int | None]:
         """Process ids of the warm kernels waiting for a notebook (next one first)."""
         return [_pid(km) for km in self._spares]

@@ -31,11 +31,6 @@ def _f(value: Any, default: float = 0.0) -> float:
     return default if value is None or value == "" else float(value)
 
 
-def _v(value: Any) -> str:
-    """Enum wire value (or the string itself)."""
-    return str(getattr(value, "value", value))
-
-
 def _ts(value: Any) -> datetime | None:
     """An RFC 3339 timestamp (Z or offset, up to nanoseconds) as an aware datetime."""
     if value is None or value == "":

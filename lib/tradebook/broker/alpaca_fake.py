@@ -205,9 +205,6 @@ class FakeAlpacaServer:
         for observer in list(self.observers):
             observer(method, path, status, headers, payload, raw)
 
-    def set_fractionable(self, symbol: str, fractionable: bool) -> None:
-        self.state.fractionable[symbol] = fractionable
-
     def _authorised(self, headers: Any) -> bool:
         got = (headers.get("APCA-API-KEY-ID") or "", headers.get("APCA-API-SECRET-KEY") or "")
         want = self._keys
