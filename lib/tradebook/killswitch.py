@@ -105,17 +105,18 @@ def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any]
     The file is read as plain YAML (no validation); ``-p runs_dir=...`` still wins; anything
     unreadable falls back to the defaults. Never raises.
     """
-    from tradebook.params import DEFAULT_PARAMS_FILE, Params
+    from tradebook.params import DEFAULT_LEDGER_FILES, DEFAULT_PARAMS_FILE, Params
 
     source = Path(params_file or DEFAULT_PARAMS_FILE)
     source = source if source.is_absolute() else root / source
     data, how = _lenient_yaml(source)
-    for key in ("runs_dir", "ledger_file"):
+    for key in ("runs_dir", "ledger_file", "mode"):
         if isinstance((overrides or {}).get(key), str):
             data[key] = overrides[key]
             how = f"{key} from -p override"
     runs_dir = _text(data.get("runs_dir")) or Params.model_fields["runs_dir"].default
-    ledger_name = _text(data.get("ledger_file")) or Params.model_fields["ledger_file"].default
+    mode = data.get("mode") if data.get("mode") in DEFAULT_LEDGER_FILES else "sim"
+    ledger_name = _text(data.get("ledger_file")) or DEFAULT_LEDGER_FILES[mode]
     runs = Path(runs_dir) if Path(runs_dir).is_absolute() else root / runs_dir
     return Where(runs / FLAG_FILE, runs / ledger_name, runs, how)
 
