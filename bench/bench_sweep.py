@@ -142,8 +142,11 @@ def _ray(fn):
     except ImportError:
         print("  Ray                   not installed (pip install 'tradebook[sweep]'): no Ray figure")
         return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_research_ray import start_local_ray  # retries Ray's start-up race on a loaded machine
+
     t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray()
     print(f"  (local Ray instance started in {time.perf_counter() - t:.1f} s, not counted below)")
     try:
         return _timed(fn)
