@@ -443,6 +443,11 @@ def _register_research() -> None:
 
 _register_research()
 
+# --- research: sweeps (SWP-1, SWP-2) ---------------------------------------------------------
+from tradebook.research.sweep_cli import sweep_cmd  # noqa: E402  (typer only; the work imports lazily)
+
+app.command("sweep")(sweep_cmd)
+
 
 def main() -> None:
     """Console entry point: typed errors become one readable line and exit code 2."""
