@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ BLOCKS_START = 3 * HEADER_SIZE
 MAGIC = b"DUCK"
 INVALID = 2**64 - 1
 METADATA_SUB_BLOCKS = 64
+CHUNK_BLOCKS = 32  # blocks checksummed at once (8 MiB of 256 KiB blocks)
 _SEED = 5381
 _MULT = np.uint64(0xBF58476D1CE4E5B9)
 
@@ -50,7 +51,7 @@ class FileReport:
     block_count: int
     used_blocks: int
     iteration: int
-    free_blocks: frozenset[int] = frozenset()
+    free_blocks: frozenset[int] = field(default=frozenset(), repr=False)
 
 
 def checksum(words: np.ndarray) -> np.ndarray:
@@ -64,6 +65,7 @@ def inspect(path: str | Path) -> FileReport:
 
     Raises DamagedFile naming the first problem found.
     """
+    # Read, never mmap'd: another process may shorten the file meanwhile (SIGBUS on a mapped page).
     data = np.fromfile(str(path), dtype=np.uint8)
     size = int(data.size)
     if size < BLOCKS_START:
@@ -114,10 +116,9 @@ def _check_blocks(blocks: np.ndarray, used: np.ndarray, block_count: int, block_
         need = BLOCKS_START + (int(missing.max()) + 1) * block_size
         raise DamagedFile(f"the file is truncated: {missing.size} of {block_count} blocks in use lie past its "
                           f"end ({size} bytes, needs at least {need})")
-    if not used.size:
-        return
-    present = blocks[used]
-    bad = used[checksum(present[:, 1:]) != present[:, 0]]
+    bad = np.concatenate([np.empty(0, np.int64)] + [
+        chunk[checksum(blocks[chunk][:, 1:]) != blocks[chunk][:, 0]]
+        for chunk in np.array_split(used, max(1, used.size // CHUNK_BLOCKS))])  # bounded memory
     if bad.size:
         first = int(bad[0])
         raise DamagedFile(f"{bad.size} of {used.size} blocks in use fail their checksum (first: block {first} "
