@@ -17,13 +17,14 @@ Every block in use (not on the free list) must lie wholly inside the file and ma
 its checksum. Free blocks are skipped on purpose: DuckDB may cut trailing free
 blocks off the file, and a write torn by a crash lands only in free blocks.
 
-Nothing here imports duckdb or writes anything.
+Nothing here imports duckdb or writes anything. The message for a damaged ledger (naming
+the newest backup that passes the same check) lives here too.
 """
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ BLOCKS_START = 3 * HEADER_SIZE
 MAGIC = b"DUCK"
 INVALID = 2**64 - 1
 METADATA_SUB_BLOCKS = 64
+CHUNK_BLOCKS = 32  # blocks checksummed at once (8 MiB of 256 KiB blocks)
 _SEED = 5381
 _MULT = np.uint64(0xBF58476D1CE4E5B9)
 
@@ -50,7 +52,7 @@ class FileReport:
     block_count: int
     used_blocks: int
     iteration: int
-    free_blocks: frozenset[int] = frozenset()
+    free_blocks: frozenset[int] = field(default=frozenset(), repr=False)
 
 
 def checksum(words: np.ndarray) -> np.ndarray:
@@ -64,6 +66,7 @@ def inspect(path: str | Path) -> FileReport:
 
     Raises DamagedFile naming the first problem found.
     """
+    # Read, never mmap'd: another process may shorten the file meanwhile (SIGBUS on a mapped page).
     data = np.fromfile(str(path), dtype=np.uint8)
     size = int(data.size)
     if size < BLOCKS_START:
@@ -114,10 +117,9 @@ def _check_blocks(blocks: np.ndarray, used: np.ndarray, block_count: int, block_
         need = BLOCKS_START + (int(missing.max()) + 1) * block_size
         raise DamagedFile(f"the file is truncated: {missing.size} of {block_count} blocks in use lie past its "
                           f"end ({size} bytes, needs at least {need})")
-    if not used.size:
-        return
-    present = blocks[used]
-    bad = used[checksum(present[:, 1:]) != present[:, 0]]
+    bad = np.concatenate([np.empty(0, np.int64)] + [
+        chunk[checksum(blocks[chunk][:, 1:]) != blocks[chunk][:, 0]]
+        for chunk in np.array_split(used, max(1, used.size // CHUNK_BLOCKS))])  # bounded memory
     if bad.size:
         first = int(bad[0])
         raise DamagedFile(f"{bad.size} of {used.size} blocks in use fail their checksum (first: block {first} "
@@ -166,6 +168,42 @@ class _MetadataReader:
         chunk = row.view(np.uint8)[start:start + self.sub_size].tobytes()
         self.next = struct.unpack_from("<Q", chunk)[0]
         self.buf += chunk[8:]
+
+
+# --- naming the way back: the newest backup that is whole ---------------------------------------
+def newest_backup(path: Path) -> Path | None:
+    """The newest backup file of this ledger, if any (see ``tradebook.backup``)."""
+    backups = path.parent / "backups"
+    if not backups.is_dir():
+        return None
+    candidates = sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name)
+    return candidates[-1] if candidates else None
+
+
+def newest_good_backup(path: Path) -> Path | None:
+    """The newest backup whose bytes pass the OPS-7 file check (a damaged backup is never offered)."""
+    backups = path.parent / "backups"
+    if not backups.is_dir():
+        return None
+    for candidate in sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name, reverse=True):
+        try:
+            if candidate.is_file():
+                inspect(candidate)
+                return candidate
+        except (DamagedFile, OSError):
+            continue
+    return None
+
+
+def corrupt_message(path: Path, detail: str = "") -> str:
+    """The one message every command gives for a damaged ledger: the file, what is wrong, the backup."""
+    backup = newest_good_backup(path)
+    hint = (f"restore the newest good backup with `tradebook ledger restore {backup}`" if backup
+            else "no good backup was found under runs/backups; move the file aside to start a new ledger "
+                 "only if you accept losing its history")
+    extra = f" ({detail.splitlines()[0][:200]})" if detail else ""
+    return (f"ledger {path} is corrupt or damaged{extra}; {hint}. Nothing was written to it. "
+            "`tradebook halt` and `tradebook flatten` still work without it.")
 
 
 # --- once per process and per change of the file ------------------------------------------------

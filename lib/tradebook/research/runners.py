@@ -121,4 +121,6 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
         ray.init(address=address, runtime_env={"py_modules": [package]}, **quiet)
     except (ConnectionError, RuntimeError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}. Start it with `ray start --head` "
-                          "on the head node and pass its address (e.g. ray://HOST:10001 or HOST:6379)") from None
+                          "on the head node and pass its address (HOST:6379, or ray://HOST:10001 for Ray Client). "
+                          "A cluster with token authentication (Ray >= 2.59) also needs RAY_AUTH_MODE=token and "
+                          "its token here, as the Ray docs describe (ray get-auth-token)") from None
