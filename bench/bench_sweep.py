@@ -35,6 +35,20 @@ def median_time(fn, runs: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
+COLD = ("import time; t = time.perf_counter(); from tradebook.marketdata import load_bars; "
+        "from tradebook.research.grid import sma_grid; g = sma_grid(load_bars(['AAPL', 'GOOG', 'IBM', 'MSFT'])); "
+        "print(len(g), f'{time.perf_counter() - t:.3f}')")
+
+
+def cold_process() -> float:
+    """Wall time of a whole new `python -c` process: import, load the bars, run the grid, print."""
+    import subprocess
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", COLD], check=True, capture_output=True, cwd=Path(__file__).parents[1])
+    return time.perf_counter() - t
+
+
 def vectorbt_grid(bars, pairs):
     """The same grid the idiomatic vectorbt way: one wide frame, MA crossovers, from_signals at the next open."""
     import pandas as pd
@@ -72,6 +86,7 @@ def sma_section(runs: int) -> None:
     print(f"SMA grid: {len(pairs)} pairs x {bars['symbol'].nunique()} symbols = {len(grid)} portfolios, "
           f"{int(grid['fills'].sum()):,} fills")
     print(f"  tradebook warm        {ours * 1000:8.1f} ms   (first call in this process {first * 1000:.0f} ms)")
+    print(f"  tradebook new process {cold_process():8.2f} s    (python -c: import, load bars, grid, print)")
     print(f"  one-at-a-time loop    {loop_s * 1000:8.1f} ms   (run_reference per pair and symbol)")
     print(f"  final values identical to one-at-a-time runs: {same}/{len(grid)}"
           + ("" if same == len(grid) else "   <-- MISMATCH"))
@@ -142,8 +157,11 @@ def _ray(fn):
     except ImportError:
         print("  Ray                   not installed (pip install 'tradebook[sweep]'): no Ray figure")
         return None
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_research_ray import start_local_ray  # retries Ray's start-up race on a loaded machine
+
     t = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray()
     print(f"  (local Ray instance started in {time.perf_counter() - t:.1f} s, not counted below)")
     try:
         return _timed(fn)

@@ -160,3 +160,36 @@ def test_open_when_writer_killed_mid_checkpoint_then_whole_with_every_committed_
         assert con.execute("SELECT count(*) FROM t").fetchone()[0] >= committed
     finally:
         con.close()
+
+
+LEDGER_WRITER = r"""
+import sys
+from tradebook.ledger import Ledger, record_event
+ledger = Ledger(sys.argv[1])
+n = 0
+while True:  # each transaction opens, commits and closes: DuckDB checkpoints at every close
+    with ledger.transaction() as con:
+        con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, reason) SELECT now(), 'IBM', "
+                    "'buy', i, 1.0 * i, 'FILL', repeat('r', 80) FROM range(3000) r(i)")
+        record_event(con, "TEST", reason=f"batch {n}")
+    n += 1
+    print(n, flush=True)
+"""
+
+
+def test_ledger_check_when_tradebook_writer_killed_mid_checkpoint_then_ok_with_every_committed_batch(tmp_path):
+    """OPS-7: SIGKILL a process writing through tradebook's Ledger (a checkpoint at every close):
+    `ledger check` finds the file whole, every committed batch is there, and the next write works."""
+    path = tmp_path / "ledger.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")}
+    proc = subprocess.Popen([sys.executable, "-c", LEDGER_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            env=env)
+    committed = int(proc.stdout.readline())
+    time.sleep(1.0)
+    proc.kill()
+    proc.wait()
+    committed = max([committed] + [int(line) for line in proc.stdout.read().split()])
+    result = check(path)
+    assert result.counts["events"] >= committed and result.counts["trades"] >= committed * 3000
+    Ledger(path).execute("INSERT INTO cooldowns VALUES ('IBM', now())")
+    assert check(path).counts["cooldowns"] == 1

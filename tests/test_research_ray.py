@@ -15,10 +15,24 @@ SHORT = dict(symbols=["AAPL", "MSFT"], start=date(2009, 1, 1), end=date(2012, 12
 _LOG = None  # set by the lost-worker test; shipped to workers with the function (pickled by value)
 
 
+def start_local_ray(attempts: int = 3) -> None:
+    """ray.init for a 2-CPU local instance, retried: on a loaded machine Ray's raylet can die at start-up
+    when its metrics agent takes over a hard-coded 15 s to write its port file (ray-project/ray#65983)."""
+    for attempt in range(attempts):
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+            return
+        except Exception:  # "The current node timed out during startup" is a bare Exception
+            ray.shutdown()
+            if attempt == attempts - 1:
+                raise
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local 2-CPU Ray instance for this module (starting one costs seconds)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray()
     yield ray
     ray.shutdown()
 

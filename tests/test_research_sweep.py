@@ -178,3 +178,25 @@ def test_swp1_when_cli_walk_forward_then_prints_in_and_out_of_sample_figures(roo
     assert "is_sharpe" in done.stdout and "oos_sharpe" in done.stdout and "gap" in done.stdout
     assert "2004-03-01" in done.stdout  # the first out-of-sample window starts after 4 years
     assert "mean sharpe: in-sample" in done.stdout
+
+
+@pytest.mark.integration
+def test_swp1_when_cli_grid_names_an_unknown_parameter_then_plain_error_and_exit_2(root):
+    """SWP-1: bad input is one plain line naming the parameter and what to use; nothing is written."""
+    args = [sys.executable, "-m", "tradebook.cli", "sweep", "swing", "--grid", "rsi_entryy=20,30"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib"), "COLUMNS": "40"}
+    done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "strategy swing has no parameter rsi_entryy; use one of its params (" in done.stderr
+    assert not (root / "runs" / "sweeps.duckdb").exists()
+
+
+def test_swp1_when_name_reused_with_another_grid_then_results_are_only_this_calls_sets(tmp_path):
+    """SWP-1: a run's results are its own sets, in order; a set listed twice runs once."""
+    db = tmp_path / "s.duckdb"
+    common = dict(db=db, name="shared", workers=1, progress=False, symbols=["IBM"])
+    sweep("sma_reference", {"fast": [10, 20], "slow": [50]}, **common)
+    other = sweep("sma_reference", {"fast": [30, 5, 30], "slow": [60]}, **common)
+    assert (other.total, other.ran) == (2, 2)
+    assert list(zip(other.results()["fast"], other.results()["slow"])) == [(30, 60), (5, 60)]
+    assert len(table.results(db, "shared")) == 4

@@ -60,7 +60,6 @@ def demo(days: int = typer.Option(20, "--days", min=1, max=2000, help="trading s
          broker: str = typer.Option("sim", "--broker", help="sim (default) or alpaca-fake"),
          params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """Replay N sessions through reconcile → execute → monitor → decide → report."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tradebook.demo import run_demo
@@ -78,7 +77,7 @@ def demo(days: int = typer.Option(20, "--days", min=1, max=2000, help="trading s
 
         summary = run_demo(days, params_file=str(params_file) if params_file else None,
                            overrides=overrides, fresh=fresh, broker=broker, on_step=on_step)
-    console = Console()
+    console = _console()
     for line in summary.lines():
         console.print(line, highlight=False)
     for failure in summary.failures:
@@ -130,12 +129,10 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
     Needs nothing else: with invalid params, a damaged or locked ledger, or the broker down,
     the flag file is still written and the output says what could not be done.
     """
-    from rich.console import Console
-
     from tradebook.controls import halt, halt_at
 
     ctx, fallback = _load_leniently(params_file, param)
-    console = Console()
+    console = _console()
     if ctx is not None:
         status = halt(ctx.params, ctx.root, reason, _actor(), "cli")
     else:
@@ -179,8 +176,6 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
                reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
                                                "(BRK-2): restart the peak at today's equity, recorded")) -> None:
     """Clear a halt or freeze (CTL-2): needs a reason; removes the flag file; recorded."""
-    from rich.console import Console
-
     from tradebook.controls import resume
 
     ctx = _context(params_file, param)
@@ -192,21 +187,19 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
         equity = ctx.broker.account().equity
         with ctx.ledger.transaction() as con:
             reset(con, ctx.now(), equity, reason, _actor())
-    _print_control(Console(), resume(ctx.params, ctx.root, reason, _actor(), "cli"))
+    _print_control(_console(), resume(ctx.params, ctx.root, reason, _actor(), "cli"))
 
 
 @app.command("flatten")
 def flatten_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why (recorded)"), yes: bool = YesOpt,
                 params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """CTL-5: cancel all open orders, close every position at market, then freeze."""
-    from rich.console import Console
-
     from tradebook.flatten import flatten
 
     ctx = _context(params_file, param)
     _confirm("FLATTEN", yes, "ALL open orders will be cancelled and ALL positions sold at market; then FROZEN.")
     result = flatten(ctx, reason, _actor(), "cli")
-    console = Console()
+    console = _console()
     console.print(result.summary(), markup=False, highlight=False)
     _print_control(console, result.status)
     if result.failed:
@@ -220,12 +213,10 @@ def status_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str
     Exit 0 only when trading is RUNNING, the ledger reads and the broker answers; otherwise
     2 params invalid, 3 not RUNNING, 4 ledger unreadable, 5 broker unreachable (README "Health").
     """
-    from rich.console import Console
-
     from tradebook.controls import effective_state, state_at
     from tradebook.health import EXIT_BROKER, EXIT_PARAMS, exit_code, state_code
 
-    console = Console()
+    console = _console()
     ctx, fallback = _load_leniently(params_file, param)
     if ctx is None:  # CTL-6: the kill-switch state still shows
         where, problem = fallback
@@ -449,6 +440,27 @@ from tradebook.research.sweep_cli import sweep_cmd  # noqa: E402  (typer only; t
 app.command("sweep")(sweep_cmd)
 
 
+def _click_exceptions() -> tuple[type, ...]:
+    """Usage-error classes: typer >= 0.16 raises its vendored click's, older ones click's own."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _console():
+    """A rich console that never breaks a line at the terminal width (soft wrap): messages with
+    long paths stay whole when piped or in a narrow terminal; tables still fit the width."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
 def main() -> None:
     """Console entry point: typed errors become one readable line and exit code 2."""
     try:
@@ -460,10 +472,8 @@ def main() -> None:
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, _click_exceptions()):
+            exc.show()  # plain echo: usage, hint and "Error: ..." (never rich, never wrapped)
             sys.exit(exc.exit_code)
         raise
     if isinstance(code, int) and not isinstance(code, bool) and code:

@@ -194,5 +194,8 @@ def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
             record_event(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=r.symbol, qty=r.qty, ts=now,
                          reason="execution window over: unfilled rest of a planned order cancelled (EXIT-1)",
                          data={"client_order_id": r.client_order_id, "intent_id": r.intent_id})
+    from tradebook.cancel_first import wait_final
+
+    wait_final(ctx, [r.client_order_id for r in asked])   # bounded: cancels may be asynchronous (VEN-2)
     sync_orders(ctx, [r.client_order_id for r in asked])
     return [r.client_order_id for r in asked]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import duckdb
 
 from tradebook import ledger_file
+from tradebook.ledger_file import corrupt_message, newest_backup, newest_good_backup  # noqa: F401 (re-exported)
 from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
 from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
 
@@ -323,37 +324,3 @@ def _env_lock_timeout() -> float:
 def _holder(text: str) -> str:
     marker = "Conflicting lock is held in"
     return text[text.index(marker):].strip().rstrip(".") if marker in text else "lock held"
-
-
-def newest_backup(path: Path) -> Path | None:
-    """The newest backup file of this ledger, if any (see ``tradebook.backup``)."""
-    backups = path.parent / "backups"
-    if not backups.is_dir():
-        return None
-    candidates = sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name)
-    return candidates[-1] if candidates else None
-
-
-def newest_good_backup(path: Path) -> Path | None:
-    """The newest backup whose bytes pass the OPS-7 file check (a damaged backup is never offered)."""
-    backups = path.parent / "backups"
-    if not backups.is_dir():
-        return None
-    for candidate in sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name, reverse=True):
-        try:
-            if candidate.is_file():
-                ledger_file.inspect(candidate)
-                return candidate
-        except (ledger_file.DamagedFile, OSError):
-            continue
-    return None
-
-
-def corrupt_message(path: Path, detail: str = "") -> str:
-    backup = newest_good_backup(path)
-    hint = (f"restore the newest good backup with `tradebook ledger restore {backup}`" if backup
-            else "no good backup was found under runs/backups; move the file aside to start a new ledger "
-                 "only if you accept losing its history")
-    extra = f" ({detail.splitlines()[0][:200]})" if detail else ""
-    return (f"ledger {path} is corrupt or damaged{extra}; {hint}. Nothing was written to it. "
-            "`tradebook halt` and `tradebook flatten` still work without it.")

@@ -17,7 +17,8 @@ Every block in use (not on the free list) must lie wholly inside the file and ma
 its checksum. Free blocks are skipped on purpose: DuckDB may cut trailing free
 blocks off the file, and a write torn by a crash lands only in free blocks.
 
-Nothing here imports duckdb or writes anything.
+Nothing here imports duckdb or writes anything. The message for a damaged ledger (naming
+the newest backup that passes the same check) lives here too.
 """
 from __future__ import annotations
 
@@ -167,6 +168,42 @@ class _MetadataReader:
         chunk = row.view(np.uint8)[start:start + self.sub_size].tobytes()
         self.next = struct.unpack_from("<Q", chunk)[0]
         self.buf += chunk[8:]
+
+
+# --- naming the way back: the newest backup that is whole ---------------------------------------
+def newest_backup(path: Path) -> Path | None:
+    """The newest backup file of this ledger, if any (see ``tradebook.backup``)."""
+    backups = path.parent / "backups"
+    if not backups.is_dir():
+        return None
+    candidates = sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name)
+    return candidates[-1] if candidates else None
+
+
+def newest_good_backup(path: Path) -> Path | None:
+    """The newest backup whose bytes pass the OPS-7 file check (a damaged backup is never offered)."""
+    backups = path.parent / "backups"
+    if not backups.is_dir():
+        return None
+    for candidate in sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name, reverse=True):
+        try:
+            if candidate.is_file():
+                inspect(candidate)
+                return candidate
+        except (DamagedFile, OSError):
+            continue
+    return None
+
+
+def corrupt_message(path: Path, detail: str = "") -> str:
+    """The one message every command gives for a damaged ledger: the file, what is wrong, the backup."""
+    backup = newest_good_backup(path)
+    hint = (f"restore the newest good backup with `tradebook ledger restore {backup}`" if backup
+            else "no good backup was found under runs/backups; move the file aside to start a new ledger "
+                 "only if you accept losing its history")
+    extra = f" ({detail.splitlines()[0][:200]})" if detail else ""
+    return (f"ledger {path} is corrupt or damaged{extra}; {hint}. Nothing was written to it. "
+            "`tradebook halt` and `tradebook flatten` still work without it.")
 
 
 # --- once per process and per change of the file ------------------------------------------------

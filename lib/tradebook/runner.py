@@ -103,10 +103,10 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     try:
         outcome = _execute(source, output, parameters, base, pool, timeout)
     except BaseException as exc:  # Ctrl-C or a runner bug: the row must not stay RUNNING
-        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output)
+        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output, sim_time=sim_time)
         raise
     status = "FAILED" if outcome.error else "OK"
-    ended = _record_end(ledger, run_id, phase, status, outcome.error, output, outcome)
+    ended = _record_end(ledger, run_id, phase, status, outcome.error, output, outcome, sim_time=sim_time)
     record = RunRecord(run_id, phase, status, output, params.digest(), started, ended, sim_time,
                        outcome.error, outcome.kernel_pid, outcome.stopped_early)
     if outcome.error and raise_on_failure:
@@ -179,7 +179,7 @@ def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", s
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
-                output: Path, outcome: "_Outcome | None" = None) -> datetime:
+                output: Path, outcome: "_Outcome | None" = None, *, sim_time: datetime | None = None) -> datetime:
     from tradebook.ledger import record_event
     from tradebook.run_liveness import record_end
 
@@ -191,7 +191,7 @@ def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: s
         record_end(con, run_id)
         if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
             record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
-                         data={"phase": phase, "notebook": str(output)}, ts=ended)
+                         data={"phase": phase, "notebook": str(output)}, ts=sim_time or ended)  # one clock
     return ended
 
 

@@ -114,11 +114,14 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
 
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address in (None, "", "local"):
-        ray.init(num_cpus=num_cpus, **quiet)
+        # "local": always a new instance, never one a `ray start` on this machine left behind
+        ray.init(address="local", num_cpus=num_cpus, **quiet)
         return
     package = str(Path(tradebook.__file__).parent)
     try:
         ray.init(address=address, runtime_env={"py_modules": [package]}, **quiet)
     except (ConnectionError, RuntimeError) as exc:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {exc}. Start it with `ray start --head` "
-                          "on the head node and pass its address (e.g. ray://HOST:10001 or HOST:6379)") from None
+                          "on the head node and pass its address (HOST:6379, or ray://HOST:10001 for Ray Client). "
+                          "A cluster with token authentication (Ray >= 2.59) also needs RAY_AUTH_MODE=token and "
+                          "its token here, as the Ray docs describe (ray get-auth-token)") from None
