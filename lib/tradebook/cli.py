@@ -473,8 +473,8 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
     except Exception as exc:  # click usage errors and the like
         if isinstance(exc, _click_exceptions()):
-            exc.show()  # plain echo: usage, hint and "Error: ..." (never rich, never wrapped)
-            sys.exit(exc.exit_code)
+            exc.show()  # type: ignore[attr-defined]  # click's ClickException: usage, hint, "Error: ..."
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
     if isinstance(code, int) and not isinstance(code, bool) and code:
         sys.exit(code)
