@@ -20,7 +20,8 @@ def start_local_ray(attempts: int = 3) -> None:
     when its metrics agent takes over a hard-coded 15 s to write its port file (ray-project/ray#65983)."""
     for attempt in range(attempts):
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
             return
         except Exception:  # "The current node timed out during startup" is a bare Exception
             ray.shutdown()

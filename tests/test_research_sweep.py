@@ -178,3 +178,14 @@ def test_swp1_when_cli_walk_forward_then_prints_in_and_out_of_sample_figures(roo
     assert "is_sharpe" in done.stdout and "oos_sharpe" in done.stdout and "gap" in done.stdout
     assert "2004-03-01" in done.stdout  # the first out-of-sample window starts after 4 years
     assert "mean sharpe: in-sample" in done.stdout
+
+
+@pytest.mark.integration
+def test_swp1_when_cli_grid_names_an_unknown_parameter_then_plain_error_and_exit_2(root):
+    """SWP-1: bad input is one plain line naming the parameter and what to use; nothing is written."""
+    args = [sys.executable, "-m", "tradebook.cli", "sweep", "swing", "--grid", "rsi_entryy=20,30"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib"), "COLUMNS": "40"}
+    done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "strategy swing has no parameter rsi_entryy; use one of its params (" in done.stderr
+    assert not (root / "runs" / "sweeps.duckdb").exists()

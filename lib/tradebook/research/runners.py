@@ -114,7 +114,8 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
 
     quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address in (None, "", "local"):
-        ray.init(num_cpus=num_cpus, **quiet)
+        # "local": always a new instance, never one a `ray start` on this machine left behind
+        ray.init(address="local", num_cpus=num_cpus, **quiet)
         return
     package = str(Path(tradebook.__file__).parent)
     try:

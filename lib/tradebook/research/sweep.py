@@ -182,7 +182,7 @@ def _root() -> Path:
 
 
 class _Progress:
-    """A rich progress bar on a terminal; plain ``done/total`` lines on stderr otherwise (logs, pipes)."""
+    """A rich progress bar on a terminal or in Jupyter; plain ``done/total`` lines on stderr otherwise."""
 
     def __init__(self, enabled: bool, name: str, total: int, done: int):
         self.enabled, self.name, self.total, self.done = enabled, name, total, done
@@ -196,7 +196,7 @@ class _Progress:
         from rich.console import Console
 
         console = Console(stderr=True)
-        if console.is_terminal:
+        if console.is_terminal or console.is_jupyter:  # rich draws a live bar in both
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
             self.bar = Progress("[bold]{task.description}", BarColumn(), MofNCompleteColumn(),

@@ -43,7 +43,7 @@ def sweep_cmd(
     metric: str = typer.Option("sharpe", "--metric", help="rank by: sharpe | cagr_pct | final_equity | "
                                "max_drawdown_pct"),
     top: int = typer.Option(10, "--top", min=0, help="best sets to print"),
-    params_file: Optional[Path] = typer.Option(None, "--params", help="params YAML file (base of swing sets)"),
+    params_file: Optional[Path] = typer.Option(None, "--params", help="params YAML file: the base every set starts from"),
     param: Optional[list[str]] = typer.Option(None, "-p", "--param", help="base params override key=value"),
 ) -> None:
     """Sweep a strategy's parameters over history into a results table; resumable after Ctrl-C."""
