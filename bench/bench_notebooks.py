@@ -180,7 +180,7 @@ def run_benchmarks(root: Path, args: argparse.Namespace) -> None:
     cli = papermill_cli_floor(root, max(3, args.repeat // 2))
     print(f"    papermill CLI (new process, cold kernel)   wall {cli:6.3f} s/run")
     start = time.perf_counter()
-    with KernelPool(root) as pool:
+    with KernelPool(root, fork=True) as pool:
         pool.retired_cpu = watch_retire(pool)
         first = one_run(root, pool, "reconcile", SAMPLES / "import_only.ipynb", clock)
         print(f"    first run of a process (papermill import, fork server start): wall {first.wall:.2f} s, "

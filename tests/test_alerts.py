@@ -128,3 +128,21 @@ def test_ops5_when_message_has_secret_then_redacted_everywhere(make_params, root
     assert "topSECRETvalue42" not in json.dumps(webhook.received)
     assert "topSECRETvalue42" not in str(stored(ledger))
     assert alerts.recent_alerts(ledger, "INCIDENT")[0]["alert"] == "INCIDENT"
+
+
+def test_ops5_when_alert_stored_inside_a_transaction_then_delivered_only_after_commit(make_params, root: Path,
+                                                                                       webhook):
+    """OPS-5/OPS-2 (issue 12 item 12): an alert stored in the caller's transaction is delivered after
+    the commit -- no network call while the transaction holds the ledger -- and an alert whose
+    state change rolls back is never delivered."""
+    params = make_params(**{"alerts.apprise_urls": [webhook.url]})
+    ledger = Ledger(params.ledger_path(root))
+    with ledger.transaction() as con:
+        result = alerts.alert(con, "BREAKER", "drawdown breaker", params=params)
+        assert webhook.received == [] and result.deferred        # nothing sent while inside
+    assert webhook.titles() == ["[tradebook sim] BREAKER"]
+    with pytest.raises(RuntimeError):
+        with ledger.transaction() as con:
+            alerts.alert(con, "INCIDENT", "a change that rolls back", params=params)
+            raise RuntimeError("the caller's state change failed")
+    assert webhook.titles() == ["[tradebook sim] BREAKER"] and [r[1] for r in stored(ledger)] == ["drawdown breaker"]

@@ -509,27 +509,3 @@ def test_submit_when_fractional_disabled_in_params_then_refused_before_sending(m
     assert fake.count("POST", "/v2/orders") == 0 and not broker.account().fractional_enabled
 
 
-def test_submit_with_fallback_when_fractional_rejected_then_whole_shares_same_client_id(broker, fake, caplog):
-    """EXE-5: floor(qty) under the same client_order_id (the 422 left nothing at Alpaca), logged."""
-    with caplog.at_level(logging.WARNING, logger="tradebook.broker.alpaca"):
-        order = broker.submit_with_fallback(buy(symbol="IBM", qty="2.5"))
-    assert (order.qty, order.client_order_id, order.status) == (2.0, "cid-1", "filled")
-    assert fake.count("POST", "/v2/orders") == 2 and "2 whole shares" in caplog.text
-
-
-def test_submit_with_fallback_when_fractional_fault_then_whole_shares(broker, fake):
-    fake.inject("fractional_reject")
-    assert broker.submit_with_fallback(buy(qty="3.7")).qty == 3.0
-
-
-def test_submit_with_fallback_when_known_non_fractionable_then_one_request(broker, fake):
-    broker.validate_fractional(["IBM"])
-    assert broker.submit_with_fallback(buy(symbol="IBM", qty="4.2")).qty == 4.0
-    assert fake.count("POST", "/v2/orders") == 1
-
-
-def test_submit_with_fallback_when_rounds_to_zero_then_skipped_and_logged(broker, fake, caplog):
-    with caplog.at_level(logging.WARNING, logger="tradebook.broker.alpaca"):
-        with pytest.raises(FractionalNotSupported, match="round to 0; order skipped"):
-            broker.submit_with_fallback(buy(symbol="IBM", qty="0.4"))
-    assert "skipped" in caplog.text and fake.state.orders == {}

@@ -116,3 +116,68 @@ def test_check_when_status_undocumented_then_fails():
 
 def test_observers_when_test_ends_then_fixture_removed_its_log(alpaca_contract):
     assert FakeAlpacaServer.observers.count(alpaca_contract) == 1
+
+
+def test_fake_divergences_when_triggered_then_each_listed_extra_is_sent_and_only_tolerated_by_name(fake):
+    """Where the fake diverges from the spec on purpose (DELIBERATE), the extras are real: the fake sends
+    each of them, and without its DELIBERATE entry each would be a violation."""
+    import alpaca_contract as contract
+
+    call(fake, "POST", "/v2/orders", order("c1"))
+    answers = [call(fake, "POST", "/v2/orders", order("big", qty="100000")).json(),             # buying power
+               call(fake, "POST", "/v2/orders", order("c2", side="sell", qty="5")).json()]       # held qty
+    fake.state.venue.wash_trade_check = True
+    call(fake, "POST", "/v2/orders", order("c3", side="sell", qty="1", type="limit", limit_price="999"))
+    answers.append(call(fake, "POST", "/v2/orders", order("c4")).json())                          # wash trade
+    answers.append(call(fake, "DELETE", "/v2/orders").json()[0])                                  # cancel body
+    sent = {key for answer in answers for key in answer}
+    for schema, extras in contract.DELIBERATE.items():
+        assert set(extras) <= sent, f"{schema}: {set(extras) - sent} never sent by the fake"
+    saved = dict(contract.DELIBERATE)
+    try:
+        contract.DELIBERATE.clear()
+        assert check_object("Error", answers[0], "b") and check_object("CanceledOrderResponse", answers[3], "b")
+    finally:
+        contract.DELIBERATE.update(saved)
+
+
+def _minimal(schema: str, **values):
+    """An object with only the contract's required fields (sample values by kind)."""
+    import uuid as _uuid
+
+    from alpaca_contract import ENUMS, SCHEMAS
+
+    required, fields = SCHEMAS[schema]
+    sample = {"str": "1", "int": 1, "num": 1.0, "bool": True, "uuid": str(_uuid.uuid4()), "array": [],
+              "datetime": "2011-07-06T14:00:00Z", "date": "2011-07-06"}
+    out = {}
+    for name in required:
+        kind = fields[name].rstrip("?")
+        out[name] = ENUMS[kind[5:]][0] if kind.startswith("enum:") else sample.get(kind)
+    return {**out, **values}
+
+
+def test_adapter_when_answers_carry_only_required_fields_then_parsed():
+    """The adapter depends only on what Alpaca's contract guarantees (required fields; the rest optional)."""
+    from tradebook.broker import alpaca_convert as cv
+
+    order = cv.to_order(_minimal("Order"))
+    position = cv.to_position(_minimal("Position"))
+    account = cv.to_account(_minimal("Account"), fractional=True)
+    clock = cv.to_clock(_minimal("Clock"))
+    session = cv.to_session(_minimal("CalendarDay", open="09:30", close="13:00"))
+    asset = cv.to_asset(_minimal("Asset"))
+    assert order.status == "new" and position.qty == 1.0 and account.buying_power == 0.0
+    assert clock.is_open and session.close.hour == 13 and asset.tradable
+
+
+def test_parse_items_when_spec_ipo_example_and_a_broken_item_then_others_kept():
+    """alpaca-py rejects a whole list on one enum value it lacks (the spec's IPO order: asset_class ipo);
+    tradebook reads item by item and skips only what it cannot read, reporting it."""
+    from tradebook.broker import alpaca_convert as cv
+
+    good, ipo = _minimal("Order", client_order_id="a"), _minimal("Order", client_order_id="b", asset_class="ipo")
+    broken = {k: v for k, v in _minimal("Order", client_order_id="c").items() if k != "id"}
+    skipped: list[str] = []
+    parsed = cv.parse_items([good, ipo, broken], cv.to_order, "list open orders", skipped.append)
+    assert [o.client_order_id for o in parsed] == ["a", "b"] and len(skipped) == 1 and "(c: KeyError" in skipped[0]

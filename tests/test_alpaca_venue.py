@@ -153,6 +153,8 @@ def test_positions_when_crypto_held_then_shown_but_never_quoted_or_traded(broker
     snapshots = fake.count("GET", "/v2/stocks/snapshots")
     assert set(broker.quotes(["BTCUSD", "MSFT"])) == {"MSFT"}
     assert fake.requests[-1].query["symbols"] == "MSFT" and fake.count("GET", "/v2/stocks/snapshots") == snapshots + 1
+    bars = broker.daily_bars(["BTCUSD", "MSFT"], date(2011, 6, 27), date(2011, 7, 5))
+    assert set(bars["symbol"]) == {"MSFT"} and fake.requests[-1].query["symbols"] == "MSFT"
     with pytest.raises(BrokerRejected, match="not a us_equity") as err:
         broker.close_position("BTCUSD", "x1")
     assert err.value.code == "NOT_US_EQUITY" and fake.count("POST", "/v2/orders") == 0
@@ -243,3 +245,17 @@ def test_breaker_file_when_window_passed_then_old_failures_forgotten(tmp_path):
     second = CircuitBreaker(2, 60, clock=lambda: t[0], store=BreakerFile(tmp_path / "b.json"))
     second.record_failure("y")
     assert not second.is_open and second.status()["recent_failures"] == 1
+
+
+def test_order_update_when_fill_reported_then_stamped_with_filled_at_not_updated_at():
+    """EXE-6: the fill's time is Alpaca's filled_at; updated_at moves on later changes of the order."""
+    from tradebook.broker.base import Order
+    from tradebook.order_sync import OrderRow, order_update
+
+    sent, filled, touched = (OPEN_DAY + timedelta(minutes=m) for m in (0, 3, 9))
+    row = OrderRow("tb-x-a1", "x", 1, "b1", "AAPL", "buy", 10.0, "new", 0.0, None, sent, "planned", 45.0, 0.7,
+                   "SUBMITTED", 1)
+    truth = Order("b1", "tb-x-a1", "AAPL", "buy", 10.0, "limit", "filled", 45.0, 10.0, 44.9, sent, touched,
+                  filled_at=filled)
+    update = order_update(row, truth, window_over=False, now=touched)
+    assert update is not None and update.fill_qty == 10.0 and update.fill_ts == filled

@@ -2,8 +2,7 @@
 
 The same tests run against both peers behind ``Broker`` (STYLE: the simulator and the live
 client are peers). A ``Venue`` harness gives each test the broker and the venue-side levers
-(clock, seeded positions, faults, asynchronous cancels). Asynchronous cancels on SimBroker
-come with issue 12 (exits-a); until its lever exists that case is skipped for SimBroker only.
+(clock, seeded positions, faults, asynchronous cancels, wash-trade checks).
 """
 from __future__ import annotations
 
@@ -30,7 +29,8 @@ class Venue:
     advance: Callable[[datetime], Any]
     seed: Callable[[str, float, float], Any]
     partial_next: Callable[[], None]
-    async_cancels: Callable[[float], None] | None   # None: this venue has no async-cancel lever yet
+    async_cancels: Callable[[float], None]
+    wash_checks: Callable[[], None]
 
 
 def _sim(root, make_params) -> Venue:
@@ -38,9 +38,15 @@ def _sim(root, make_params) -> Venue:
 
     sim = SimBroker.from_params(make_params(**{"sim.start_date": DAY.isoformat()}), root)
     sim.advance_to(OPEN)
-    lever = getattr(sim, "set_cancel_delay", None)   # issue 12 (exits-a): SimBroker venue realism
+
+    def async_cancels(_seconds: float) -> None:
+        sim.cancel_polls = 3   # SimBroker: pending_cancel for 3 look-ups or until time moves
+
+    def wash_checks() -> None:
+        sim.wash_trade_check = True
+
     return Venue(sim, sim.advance_to, sim.seed_position, lambda: sim.inject_fault("partial_fill"),
-                 None if lever is None else (lambda s: lever(s)))
+                 async_cancels, wash_checks)
 
 
 @pytest.fixture(params=["sim", "alpaca"])
@@ -60,8 +66,11 @@ def venue(request, root, make_params, monkeypatch):
         def async_cancels(seconds: float) -> None:
             fake.state.venue.cancel_delay_s = seconds
 
+        def wash_checks() -> None:
+            fake.state.venue.wash_trade_check = True
+
         yield Venue(AlpacaBroker.from_params(params, sleep=lambda s: None), fake.set_time, fake.seed_position,
-                    lambda: fake.inject("partial_fill"), async_cancels)
+                    lambda: fake.inject("partial_fill"), async_cancels, wash_checks)
 
 
 def order(side="buy", qty="4", cid="k1", kind="market", limit=None, symbol="AAPL") -> OrderRequest:
@@ -96,8 +105,6 @@ def test_cancel_when_sync_then_canceled_and_not_open(venue):
 
 def test_cancel_when_async_then_pending_cancel_working_until_venue_confirms(venue):
     """VEN-2: the cancel is acknowledged first; the order stays working (pending_cancel) until confirmed."""
-    if venue.async_cancels is None:
-        pytest.skip("SimBroker's async-cancel lever is issue 12 (exits-a); not landed yet")
     venue.async_cancels(60)
     venue.broker.submit(order(kind="limit", limit="1.00"))
     venue.broker.cancel("k1")
@@ -105,6 +112,25 @@ def test_cancel_when_async_then_pending_cancel_working_until_venue_confirms(venu
     assert [o.client_order_id for o in venue.broker.open_orders()] == ["k1"]
     venue.advance(OPEN + timedelta(minutes=2))
     assert venue.broker.get_order("k1").status == "canceled"
+
+
+def test_submit_when_shares_held_by_working_sell_then_insufficient_qty(venue):
+    """VEN-2: shares held by a working sell are not available for another sell."""
+    venue.seed("MSFT", 5, 20.0)
+    venue.broker.submit(order("sell", qty="5", cid="s1", kind="limit", limit="999", symbol="MSFT"))
+    with pytest.raises(BrokerRejected) as err:
+        venue.broker.submit(order("sell", qty="1", cid="s2", kind="limit", limit="998", symbol="MSFT"))
+    assert err.value.code == "INSUFFICIENT_QTY"
+
+
+def test_submit_when_opposite_order_working_then_wash_trade_refused(venue):
+    """VEN-2: an order that could trade against our own working opposite order is refused."""
+    venue.wash_checks()
+    venue.seed("MSFT", 5, 20.0)
+    venue.broker.submit(order("sell", qty="5", cid="s1", kind="limit", limit="999", symbol="MSFT"))
+    with pytest.raises(BrokerRejected, match="wash trade"):
+        venue.broker.submit(order("buy", qty="1", cid="b1", symbol="MSFT"))
+    assert venue.broker.get_order("b1") is None
 
 
 def test_submit_when_partial_fill_then_half_filled_and_still_open(venue):

@@ -97,3 +97,18 @@ def test_resume_when_reset_peak_after_drawdown_freeze_then_running_with_new_peak
     assert controls.effective_state(ctx.params, root).state == "RUNNING"
     with ctx.ledger.connect() as con:
         assert current_peak(con) == ctx.broker.account().equity
+
+
+def test_run_when_option_unknown_then_usage_error_plain_without_traceback(root: Path):
+    """Errors printed whole (issue 12 item 13): a usage error from typer's own click is one plain
+    message with exit code 2, never a traceback."""
+    out = tradebook(root, "run", "execute", "--no-such-option", env={"COLUMNS": "20"})
+    assert out.returncode == 2 and "No such option" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_status_when_params_path_long_and_terminal_narrow_then_message_lines_not_broken(root: Path):
+    """Errors printed whole (issue 12 item 13): status' explanation names a long params path on one
+    line, piped with COLUMNS=20 (rich would break it at the terminal width)."""
+    missing = root / ("a-very-long-folder-name-for-the-params-file-" * 3) / "params.yaml"
+    out = tradebook(root, "status", "--params", str(missing), env={"COLUMNS": "20"})
+    assert any(str(missing) in line for line in (out.stdout + out.stderr).splitlines()), out.stdout + out.stderr

@@ -29,3 +29,19 @@ def test_operator_now_when_no_sim_state_yet_then_wall_clock_and_nothing_created(
     assert abs(operator_now(ctx.params, root) - before) < timedelta(seconds=5)
     assert not ctx.params.sim_state_path(root).exists()
     assert abs(operator_now(None, root) - before) < timedelta(seconds=5)
+
+
+def test_run_failed_event_when_sim_phase_fails_then_stamped_with_the_simulated_clock(root):
+    """One clock: a failed phase run's RUN_FAILED event carries the simulated time in sim mode."""
+    from pathlib import Path
+
+    from tradebook.runner import run_phase
+
+    ctx = make_ctx(root, runs_dir="runs")
+    sim_time = ny(EXEC_DAY, 9, 15)
+    ctx.broker.advance_to(sim_time)
+    broken = Path(__file__).parent / "notebooks" / "broken.ipynb"
+    record = run_phase("reconcile", root=root, notebook=broken, raise_on_failure=False,
+                       overrides={"sim.start_date": "2011-07-01"})
+    assert record.status == "FAILED"
+    assert ctx.ledger.scalar("SELECT ts FROM events WHERE kind = 'RUN_FAILED'") == sim_time

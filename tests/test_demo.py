@@ -63,6 +63,12 @@ def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(dem
     """A second demo continues after the first one's sessions (the sim state persists)."""
     ledger = Ledger(demo_root / "runs" / "ledger.duckdb")
     before = ledger.scalar("SELECT max(sim_time) FROM runs")
-    run_demo(1, root=demo_root)
+    summary = run_demo(1, root=demo_root)
     assert ledger.scalar("SELECT min(sim_time) FROM runs WHERE sim_time > ?", [before]) is not None
     assert ledger.scalar("SELECT count(*) - count(DISTINCT client_order_id) FROM orders") == 0
+    # Issue 13 item 5: the summary counts this demo's own sessions, not the whole ledger's history.
+    assert summary.fills == ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [before])
+    assert summary.fills < ledger.scalar("SELECT count(*) FROM fills")
+    own_rejects = ledger.scalar("SELECT count(*) FROM intents WHERE gate_status = 'reject' AND updated_at > ?",
+                                [before])
+    assert sum(summary.rejects_by_reason.values()) == own_rejects

@@ -24,8 +24,12 @@ def test_demo_on_alpaca_fake_when_run_then_phases_ok_and_no_secret_anywhere(root
     monkeypatch.setenv("APCA_API_SECRET_KEY", USER_KEYS[1])
     summary = run_demo(2, root=root, broker="alpaca-fake")
     assert summary.failures == [] and summary.notebooks == 2 * len(PHASES)
-    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper has its own default ledger
+    assert not (root / "runs" / "ledger.duckdb").exists()
     assert ledger.scalar("SELECT count(*) FROM runs WHERE status = 'OK'") == 2 * len(PHASES)
+    # One clock: notebooks are filed under the fake's simulated session dates, not today's.
+    days = sorted(p.name for p in (root / "runs").glob("20*") if p.is_dir())
+    assert len(days) == 2 and all(d.startswith("2011-07-") for d in days), days
     assert ledger.scalar("SELECT count(DISTINCT json_extract_string(params_json, '$.mode')) FROM runs") == 1
     assert ledger.scalar("SELECT any_value(json_extract_string(params_json, '$.mode')) FROM runs") == "paper"
 
@@ -69,11 +73,12 @@ def test_demo_on_alpaca_fake_when_venue_realistic_then_ledger_equals_broker_and_
         summary = run_demo(3, root=root, broker="alpaca-fake")
     finally:
         alpaca_fake.FakeAlpacaServer.observers.remove(count_429)
-    assert summary.failures == [] and limited, "the rate limit was never hit: the demo venue does not exercise it"
+    assert summary.failures == [], summary.failures
+    assert limited, "the rate limit was never hit: the demo venue does not exercise it"
     fake = seen[0]
     venue = fake.state.venue
     assert venue.margin and venue.cancel_delay_s > 0 and fake.limiter is not None
-    ledger = Ledger(next((root / "runs").rglob("ledger*.duckdb")))
+    ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper keeps its own ledger
     ours = {s: round(q, 6) for s, q in ledger.rows("SELECT symbol, qty FROM positions WHERE qty <> 0")}
     theirs = {s: round(float(h.qty), 6) for s, h in fake.state.positions.items()}
     assert ours == theirs

@@ -323,3 +323,6 @@ def test_exit6_when_split_exit_children_then_they_count_once_against_order_rates
     states = _states(ctx)
     assert states.pop(EXIT_ID) == "CANCELLED" and len(states) == 3 and set(states.values()) == {"FILLED"}
     assert ctx.broker.positions() == []
+    from tradebook.execute_support import _ledger_inputs
+
+    assert _ledger_inputs(ctx, ctx.now())[1] == {"MSFT": 1}   # today's per-symbol count: one order

@@ -266,3 +266,40 @@ def test_exit8_when_quote_is_stale_then_monitor_fires_nothing_and_warns_then_fir
     monkeypatch.undo()
     assert [e.code for e in run_monitor(ctx).exits] == ["STOP_LOSS"]
     assert intent_state(ctx, "20110721-AAPL-EXIT-STOP_LOSS") == "FILLED"
+
+
+def test_exit9_when_stop_order_partly_filled_and_stuck_then_next_tick_sells_the_rest(root):
+    """EXIT-9: an immediate exit still working at the next tick (half filled, the rest stuck) is
+    cancelled and a fresh exit sells what is left. Old code: the symbol stayed "busy" until the close."""
+    ctx = _ctx(root)
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
+    ctx.broker.inject_fault("partial_fill")
+    run_monitor(ctx)
+    assert [p.qty for p in ctx.broker.positions()] == [5.0]
+    ctx.broker.advance_to(MIDDAY + timedelta(minutes=1))
+    run_monitor(ctx)
+    assert ctx.broker.positions() == [] and positions_match(ctx)
+    assert intent_state(ctx, "20110721-AAPL-EXIT-STOP_LOSS") == "PARTIAL"
+    assert intent_state(ctx, "20110721-AAPL-EXIT-STOP_LOSS-2") == "FILLED"
+
+
+def test_exit3_when_process_killed_between_fractional_rejection_and_whole_share_retry_then_not_stranded(root):
+    """EXIT-3 (item 3) with a real SIGKILL: execute dies right after the fractional rejection is
+    recorded, before the whole-share retry (second gate). The restarted run gets the exit out."""
+    import signal
+
+    from test_chaos import _child
+
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    hold(ctx, "MSFT", 10.5, mid(ctx, "MSFT"))
+    exit_ = plant(ctx, "MSFT", "EXIT", 10.5)
+    ctx.broker.advance_to(window_time())
+    ctx.broker.inject_fault("fractional_reject")
+    assert _child(root, "before_gate@2") == -signal.SIGKILL
+    assert intent_state(ctx, exit_.intent_id) == "SUBMITTED"          # what the kill leaves behind
+    assert ctx.ledger.rows("SELECT status FROM orders") == [("rejected",)]
+    again = make_ctx(root)
+    run_execute(again)
+    assert intent_state(again, exit_.intent_id) == "FILLED"
+    assert again.broker.positions() == [] and positions_match(again)

@@ -89,6 +89,14 @@ def test_gate1_when_frozen_then_entry_is_rejected():
     assert_verdict(verdict_of("GATE-1", make_order(), ctx=make_ctx(control_state="FROZEN")), "reject", "FROZEN")
 
 
+@covers("NOT_RECONCILED")
+def test_gate1_when_session_not_reconciled_then_entry_rejected_and_exit_passes():
+    """GATE-1 / REC-8: no entry on a session whose reconcile did not succeed; exits still go out."""
+    ctx, view = make_ctx(entry_blocker="the last reconcile failed"), make_view({"AAPL": (10, 100.0)})
+    assert_verdict(verdict_of("GATE-1", make_order(), view, ctx), "reject", "NOT_RECONCILED")
+    assert_verdict(verdict_of("GATE-1", make_order(side="sell", qty=10), view, ctx), "pass", "OK")
+
+
 @covers("REDUCE_ONLY")
 def test_gate1_when_reduce_only_then_entry_rejected_and_exit_passes():
     """GATE-1: REDUCE_ONLY allows only position-reducing orders."""

@@ -99,12 +99,18 @@ def test_corrupt_ledger_when_opened_then_clear_error_and_file_untouched(tmp_path
     assert path.read_bytes() == garbage
 
 
-def test_corrupt_ledger_when_backup_exists_then_error_names_backup(tmp_path):
-    """OPS-3: the error names the newest backup to restore."""
+def test_corrupt_ledger_when_backups_exist_then_error_names_newest_good_backup(tmp_path):
+    """OPS-3/OPS-7: the error names the newest backup that is whole; a damaged newer one is skipped."""
+    import shutil
+
     path = tmp_path / "ledger.duckdb"
-    (tmp_path / "backups" / "ledger-20110705T000000").mkdir(parents=True)
+    Ledger(path).check()
+    (tmp_path / "backups").mkdir()
+    good = tmp_path / "backups" / "ledger-20110705T000000Z.duckdb"
+    shutil.copyfile(path, good)
+    (tmp_path / "backups" / "ledger-20110706T000000Z.duckdb").write_bytes(b"half a copy")
     path.write_bytes(b"garbage" * 500)
-    with pytest.raises(LedgerCorrupt, match="ledger-20110705T000000"):
+    with pytest.raises(LedgerCorrupt, match="ledger-20110705T000000Z"):
         Ledger(path).check()
 
 
@@ -115,3 +121,12 @@ def test_record_event_when_written_then_queryable(tmp_path):
         record_event(con, "BACKFILL", symbol="AAPL", qty=10, price=101.5, reason="external", ts=utcnow())
     row = ledger.rows("SELECT kind, symbol, qty, price, reason FROM events")[0]
     assert row == ("BACKFILL", "AAPL", 10.0, 101.5, "external")
+
+
+def test_lock_timeout_when_env_value_is_bad_then_config_error_naming_env(tmp_path, monkeypatch):
+    """CFG-1 (issue 13): a bad value from the environment is named as such, never a raw ValueError."""
+    from tradebook.errors import ConfigError
+
+    monkeypatch.setenv("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "fifteen")
+    with pytest.raises(ConfigError, match=r"TRADEBOOK_LEDGER_LOCK_TIMEOUT_S.*\[from env\]"):
+        Ledger(tmp_path / "ledger.duckdb")

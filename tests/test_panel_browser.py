@@ -193,6 +193,29 @@ def test_ctl4_panel_runs_route_when_outside_runs_or_not_a_notebook_then_404(pane
         assert resp.status == 404, (rel, resp.status)
 
 
+def test_ctl4_panel_login_page_when_opened_in_browser_then_panel_words_and_token_signs_in(panel, browser):
+    """Issue 13 item 7: the sign-in page is the panel's own (what it is, that `tradebook panel` printed
+    the token), with nothing about Jupyter servers or permanent passwords; a wrong token is refused in
+    those words, the printed token opens the panel."""
+    browser.clear_cookies()
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{panel.port}/", timeout=SLOW_MS)   # no token: sent to the sign-in page
+    assert "/login" in page.url
+    text = page.locator("body").inner_text()
+    assert "tradebook control panel" in text and "printed by tradebook panel" in text
+    for stock in ("jupyter server list", "localhost:8888", "enable a password", "Jupyter"):
+        assert stock not in text and stock not in page.content()
+    assert page.locator("input[name=new_password]").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "00-login.png"))
+    page.locator("#tb-token").fill("wrong-" + panel.token[:8])
+    page.locator("#tb-login-submit").click()
+    assert "not this panel's token" in page.locator(".tb-login-error").inner_text()
+    page.locator("#tb-token").fill(panel.token)
+    page.locator("#tb-login-submit").click()
+    _state(page, "RUNNING")
+    page.close()
+
+
 def _shot(page, name: str) -> None:
     """The panel widget itself (Voilà's page scrolls inside a container, not the window)."""
     target = page.locator(".tb-panel")

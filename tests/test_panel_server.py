@@ -89,3 +89,17 @@ def test_ctl4_cli_panel_when_port_busy_then_exit_2_with_one_line(root):
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"port {port}" in proc.stderr and "Traceback" not in proc.stderr and "token" not in proc.stdout
+
+
+def test_ctl4_login_page_when_rendered_then_panel_words_no_jupyter_server_advice():
+    """Issue 13 item 7: the sign-in page says what it is and where the token came from, nothing of Jupyter."""
+    import html
+
+    from tradebook.panel_login import BAD_TOKEN, login_page
+
+    page = login_page("/login?next=%2F", '<input type="hidden" name="_xsrf" value="x"/>')
+    assert "tradebook control panel" in page and "tradebook panel" in page and 'name="password"' in page
+    for stock in ("jupyter server list", "localhost:8888", "new_password", "enable a password", "Jupyter"):
+        assert stock not in page
+    assert html.escape(BAD_TOKEN) in login_page("/login", "", error=BAD_TOKEN)
+    assert "<script>" not in login_page("/login?next=<script>", "", error="<script>")

@@ -73,8 +73,31 @@ def test_overrides_when_given_then_win_over_file_and_are_named_as_override():
     """CFG-2: papermill/CLI parameters override the params file."""
     p = load_params(REPO / "params" / "sim.yaml", {"max_position_pct": 0.045, "sim.seed": 11})
     assert (p.max_position_pct, p.sim.seed) == (0.045, 11)
-    with pytest.raises(ConfigError, match=r"orders_per_run.*\[in override\]"):
+    with pytest.raises(ConfigError, match=r"orders_per_run.*\[from -p override\]"):
         load_params(REPO / "params" / "sim.yaml", {"orders_per_run": -1})
+
+
+def test_cross_field_error_when_bad_value_came_from_override_then_named_as_override_not_file():
+    """CFG-1 (issue 13): a rule between keys names the -p override that broke it, not the file."""
+    with pytest.raises(ConfigError) as err:
+        load_params(REPO / "params" / "sim.yaml", {"max_gross_exposure_pct": 0.01})
+    line = next(ln for ln in str(err.value).splitlines() if "exceeds max_gross_exposure_pct" in ln)
+    assert "max_gross_exposure_pct from -p override" in line
+    assert "max_position_pct from " + str(REPO / "params" / "sim.yaml") in line
+    with pytest.raises(ConfigError) as err:
+        load_params(REPO / "params" / "sim.yaml", {"max_position_pct": 0.5})
+    dangerous = next(ln for ln in str(err.value).splitlines() if "dangerous" in ln)
+    assert dangerous.endswith("[from -p override]") and "sim.yaml" not in dangerous
+
+
+def test_error_when_value_is_a_default_then_named_as_default(tmp_path):
+    """CFG-1: a key in neither the file nor -p is a built-in default, and says so."""
+    f = tmp_path / "p.yaml"
+    f.write_text("max_order_notional: 10\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(f)
+    assert "min_order_notional from default" in str(err.value)
+    assert f"max_order_notional from {f}" in str(err.value)
 
 
 def test_parse_override_when_yaml_values_then_typed():

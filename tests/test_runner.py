@@ -38,7 +38,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pool(project: Path):
-    with KernelPool(project) as warm:
+    with KernelPool(project, fork=True) as warm:
         yield warm
 
 
@@ -224,7 +224,7 @@ def test_pool_when_watched_source_changes_then_warm_kernels_are_replaced(project
     watched = tmp_path / "pkg"
     watched.mkdir()
     (watched / "mod.py").write_text("X = 1\n")
-    with KernelPool(project, watch=[watched], warm_modules=()) as own:
+    with KernelPool(project, fork=True, watch=[watched], warm_modules=()) as own:
         own.retire(own.take())
         zygote_before = own._zygote.proc.pid
         started = own.kernels_started
@@ -240,7 +240,7 @@ def test_pool_when_fork_server_dies_then_runs_continue_on_a_new_one_then_on_spaw
     import os
     import signal
 
-    with KernelPool(project, warm_modules=()) as own:
+    with KernelPool(project, fork=True, warm_modules=()) as own:
         assert _run(project, own, "ok").ok
         first = own._zygote.proc.pid
         os.kill(first, signal.SIGKILL)
@@ -353,3 +353,47 @@ def test_progress_saves_when_cells_finish_quickly_then_throttled_but_start_and_e
     final = json.loads(out.read_text())
     assert final["metadata"]["papermill"]["end_time"] is not None
     assert {c["metadata"]["papermill"]["status"] for c in final["cells"]} == {"completed"}
+
+
+def test_run_phase_when_previous_runner_was_killed_then_its_row_is_abandoned_at_next_start(project, pool):
+    """Issue 13 item 5: a run whose process died (kill -9 mid-notebook) is ABANDONED at the next start,
+    with a RUN_ABANDONED event, and `status` never shows it RUNNING, even before that start."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = (f"from datetime import datetime, timezone; from tradebook.runner import run_phase; "
+            f"run_phase('execute', root={str(project)!r}, notebook={str(NOTEBOOKS / 'slow.ipynb')!r}, "
+            f"now=datetime(2011, 7, 6, 13, 40, tzinfo=timezone.utc), timeout_s=300)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO / "lib")},
+                            start_new_session=True)
+    con_sql = "SELECT run_id FROM runs WHERE status = 'RUNNING' AND phase = 'execute'"
+    deadline = time.monotonic() + 120
+    running = []
+    while not running and time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
+            running = con.execute(con_sql).fetchall()
+            con.close()
+        except duckdb.Error:
+            continue
+    os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as a crash or an OOM kill would
+    proc.wait()
+    assert running, "the killed run never recorded its RUNNING row"
+    (dead_id,), = running
+    status = subprocess.run([sys.executable, "-m", "tradebook.cli", "status"], cwd=project, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "TRADEBOOK_ROOT": str(project),
+                                                        "PYTHONPATH": str(REPO / "lib"), "COLUMNS": "250"})
+    assert "ABANDONED" in status.stdout, status.stdout + status.stderr
+    _run(project, pool, "ok")
+    row = _row(project, dead_id)
+    assert row["status"] == "ABANDONED" and row["ended_at"] is not None and "ended while" in row["error"]
+    con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM events WHERE kind = 'RUN_ABANDONED' AND run_id = ?",
+                           [dead_id]).fetchone()[0] == 1
+    finally:
+        con.close()

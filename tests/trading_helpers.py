@@ -38,6 +38,10 @@ def make_ctx(root: Path, **overrides) -> Context:
     overrides.setdefault("runs_dir", str(root / "runs"))
     # The helpers' calendar (DECIDE_DAY/EXEC_DAY) is fixed; don't depend on the demo's start date.
     overrides.setdefault("sim.start_date", "2011-07-01")
+    # VEN-2: the trading-core tests run against a venue with a real broker's habits
+    # (asynchronous cancels, wash-trade refusals; held shares are always unavailable).
+    overrides.setdefault("sim.cancel_polls", 2)
+    overrides.setdefault("sim.wash_trade_check", True)
     return Context(load_params(root / "params" / "sim.yaml", overrides), root)
 
 

@@ -1,6 +1,9 @@
 """Alerts (OPS-5): things an operator must hear about, logged, stored and delivered.
 
 Every alert is logged (``logs.py``) and stored as an ``ALERT`` event in the ledger;
+an alert stored inside the caller's transaction is delivered only after that commit
+(``ledger.after_commit``), so no network call holds the ledger and no alert announces
+a change that rolled back;
 when Apprise URLs are configured (``params.alerts.apprise_urls`` or the environment
 variable ``TRADEBOOK_APPRISE_URLS``, the better home for URLs that carry tokens) it is
 also sent through Apprise. Apprise is optional and imported only to deliver. A
@@ -43,7 +46,8 @@ class Alert:
     message: str
     data: dict[str, Any] = field(default_factory=dict)
     stored: bool = False
-    delivered: bool | None = None  # None: no URLs configured
+    delivered: bool | None = None  # None: no URLs configured, or deferred
+    deferred: bool = False         # stored in the caller's transaction: delivered after its commit
 
 
 def configure(params: "Params") -> None:
@@ -86,8 +90,20 @@ def alert(target: Any, kind: str, message: str, *, data: dict[str, Any] | None =
     # Direct call: data keys (run_id, message, ...) must never collide with log_event's arguments.
     _log.log(level, f"ALERT {kind}: {message}", extra={"fields": {"alert": kind, **data}, "run_id": run_id})
     stored = _store(target, kind, message, data, run_id, now)
-    delivered = deliver(kind, message, params=params, data=data)
-    return Alert(kind, message, data, stored, delivered)
+    if target is None or _is_ledger(target):
+        return Alert(kind, message, data, stored, deliver(kind, message, params=params, data=data))
+    # Inside the caller's transaction: deliver after its commit (no network call while it holds
+    # the ledger, and nothing announced if it rolls back). ``delivered`` is unknown here.
+    from tradebook.ledger import after_commit
+
+    after_commit(target, lambda: deliver(kind, message, params=params, data=data))
+    return Alert(kind, message, data, stored, None, deferred=True)
+
+
+def _is_ledger(target: Any) -> bool:
+    from tradebook.ledger import Ledger
+
+    return isinstance(target, Ledger)
 
 
 def _store(target: Any, kind: str, message: str, data: dict[str, Any], run_id: str | None,

@@ -19,6 +19,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tradebook import ledger_file
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
 from tradebook.logs import log_event
 
@@ -43,6 +44,7 @@ class CheckResult:
     schema_version: int
     counts: dict[str, int]
     newest_backup: Path | None
+    blocks_verified: int = 0
 
 
 def _stamp(now: datetime | None) -> str:
@@ -128,10 +130,10 @@ def restore(backup_path: str | Path | None, ledger_path: str | Path, *, force: b
 
     Refuses while the daemon runs or another process holds the ledger, and refuses to
     replace a healthy ledger unless ``force`` (you would lose what happened since)."""
-    from tradebook.ledger import newest_backup
+    from tradebook.ledger import newest_good_backup
 
     ledger_path = Path(ledger_path)
-    source = Path(backup_path) if backup_path else newest_backup(ledger_path)
+    source = Path(backup_path) if backup_path else newest_good_backup(ledger_path)
     if source is None or not source.exists():
         raise LedgerError(f"no backup to restore: {source or backups_dir(ledger_path)} not found")
     _verify(source)
@@ -153,27 +155,46 @@ def restore(backup_path: str | Path | None, ledger_path: str | Path, *, force: b
 
 
 def check(ledger_path: str | Path) -> CheckResult:
-    """Open the ledger, count rows per table; LedgerCorrupt (naming the backup) when unreadable."""
-    from tradebook.ledger import Ledger, newest_backup
+    """OPS-7: check the file's bytes, then read every value of every table (read-only: nothing is written).
+
+    LedgerCorrupt (naming the newest good backup) when anything is unreadable.
+    """
+    import duckdb
+
+    from tradebook.ledger import Ledger, corrupt_message, newest_good_backup, read_all
 
     ledger_path = Path(ledger_path)
     ledger = Ledger(ledger_path, create=False)
-    counts = ledger.check()
-    return CheckResult(ledger_path, ledger.schema_version(), counts, newest_backup(ledger_path))
+    ledger_file.forget(ledger_path)  # a check always reads the bytes again
+    with ledger.connect(read_only=True) as con:
+        try:
+            counts = read_all(con)
+            version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0] \
+                if "schema_version" in counts else 0
+        except duckdb.Error as exc:
+            raise LedgerCorrupt(corrupt_message(ledger_path, str(exc))) from None
+    try:
+        blocks = ledger_file.inspect(ledger_path).used_blocks
+    except ledger_file.DamagedFile:  # changed since the connection's check: a writer is at work; ask again
+        raise LedgerLocked(f"ledger {ledger_path} changed while it was checked; run the check again") from None
+    return CheckResult(ledger_path, version or 0, counts, newest_good_backup(ledger_path), blocks)
 
 
 def _verify(path: Path) -> None:
-    """A backup must open read-only and have a schema version, or it is no backup."""
+    """A backup must pass the file check, open read-only, read fully and have a schema version."""
     import duckdb
 
+    from tradebook.ledger import read_all
+
+    try:
+        ledger_file.inspect(path)
+    except (ledger_file.DamagedFile, OSError) as exc:
+        raise LedgerCorrupt(f"backup {path} is damaged ({exc})") from None
     try:
         con = duckdb.connect(str(path), read_only=True)
         try:
             version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-            tables = con.execute("SELECT table_name FROM information_schema.tables "
-                                 "WHERE table_schema='main'").fetchall()
-            for (table,) in tables:
-                con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            read_all(con)
         finally:
             con.close()
     except duckdb.Error as exc:

@@ -41,6 +41,7 @@ def run(phase: str = typer.Argument(..., help="reconcile | decide | execute | re
     """Run one phase notebook with papermill into runs/<date>/<HHMMSS>-<phase>.ipynb."""
     from tradebook.errors import ConfigError
     from tradebook.params import parse_override
+    from tradebook.notebook_files import printed_summary
     from tradebook.runner import run_phase
 
     if phase not in PHASE_NAMES:
@@ -48,6 +49,9 @@ def run(phase: str = typer.Argument(..., help="reconcile | decide | execute | re
     overrides = dict(parse_override(p) for p in param or [])
     record = run_phase(phase, params_file=str(params_file) if params_file else None, overrides=overrides)
     typer.echo(f"{phase}: {record.status} · {record.notebook_path}")
+    summary = printed_summary(record.notebook_path, phase)   # e.g. what execute sent and what was refused
+    if summary:
+        typer.echo(summary)
 
 
 @app.command()
@@ -56,7 +60,6 @@ def demo(days: int = typer.Option(20, "--days", min=1, max=2000, help="trading s
          broker: str = typer.Option("sim", "--broker", help="sim (default) or alpaca-fake"),
          params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """Replay N sessions through reconcile → execute → monitor → decide → report."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tradebook.demo import run_demo
@@ -74,7 +77,7 @@ def demo(days: int = typer.Option(20, "--days", min=1, max=2000, help="trading s
 
         summary = run_demo(days, params_file=str(params_file) if params_file else None,
                            overrides=overrides, fresh=fresh, broker=broker, on_step=on_step)
-    console = Console()
+    console = _console()
     for line in summary.lines():
         console.print(line, highlight=False)
     for failure in summary.failures:
@@ -121,13 +124,49 @@ def _print_control(console, status) -> None:
 @app.command("halt")
 def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r", help="why (recorded)"),
              params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
-    """Kill switch (CTL-1): write runs/KILL_SWITCH now, record it in the ledger if it is free."""
-    from rich.console import Console
+    """Kill switch (CTL-1, CTL-6): write runs/KILL_SWITCH now, record it in the ledger if it can.
 
-    from tradebook.controls import halt
+    Needs nothing else: with invalid params, a damaged or locked ledger, or the broker down,
+    the flag file is still written and the output says what could not be done.
+    """
+    from tradebook.controls import halt, halt_at
 
-    ctx = _context(params_file, param)
-    _print_control(Console(), halt(ctx.params, ctx.root, reason, _actor(), "cli"))
+    ctx, fallback = _load_leniently(params_file, param)
+    console = _console()
+    if ctx is not None:
+        status = halt(ctx.params, ctx.root, reason, _actor(), "cli")
+    else:
+        where, problem = fallback
+        # Only an existing ledger is written: a guessed path must never start a new one.
+        status = halt_at(where.flag, where.ledger, reason, _actor(), "cli", create_ledger=False)
+        _plain(console, f"params invalid, so the flag file went to {where.flag} ({where.how}):\n{problem}")
+    _print_control(console, status)
+    _plain(console, "  note: the broker was not contacted: orders already sent stay open at the broker; "
+                    "`tradebook flatten` cancels them and closes positions")
+
+
+def _load_leniently(params_file: Optional[Path], param: Optional[list[str]]):
+    """(ctx, None), or (None, (where, problem)) when the params cannot be loaded (CTL-6)."""
+    from tradebook.context import project_root
+    from tradebook.errors import ConfigError
+    from tradebook.killswitch import locate
+    from tradebook.params import parse_override
+
+    try:
+        return _context(params_file, param), None
+    except ConfigError as exc:
+        overrides = {}
+        for text in param or []:
+            try:
+                key, value = parse_override(text)
+                overrides[key] = value
+            except ConfigError:
+                continue
+        return None, (locate(project_root(), params_file, overrides), str(exc))
+
+
+def _plain(console, text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 @app.command("resume")
@@ -137,8 +176,6 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
                reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
                                                "(BRK-2): restart the peak at today's equity, recorded")) -> None:
     """Clear a halt or freeze (CTL-2): needs a reason; removes the flag file; recorded."""
-    from rich.console import Console
-
     from tradebook.controls import resume
 
     ctx = _context(params_file, param)
@@ -150,21 +187,19 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
         equity = ctx.broker.account().equity
         with ctx.ledger.transaction() as con:
             reset(con, ctx.now(), equity, reason, _actor())
-    _print_control(Console(), resume(ctx.params, ctx.root, reason, _actor(), "cli"))
+    _print_control(_console(), resume(ctx.params, ctx.root, reason, _actor(), "cli"))
 
 
 @app.command("flatten")
 def flatten_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why (recorded)"), yes: bool = YesOpt,
                 params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """CTL-5: cancel all open orders, close every position at market, then freeze."""
-    from rich.console import Console
-
     from tradebook.flatten import flatten
 
     ctx = _context(params_file, param)
     _confirm("FLATTEN", yes, "ALL open orders will be cancelled and ALL positions sold at market; then FROZEN.")
     result = flatten(ctx, reason, _actor(), "cli")
-    console = Console()
+    console = _console()
     console.print(result.summary(), markup=False, highlight=False)
     _print_control(console, result.status)
     if result.failed:
@@ -173,27 +208,44 @@ def flatten_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why (rec
 
 @app.command("status")
 def status_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
-    """Control state and reasons, account, positions, last 10 runs (works while the ledger is busy)."""
-    from rich.console import Console
+    """Control state and reasons, account, positions, last 10 runs (works while the ledger is busy).
 
-    from tradebook.controls import effective_state
+    Exit 0 only when trading is RUNNING, the ledger reads and the broker answers; otherwise
+    2 params invalid, 3 not RUNNING, 4 ledger unreadable, 5 broker unreachable (README "Health").
+    """
+    from tradebook.controls import effective_state, state_at
+    from tradebook.health import EXIT_BROKER, EXIT_PARAMS, exit_code, state_code
 
-    ctx = _context(params_file, param)
-    console = Console()
+    console = _console()
+    ctx, fallback = _load_leniently(params_file, param)
+    if ctx is None:  # CTL-6: the kill-switch state still shows
+        where, problem = fallback
+        _print_control(console, state_at(where.flag, where.ledger))
+        _plain(console, f"params invalid: account, positions and runs need valid params; state read from "
+                        f"{where.flag} ({where.how}):\n{problem}")
+        raise typer.Exit(EXIT_PARAMS)
     status = effective_state(ctx.params, ctx.root)
     _print_control(console, status)
-    _print_account(console, ctx)
+    broker_ok = _print_account(console, ctx)
     _print_runs(console, ctx, status)
+    code = exit_code(state_code(status) | (set() if broker_ok else {EXIT_BROKER}))
+    if code:
+        _plain(console, f"exit {code}: " + _EXIT_MEANING[code])
+    raise typer.Exit(code)
 
 
-def _print_account(console, ctx) -> None:
+_EXIT_MEANING = {2: "params invalid", 3: "trading is not RUNNING", 4: "the ledger cannot be read",
+                 5: "the broker cannot be reached", 1: "the daemon is not beating"}
+
+
+def _print_account(console, ctx) -> bool:
     from rich.table import Table
 
     try:
         account, positions = ctx.broker.account(), ctx.broker.positions()
     except Exception as exc:  # status must still show the control state when the broker is down
         console.print(f"broker unavailable: {type(exc).__name__}: {exc}", style="yellow", markup=False)
-        return
+        return False
     console.print(f"equity {account.equity:,.2f} · cash {account.cash:,.2f} · "
                   f"buying power {account.buying_power:,.2f}", highlight=False)
     table = Table(title="positions")
@@ -204,6 +256,7 @@ def _print_account(console, ctx) -> None:
         table.add_row(p.symbol, f"{p.qty:g}", f"{p.avg_price:,.2f}", f"{p.market_price:,.2f}", f"{value:,.2f}",
                       f"{value / account.equity:.1%}" if account.equity else "-")
     console.print(table if positions else "positions: none")
+    return True
 
 
 def _print_runs(console, ctx, status) -> None:
@@ -211,6 +264,7 @@ def _print_runs(console, ctx, status) -> None:
 
     from tradebook.controls import STATUS_LOCK_TIMEOUT_S
     from tradebook.ledger import Ledger
+    from tradebook.run_liveness import identities, is_gone
 
     path = ctx.params.ledger_path(ctx.root)
     if status.ledger_error or not path.exists():
@@ -218,16 +272,20 @@ def _print_runs(console, ctx, status) -> None:
                       highlight=False)
         return
     try:
-        rows = Ledger(path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=False).rows(
-            "SELECT started_at, phase, status, ended_at, coalesce(error, ''), coalesce(notebook_path, '') "
-            "FROM runs ORDER BY started_at DESC LIMIT 10")
+        with Ledger(path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=False).connect() as con:
+            rows = con.execute(
+                "SELECT started_at, phase, status, ended_at, coalesce(error, ''), coalesce(notebook_path, ''), "
+                "run_id FROM runs ORDER BY started_at DESC LIMIT 10").fetchall()
+            running = identities(con, [r[6] for r in rows if r[2] == "RUNNING"])
     except TradebookError as exc:
         console.print(f"runs: ledger busy or unreadable ({exc})", markup=False, highlight=False)
         return
     table = Table(title="last 10 runs")
     for col in ("started", "phase", "status", "ended", "error", "notebook"):
         table.add_column(col)
-    for started, phase, state, ended, error, nb in rows:
+    for started, phase, state, ended, error, nb, run_id in rows:
+        if state == "RUNNING" and is_gone(running.get(run_id)):  # marked at the next start; shown now
+            state, error = "ABANDONED", "its process is gone (killed or crashed)"
         table.add_row(f"{started:%Y-%m-%d %H:%M:%S}", phase, state, f"{ended:%H:%M:%S}" if ended else "-",
                       error[:60], nb)
     console.print(table if rows else "runs: none yet")
@@ -261,15 +319,15 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
 
 @app.command("health")
 def health_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
-    """OPS-4: exit 1 when the daemon's heartbeat is stale or trading is FROZEN/HALTED, saying why."""
-    from tradebook.health import check_health
+    """OPS-4: exit non-zero, saying why, unless the daemon beats, the ledger reads, the broker answers
+    and trading is RUNNING (codes: README "Health"). Works without valid params (CTL-6)."""
+    from tradebook.health import check_health, check_health_at
 
-    ctx = _context(params_file, param)
-    report = check_health(ctx.params, ctx.root)
+    ctx, fallback = _load_leniently(params_file, param)
+    report = check_health(ctx.params, ctx.root) if ctx is not None else check_health_at(*fallback)
     for line in report.lines():
         typer.echo(line)
-    if not report.ok:
-        raise typer.Exit(1)
+    raise typer.Exit(report.code)
 
 
 @ledger_app.command("backup")
@@ -300,12 +358,13 @@ def ledger_restore_cmd(path: Optional[Path] = typer.Argument(None, help="backup 
 
 @ledger_app.command("check")
 def ledger_check_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
-    """OPS-3: open the ledger, count rows per table; a corrupt file names the backup to restore."""
+    """OPS-3/OPS-7: check the file's blocks and read every table in full; a damaged file names the backup."""
     from tradebook.backup import check
 
     ctx = _context(params_file, param)
     result = check(ctx.params.ledger_path(ctx.root))
-    typer.echo(f"ledger {result.ledger}: ok, schema v{result.schema_version}")
+    typer.echo(f"ledger {result.ledger}: ok, schema v{result.schema_version}, {result.blocks_verified} blocks "
+               "in use pass their checksums, every table read in full")
     typer.echo("rows: " + ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items())))
     typer.echo(f"newest backup: {result.newest_backup or 'none (run `tradebook ledger backup`)'}")
 
@@ -375,6 +434,32 @@ def _register_research() -> None:
 
 _register_research()
 
+# --- research: sweeps (SWP-1, SWP-2) ---------------------------------------------------------
+from tradebook.research.sweep_cli import sweep_cmd  # noqa: E402  (typer only; the work imports lazily)
+
+app.command("sweep")(sweep_cmd)
+
+
+def _click_exceptions() -> tuple[type, ...]:
+    """Usage-error classes: typer >= 0.16 raises its vendored click's, older ones click's own."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _console():
+    """A rich console that never breaks a line at the terminal width (soft wrap): messages with
+    long paths stay whole when piped or in a narrow terminal; tables still fit the width."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
 
 def main() -> None:
     """Console entry point: typed errors become one readable line and exit code 2."""
@@ -387,10 +472,8 @@ def main() -> None:
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, _click_exceptions()):
+            exc.show()  # plain echo: usage, hint and "Error: ..." (never rich, never wrapped)
             sys.exit(exc.exit_code)
         raise
     if isinstance(code, int) and not isinstance(code, bool) and code:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +51,6 @@ class Context:
     params: Params
     root: Path
     run_id: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, params_file: str | None = None, overrides: dict[str, Any] | None = None,
@@ -68,9 +67,17 @@ class Context:
 
     @cached_property
     def ledger(self) -> "Ledger":
+        """The ledger of this broker identity (OPS-8: another account's ledger is refused)."""
+        from tradebook import identity
+        from tradebook.broker import make_broker
+        from tradebook.clock import wall_now
         from tradebook.ledger import Ledger
 
-        return Ledger(self.params.ledger_path(self.root))
+        ledger = Ledger(self.params.ledger_path(self.root))
+        stamp = self.now() if self.params.mode == "sim" else wall_now()   # one clock (sim: simulated)
+        # A broker of its own for the identity read: self.broker records incidents in self.ledger.
+        identity.verify(ledger, self.params, lambda: make_broker(self.params, self.root), stamp)
+        return ledger
 
     @cached_property
     def broker(self) -> "Broker":

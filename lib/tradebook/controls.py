@@ -84,13 +84,11 @@ def ledger_state(con: "duckdb.DuckDBPyConnection") -> TradingState:
     return strictest(row[0] for row in episode(con))
 
 
-def _ledger_parts(params: "Params", root: Path, ledger: "Ledger | None",
-                  quick: bool) -> tuple[list[Part], str | None]:
+def _ledger_parts(path: Path | None, ledger: "Ledger | None", quick: bool) -> tuple[list[Part], str | None]:
     from tradebook.ledger import Ledger
 
     if ledger is None:
-        path = params.ledger_path(root)
-        if not path.exists():
+        if path is None or not path.exists():
             return [], None  # no ledger yet: nothing recorded, and a status check must not create one
         timeout = QUICK_LOCK_TIMEOUT_S if quick else STATUS_LOCK_TIMEOUT_S
         ledger = Ledger(path, lock_timeout_s=timeout, create=False)
@@ -121,8 +119,13 @@ def effective_state(params: "Params", root: Path, ledger: "Ledger | None" = None
     Without ``ledger`` the ledger is read with a short lock timeout; a ledger that
     cannot be read (locked, corrupt) makes the result HALTED with that reason.
     """
-    parts = [p for p in (read_flag(flag_path(params, root)), env_part()) if p]
-    ledger_parts, error = _ledger_parts(params, root, ledger, quick=bool(parts))
+    return state_at(flag_path(params, root), params.ledger_path(root), ledger)
+
+
+def state_at(flag: Path, ledger_path: Path | None, ledger: "Ledger | None" = None) -> ControlStatus:
+    """``effective_state`` from paths alone: what `status` shows when the params cannot be loaded (CTL-6)."""
+    parts = [p for p in (read_flag(flag), env_part()) if p]
+    ledger_parts, error = _ledger_parts(ledger_path, ledger, quick=bool(parts))
     return _combine(parts + ledger_parts, error)
 
 
@@ -166,9 +169,15 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
 
     Either one halts; only when both fail is it an error (with what to do instead).
     """
-    reason = clean_reason(reason) or "halted without a reason"
     now = now or operator_now(params, root)   # one clock: the simulated one in sim mode
-    path = flag_path(params, root)
+    return halt_at(flag_path(params, root), params.ledger_path(root), reason, actor, source, now=now)
+
+
+def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator", source: str = "cli",
+            *, now: datetime | None = None, create_ledger: bool = True) -> ControlStatus:
+    """CTL-6: ``halt`` from paths alone, so it works with no valid params; the flag file comes first."""
+    reason = clean_reason(reason) or "halted without a reason"
+    now = now or operator_now(None, None)   # no params: the wall clock (CTL-6)
     notes, failures = [], []
     try:
         raise_flag(path, "HALTED", reason, actor, source, now)
@@ -178,7 +187,7 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
     try:
         from tradebook.ledger import Ledger
 
-        ledger = Ledger(params.ledger_path(root), lock_timeout_s=STATUS_LOCK_TIMEOUT_S)
+        ledger = Ledger(ledger_path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=create_ledger)
         with ledger.transaction() as con:
             _set_state(con, TradingState.HALTED, reason, actor, source, now)
         notes.append("ledger control row recorded")
@@ -188,7 +197,7 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
         raise ControlRefused("halt could not be recorded anywhere (" + "; ".join(failures) + f"); set {ENV_VAR}=1 "
                              "in the environment of the scheduler and stop it")
     notes += [f"not recorded in the {f} — the other source alone keeps trading halted" for f in failures]
-    status = effective_state(params, root)
+    status = state_at(path, ledger_path)
     return replace(status, notes=status.notes + tuple(notes))
 
 

@@ -306,7 +306,7 @@ def run_daemon(params_file: str | None, overrides: dict[str, Any] | None, root: 
         clock = _make_clock(params, root, parse_speed(speed))
         from tradebook.runner import KernelPool, run_phase
 
-        with KernelPool(root) as pool:
+        with KernelPool(root, fork=True) as pool:
             import papermill  # noqa: F401  (~2 s, paid while the pool's first kernel starts)
 
             def runner(phase: str) -> Any:

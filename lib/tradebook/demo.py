@@ -139,29 +139,37 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
         if fresh:
             archive_runs(ctx.runs_dir)
+        fake = clock
         clock = clock or ctx.broker
-        pool = stack.enter_context(KernelPool())
+        pool = stack.enter_context(KernelPool(fork=True))
         started, failures, notebooks = time.monotonic(), [], 0
-        equity_start = ctx.broker.account().equity
+        equity_start, since = ctx.broker.account().equity, ctx.now()
 
         def run_step(phase: str) -> None:
             nonlocal notebooks
+            # One clock: the fake's simulated time files its notebooks under the simulated session.
             record = run_phase(phase, params_file=params_file, overrides=overrides, root=root,
-                               pool=pool, raise_on_failure=False)
+                               pool=pool, raise_on_failure=False, now=fake.now if fake else None)
             notebooks += 1
             if record.status != "OK":
                 failures.append(f"{phase}: {record.error} ({record.notebook_path})")
 
         sessions = replay(ctx, clock, days, run_step, on_step)
         html = _export_report(ctx)
+        fills, rejects = _own_activity(ctx, since)
         return DemoSummary(
-            days=len(sessions), notebooks=notebooks, wall_s=time.monotonic() - started,
-            fills=ctx.ledger.scalar("SELECT count(*) FROM fills") or 0,
-            equity_start=equity_start, equity_end=ctx.broker.account().equity,
-            rejects_by_reason=dict(ctx.ledger.rows(
-                "SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' GROUP BY 1")),
+            days=len(sessions), notebooks=notebooks, wall_s=time.monotonic() - started, fills=fills,
+            equity_start=equity_start, equity_end=ctx.broker.account().equity, rejects_by_reason=rejects,
             report_html=html, first_day=str(sessions[0].day) if sessions else "",
             last_day=str(sessions[-1].day) if sessions else "", failures=failures)
+
+
+def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
+    """Fills and gate rejections of this demo's sessions only (the ledger may hold earlier runs)."""
+    fills = ctx.ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [since]) or 0
+    rejects = dict(ctx.ledger.rows("SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' "
+                                   "AND updated_at > ? GROUP BY 1", [since]))
+    return fills, rejects
 
 
 def _export_report(ctx: Context) -> Path | None:

@@ -7,5 +7,6 @@ from __future__ import annotations
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 CORRUPT_MARKERS = ("not a valid DuckDB database", "Corrupt", "corrupt", "checksum",
-                   "Serialization Error", "INTERNAL Error")
+                   "Serialization Error", "INTERNAL Error",
+                   "Could not read enough bytes")  # a block past the end of a truncated file (OPS-7)
 

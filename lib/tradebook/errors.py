@@ -71,20 +71,12 @@ class CalendarError(TradebookError, ValueError):
     """A date/time outside the exchange calendar, not a session, naive, or a sim clock moved backwards."""
 
 
-class TradingHalted(TradebookError):
-    """Trading is halted or frozen; an operator must resume it."""
-
-
 class ControlRefused(TradebookError):
     """A control action was refused or could not be done (no reason, KILL_SWITCH still set, ...): do what it says."""
 
 
 class SecretsError(ConfigError):
     """Broker credentials are missing or the live-trading opt-in is incomplete."""
-
-
-class NotBuiltError(TradebookError):
-    """A feature that is named in the params but not built yet."""
 
 
 class PhaseFailed(TradebookError):

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from tradebook import intents as it
 from tradebook.errors import BrokerUnavailable
 from tradebook.exit_split import split_large_exits
+from tradebook.execute_audit import refusal_text
 from tradebook.execute_support import alert_missed_windows, build_gate_run, cancel_after_window, sessions_around
 from tradebook.order_path import Outcome, execute_one
 
@@ -47,14 +48,21 @@ class ExecuteReport:
     cancelled: list[str] = field(default_factory=list)
     timed_out: bool = False
     entry_blocker: str | None = None                        # REC-8: why entries were held back
+    orders: list[dict[str, Any]] = field(default_factory=list)     # execute_audit.orders
+    refusals: list[dict[str, Any]] = field(default_factory=list)   # execute_audit.refusals
 
     def tables(self) -> dict[str, Any]:
         import pandas as pd
+
+        from tradebook.execute_audit import ORDER_COLUMNS, REFUSAL_COLUMNS
 
         cols = list(Outcome.__dataclass_fields__)
         frame = pd.DataFrame([o.__dict__ for o in self.outcomes], columns=cols)
         return {
             "intents processed": frame,
+            "orders: limit, fill price, slippage vs decision (bps, + = worse)": pd.DataFrame(
+                self.orders, columns=ORDER_COLUMNS),
+            "gate refusals: rule, reason and its numbers": pd.DataFrame(self.refusals, columns=REFUSAL_COLUMNS),
             "rejected / expired / failed": frame[frame["state"].isin(["REJECTED", "EXPIRED", "FAILED"])],
             "waiting (PLANNED, not due now)": pd.DataFrame({"intent_id": self.waiting}),
             "missed windows (alerted)": pd.DataFrame({"intent_id": self.missed}),
@@ -68,7 +76,9 @@ class ExecuteReport:
         for o in self.outcomes:
             counts[o.state] = counts.get(o.state, 0) + 1
         done = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing sent"
-        extra = "".join([f"; {len(self.missed)} missed window(s) alerted" if self.missed else "",
+        extra = "".join([f"; REFUSED by the gate: {refusal_text(self.refusals)}" if self.refusals else "",
+                         f"; entries held back (REC-8): {self.entry_blocker}" if self.entry_blocker else "",
+                         f"; {len(self.missed)} missed window(s) alerted" if self.missed else "",
                          f"; {len(self.cancelled)} cancelled at window end" if self.cancelled else "",
                          "; TIMEOUT: run budget spent, rest left PLANNED" if self.timed_out else ""])
         return (f"execute @ {self.now:%Y-%m-%d %H:%M %Z} ({w}, state {self.control_state}): {done}; "
@@ -154,7 +164,16 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
         if outcome.client_order_id and outcome.state == it.SUBMITTED:
             sent.append(outcome.client_order_id)
     _poll(ctx, sent, deadline, sync_orders)
+    _audit(ctx, report, now)
     return report
+
+
+def _audit(ctx: "Context", report: ExecuteReport, now: datetime) -> None:
+    """The audit record's figures: each order's prices and slippage, each refusal's rule and numbers."""
+    from tradebook import execute_audit
+
+    report.orders = execute_audit.orders(ctx, [o.client_order_id for o in report.outcomes if o.client_order_id])
+    report.refusals = execute_audit.refusals(ctx, [o.intent_id for o in report.outcomes], now)
 
 
 def _with_entry_blocker(ctx: "Context", gctx, now: datetime, report: ExecuteReport):

@@ -97,7 +97,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
         # the later parts of a split exit ride on part 1's count (EXIT-6, gate_rules.orders)
         by_symbol = dict(con.execute(
             "SELECT symbol, count(*) FROM orders WHERE submitted_at >= ? AND status NOT IN ('not_found', "
-            "'not_sent') AND NOT regexp_matches(intent_id, '-part([2-9]|[1-9][0-9]+)$') GROUP BY symbol",
+            "'not_sent') AND NOT regexp_matches(intent_id, '-EXIT.*-part([2-9]|[1-9][0-9]+)$') GROUP BY symbol",
             [day_start]).fetchall())
         closed = [r[0] for r in con.execute("SELECT symbol FROM closed_today WHERE session_date = ?",
                                             [today]).fetchall()]
@@ -194,5 +194,8 @@ def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
             record_event(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=r.symbol, qty=r.qty, ts=now,
                          reason="execution window over: unfilled rest of a planned order cancelled (EXIT-1)",
                          data={"client_order_id": r.client_order_id, "intent_id": r.intent_id})
+    from tradebook.cancel_first import wait_final
+
+    wait_final(ctx, [r.client_order_id for r in asked])   # bounded: cancels may be asynchronous (VEN-2)
     sync_orders(ctx, [r.client_order_id for r in asked])
     return [r.client_order_id for r in asked]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from tradebook.broker.base import needs_cancel_first
 from tradebook.clock import operator_now
 from tradebook.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
-from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, OrderOutcomeUnknown
+from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, LedgerCorrupt, OrderOutcomeUnknown
 from tradebook.ledger import record_event
 from tradebook.sessions import session_date
 
@@ -75,10 +75,15 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
                operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
     now = ctx.now()
     prefix = f"flat-{session_date(now):%Y%m%d}-"
-    with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is unusable
-        record_event(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
-                     data={"actor": actor, "source": source}, ts=now)
-        ended = _ended_today(con, prefix)
+    try:
+        with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is locked
+            record_event(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
+                         data={"actor": actor, "source": source}, ts=now)
+            ended = _ended_today(con, prefix)
+    except LedgerCorrupt as exc:  # OPS-7: never write a damaged ledger; close at the broker, record later
+        from tradebook.flatten_offline import flatten_at_broker
+
+        return flatten_at_broker(ctx, reason, actor, source, str(exc))
     cancelled, failed = _cancel_others(ctx, prefix, now)
     closes = [_close_one(ctx, pos, prefix, ended, reason, now) for pos in ctx.broker.positions() if pos.qty]
     failed += [(c.key, c.detail) for c in closes if c.outcome == "failed"]

@@ -121,27 +121,87 @@ def watchdog_interval_s() -> float | None:
     return int(usec) / 2e6
 
 
+# Exit codes of `tradebook status` and `tradebook health`, for scripts and monitors (README "Health").
+EXIT_OK = 0
+EXIT_DAEMON = 1        # health only: no heartbeat, stale heartbeat, daemon gone or stopped
+EXIT_PARAMS = 2        # params invalid (state still shown from the flag file / env); bad arguments
+EXIT_NOT_RUNNING = 3   # trading is REDUCE_ONLY, HALTED or FROZEN
+EXIT_LEDGER = 4        # the ledger cannot be read (damaged, or locked past the timeout)
+EXIT_BROKER = 5        # the broker cannot be reached
+# When several hold, the first of this order is the exit code (every problem is printed).
+_PRECEDENCE = (EXIT_PARAMS, EXIT_LEDGER, EXIT_BROKER, EXIT_DAEMON, EXIT_NOT_RUNNING)
+
+
+def exit_code(codes: "set[int] | list[int]") -> int:
+    """One exit code for several problems: the most fundamental one (see ``_PRECEDENCE``)."""
+    return next((c for c in _PRECEDENCE if c in set(codes)), EXIT_OK)
+
+
+def state_code(status: Any) -> set[int]:
+    """Problem codes of a control status: ledger unreadable, trading not RUNNING."""
+    codes = {EXIT_LEDGER} if status.ledger_error else set()
+    return codes | ({EXIT_NOT_RUNNING} if status.state != "RUNNING" else set())
+
+
 @dataclass(frozen=True)
 class HealthReport:
     ok: bool
     problems: tuple[str, ...]
     notes: tuple[str, ...]
     heartbeat: Heartbeat | None = None
+    code: int = EXIT_OK
 
     def lines(self) -> list[str]:
-        head = "healthy" if self.ok else "UNHEALTHY"
+        head = "healthy" if self.ok else f"UNHEALTHY (exit {self.code})"
         return [head, *(f"problem: {p}" for p in self.problems), *(f"  {n}" for n in self.notes)]
 
 
-def check_health(params: "Params", root: Path | None, *, wall_now: datetime | None = None) -> HealthReport:
-    """Heartbeat fresh, daemon alive, and trading not FROZEN/HALTED; every failure says why."""
+def check_health(params: "Params", root: Path | None, *, wall_now: datetime | None = None,
+                 broker: Any = None) -> HealthReport:
+    """Heartbeat fresh, daemon alive, ledger readable, broker reachable, trading RUNNING; each failure says why.
+
+    ``broker`` is the broker to ask (None: built from the params).
+    """
+    from tradebook import controls
+
     wall_now = wall_now or datetime.now(timezone.utc)
-    problems: list[str] = []
     notes: list[str] = []
     beat = read_heartbeat(heartbeat_path(params, root))
-    problems += _heartbeat_problems(beat, wall_now, notes)
-    problems += _control_problems(params, root, notes)
-    return HealthReport(not problems, tuple(problems), tuple(notes), beat)
+    found = [(EXIT_DAEMON, p) for p in _heartbeat_problems(beat, wall_now, notes)]
+    found += _control_problems(controls.effective_state(params, root), notes)
+    found += _broker_problems(params, root, broker, notes)
+    return _report(found, notes, beat)
+
+
+def check_health_at(where: Any, params_problem: str, *, wall_now: datetime | None = None) -> HealthReport:
+    """CTL-6: health without valid params: heartbeat and kill-switch state from the located runs/ folder."""
+    from tradebook import controls
+
+    wall_now = wall_now or datetime.now(timezone.utc)
+    notes = [f"runs folder {where.runs} ({where.how}); the broker was not asked (it needs valid params)"]
+    beat = read_heartbeat(where.runs / HEARTBEAT_FILE)
+    found = [(EXIT_PARAMS, f"params invalid: {' '.join(params_problem.split())}")]
+    found += [(EXIT_DAEMON, p) for p in _heartbeat_problems(beat, wall_now, notes)]
+    found += _control_problems(controls.state_at(where.flag, where.ledger), notes)
+    return _report(found, notes, beat)
+
+
+def _report(found: list[tuple[int, str]], notes: list[str], beat: Heartbeat | None) -> HealthReport:
+    code = exit_code([c for c, _ in found])
+    return HealthReport(not found, tuple(p for _, p in found), tuple(notes), beat, code)
+
+
+def _broker_problems(params: "Params", root: Path | None, broker: Any, notes: list[str]) -> list[tuple[int, str]]:
+    try:
+        if broker is None:
+            from tradebook.broker import make_broker
+
+            broker = make_broker(params, root or Path.cwd())
+        clock = broker.clock()
+    except Exception as exc:  # any failure to reach it is the answer
+        return [(EXIT_BROKER, f"broker unreachable: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")]
+    notes.append(f"broker reachable (clock {clock.now.isoformat()})")
+    return []
 
 
 def _heartbeat_problems(beat: Heartbeat | None, wall_now: datetime, notes: list[str]) -> list[str]:
@@ -161,15 +221,19 @@ def _heartbeat_problems(beat: Heartbeat | None, wall_now: datetime, notes: list[
     return problems
 
 
-def _control_problems(params: "Params", root: Path | None, notes: list[str]) -> list[str]:
-    from tradebook import controls
-
-    status = controls.effective_state(params, root)
-    reasons = "; ".join(status.reasons) or "no reason recorded"
-    if status.state in ("FROZEN", "HALTED"):
-        return [f"trading is {status.state}: {reasons} (sources: {', '.join(status.sources) or '-'})"]
-    notes.append(f"trading state {status.state}" + (f": {reasons}" if status.reasons else ""))
-    return []
+def _control_problems(status: Any, notes: list[str]) -> list[tuple[int, str]]:
+    # The ledger's own failure is its own problem line; the state only says it fails closed because of it.
+    reasons = "; ".join(r for r in status.reasons if not r.startswith("ledger unreadable, failing closed")) \
+        or ("failing closed because the ledger cannot be read" if status.ledger_error else "no reason recorded")
+    found = []
+    if status.ledger_error:
+        found.append((EXIT_LEDGER, f"ledger unreadable: {status.ledger_error}"))
+    if status.state != "RUNNING":
+        found.append((EXIT_NOT_RUNNING, f"trading is {status.state}: {reasons} "
+                                        f"(sources: {', '.join(status.sources) or '-'})"))
+    else:
+        notes.append("trading state RUNNING")
+    return found
 
 
 def pid_alive(pid: int) -> bool:

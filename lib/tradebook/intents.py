@@ -118,10 +118,6 @@ class Intent:
         """EXIT intents read as EXIT_PLANNED etc. in tables (the seed's vocabulary)."""
         return f"EXIT_{self.state}" if self.kind == "EXIT" else self.state
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL
-
 
 COLUMNS = tuple(f.name for f in fields(Intent))
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM intents"

@@ -51,7 +51,9 @@ KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]  # as nbclient does: no sq
 class KernelPool:
     """Keeps ``size`` kernels started ahead of need for one project root.
 
-    ``fork`` None = use the fork server where supported (Linux); ``warm_modules`` are
+    ``fork`` is the caller's explicit choice: True = kernels forked from a warm fork server
+    where supported (Linux), falling back to ordinary kernels elsewhere or after the fork
+    server failed twice (logged); False = ordinary kernels. ``warm_modules`` are
     imported (or ``module:function`` called) before a kernel is handed out; ``env`` is the
     kernels' environment (default: ours); ``watch`` are source trees whose edits discard
     warm kernels (default: the tradebook package); retired kernels get ``retire_grace_s``
@@ -59,13 +61,13 @@ class KernelPool:
     """
 
     def __init__(self, root: str | Path | None = None, *, size: int = 1,
-                 warm_modules: Iterable[str] = DEFAULT_WARM_MODULES, fork: bool | None = None,
+                 fork: bool, warm_modules: Iterable[str] = DEFAULT_WARM_MODULES,
                  kernel_name: str = "python3", env: dict[str, str] | None = None,
                  retire_grace_s: float = 3.0, watch: Iterable[str | Path] | None = None):
         self.root = Path(root).resolve() if root is not None else None
         self.size = max(0, int(size))
         self.warm_modules = tuple(warm_modules)
-        self.fork = FORK_SUPPORTED if fork is None else bool(fork) and FORK_SUPPORTED
+        self.fork = bool(fork) and FORK_SUPPORTED
         self.kernel_name = kernel_name
         self.retire_grace_s = retire_grace_s
         # Source trees whose edits make warm kernels stale (default: tradebook itself).
@@ -167,10 +169,6 @@ class KernelPool:
         except Exception:  # the kernel may already be gone; reaping handles it
             pass
         self._retiring.append((km, time.monotonic() + self.retire_grace_s))
-
-    @property
-    def spares(self) -> int:
-        return len(self._spares)
 
     @property
     def spare_pids(self) -> list[int | None]:

@@ -88,3 +88,53 @@ def _parse_ts(value: Any) -> datetime | None:
     except (TypeError, ValueError):
         return None
     return ts.astimezone(timezone.utc) if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+class Where(NamedTuple):
+    """Where the flag file and the ledger are, found without validating the params (CTL-6)."""
+
+    flag: Path
+    ledger: Path
+    runs: Path
+    how: str       # how runs_dir was found, for the operator
+
+
+def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any] | None) -> Where:
+    """runs_dir and ledger_file read leniently: the kill switch must work with a broken params file.
+
+    The file is read as plain YAML (no validation); ``-p runs_dir=...`` still wins; anything
+    unreadable falls back to the defaults. Never raises.
+    """
+    from tradebook.params import DEFAULT_LEDGER_FILES, DEFAULT_PARAMS_FILE, Params
+
+    source = Path(params_file or DEFAULT_PARAMS_FILE)
+    source = source if source.is_absolute() else root / source
+    data, how = _lenient_yaml(source)
+    for key in ("runs_dir", "ledger_file", "mode"):
+        if isinstance((overrides or {}).get(key), str):
+            data[key] = overrides[key]
+            how = f"{key} from -p override"
+    runs_dir = _text(data.get("runs_dir")) or Params.model_fields["runs_dir"].default
+    mode = data.get("mode") if data.get("mode") in DEFAULT_LEDGER_FILES else "sim"
+    ledger_name = _text(data.get("ledger_file")) or DEFAULT_LEDGER_FILES[mode]
+    runs = Path(runs_dir) if Path(runs_dir).is_absolute() else root / runs_dir
+    return Where(runs / FLAG_FILE, runs / ledger_name, runs, how)
+
+
+def _lenient_yaml(source: Path) -> tuple[dict[str, Any], str]:
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(source.read_text())
+    except OSError:
+        return {}, f"default runs_dir ({source} cannot be read)"
+    except yaml.YAMLError:
+        return {}, f"default runs_dir ({source} is not valid YAML)"
+    if not isinstance(loaded, dict):
+        return {}, f"default runs_dir ({source} is not a mapping)"
+    found = "runs_dir" in loaded
+    return dict(loaded), (f"runs_dir as written in {source}" if found else "default runs_dir")
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 
+from tradebook import ledger_file
+from tradebook.ledger_file import corrupt_message, newest_backup, newest_good_backup  # noqa: F401 (re-exported)
 from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
-from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
+from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,8 +96,17 @@ MIGRATIONS: list[str] = [
     """
     CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
     """,
+    # v3: what ran: the code version (tradebook.code_version), the kernel's pid, and whether the
+    # notebook ended itself early (sys.exit(0): a clean halt, not a failure).
+    """
+    ALTER TABLE runs ADD COLUMN code_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN kernel_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN stopped_early BOOLEAN;
+    """,
 ]
 
+LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
+BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
 
 
 def utcnow() -> datetime:
@@ -108,8 +119,7 @@ class Ledger:
     def __init__(self, path: str | Path, *, lock_timeout_s: float | None = None, create: bool = True):
         self.path = Path(path)
         # How long to wait for another process's lock; TRADEBOOK_LEDGER_LOCK_TIMEOUT_S tunes the default.
-        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else float(
-            os.environ.get("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "15"))
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else _env_lock_timeout()
         self._migrated = False
         if not self.path.exists():
             if not create:
@@ -119,9 +129,20 @@ class Ledger:
 
     # connections ---------------------------------------------------------------------
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.lock_timeout_s
+        started = time.monotonic()
+        deadline = started + self.lock_timeout_s
         delay = 0.02
         while True:
+            # OPS-7: the bytes are checked before DuckDB may read or write them (see ledger_file).
+            problem = ledger_file.check_once(self.path)
+            if problem == "busy":
+                if time.monotonic() >= max(deadline, started + BUSY_GRACE_S):
+                    raise LedgerLocked(f"ledger {self.path} kept changing while it was checked (another process "
+                                       "is writing it); try again. `tradebook halt` works regardless.")
+                time.sleep(0.1)
+                continue
+            if problem is not None:
+                raise LedgerCorrupt(corrupt_message(self.path, problem))
             try:
                 return duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
             except duckdb.Error as exc:
@@ -136,32 +157,59 @@ class Ledger:
                     time.sleep(delay)
                     delay = min(delay * 2, 0.25)
                     continue
-                if any(m in text for m in CORRUPT_MARKERS) or isinstance(exc, duckdb.SerializationException):
-                    raise LedgerCorrupt(_corrupt_message(self.path)) from None
+                if is_corrupt_error(exc):
+                    raise LedgerCorrupt(corrupt_message(self.path, text)) from None
                 raise LedgerError(f"cannot open ledger {self.path}: {text}") from None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection that is closed (and the file lock released) on exit."""
+        """A connection that is closed (and the file lock released) on exit.
+
+        DuckDB errors that mean a damaged file (a block failing its checksum, bytes
+        missing) become LedgerCorrupt naming the newest good backup.
+        """
         con = self._open(read_only)
+        clean = False
         try:
             if not self._migrated and not read_only:
                 self._migrate(con)
             yield con
+            clean = True
+        except duckdb.Error as exc:
+            if is_corrupt_error(exc):
+                ledger_file.forget(self.path)
+                raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
+            raise
         finally:
             con.close()
+            if clean:
+                ledger_file.trust(self.path)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One state change: everything inside commits together or not at all (OPS-2)."""
-        with self.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        """One state change: everything inside commits together or not at all (OPS-2).
+
+        Work registered with ``after_commit`` runs once the commit succeeded and the
+        connection is closed; a rollback (or a failed commit) drops it.
+        """
+        key, hooks = None, []
+        try:
+            with self.connect() as con:
+                key = id(con)
+                _after_commit[key] = []
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                hooks = _after_commit.pop(key, [])
+        finally:
+            if key is not None:
+                _after_commit.pop(key, None)
+        for hook in hooks:
+            hook()
 
     # migrations ------------------------------------------------------------------------
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -169,7 +217,7 @@ class Ledger:
             con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMPTZ)")
             current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
         except duckdb.Error as exc:
-            raise LedgerCorrupt(_corrupt_message(self.path, str(exc))) from None
+            raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
         if current > len(MIGRATIONS):
             raise LedgerError(f"ledger {self.path} has schema v{current}, newer than this tradebook "
                               f"(v{len(MIGRATIONS)}); upgrade tradebook")
@@ -204,16 +252,48 @@ class Ledger:
         with self.transaction() as con:
             con.execute(sql, params or [])
 
-    def check(self) -> dict[str, int]:
-        """Open the ledger and count rows per table; raises LedgerCorrupt on a bad file."""
-        with self.connect() as con:
+    def check(self, read_only: bool = False) -> dict[str, int]:
+        """Open the ledger and read every column of every table; LedgerCorrupt on a bad file (OPS-7)."""
+        with self.connect(read_only=read_only) as con:
             try:
-                tables = [r[0] for r in con.execute(
-                    "SELECT table_name FROM information_schema.tables WHERE table_schema='main' "
-                    "ORDER BY table_name").fetchall()]
-                return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+                return read_all(con)
             except duckdb.Error as exc:
-                raise LedgerCorrupt(_corrupt_message(self.path, str(exc))) from None
+                raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
+
+
+def read_all(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows per table, after reading every value (hashing it) so that DuckDB checks every data block.
+
+    ``count(*)`` alone is answered from metadata and would call a half-missing table fine.
+    """
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema='main' AND table_type='BASE TABLE' "
+        "ORDER BY table_name").fetchall()]
+    return {t: con.execute(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{t}"').fetchone()[0]
+            for t in tables}
+
+
+def is_corrupt_error(exc: BaseException) -> bool:
+    """A DuckDB error that means damaged bytes rather than a bad query or a lock."""
+    text = str(exc)
+    return any(m in text for m in CORRUPT_MARKERS) or isinstance(exc, duckdb.SerializationException)
+
+
+_after_commit: dict[int, list[Any]] = {}   # id(open transaction's connection) -> work for after its commit
+
+
+def after_commit(con: duckdb.DuckDBPyConnection, fn: Any) -> None:
+    """Run ``fn()`` after the ``Ledger.transaction`` owning ``con`` commits; never if it rolls back.
+
+    For side effects outside the ledger (alert delivery over the network): they must not
+    hold the ledger while they wait, nor announce a change that did not happen. A
+    connection outside such a transaction commits each statement at once: ``fn`` runs now.
+    """
+    hooks = _after_commit.get(id(con))
+    if hooks is None:
+        fn()
+    else:
+        hooks.append(fn)
 
 
 def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | None = None,
@@ -228,24 +308,19 @@ def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | Non
     )
 
 
+def _env_lock_timeout() -> float:
+    """TRADEBOOK_LEDGER_LOCK_TIMEOUT_S (default 15 s); a bad value is named as coming from the environment."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "15")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ConfigError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds >= 0 [from env]; fix or unset it "
+                          "in the environment (e.g. the systemd EnvironmentFile)")
+    return value
+
+
 def _holder(text: str) -> str:
     marker = "Conflicting lock is held in"
     return text[text.index(marker):].strip().rstrip(".") if marker in text else "lock held"
-
-
-def newest_backup(path: Path) -> Path | None:
-    """The newest backup directory/file for this ledger, if any (see ops backups)."""
-    backups = path.parent / "backups"
-    if not backups.is_dir():
-        return None
-    candidates = sorted(backups.glob(f"{path.stem}-*"), key=lambda p: p.name)
-    return candidates[-1] if candidates else None
-
-
-def _corrupt_message(path: Path, detail: str = "") -> str:
-    backup = newest_backup(path)
-    hint = (f"restore the newest backup with `tradebook ledger restore {backup}`" if backup
-            else "no backup was found under runs/backups; move the file aside to start a new ledger "
-                 "only if you accept losing its history")
-    extra = f" ({detail.splitlines()[0][:200]})" if detail else ""
-    return f"ledger {path} is corrupt or not a DuckDB database{extra}; {hint}. Nothing was written."

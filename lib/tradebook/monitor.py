@@ -135,7 +135,10 @@ def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) ->
     from tradebook.execute import ExecuteReport, execute_intents, resumable
     from tradebook.positions import load_positions
 
+    from tradebook.cancel_first import renew_stuck_exits
+
     now = report.now
+    renew_stuck_exits(ctx, now)
     with ctx.ledger.connect() as con:
         positions = load_positions(con)
         active = it.in_states(con, [it.PLANNED, it.SUBMITTED])

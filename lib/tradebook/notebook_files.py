@@ -97,3 +97,18 @@ def _load(path: str | Path) -> dict[str, Any]:
 def _source(cell: dict[str, Any]) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
+
+
+def printed_summary(path: str | Path, phase: str) -> str | None:
+    """The phase's summary line as the executed notebook printed it (``<phase> @ …``), if any.
+
+    The CLI shows it next to the run status: a run can be OK while every order was refused.
+    """
+    try:
+        nb = _load(path)
+    except (OSError, ValueError):
+        return None
+    lines = [line for cell in nb.get("cells", []) for out in cell.get("outputs", ())
+             if out.get("output_type") == "stream" and out.get("name") == "stdout"
+             for line in "".join(out.get("text", "")).splitlines() if line.startswith(f"{phase} @ ")]
+    return lines[-1] if lines else None

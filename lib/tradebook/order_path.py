@@ -94,7 +94,7 @@ def propose(intent: it.Intent, quote: "Quote | None", available: dict[str, float
                          order_type="market" if market else "limit", limit_price=limit, urgency=intent.urgency,  # type: ignore[arg-type]  # str holds a Literal value
                          confidence=intent.confidence, decision_price=intent.decision_price,
                          decision_time=intent.decision_time, intraday=intent.urgency == "immediate",
-                         part=part_number(intent.intent_id))
+                         part=part_number(intent.intent_id) if intent.kind == "EXIT" else 0)
 
 
 def _gate_and_send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", attempt: int,

@@ -141,7 +141,7 @@ class ControlPanel:
             account = self.ctx.broker.account()
             self.positions = list(self.ctx.broker.positions())
             # The caps and warning band the gate enforces (tradebook.exposure), displayed as they are.
-            self.exposure = exposure_lines(((p.symbol, p.qty * p.market_price) for p in self.positions),
+            self.exposure = exposure_lines(((p.symbol, p.market_value) for p in self.positions),
                                            account.equity, self.ctx.params) if self.positions else []
             self.broker_error = None
             self.account_html.value = (f"<b>Equity</b> {account.equity:,.2f} · <b>Cash</b> {account.cash:,.2f}"

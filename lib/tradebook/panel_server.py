@@ -9,7 +9,9 @@ else: no file browser, no terminals, no contents API.
 Safety:
 - it listens on 127.0.0.1 only (reach it from another machine through an SSH tunnel);
 - a token from ``secrets.token_urlsafe`` is printed once at start; the page, the kernel
-  websocket and the executed-notebook views all require it (then a login cookie);
+  websocket and the executed-notebook views all require it (then a login cookie); the
+  sign-in page is the panel's own (``panel_login``), and the login form cannot set a
+  permanent password;
 - Voilà cannot pass papermill parameters, so the kernel gets ``TRADEBOOK_ROOT`` and the
   params choice through the environment (``tradebook.panel.served_params``);
 - executed notebooks under ``runs/`` are rendered read-only to HTML at ``/runs/<path>``,
@@ -169,6 +171,17 @@ def _app_class() -> type:
 
     class PanelVoila(Voila):
         runs_dir = Unicode("", help="folder of executed notebooks shown read-only at /runs/")
+
+        def init_settings(self) -> dict:
+            settings = super().init_settings()
+            # Our own sign-in page; and no "set a permanent password" through the login form.
+            from tradebook.panel_login import login_handler_class
+
+            provider = getattr(self, "identity_provider", None)
+            if provider is not None:
+                provider.login_handler_class = login_handler_class()
+                provider.allow_password_change = False
+            return settings
 
         def init_handlers(self) -> list:
             route = url_path_join(self.server_url, RUNS_ROUTE + r"(.+)")

@@ -6,6 +6,7 @@ types and contradictory values are errors that name the key and the file.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from datetime import date
@@ -19,6 +20,14 @@ from tradebook.errors import ConfigError
 
 Fraction = Field(ge=0.0, le=1.0)
 DEFAULT_PARAMS_FILE = "params/sim.yaml"
+
+
+class CrossFieldError(ValueError):
+    """Rules between keys; each problem is (key, message, other keys involved), to name each value's source."""
+
+    def __init__(self, problems: list[tuple[str, str, tuple[str, ...]]]):
+        super().__init__("; ".join(f"{k}: {msg}" for k, msg, _ in problems))
+        self.problems = problems
 
 
 class _Frozen(BaseModel):
@@ -111,6 +120,11 @@ class AlertParams(_Frozen):
     apprise_urls: list[str] = []
 
 
+# OPS-8: simulation and each Alpaca mode keep their own ledger by default (names that do not
+# share a prefix, so backups `<stem>-<stamp>` of one are never taken for the other's).
+DEFAULT_LEDGER_FILES = {"sim": "ledger.duckdb", "paper": "paper-ledger.duckdb", "live": "live-ledger.duckdb"}
+
+
 class Params(_Frozen):
     """Every key of SPEC §6 with its safe default."""
 
@@ -118,7 +132,8 @@ class Params(_Frozen):
     i_understand_the_risk: bool = False
     symbols: list[str] = ["AAPL", "GOOG", "IBM", "MSFT"]
     runs_dir: str = "runs"
-    ledger_file: str = "ledger.duckdb"  # relative to runs_dir
+    # relative to runs_dir; unset: one ledger per mode (OPS-8), see DEFAULT_LEDGER_FILES
+    ledger_file: str | None = None
 
     max_position_pct: float = Field(0.05, gt=0.0, le=1.0)
     max_gross_exposure_pct: float = Field(0.60, gt=0.0, le=2.0)
@@ -178,19 +193,19 @@ class Params(_Frozen):
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "Params":
-        problems = []
+        problems: list[tuple[str, str, tuple[str, ...]]] = []
         if self.max_position_pct > self.max_gross_exposure_pct:
             problems.append(("max_position_pct", f"{self.max_position_pct} exceeds max_gross_exposure_pct "
-                                                  f"{self.max_gross_exposure_pct}"))
+                                                  f"{self.max_gross_exposure_pct}", ("max_gross_exposure_pct",)))
         if self.min_order_notional > self.max_order_notional:
-            problems.append(("min_order_notional", "is larger than max_order_notional"))
+            problems.append(("min_order_notional", "is larger than max_order_notional", ("max_order_notional",)))
         if self.exit_window_start_min >= self.exit_window_end_min:
-            problems.append(("exit_window_start_min", "must be before exit_window_end_min"))
+            problems.append(("exit_window_start_min", "must be before exit_window_end_min", ("exit_window_end_min",)))
         if self.strategy.position_size_pct > self.max_position_pct:
-            problems.append(("strategy.position_size_pct", "exceeds max_position_pct"))
+            problems.append(("strategy.position_size_pct", "exceeds max_position_pct", ("max_position_pct",)))
         for sym, tier in self.symbol_tiers.items():
             if tier not in self.tier_caps:
-                problems.append((f"symbol_tiers.{sym}", f"tier {tier!r} has no entry in tier_caps"))
+                problems.append((f"symbol_tiers.{sym}", f"tier {tier!r} has no entry in tier_caps", ("tier_caps",)))
         dangerous = [k for k, v, limit in (
             ("max_position_pct", self.max_position_pct, 0.10),
             ("max_gross_exposure_pct", self.max_gross_exposure_pct, 1.0),
@@ -201,9 +216,9 @@ class Params(_Frozen):
             dangerous.append("allow_shorts")
         if dangerous and not self.i_understand_the_risk:
             problems.append((dangerous[0], "is a dangerous value; set i_understand_the_risk: true to allow "
-                                           f"({', '.join(dangerous)})"))
+                                           f"({', '.join(dangerous)})", tuple(dangerous[1:])))
         if problems:
-            raise ValueError("; ".join(f"{k}: {msg}" for k, msg in problems))
+            raise CrossFieldError(problems)
         return self
 
     # paths -----------------------------------------------------------------------------
@@ -212,7 +227,7 @@ class Params(_Frozen):
         return base if base.is_absolute() or root is None else root / base
 
     def ledger_path(self, root: Path | None = None) -> Path:
-        return self.runs_path(root) / self.ledger_file
+        return self.runs_path(root) / (self.ledger_file or DEFAULT_LEDGER_FILES[self.mode])
 
     def sim_state_path(self, root: Path | None = None) -> Path:
         return self.runs_path(root) / self.sim.state_file
@@ -262,6 +277,7 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
     """Load a params YAML file, apply dotted-key overrides, validate; errors name key and file."""
     source = Path(path) if path else None
     data: dict[str, Any] = {}
+    loaded_file: dict[str, Any] = {}
     if source is not None:
         if not source.exists():
             raise ConfigError(f"params file {source} does not exist")
@@ -272,28 +288,60 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not isinstance(loaded, dict):
             raise ConfigError(f"params file {source} must be a mapping of key: value")
         data = loaded
+        loaded_file = copy.deepcopy(loaded)
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     return validate_params(data, source=str(source) if source else "<defaults>",
-                           override_keys=set(overrides or {}))
+                           override_keys=set(overrides or {}), file_keys=_dotted_keys(loaded_file))
 
 
-def validate_params(data: dict[str, Any], source: str = "<params>",
-                    override_keys: set[str] | None = None) -> Params:
+def validate_params(data: dict[str, Any], source: str = "<params>", override_keys: set[str] | None = None,
+                    file_keys: set[str] | None = None) -> Params:
+    """Validate merged params; a ConfigError names, per bad key, where its value came from."""
     try:
         return Params.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, override_keys or set())) from None
+        raise ConfigError(_describe(exc, source, override_keys or set(), file_keys)) from None
 
 
-def _describe(exc: ValidationError, source: str, override_keys: set[str]) -> str:
+def _dotted_keys(data: Any, prefix: str = "") -> set[str]:
+    """Every key of a nested mapping, dotted (``strategy.fast_sma``), sections included."""
+    if not isinstance(data, dict):
+        return set()
+    keys = set()
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        keys |= {dotted} | _dotted_keys(value, dotted + ".")
+    return keys
+
+
+def value_source(key: str, source: str, override_keys: set[str], file_keys: set[str] | None) -> str:
+    """Where the value of ``key`` came from: a -p override, the params file, or the built-in default."""
+    parts = key.split(".")
+    prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    if prefixes & override_keys or any(o.startswith(key + ".") for o in override_keys):
+        return "-p override"
+    if file_keys is None or prefixes & file_keys:
+        return source
+    return "default"
+
+
+def _describe(exc: ValidationError, source: str, override_keys: set[str], file_keys: set[str] | None) -> str:
     lines = []
     for err in exc.errors():
+        cross = (err.get("ctx") or {}).get("error")
+        if isinstance(cross, CrossFieldError):
+            for key, msg, others in cross.problems:
+                where = "; ".join(f"{k} from {value_source(k, source, override_keys, file_keys)}"
+                                  for k in (key, *others)) if others else \
+                    f"from {value_source(key, source, override_keys, file_keys)}"
+                lines.append(f"  {key}: {msg} [{where}]")
+            continue
         key = ".".join(str(p) for p in err["loc"]) or "(params)"
-        where = "override" if key in override_keys else source
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling against SPEC §6 / params/sim.yaml)"
         # Never echo the offending value: it could be a pasted secret.
-        lines.append(f"  {key}: {msg} [in {where}]")
-    return f"invalid params from {source}:\n" + "\n".join(lines)
+        lines.append(f"  {key}: {msg} [from {value_source(key, source, override_keys, file_keys)}]")
+    via = f" with {len(override_keys)} -p override(s)" if override_keys else ""
+    return f"invalid params (file {source}{via}):\n" + "\n".join(lines)

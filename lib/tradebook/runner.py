@@ -6,10 +6,18 @@ papermill into ``runs/<YYYY-MM-DD>/<HHMMSS>-execute.ipynb`` (date and time from 
 clock, in exchange time), then marks the row OK or FAILED. A failed notebook is kept as
 papermill wrote it and raises :class:`PhaseFailed`; it is never retried here.
 
+This is the one entry point that runs a notebook (the CLI, the demo, the daemon, the
+benchmarks and the tests all call it). Every ``runs`` row records the code version
+(tradebook.code_version), the kernel's pid and whether the notebook stopped early.
+
 Speed: papermill runs in this process (``import papermill`` costs ~2 s here, paid once
-per process, never by the kernels), and a :class:`~tradebook.kernelpool.KernelPool`
-supplies a kernel that started while the previous notebook ran. Every notebook still
-gets its own fresh kernel.
+per process, never by the kernels). Forking is a choice of the caller, never implied:
+without ``pool`` the notebook gets an ordinary fresh kernel (``tradebook run``); callers
+that run many notebooks (demo, daemon, tests, benchmarks) pass a
+:class:`~tradebook.kernelpool.KernelPool` made with ``fork=True``, which supplies a kernel
+forked from a warm fork server while the previous notebook ran, and falls back to
+ordinary kernels where forking is unsupported (not Linux) or the fork server fails
+twice (logged). Every notebook still gets its own fresh kernel.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradebook.code_version import code_version
 from tradebook.errors import ConfigError, PhaseFailed
 from tradebook.kernelclient import connect_client
 from tradebook.kernelpool import KernelPool
@@ -80,12 +89,12 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     params = load_params(params_path, clean)  # ConfigError: nothing is recorded or run
     at = _exchange_time(now if now is not None else _broker_now(params, base))
     run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
+    ledger = _ledger(params, base)   # OPS-8 refusal comes before any file or row
     output = reserve_output(params.runs_path(base) / f"{at:%Y-%m-%d}", f"{at:%H%M%S}-{phase}")
     sim_time = at if params.mode == "sim" else None
-    ledger = _ledger(params, base)
     started = _utcnow()
     try:
-        _record_start(ledger, run_id, phase, params, started, output, sim_time)
+        _record_start(ledger, run_id, phase, params, started, output, sim_time, code_version())
     except BaseException:  # ledger locked/corrupt: nothing ran, leave no empty notebook behind
         output.unlink(missing_ok=True)
         raise
@@ -94,10 +103,10 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     try:
         outcome = _execute(source, output, parameters, base, pool, timeout)
     except BaseException as exc:  # Ctrl-C or a runner bug: the row must not stay RUNNING
-        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output)
+        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output, sim_time=sim_time)
         raise
     status = "FAILED" if outcome.error else "OK"
-    ended = _record_end(ledger, run_id, phase, status, outcome.error, output)
+    ended = _record_end(ledger, run_id, phase, status, outcome.error, output, outcome, sim_time=sim_time)
     record = RunRecord(run_id, phase, status, output, params.digest(), started, ended, sim_time,
                        outcome.error, outcome.kernel_pid, outcome.stopped_early)
     if outcome.error and raise_on_failure:
@@ -149,32 +158,40 @@ def _utcnow() -> datetime:
 
 # --- the runs row (own short transactions; the notebook opens the ledger itself) ----------
 def _ledger(params: "Params", root: Path) -> "Ledger":
-    from tradebook.ledger import Ledger
+    """The run's ledger, checked to belong to this broker identity before any row (OPS-8)."""
+    from tradebook.context import Context
 
-    return Ledger(params.ledger_path(root))
+    return Context(params, root).ledger
 
 
 def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
-                  output: Path, sim_time: datetime | None) -> None:
+                  output: Path, sim_time: datetime | None, version: str) -> None:
+    from tradebook import run_liveness
+
     with ledger.transaction() as con:
+        run_liveness.mark_abandoned(con, started)  # runs whose process died never stay RUNNING
         con.execute(
             "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
-            "sim_time) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?)",
+            "sim_time, code_version) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)",
             [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
-             str(output), sim_time])
+             str(output), sim_time, version])
+        run_liveness.record_start(con, run_id, phase, started)
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
-                output: Path) -> datetime:
+                output: Path, outcome: "_Outcome | None" = None, *, sim_time: datetime | None = None) -> datetime:
     from tradebook.ledger import record_event
+    from tradebook.run_liveness import record_end
 
     ended = _utcnow()
+    pid, early = (outcome.kernel_pid, outcome.stopped_early) if outcome else (None, None)
     with ledger.transaction() as con:
-        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ?",
-                    [status, ended, error, run_id])
+        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ?, kernel_pid = ?, stopped_early = ? "
+                    "WHERE run_id = ?", [status, ended, error, pid, early, run_id])
+        record_end(con, run_id)
         if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
             record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
-                         data={"phase": phase, "notebook": str(output)}, ts=ended)
+                         data={"phase": phase, "notebook": str(output)}, ts=sim_time or ended)  # one clock
     return ended
 
 

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from tradebook.ledger import Ledger
     from tradebook.params import Params
 
-PHASE_ORDER = ("reconcile", "execute", "decide", "report", "backup")
 BACKUP_EVENT = "BACKUP"
 
 

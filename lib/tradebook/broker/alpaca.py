@@ -12,10 +12,10 @@ Safety rules (SPEC §2, EXE-1..5, OPS-6):
   may ask), quotes from ``feed`` (iex by default).
 - GATE-11 sees non-marginable buying power unless ``alpaca.allow_margin: true``.
 - Orders (``alpaca_orders``): idempotent submit by client_order_id, breaker-aware; fractional
-  refusals raise FractionalNotSupported like SimBroker (execute re-gates whole shares), and
-  ``submit_with_fallback`` floors (or skips at 0) by itself.
-- An API circuit breaker refuses new entries while open and calls ``on_circuit_open(reason)``
-  once; the caller wires it to ``controls.reduce_only``.
+  refusals raise FractionalNotSupported like SimBroker (the order path re-gates whole shares).
+- An API circuit breaker refuses new entries while open and reports it (``circuit_open``,
+  CircuitOpen, an optional ``on_circuit_open(reason)``); the order path turns it into
+  REDUCE_ONLY (the broker layer never writes the ledger).
 - Keys never appear in errors, logs or repr: messages are redacted and typed errors carry no
   SDK exception (whose request holds the auth headers).
 """
@@ -222,11 +222,15 @@ class AlpacaBroker:
             raise UnknownSymbol(f"Alpaca does not know the symbol {symbol!r}")
         return cv.to_asset(found)
 
+    def _stocks(self, symbols: list[str]) -> list[str]:
+        """Only us_equity symbols go to the stock data endpoints (crypto/options held are never quoted)."""
+        return [s for s in symbols if s not in self.orders.not_equity and "/" not in s]
+
     def quotes(self, symbols: list[str]) -> dict[str, Quote]:
         """Latest bid/ask per symbol (from snapshots, which also give day_open and prev_close)."""
         from alpaca.data.requests import StockSnapshotRequest
 
-        symbols = [s for s in symbols if s not in self.orders.not_equity and "/" not in s]   # stocks only
+        symbols = self._stocks(symbols)
         if not symbols:
             return {}
         request = StockSnapshotRequest(symbol_or_symbols=list(symbols), feed=self.feed)
@@ -240,6 +244,7 @@ class AlpacaBroker:
         from alpaca.data.requests import StockBarsRequest
         from alpaca.data.timeframe import TimeFrame
 
+        symbols = self._stocks(symbols)
         lo, hi = cv.day_bounds(start, end)
         if self.bars_feed == "sip" and symbols:
             # Free plans may not query SIP data newer than 15 minutes; completed daily bars never are.
@@ -269,10 +274,6 @@ class AlpacaBroker:
     def submit(self, request: OrderRequest) -> Order:
         """Submit idempotently by client_order_id (EXE-1); fractional refusals raise FractionalNotSupported."""
         return self.orders.submit(request)
-
-    def submit_with_fallback(self, request: OrderRequest) -> Order:
-        """EXE-5 fallback without a gate in between: floor(qty) on a fractional refusal, skip at 0 (logged)."""
-        return self.orders.submit_with_fallback(request)
 
     def submit_notional(self, symbol: str, side: str, notional: Decimal, client_order_id: str,
                         time_in_force: str = "day") -> Order:

@@ -31,11 +31,6 @@ def _f(value: Any, default: float = 0.0) -> float:
     return default if value is None or value == "" else float(value)
 
 
-def _v(value: Any) -> str:
-    """Enum wire value (or the string itself)."""
-    return str(getattr(value, "value", value))
-
-
 def _ts(value: Any) -> datetime | None:
     """An RFC 3339 timestamp (Z or offset, up to nanoseconds) as an aware datetime."""
     if value is None or value == "":
@@ -92,7 +87,7 @@ def parse_items(items: Any, parse: Callable[[dict[str, Any]], T], what: str,
         try:
             out.append(parse(item))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            ident = item.get("symbol") or item.get("client_order_id") or item.get("id") if isinstance(item, dict) else "?"
+            ident = (item.get("client_order_id") or item.get("symbol") or item.get("id")) if isinstance(item, dict) else "?"
             detail = f"Alpaca {what}: skipped an item it could not read ({ident}: {type(exc).__name__}: {exc})"
             log.error("%s", detail)
             if on_skip is not None:

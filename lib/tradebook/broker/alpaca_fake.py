@@ -205,9 +205,6 @@ class FakeAlpacaServer:
         for observer in list(self.observers):
             observer(method, path, status, headers, payload, raw)
 
-    def set_fractionable(self, symbol: str, fractionable: bool) -> None:
-        self.state.fractionable[symbol] = fractionable
-
     def _authorised(self, headers: Any) -> bool:
         got = (headers.get("APCA-API-KEY-ID") or "", headers.get("APCA-API-SECRET-KEY") or "")
         want = self._keys
@@ -273,8 +270,12 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START.date())
+    parser.add_argument("--realistic", action="store_true",
+                        help="behave like a fresh paper account (async cancels, margin, wash trades, rate limit)")
+    parser.add_argument("--plan", choices=("free", "unlimited"), default="free", help="market-data plan of the key")
     args = parser.parse_args(argv)
-    with FakeAlpacaServer(start=args.start) as fake:
+    venue = replace(DEMO_VENUE if args.realistic else VenueOptions(), data_plan=args.plan)
+    with FakeAlpacaServer(start=args.start, venue=venue) as fake:
         print(f"fake Alpaca at {fake.url} (simulated time {fake.now.isoformat()}); Ctrl-C stops it", flush=True)
         try:
             while True:

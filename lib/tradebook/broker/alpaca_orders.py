@@ -9,16 +9,13 @@
 - Fractional qty (EXE-5): ``submit`` behaves like SimBroker's: a fractional order for a symbol
   known not to take it (validate_fractional, params, an earlier reject) raises
   FractionalNotSupported without a request, and Alpaca's fractional 422 raises it too; the
-  caller (execute) re-gates floor(qty) as a new attempt, so the gate sees every quantity
-  sent. ``submit_with_fallback`` does the floor itself (same client_order_id: the 422 left
-  nothing at Alpaca) and skips when that rounds to 0, for callers without a gate in between.
-  Every refusal, fallback and skip is logged.
+  caller (the order path, tradebook.order_path) re-gates floor(qty) as a new attempt, so the
+  gate sees every quantity sent: that is the one EXE-5 fallback. Every refusal is logged.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any, Callable, TypeVar
 
 from tradebook.broker import alpaca_convert as cv
@@ -74,16 +71,6 @@ class OrderDesk:
             log.warning("order %s: Alpaca refused fractional qty %s: %s", request.client_order_id, request.qty, exc)
             raise
 
-    def submit_with_fallback(self, request: OrderRequest) -> Order:
-        """Submit; on a fractional refusal send floor(qty) instead, or skip when that is 0 (logged)."""
-        refused = ""
-        try:
-            return self.submit(request)
-        except FractionalNotSupported as exc:
-            refused = str(exc)
-        whole = self._floor_or_skip(request, refused)
-        return self._submit_idempotent(whole, cv.order_request(whole), reducing=request.side == "sell")
-
     def takes_fractional(self, symbol: str) -> bool:
         """False when params, the account or the asset rule fractional orders out (unknown: try)."""
         return self.fractional_enabled and self.fractionable.get(symbol, True)
@@ -98,20 +85,6 @@ class OrderDesk:
         ident = OrderRequest(symbol, side, Decimal(1), client_order_id, "market")  # type: ignore[arg-type]
         sdk = cv.notional_request(symbol, side, notional, client_order_id, time_in_force)
         return self._submit_idempotent(ident, sdk, reducing=side == "sell")
-
-    @staticmethod
-    def _floor_or_skip(request: OrderRequest, why: str) -> OrderRequest:
-        whole = request.qty.to_integral_value(rounding=ROUND_DOWN)
-        if whole == request.qty:   # already whole: the reject was not about the quantity
-            raise FractionalNotSupported(why)
-        if whole <= 0:
-            log.warning("order %s skipped: %s %s qty %s is fractional (%s) and rounds down to 0 whole shares",
-                        request.client_order_id, request.side, request.symbol, request.qty, why)
-            raise FractionalNotSupported(f"{request.symbol}: fractional qty {request.qty} refused ({why}) and "
-                                         "whole shares round to 0; order skipped")
-        log.warning("order %s: %s %s qty %s -> %s whole shares (%s)", request.client_order_id, request.side,
-                    request.symbol, request.qty, whole, why)
-        return replace(request, qty=to_qty(whole))
 
     def _submit_idempotent(self, request: OrderRequest, sdk_request: Any, reducing: bool) -> Order:
         """EXE-1: after an outcome that may have landed, look up by client id before any resubmit."""

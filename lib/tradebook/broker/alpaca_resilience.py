@@ -122,7 +122,8 @@ def is_duplicate_client_id(status: int | None, code: int | None, message: str) -
     """A duplicate client_order_id, however the venue words it (422 40010001, 409 40910000, ...)."""
     if code == 40910000 or status == 409:
         return True
-    return bool(_DUPLICATE.search(message)) and "unique" in message.lower() or "duplicate client" in message.lower()
+    low = message.lower()
+    return (bool(_DUPLICATE.search(message)) and "unique" in low) or "duplicate client" in low
 
 
 def retry_after_s(exc: BaseException) -> float | None:

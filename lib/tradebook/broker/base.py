@@ -23,7 +23,6 @@ WORKING_STATUSES = frozenset({
     "new", "accepted", "pending_new", "accepted_for_bidding", "partially_filled", "pending_cancel",
     "pending_replace", "done_for_day", "held", "calculated", "stopped", "suspended"})
 FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected", "replaced"})
-OPEN_STATUSES = WORKING_STATUSES   # older name, kept for callers outside the exit path
 # Refusals that mean "our own working order is in the way": cancel it first, then retry (VEN-2).
 # Alpaca answers both with HTTP 403 code 40310000, told apart only by the message.
 CANCEL_FIRST_CODES = frozenset({"INSUFFICIENT_QTY", "WASH_TRADE"})
@@ -56,13 +55,6 @@ def needs_cancel_first(exc: BaseException) -> bool:
 def to_qty(value: float | Decimal | str) -> Decimal:
     """Quantise a share quantity to the broker's 9-decimal grid, rounding toward zero."""
     return Decimal(str(value)).quantize(QTY_STEP, rounding=ROUND_DOWN)
-
-
-def to_price(value: float | Decimal | str) -> Decimal:
-    """Quantise a price: cents at/above $1, 4 decimals below (US equity tick rules)."""
-    d = Decimal(str(value))
-    step = Decimal("0.01") if d >= 1 else Decimal("0.0001")
-    return d.quantize(step)
 
 
 @dataclass(frozen=True, slots=True)

@@ -380,6 +380,13 @@ class SimBroker:
             self.store.save(con, book)
         self._call(None, body)
 
+    def clear_faults(self) -> None:
+        """Drop every injected fault not yet consumed (pending cancels stay: they are venue state)."""
+        def body(con, book):
+            book.faults[:] = [f for f in book.faults if f[0] == venue.CANCEL_KEY]
+            self.store.save(con, book)
+        self._call(None, body)
+
     def seed_position(self, symbol: str, qty: float, avg_price: float) -> Position:
         """Set a position as if changed outside tradebook (cash untouched); EXTERNAL reconcile tests."""
         prices.symbol_bars(symbol)

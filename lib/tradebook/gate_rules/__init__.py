@@ -68,6 +68,7 @@ REASON_CODES: dict[str, ReasonCode] = {
     "FROZEN": ReasonCode("GATE-1", "reject", R, F),
     "REDUCE_ONLY": ReasonCode("GATE-1", "reject", F, F),     # exits pass it unless they do not reduce
     "UNKNOWN_CONTROL_STATE": ReasonCode("GATE-1", "reject", R, F),
+    "NOT_RECONCILED": ReasonCode("GATE-1", "reject", F, F),  # REC-8: entries only; reducing exits pass
     "MARKET_CLOSED": ReasonCode("GATE-2", "reject", R, F),
     "MAX_POSITION": ReasonCode("GATE-3", "reject", F, F),    # reducing exits pass GATE-3/4/12/13/14
     "GROSS_EXPOSURE": ReasonCode("GATE-4", "reject", F, F),

@@ -50,7 +50,7 @@ def order_rate(order: ProposedOrder, view: PortfolioView, ctx: GateContext) -> V
     orders exits first so they get the run's budget. The later children of a split exit
     (EXIT-6) ride on their first part's count: one split is one order here, never cut in half.
     """
-    if order.part > 1:
+    if order.part > 1 and order.kind == "EXIT":
         return _PASS10
     p = ctx.params
     n_sym = ctx.orders_today_by_symbol.get(order.symbol, 0)

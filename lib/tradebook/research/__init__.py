@@ -1,5 +1,7 @@
 """Research to production: the strategy interface, built-in strategies, the market data store
-and the backtest pieces (STR-1..3, DATA-1, BT-1).
+and the backtest pieces (STR-1..3, DATA-1, BT-1); parameter sweeps and walk-forward
+(``research.sweep``, ``research.walkforward``, the vectorised SMA grid ``research.grid``:
+SWP-1, SWP-2).
 
 A strategy written for this interface runs unchanged in ``tradebook backtest``, the
 decide phase (``tradebook run decide``, the daemon, ``tradebook demo``) and notebooks.

@@ -1,0 +1,71 @@
+"""What an execute run did, as the executed notebook (the audit record) shows it (EXE-6, GATE-*).
+
+- ``orders``: every order the run sent or resumed, with its limit price, the average
+  fill price, the decision price and the slippage against it (positive = worse).
+- ``refusals``: every gate refusal of the run with the rule, the reason code and the
+  rule's numbers, as the verdict rows store them.
+- ``refusal_text``: the same refusals in one short phrase for the summary line.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from tradebook.context import Context
+
+ORDER_COLUMNS = ["client_order_id", "symbol", "side", "qty", "order_type", "limit_price", "status", "filled_qty",
+                 "fill_price", "decision_price", "slippage_bps"]
+REFUSAL_COLUMNS = ["intent_id", "symbol", "kind", "side", "qty", "rule", "reason_code", "numbers"]
+
+
+def _marks(items: list[Any]) -> str:
+    return ", ".join("?" for _ in items)
+
+
+def orders(ctx: "Context", cids: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per order: limit, fill price, decision price and quantity-weighted slippage (bps)."""
+    cids = sorted(set(cids))
+    if not cids:
+        return []
+    sql = (f"SELECT o.client_order_id, o.symbol, o.side, o.qty, o.order_type, o.limit_price, o.status, "
+           f"o.filled_qty, o.filled_avg_price, i.decision_price, "
+           f"(SELECT sum(f.qty * f.slippage_bps) / nullif(sum(f.qty), 0) FROM fills f "
+           f" WHERE f.client_order_id = o.client_order_id) "
+           f"FROM orders o LEFT JOIN intents i ON i.intent_id = o.intent_id "
+           f"WHERE o.client_order_id IN ({_marks(cids)}) ORDER BY o.submitted_at NULLS LAST, o.client_order_id")
+    rows = ctx.ledger.rows(sql, cids)
+    return [dict(zip(ORDER_COLUMNS, r)) for r in rows]
+
+
+def refusals(ctx: "Context", intent_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:
+    """The run's rejecting verdicts (at or after ``since``) with the numbers the rule reported."""
+    ids = sorted(set(intent_ids))
+    if not ids:
+        return []
+    sql = (f"SELECT v.intent_id, i.symbol, i.kind, i.side, i.qty, v.rule, v.reason_code, v.detail "
+           f"FROM verdicts v JOIN intents i ON i.intent_id = v.intent_id "
+           f"WHERE v.severity = 'reject' AND v.ts >= ? AND v.intent_id IN ({_marks(ids)}) "
+           f"ORDER BY v.ts, v.intent_id, v.rule")
+    rows = ctx.ledger.rows(sql, [since, *ids])
+    return [dict(zip(REFUSAL_COLUMNS, [*r[:7], numbers(r[7])])) for r in rows]
+
+
+def numbers(detail: Any) -> str:
+    """A verdict's detail as ``key=value`` pairs (floats to 6 significant digits)."""
+    data = json.loads(detail) if isinstance(detail, str) else (detail or {})
+    if not isinstance(data, dict):
+        return str(data)
+    return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in data.items())
+
+
+def refusal_text(rows: list[dict[str, Any]]) -> str:
+    """E.g. ``GATE-1 HALTED x3 (AAPL, IBM, MSFT)``: rule and code with how many intents and which symbols."""
+    counts = Counter((r["rule"], r["reason_code"]) for r in rows)
+    parts = []
+    for (rule, code), n in counts.most_common():
+        symbols = sorted({r["symbol"] for r in rows if (r["rule"], r["reason_code"]) == (rule, code)})
+        parts.append(f"{rule} {code} x{n} ({', '.join(symbols)})")
+    return "; ".join(parts)

@@ -1,0 +1,88 @@
+"""Execute's summary and audit record (issue 13 item 5; GATE-1, GATE-5, EXE-6, REC-8): what was sent at
+which prices, and what was refused by which rule with its numbers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tradebook import controls
+from tradebook.execute import run_execute
+from tradebook.notebook_files import printed_summary
+from tradebook.reconcile import run_reconcile
+from tradebook.runner import run_phase
+from trading_helpers import decide_time, hold, make_ctx, mid, plant, window_time
+
+ORDERS = "orders: limit, fill price, slippage vs decision (bps, + = worse)"
+REFUSALS = "gate refusals: rule, reason and its numbers"
+
+
+@pytest.fixture
+def actx(root):
+    """MSFT held with a planned exit, AAPL and IBM entries; reconciled for the next session."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    hold(ctx, "MSFT", 100, 25.0)
+    plant(ctx, "MSFT", "EXIT", 100)
+    plant(ctx, "AAPL", "ENTRY", 10)
+    plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
+    run_reconcile(ctx)
+    return ctx
+
+
+def test_execute_summary_when_everything_refused_by_halt_then_names_rule_code_and_symbols(actx):
+    """GATE-1: a run where the halt refused every order says so, not just "OK"."""
+    controls.halt(actx.params, actx.root, "drill")
+    actx.broker.advance_to(window_time())
+    text = run_execute(actx).summary()
+    assert "state HALTED" in text and "REFUSED by the gate: GATE-1 HALTED x3 (AAPL, IBM, MSFT)" in text
+
+
+def test_execute_report_when_orders_fill_then_audit_shows_limit_fill_price_and_slippage(actx):
+    """EXE-6 in the audit record: per order the limit price, the fill price and the slippage."""
+    actx.broker.advance_to(window_time())
+    orders = run_execute(actx).tables()[ORDERS]
+    assert sorted(orders["symbol"]) == ["AAPL", "IBM", "MSFT"]
+    assert orders["limit_price"].notna().all() and orders["fill_price"].notna().all()
+    fills = dict(actx.ledger.rows("SELECT symbol, slippage_bps FROM fills"))
+    for row in orders.itertuples():
+        assert row.slippage_bps == pytest.approx(fills[row.symbol])
+
+
+def test_execute_report_when_refused_by_a_cap_then_audit_shows_rule_and_numbers(root):
+    """GATE-5 in the audit record: the refusal carries the rule, the code and the notional vs the limit."""
+    ctx = make_ctx(root, max_order_notional=500)
+    ctx.broker.advance_to(decide_time())
+    plant(ctx, "AAPL", "ENTRY", math.ceil(600 / mid(ctx, "AAPL")))   # ~$600 > the $500 cap
+    run_reconcile(ctx)
+    ctx.broker.advance_to(window_time())
+    report = run_execute(ctx)
+    refusals = report.tables()[REFUSALS]
+    row = refusals.iloc[0]
+    assert (row["rule"], row["reason_code"], row["symbol"]) == ("GATE-5", "MAX_ORDER_NOTIONAL", "AAPL")
+    assert "limit=500" in row["numbers"] and "notional=" in row["numbers"]
+    assert "GATE-5 MAX_ORDER_NOTIONAL x1 (AAPL)" in report.summary()
+
+
+def test_execute_summary_when_not_reconciled_then_says_entries_were_held_back(root):
+    """REC-8 in the summary: the operator reads why entries were not sent."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    plant(ctx, "AAPL", "ENTRY", 10)
+    ctx.broker.advance_to(window_time())
+    text = run_execute(ctx).summary()
+    assert "GATE-1 NOT_RECONCILED x1 (AAPL)" in text and "entries held back (REC-8)" in text
+
+
+@pytest.mark.integration
+def test_run_execute_when_halted_then_cli_summary_line_names_the_refusals(root):
+    """`tradebook run execute` prints the notebook's summary: OK as a run, but every order refused."""
+    ctx = make_ctx(root, runs_dir="runs")
+    ctx.broker.advance_to(decide_time())
+    plant(ctx, "AAPL", "ENTRY", 10)
+    run_reconcile(ctx)
+    ctx.broker.advance_to(window_time())
+    controls.halt(ctx.params, root, "drill")
+    record = run_phase("execute", root=root, overrides={"sim.start_date": "2011-07-01"})
+    line = printed_summary(record.notebook_path, "execute")
+    assert record.status == "OK" and "REFUSED by the gate: GATE-1 HALTED x1 (AAPL)" in line

@@ -1,0 +1,143 @@
+"""Issue 13, items 1, 2, 5: every command with a damaged ledger, halt with nothing, status/health exit codes.
+
+OPS-7: with a damaged ledger every command exits non-zero with one message naming the
+file and the newest good backup, the file's bytes stay the same, `halt` succeeds and
+`flatten` closes at the broker. CTL-6: `halt` needs no valid params, ledger or broker;
+`status` and `health` answer from the flag file. Commands run in-process through
+``tradebook.cli.main`` (the console entry point), so exit codes are the real ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_ledger_integrity import age, big_ledger, truncate_to, zero_block
+from tradebook.context import Context
+
+
+@pytest.fixture(autouse=True)
+def _no_env_kill_switch(monkeypatch):
+    monkeypatch.delenv("KILL_SWITCH", raising=False)
+
+
+@pytest.fixture
+def cli(root: Path, monkeypatch, capsys):
+    """Run `tradebook <args>` in-process; returns (exit code, stdout + stderr with line breaks removed)."""
+    from tradebook.cli import main
+
+    monkeypatch.setenv("TRADEBOOK_ROOT", str(root))
+    monkeypatch.setenv("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "2")
+
+    def run(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["tradebook", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return code, (out.out + out.err).replace("\n", "")
+    return run
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+COMMANDS = [("status",), ("health",), ("ledger", "check"), ("ledger", "backup"), ("run", "reconcile"),
+            ("run", "execute"), ("report",), ("resume", "--reason", "fixed", "--yes"), ("demo", "--days", "1")]
+
+
+@pytest.mark.parametrize("damage", [truncate_to(0.5), truncate_to(0.95), zero_block(6)], ids=lambda d: d.__name__)
+def test_every_command_when_ledger_damaged_then_nonzero_naming_backup_bytes_unchanged_halt_and_flatten_work(
+        root: Path, cli, damage):
+    """OPS-7 + CTL-6 + CTL-5: the done-when of issue 13 item 1, command by command."""
+    ledger = root / "runs" / "ledger.duckdb"
+    big_ledger(ledger)
+    good = sorted((root / "runs" / "backups").glob("ledger-*"))[-1]
+    Context.load(None, {}, root=root).broker.seed_position("AAPL", 10, 300.0)
+    damage(ledger)
+    age(ledger)
+    before = sha(ledger)
+    for command in COMMANDS:
+        code, text = cli(*command)
+        assert code != 0, (command, text)
+        assert str(ledger) in text and str(good) in text, (command, text)
+        assert "Traceback" not in text
+    code, text = cli("halt", "--reason", "emergency")
+    assert code == 0 and "HALTED" in text and "not recorded in the ledger" in text and str(good) in text
+    assert json.loads((root / "runs" / "KILL_SWITCH").read_text())["reason"] == "emergency"
+    code, text = cli("flatten", "--reason", "get out", "--yes")
+    assert code == 0, text
+    assert "submitted 1 closing order" in text and "flatten-unrecorded-" in text
+    broker = Context.load(None, {}, root=root).broker
+    closing = [o for o in broker.open_orders() if o.client_order_id.startswith("flat-") and o.symbol == "AAPL"]
+    assert broker.positions() == [] or len(closing) == 1  # closed, or closing while the market is shut
+    journal, = (root / "runs").glob("flatten-unrecorded-*.json")
+    assert json.loads(journal.read_text())["closing_orders"][0]["symbol"] == "AAPL"
+    assert json.loads((root / "runs" / "KILL_SWITCH").read_text())["state"] == "FROZEN"
+    assert sha(ledger) == before and not Path(f"{ledger}.wal").exists()
+
+
+def test_halt_when_params_file_has_a_typo_then_flag_written_and_status_health_show_halted(root: Path, cli):
+    """CTL-6: one typo in params/sim.yaml: halt still writes the flag; status/health show HALTED, exit 2."""
+    sim = root / "params" / "sim.yaml"
+    sim.write_text(sim.read_text() + "\nmax_positon_pct: 0.03\n")
+    code, text = cli("halt", "--reason", "emergency")
+    assert code == 0, text
+    assert json.loads((root / "runs" / "KILL_SWITCH").read_text())["reason"] == "emergency"
+    assert "params invalid" in text and "max_positon_pct" in text
+    code, text = cli("status")
+    assert code == 2 and "HALTED" in text and "emergency" in text
+    code, text = cli("health")
+    assert code == 2 and "trading is HALTED" in text and "params invalid" in text
+
+
+def test_halt_when_params_file_missing_or_not_yaml_then_flag_in_runs_dir(root: Path, cli):
+    """CTL-6: --params naming a missing file, or YAML that does not parse: the flag goes to runs/."""
+    code, text = cli("halt", "--params", "params/nope.yaml")
+    assert code == 0 and (root / "runs" / "KILL_SWITCH").exists(), text
+    (root / "runs" / "KILL_SWITCH").unlink()
+    (root / "params" / "sim.yaml").write_text("mode: [sim\n")
+    code, text = cli("halt", "-r", "broken yaml")
+    assert code == 0 and (root / "runs" / "KILL_SWITCH").exists(), text
+    assert "not valid YAML" in text
+
+
+def test_halt_when_params_invalid_but_runs_dir_set_then_flag_in_that_runs_dir(root: Path, cli, tmp_path: Path):
+    """CTL-6: runs_dir is read from the broken file, so the running daemon sees the flag."""
+    elsewhere = tmp_path / "elsewhere"
+    (root / "params" / "sim.yaml").write_text(f"runs_dir: {elsewhere}\nmax_position_pct: lots\n")
+    code, text = cli("halt", "-r", "x")
+    assert code == 0 and (elsewhere / "KILL_SWITCH").exists(), text
+    assert not (elsewhere / "ledger.duckdb").exists()  # a guessed place never gets a new ledger
+
+
+def test_status_and_health_when_broker_down_then_exit_5_and_halt_still_works(root: Path, cli, monkeypatch):
+    """Issue 13 item 5 / CTL-6: paper mode against a closed port: status/health exit 5; halt exits 0."""
+    monkeypatch.setenv("APCA_API_KEY_ID", "PKTEST")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "secret-test")
+    down = ["--params", "params/sim.yaml", "-p", "mode=paper", "-p", "alpaca.url_override=http://127.0.0.1:9",
+            "-p", "alpaca.data_url_override=http://127.0.0.1:9", "-p", "alpaca.retries=0",
+            "-p", "alpaca.timeout_s=1"]
+    code, text = cli("status", *down)
+    assert code == 5 and "broker unavailable" in text, text
+    code, text = cli("health", *down)
+    assert code == 5 and "broker unreachable" in text, text
+    code, text = cli("halt", "-r", "broker down", *down)
+    assert code == 0 and (root / "runs" / "KILL_SWITCH").exists(), text
+    code, text = cli("status", *down)
+    assert code == 5 and "HALTED" in text
+
+
+def test_status_when_running_then_0_and_when_halted_then_3(root: Path, cli):
+    """Issue 13 item 5: status exits 0 only when RUNNING with ledger and broker fine."""
+    code, text = cli("status")
+    assert code == 0 and "RUNNING" in text, text
+    cli("halt", "-r", "stop")
+    code, text = cli("status")
+    assert code == 3 and "HALTED" in text and "exit 3" in text

@@ -1,0 +1,125 @@
+"""OPS-8: a ledger belongs to one broker identity (mode + account); another is refused, touching no row.
+
+The paper side runs against the loopback Alpaca fake (account number PA3FAKE00001)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tradebook import ledger_meta
+from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.context import Context
+from tradebook.identity import KEY, LedgerMismatch
+from tradebook.ledger import Ledger
+from tradebook.params import load_params
+from tradebook.reconcile import run_reconcile
+from tradebook.runner import run_phase
+from trading_helpers import DECIDE_DAY, hold, make_ctx, ny
+
+KEYS = {"APCA_API_KEY_ID": "PKIDENTITYTEST000001", "APCA_API_SECRET_KEY": "SKIDENTITYTESTSECRET000001"}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    for name, value in KEYS.items():
+        monkeypatch.setenv(name, value)
+    with FakeAlpacaServer(start=ny(DECIDE_DAY, 9, 0), key_id=KEYS["APCA_API_KEY_ID"],
+                          secret_key=KEYS["APCA_API_SECRET_KEY"]) as server:
+        yield server
+
+
+@pytest.fixture
+def sim_ledger(root):
+    """What `make demo` leaves behind: a sim ledger with a position, a reconcile and its identity."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(ny(DECIDE_DAY, 9, 15))
+    hold(ctx, "MSFT", 100, 25.0)
+    run_reconcile(ctx)
+    return ctx
+
+
+def _paper(root, fake, **overrides) -> Context:
+    merged = {**fake.overrides(), "runs_dir": str(root / "runs"), "alpaca.retries": 0, **overrides}
+    return Context(load_params(root / "params" / "alpaca-paper.yaml", merged), root)
+
+
+def _snapshot(path) -> dict[str, int]:
+    return Ledger(path).check()
+
+
+def test_ops8_when_sim_and_paper_use_default_paths_then_each_has_its_own_ledger(root, fake, sim_ledger):
+    """OPS-8: the default ledger of paper is not the simulation's; both record their identity."""
+    paper = _paper(root, fake)
+    assert paper.params.ledger_path(root) != sim_ledger.params.ledger_path(root)
+    before = _snapshot(sim_ledger.params.ledger_path(root))
+    run_reconcile(paper)
+    assert _snapshot(sim_ledger.params.ledger_path(root)) == before
+    with paper.ledger.connect() as con:
+        assert ledger_meta.get(con, KEY) == {"mode": "paper", "account": "PA3FAKE00001"}
+    with sim_ledger.ledger.connect() as con:
+        assert ledger_meta.get(con, KEY) == {"mode": "sim", "account": "sim"}
+
+
+def test_ops8_when_paper_run_points_at_the_sim_ledger_then_refused_and_no_row_touched(root, fake, sim_ledger):
+    """OPS-8: an explicit ledger_file of another identity is refused with a clear message."""
+    path = sim_ledger.params.ledger_path(root)
+    before = _snapshot(path)
+    paper = _paper(root, fake, ledger_file="ledger.duckdb")
+    with pytest.raises(LedgerMismatch) as err:
+        run_reconcile(paper)
+    text = str(err.value)
+    assert "belongs to sim (SimBroker)" in text and "paper account PA3FAKE00001" in text
+    assert "no row was written" in text and "remove `ledger_file`" in text
+    assert _snapshot(path) == before
+
+
+def test_ops8_when_phase_run_against_another_accounts_ledger_then_no_run_row_and_no_notebook(root, fake,
+                                                                                             sim_ledger):
+    """OPS-8 through the runner: refused before the runs row and before a notebook file is reserved."""
+    path = sim_ledger.params.ledger_path(root)
+    before = _snapshot(path)
+    overrides = {**fake.overrides(), "ledger_file": "ledger.duckdb", "alpaca.retries": 0}
+    with pytest.raises(LedgerMismatch):
+        run_phase("reconcile", params_file="params/alpaca-paper.yaml", overrides=overrides, root=root)
+    assert _snapshot(path) == before
+    assert not list((root / "runs").rglob("*-reconcile.ipynb"))
+
+
+def test_ops8_when_another_paper_account_then_refused(root, fake):
+    """OPS-8: the account number counts, not only the mode."""
+    paper = _paper(root, fake)
+    run_reconcile(paper)
+    with paper.ledger.transaction() as con:
+        ledger_meta.put(con, KEY, {"mode": "paper", "account": "PA9OTHER0001"}, paper.now())
+    with pytest.raises(LedgerMismatch, match="paper account PA9OTHER0001"):
+        run_reconcile(_paper(root, fake))
+
+
+def test_ops8_when_ledger_predates_identities_then_judged_by_the_modes_of_its_runs(root, fake, sim_ledger):
+    """OPS-8: a ledger without a recorded identity but with sim runs is not adopted by paper."""
+    path = sim_ledger.params.ledger_path(root)
+    with Ledger(path).transaction() as con:
+        con.execute("DELETE FROM ledger_meta WHERE key = ?", [KEY])
+        con.execute("INSERT INTO runs (run_id, phase, params_json, started_at, status) VALUES "
+                    "('r1', 'reconcile', '{\"mode\": \"sim\"}', now(), 'OK')")
+    with pytest.raises(LedgerMismatch, match="was used by sim runs"):
+        _ = _paper(root, fake, ledger_file="ledger.duckdb").ledger
+
+
+@pytest.mark.integration
+def test_ops8_when_cli_reconcile_paper_against_sim_ledger_then_exit_2_says_why(root, fake, sim_ledger):
+    """The issue's done-when: `tradebook run reconcile --params params/alpaca-paper.yaml` touches no row."""
+    path = sim_ledger.params.ledger_path(root)
+    before = _snapshot(path)
+    args = ["--params", "params/alpaca-paper.yaml", "-p", "ledger_file=ledger.duckdb",
+            "-p", f"alpaca.url_override={fake.url}", "-p", f"alpaca.data_url_override={fake.url}",
+            "-p", "alpaca.retries=0"]
+    env = {**os.environ, **KEYS, "TRADEBOOK_ROOT": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "tradebook.cli", "run", "reconcile", *args], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 2, proc.stderr
+    assert "belongs to sim (SimBroker)" in proc.stderr and "Traceback" not in proc.stderr
+    assert _snapshot(path) == before
