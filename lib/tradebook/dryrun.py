@@ -62,12 +62,12 @@ def dry_context(ctx: "Context", phase: str) -> "Context":
 
     folder = Path(tempfile.mkdtemp(prefix=f"tradebook-dryrun-{phase}-"))
     p = ctx.params
-    _copy_db(p.ledger_path(ctx.root), folder / Path(p.ledger_file).name)
+    ledger, state = p.ledger_path(ctx.root), p.sim_state_path(ctx.root)
+    _copy_db(ledger, folder / ledger.name)
     if p.mode == "sim":
-        _copy_db(p.sim_state_path(ctx.root), folder / Path(p.sim.state_file).name)
-    params = p.model_copy(update={"runs_dir": str(folder), "ledger_file": Path(p.ledger_file).name,
-                                  "sim": p.sim.model_copy(update={"state_file": Path(p.sim.state_file).name})})
+        _copy_db(state, folder / state.name)
+    params = p.model_copy(update={"runs_dir": str(folder), "ledger_file": ledger.name,
+                                  "sim": p.sim.model_copy(update={"state_file": state.name})})
     dry = Context(params, ctx.root, None)
     dry.__dict__["broker"] = DryRunBroker(make_broker(params, ctx.root), phase)  # fills the cached_property
-    dry.extras["dry_run"] = folder
     return dry
