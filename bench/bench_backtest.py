@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-COLD = ("import time; t = time.perf_counter(); from tradebook import backtest; "
+COLD = ("import time; t = time.perf_counter(); import tradebook.backtest as backtest; "
         "r = backtest.run_reference(); trades = r.trades(); "
         "print(len(trades), trades[-1], f'{time.perf_counter() - t:.3f}')")
 

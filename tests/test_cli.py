@@ -112,3 +112,16 @@ def test_status_when_params_path_long_and_terminal_narrow_then_message_lines_not
     missing = root / ("a-very-long-folder-name-for-the-params-file-" * 3) / "params.yaml"
     out = tradebook(root, "status", "--params", str(missing), env={"COLUMNS": "20"})
     assert any(str(missing) in line for line in (out.stdout + out.stderr).splitlines()), out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("command,word", [("flatten", "FLATTEN"), ("resume", "RESUME")])
+def test_confirm_when_stdin_closed_then_plain_refusal_no_traceback_nothing_changed(root: Path, command, word):
+    """CTL-4/CTL-5: `flatten`/`resume` with no answer on stdin (cron, </dev/null) refuse in one plain
+    message that says to use --yes; no traceback, nothing halted or frozen."""
+    out = subprocess.run([sys.executable, "-m", "tradebook.cli", command, "--reason", "qa"], cwd=root,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
+                         env={**os.environ, "TRADEBOOK_ROOT": str(root)})
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert "not confirmed" in out.stderr and "--yes" in out.stderr and word in out.stderr
+    assert not (root / "runs" / "KILL_SWITCH").exists()

@@ -56,7 +56,7 @@ def test_code_version_when_sources_outside_git_edited_then_hash_changes(tmp_path
     copy = tmp_path / "tradebook"
     shutil.copytree(cv.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     before = cv.code_version(copy)
-    (copy / "gate.py").write_text((copy / "gate.py").read_text() + "\n# edited\n")
+    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# edited\n")
     after = cv.code_version(copy)
     assert before.startswith("src:") and after.startswith("src:") and before != after
 
@@ -76,7 +76,7 @@ def test_run_when_library_edited_between_runs_then_different_code_version_record
     shutil.copytree(cv.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(cv, "PACKAGE_DIR", copy)
     first = _run(project, pool, "ok")
-    (copy / "controls.py").write_text((copy / "controls.py").read_text() + "\n# a later edit\n")
+    (copy / "params.py").write_text((copy / "params.py").read_text() + "\n# a later edit\n")
     second = _run(project, pool, "ok")
     assert first.ok and second.ok
     assert _row(project, first.run_id)[0] != _row(project, second.run_id)[0]

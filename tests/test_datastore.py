@@ -117,3 +117,16 @@ def test_data1_when_the_store_is_gapped_or_corrupt_then_clear_error_and_nothing_
     with pytest.raises(TradebookError, match=re.escape(message)):
         run_decide(ctx)
     assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0
+
+
+@pytest.mark.integration
+def test_data1_fetch_when_source_has_no_bars_for_symbol_then_clear_error_and_no_empty_file(root, fake):
+    """DATA-1: a symbol the source does not serve (the fake knows only the bundled four) fails the
+    fetch (exit 1) with a message naming it; no empty Parquet file is left to fail every later check,
+    and no placeholder dates (0001-01-01) are printed."""
+    out = cli(root, fake, "data", "fetch", "--symbols", "ZZZQ,AAPL", "--start", "2011-01-03", "--end", "2011-01-31")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "ZZZQ: the data source returned no bars" in out.stderr and "ZZZQ: no bars" in out.stdout
+    assert "0001-01-01" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+    assert not (root / "data" / "bars" / "ZZZQ.parquet").exists()
+    assert (root / "data" / "bars" / "AAPL.parquet").exists()

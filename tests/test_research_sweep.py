@@ -189,3 +189,14 @@ def test_swp1_when_cli_grid_names_an_unknown_parameter_then_plain_error_and_exit
     assert done.returncode == 2
     assert "strategy swing has no parameter rsi_entryy; use one of its params (" in done.stderr
     assert not (root / "runs" / "sweeps.duckdb").exists()
+
+
+def test_swp1_when_name_reused_with_another_grid_then_results_are_only_this_calls_sets(tmp_path):
+    """SWP-1: a run's results are its own sets, in order; a set listed twice runs once."""
+    db = tmp_path / "s.duckdb"
+    common = dict(db=db, name="shared", workers=1, progress=False, symbols=["IBM"])
+    sweep("sma_reference", {"fast": [10, 20], "slow": [50]}, **common)
+    other = sweep("sma_reference", {"fast": [30, 5, 30], "slow": [60]}, **common)
+    assert (other.total, other.ran) == (2, 2)
+    assert list(zip(other.results()["fast"], other.results()["slow"])) == [(30, 60), (5, 60)]
+    assert len(table.results(db, "shared")) == 4

@@ -102,7 +102,12 @@ def _confirm(word: str, yes: bool, what: str) -> None:
     """Typed confirmation: the operator must type ``word`` exactly, or nothing happens."""
     if yes:
         return
-    typed = typer.prompt(f"{what}\nType {word} to confirm", default="", show_default=False)
+    try:
+        typed = typer.prompt(f"{what}\nType {word} to confirm", default="", show_default=False)
+    except typer.Abort:  # no answer: stdin closed (cron, a pipe, </dev/null) or Ctrl-C at the prompt
+        typer.echo(f"\nnot confirmed (no answer typed); nothing changed. Type {word} at the prompt, "
+                   "or pass --yes when running without a terminal", err=True)
+        raise typer.Exit(1) from None
     if typed.strip() != word:
         typer.echo("not confirmed; nothing changed", err=True)
         raise typer.Exit(1)
@@ -471,10 +476,13 @@ def main() -> None:
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         sys.exit(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+    except typer.Abort:  # Ctrl-C or end of input at a prompt: click's own one-line message, no traceback
+        print("Aborted.", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:  # click usage errors and the like
         if isinstance(exc, _click_exceptions()):
-            exc.show()  # plain echo: usage, hint and "Error: ..." (never rich, never wrapped)
-            sys.exit(exc.exit_code)
+            exc.show()  # type: ignore[attr-defined]  # click's ClickException: usage, hint, "Error: ..."
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
     if isinstance(code, int) and not isinstance(code, bool) and code:
         sys.exit(code)

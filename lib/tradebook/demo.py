@@ -93,9 +93,11 @@ def direct_phase(phase: str, ctx: Context) -> None:
     """Run a phase's library function in-process (fixtures and research; no notebook kept)."""
     from importlib import import_module
 
-    module, func = {"reconcile": ("reconcile", "run_reconcile"), "execute": ("execute", "run_execute"),
-                    "decide": ("decide", "run_decide"), "report": ("report", "build_report")}[phase]
-    getattr(import_module(f"tradebook.{module}"), func)(ctx)
+    module, func = {"reconcile": ("tradebook.reconcile", "run_reconcile"),
+                    "execute": ("tradebook.execute", "run_execute"),
+                    "decide": ("tradebook.decide", "run_decide"),
+                    "report": ("tradebook.report", "build_report")}[phase]
+    getattr(import_module(module), func)(ctx)
 
 
 def replay(ctx: Context, clock: Any, days: int, run_step: Callable[[str], None],

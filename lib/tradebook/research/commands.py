@@ -78,6 +78,9 @@ def data_fetch_cmd(symbols: str = typer.Option(..., "--symbols", help="comma-sep
     added = datastore.fetch(ctx.broker, folder, _symbols(symbols) or [], first, last)
     for symbol, n in added.items():
         typer.echo(f"{symbol}: {n} new bar(s)")
+        if not n and not datastore.symbol_file(folder, symbol).exists():
+            typer.echo(f"{symbol}: the data source returned no bars for {first} → {last}; check the symbol "
+                       "and that your data plan covers these dates. Nothing was stored.", err=True)
     report = datastore.check(folder, list(added))
     for line in report.lines():
         typer.echo(line)

@@ -46,6 +46,9 @@ class CheckReport:
         out = []
         for symbol, (first, last, n) in sorted(self.spans.items()):
             issues = self.problems.get(symbol) or []
+            if not n:  # nothing stored: no span to show (date.min would read as 0001-01-01)
+                out.append(f"{symbol}: " + "; ".join(issues or ["no bars"]))
+                continue
             out.append(f"{symbol}: {n} bars {first} → {last}: " + ("ok" if not issues else "; ".join(issues)))
         return out
 
@@ -114,6 +117,9 @@ def fetch(broker: Any, folder: Path, symbols: list[str], start: date, end: date)
             continue
         new = broker.daily_bars([symbol], lo, end)
         new = new[new["symbol"] == symbol]
+        if not len(have) and not len(new):  # unknown symbol or no data in range: never store an empty file
+            added[symbol] = 0
+            continue
         merged = pd.concat([have, new[COLUMNS]], ignore_index=True) if len(have) else new[COLUMNS]
         merged = merged.drop_duplicates("date", keep="last").sort_values("date")
         write_symbol(folder, symbol, merged)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generator, Mapping, Sequence
@@ -36,10 +36,11 @@ class SweepRun:
     total: int
     skipped: int
     ran: int
+    keys: list[str] = field(default_factory=list)  # the sets of this call, in run order
 
-    def results(self) -> "pd.DataFrame":
-        """This sweep's rows, one per set, parameters as columns."""
-        return table.results(self.db, self.name)
+    def results(self, con: Any = None) -> "pd.DataFrame":
+        """The rows of this call's sets (not other sets filed under the same name), parameters as columns."""
+        return table.results(con if con is not None else self.db, self.name, keys=self.keys)
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -111,10 +112,13 @@ def run_sets(job: Job, sets: list[dict[str, Any]], *, name: str, con: Any, db: P
              bars: "pd.DataFrame | None" = None) -> SweepRun:
     """Run the sets of ``job`` not yet in the table under ``name`` (``con``: open on ``db``)."""
     scope = job.scope()
-    keyed = [(seq, space.set_key(p, scope), p) for seq, p in enumerate(sets)]
+    unique: dict[str, dict[str, Any]] = {}
+    for p in sets:  # a set listed twice runs once, at its first place
+        unique.setdefault(space.set_key(p, scope), p)
+    keyed = [(seq, key, p) for seq, (key, p) in enumerate(unique.items())]
     done = table.done_keys(con, name)
     todo = [item for item in keyed if item[1] not in done]
-    run = SweepRun(name, Path(db), len(keyed), len(keyed) - len(todo), 0)
+    run = SweepRun(name, Path(db), len(keyed), len(keyed) - len(todo), 0, [key for _, key, _ in keyed])
     if not todo:
         return run
     bars = bars if bars is not None else load_job_bars(job)

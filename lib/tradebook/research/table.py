@@ -80,10 +80,11 @@ def insert(con: "duckdb.DuckDBPyConnection", rows: Sequence[dict[str, Any]]) -> 
         raise
 
 
-def results(source: "Path | str | duckdb.DuckDBPyConnection", sweep: str | None = None) -> "pd.DataFrame":
+def results(source: "Path | str | duckdb.DuckDBPyConnection", sweep: str | None = None,
+            keys: Sequence[str] | None = None) -> "pd.DataFrame":
     """The rows of one sweep (or all), with each parameter as its own column, in run order.
 
-    ``source``: the table's file, or an open connection to it.
+    ``source``: the table's file, or an open connection to it. ``keys``: only these sets.
     """
     import pandas as pd
 
@@ -96,6 +97,8 @@ def results(source: "Path | str | duckdb.DuckDBPyConnection", sweep: str | None 
             frame = con.execute(query, args).df()
     else:
         frame = source.execute(query, args).df()
+    if keys is not None:
+        frame = frame[frame["key"].isin(set(keys))].reset_index(drop=True)
     params = pd.DataFrame([json.loads(p) for p in frame["params"]], index=frame.index)
     return pd.concat([params, frame], axis=1)
 

@@ -97,11 +97,10 @@ def _window(k: int, span: tuple[date, date, date, date], job, sets: list, metric
     """Sweep one in-sample window, run its winner out of sample, and report both."""
     is_start, is_end, oos_start, oos_end = span
     con = opts["con"]
-    run_sets(replace(job, start=is_start, end=is_end), sets, name=f"{name}:is{k}", **opts)
-    inside = table.results(con, f"{name}:is{k}")
+    inside = run_sets(replace(job, start=is_start, end=is_end), sets, name=f"{name}:is{k}", **opts).results(con)
     best = _best(inside, metric)
-    run_sets(replace(job, start=oos_start, end=oos_end), [best["set"]], name=f"{name}:oos{k}", **opts)
-    outside = table.results(con, f"{name}:oos{k}").iloc[0]
+    outside = run_sets(replace(job, start=oos_start, end=oos_end), [best["set"]], name=f"{name}:oos{k}",
+                       **opts).results(con).iloc[0]
     return {"window": k, "is_start": is_start, "is_end": is_end, "oos_start": oos_start,
             "oos_end": oos_end, "params": best["params"], f"is_{metric}": best[metric],
             f"oos_{metric}": outside[metric], "gap": best[metric] - outside[metric],
