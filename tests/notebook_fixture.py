@@ -49,6 +49,7 @@ def refresh() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TRADEBOOK_ROOT"] = str(build(Path(tmp)))
+        os.environ["TRADEBOOK_PHASE_WRITES"] = "1"   # replayed in order: the phases must write (not dry runs)
         for path in notebook_paths():
             nb = nbformat.read(path, as_version=4)
             NotebookClient(nb, timeout=300, kernel_name="python3",

@@ -27,7 +27,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-quic"]
 ARTIFACTS = notebook_fixture.REPO / "tests" / "artifacts" / "lab"
-SLOW_MS = 180_000   # kernel start and a 5-year backtest on 2 busy cores
+SLOW_MS = 300_000   # kernel start and a 5-year backtest on 2 cores shared with other test runs
 
 
 def _free_port() -> int:
@@ -106,6 +106,15 @@ def browser(tmp_path_factory):
             context.close()
 
 
+def _run_all(page) -> None:
+    """Run All once the kernel is connected and idle (a click before that is dropped by JupyterLab)."""
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
+    page.get_by_text(re.compile(r"Python 3 \(ipykernel\) \| Idle")).wait_for()
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    page.locator(".jp-InputArea-prompt", has_text=re.compile(r"\[\d+\]")).first.wait_for()  # it started
+
+
 def test_str1_lab_when_research_template_is_run_in_jupyterlab_then_equity_figure_and_promotion_shown(lab, browser):
     """`tradebook lab` serves the project; Run All on notebooks/research/strategy.ipynb backtests the
     notebook's strategy with the live gate and shows the equity figure and the params change to promote it."""
@@ -113,11 +122,8 @@ def test_str1_lab_when_research_template_is_run_in_jupyterlab_then_equity_figure
     page = browser.new_page()
     page.set_default_timeout(SLOW_MS)
     page.goto(f"{url}/lab/tree/notebooks/research/strategy.ipynb?token={token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell")
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
-    page.screenshot(path=str(ARTIFACTS / "1-opened.png"))
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    _run_all(page)
+    page.screenshot(path=str(ARTIFACTS / "1-running.png"))
     figure = page.locator(".jp-OutputArea-output img").first
     figure.wait_for(state="visible")
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
@@ -129,3 +135,25 @@ def test_str1_lab_when_research_template_is_run_in_jupyterlab_then_equity_figure
     assert "use: strategies.gapfade:GapFade" in text
     assert re.search(r"\d+ round trips, win rate", text)
     assert "Traceback" not in text and "Error" not in text.replace("strategy_errors", "")
+
+
+def test_lab_when_a_phase_notebook_is_run_in_jupyterlab_then_it_is_a_dry_run(lab, browser):
+    """Item 3: execute.ipynb run from JupyterLab shows what it would do and sends and writes nothing."""
+    import hashlib
+
+    url, token, root = lab
+    ledger = root / "runs" / "ledger.duckdb"
+    before = hashlib.sha256(ledger.read_bytes()).hexdigest()
+    page = browser.new_page()
+    page.set_default_timeout(SLOW_MS)
+    page.goto(f"{url}/lab/tree/notebooks/execute.ipynb?token={token}")
+    _run_all(page)
+    try:
+        page.locator(".jp-OutputArea-output", has_text="DRY RUN: execute opened outside the runner").first.wait_for(
+            timeout=120_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "3-execute-opened.png"))
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+    page.screenshot(path=str(ARTIFACTS / "3-execute-dry-run.png"))
+    assert hashlib.sha256(ledger.read_bytes()).hexdigest() == before
+    assert not list((root / "runs").glob("20*/*-execute.ipynb"))

@@ -29,7 +29,8 @@ def test_every_notebook_is_covered_by_the_nbval_run():
 def test_notebooks_when_rerun_against_fixture_then_checked_outputs_match(tmp_path: Path):
     """Foundation item 9: nbval checks every phase notebook; a regression breaks a checked cell."""
     root = notebook_fixture.build(tmp_path)
-    env = {**os.environ, "TRADEBOOK_ROOT": str(root), "MPLBACKEND": "Agg"}
+    # The phases replay in order on a throw-away fixture: let them write (opened by hand they are dry runs).
+    env = {**os.environ, "TRADEBOOK_ROOT": str(root), "MPLBACKEND": "Agg", "TRADEBOOK_PHASE_WRITES": "1"}
     paths = [str(p) for p in notebook_fixture.notebook_paths()]
     assert len(paths) >= 4
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval", "-p", "no:cacheprovider", "-p", "no:xdist",

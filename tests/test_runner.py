@@ -397,3 +397,34 @@ def test_run_phase_when_previous_runner_was_killed_then_its_row_is_abandoned_at_
                            [dead_id]).fetchone()[0] == 1
     finally:
         con.close()
+
+
+def test_kernel_log_when_zmq_socket_closed_at_shutdown_then_dropped_and_other_errors_kept():
+    """OPS-5 (a readable demo): ipykernel's shutdown race (ENOTSOCK on a closed zmq socket, logged by
+    pyzmq's ZMQStream on tornado.general) printed two tracebacks into `tradebook demo`; a forked
+    kernel now drops exactly that record and still logs every other error."""
+    import errno
+    import logging
+
+    import zmq
+
+    from tradebook.kernelfork import quiet_shutdown_race
+
+    logger = logging.getLogger("tornado.general")
+    seen: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    filters_before = list(logger.filters)
+    logger.addHandler(handler)
+    try:
+        quiet_shutdown_race()
+        for exc in (zmq.error.ZMQError(errno.ENOTSOCK), zmq.error.ZMQError(errno.EAGAIN), RuntimeError("real")):
+            try:
+                raise exc
+            except Exception:
+                logger.error("Uncaught exception in ZMQStream callback", exc_info=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.filters[:] = filters_before
+    assert [type(r.exc_info[1]).__name__ for r in seen] == ["ZMQError", "RuntimeError"]
+    assert seen[0].exc_info[1].errno == errno.EAGAIN
