@@ -20,7 +20,7 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from tradebook.broker.base import Clock, Position
+from tradebook.broker.base import Account, Clock, Position
 from tradebook.context import Context
 from tradebook.params import load_params
 from tradebook.reconcile import run_reconcile
@@ -30,7 +30,7 @@ NOW = datetime(2012, 6, 4, 13, 10, tzinfo=timezone.utc)
 
 
 class FakeBroker:
-    """Only what reconcile asks for: positions, open orders, order look-ups, the clock."""
+    """Only what reconcile asks for: positions, open orders, order look-ups, the clock, the account."""
 
     name = "bench"
 
@@ -45,6 +45,10 @@ class FakeBroker:
 
     def get_order(self, client_order_id: str):
         return None
+
+    def account(self) -> Account:
+        # reconcile records the start-of-day equity (BRK-1/2) before comparing positions
+        return Account(equity=1e9, cash=1e9, buying_power=1e9, last_equity=1e9)
 
     def clock(self) -> Clock:
         return Clock(NOW, True, NOW + timedelta(days=1), NOW + timedelta(hours=7))

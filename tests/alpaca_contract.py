@@ -270,10 +270,12 @@ class ContractLog:
     def __init__(self) -> None:
         self.violations: list[str] = []
         self.checked = 0
+        self.seen: list[tuple[str, str, int]] = []   # (method, path, status) of every answer checked
 
     def __call__(self, method: str, path: str, status: int, headers: dict[str, str], payload: Any,
                  raw: bytes = b"") -> None:
         self.checked += 1
+        self.seen.append((method, path, status))
         self.violations += check_answer(method, path, status, headers, payload, raw)
 
     def take(self) -> list[str]:

@@ -86,3 +86,22 @@ def test_run_execute_when_halted_then_cli_summary_line_names_the_refusals(root):
     record = run_phase("execute", root=root, overrides={"sim.start_date": "2011-07-01"})
     line = printed_summary(record.notebook_path, "execute")
     assert record.status == "OK" and "REFUSED by the gate: GATE-1 HALTED x1 (AAPL)" in line
+
+
+@pytest.mark.parametrize("phase,line", [
+    ("reconcile", "reconcile @ 2011-08-22 16:20 EDT: ledger in sync with the broker; nothing written"),
+    ("execute", "execute @ 2011-08-22 09:36 EDT: 1 sent"),
+    ("decide", "decide 2011-08-22 @ 16:20 EDT: 1 entry / 0 exit signal(s); 1 approved (0 EXIT_PLANNED), 0 rejected"),
+    ("report", "report 2011-08-22 · state RUNNING · equity 98,553.62 · day P&L +1.74"),
+])
+def test_run_summary_when_phase_prints_its_line_then_cli_shows_it_not_the_header(tmp_path, phase, line):
+    """README "What tradebook run execute tells you": `tradebook run <phase>` prints the phase's summary
+    line; decide and report print theirs with the session date first, which was never found."""
+    import json
+
+    header = f"{phase} · mode=sim · params 6e195f173afb43ce · run 2011-08-22-162000-{phase}-5ef31128\n"
+    cells = [{"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": text}]}
+             for text in (header, line + "\n")]
+    path = tmp_path / f"{phase}.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert printed_summary(path, phase) == line

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from tradebook import ledger_meta
-from tradebook.errors import BrokerError, LedgerError
+from tradebook.errors import BrokerError, LedgerError, SecretsError
 
 if TYPE_CHECKING:
     from tradebook.ledger import Ledger
@@ -49,7 +49,9 @@ def of(params: "Params", broker_factory: Callable[[], Any]) -> Identity:
         return Identity("sim", "sim")
     try:
         raw = broker_factory().raw_account()
-    except BrokerError:  # down or refusing: compare the mode only (see module doc)
+    except (BrokerError, SecretsError):
+        # Down, refusing, or no keys in this environment (a report reads only the ledger): compare
+        # the mode only (see module doc); a phase that needs the broker fails on its own.
         return Identity(params.mode, None)
     account = (raw or {}).get("account_number") or (raw or {}).get("id")
     return Identity(params.mode, str(account) if account else None)

@@ -108,7 +108,10 @@ def printed_summary(path: str | Path, phase: str) -> str | None:
         nb = _load(path)
     except (OSError, ValueError):
         return None
+    # reconcile/execute print "<phase> @ <time>: ...", decide "decide <day> @ <time>: ...",
+    # report "report <day> · ..."; the "<phase> · mode=..." header line is not a summary.
+    summary = re.compile(rf"{re.escape(phase)} (@ |\d{{4}}-\d{{2}}-\d{{2}} [@·] )")
     lines = [line for cell in nb.get("cells", []) for out in cell.get("outputs", ())
              if out.get("output_type") == "stream" and out.get("name") == "stdout"
-             for line in "".join(out.get("text", "")).splitlines() if line.startswith(f"{phase} @ ")]
+             for line in "".join(out.get("text", "")).splitlines() if summary.match(line)]
     return lines[-1] if lines else None
