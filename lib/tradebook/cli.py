@@ -348,9 +348,13 @@ def ledger_backup_cmd(dest: Optional[Path] = typer.Option(None, "--dest", help="
                       params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-3: consistent copy to runs/backups/ledger-<UTC stamp>.duckdb; prunes by backup_retention_days."""
     from tradebook.backup import backup
+    from tradebook.clock import operator_now
 
     ctx = _context(params_file, param)
-    path = backup(ctx.params.ledger_path(ctx.root), dest, retention_days=ctx.params.backup_retention_days)
+    # The daemon's clock (simulated in sim mode): a wall-clock stamp would sort after every later
+    # daemon backup (restore would pick older data) and its retention cut would delete them.
+    path = backup(ctx.params.ledger_path(ctx.root), dest, operator_now(ctx.params, ctx.root),
+                  retention_days=ctx.params.backup_retention_days)
     typer.echo(f"backup written: {path}")
 
 
