@@ -90,9 +90,10 @@ def record_heartbeat(ledger: "Ledger", beat: Heartbeat) -> None:
     """Upsert the daemon's row in the ledger's ``heartbeats`` table."""
     detail = {"pid": beat.pid, "host": beat.host, "wall": beat.wall.isoformat(), "state": beat.state,
               "next_event": beat.next_event, **beat.detail}
+    from tradebook import heartbeat_store
+
     with ledger.transaction() as con:
-        con.execute("INSERT OR REPLACE INTO heartbeats (component, ts, detail) VALUES (?, ?, ?)",
-                    [COMPONENT, beat.clock, json.dumps(detail, default=str)])
+        heartbeat_store.put(con, COMPONENT, beat.clock, detail)
 
 
 def sd_notify(state: str) -> bool:

@@ -9,11 +9,12 @@ shows them as abandoned even before that.
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from tradebook import heartbeat_store
 
 if TYPE_CHECKING:
     import duckdb
@@ -47,23 +48,18 @@ def is_gone(identity: dict[str, Any] | None) -> bool:
 
 def record_start(con: "duckdb.DuckDBPyConnection", run_id: str, phase: str, now: datetime) -> None:
     """Name this process as the run's owner, inside the caller's transaction."""
-    con.execute("INSERT OR REPLACE INTO heartbeats (component, ts, detail) VALUES (?, ?, ?)",
-                [COMPONENT + run_id, now, json.dumps({"phase": phase, **process_identity()})])
+    heartbeat_store.put(con, COMPONENT + run_id, now, {"phase": phase, **process_identity()})
 
 
 def record_end(con: "duckdb.DuckDBPyConnection", run_id: str) -> None:
     """The run ended (OK, FAILED or ABANDONED): its owner row goes."""
-    con.execute("DELETE FROM heartbeats WHERE component = ?", [COMPONENT + run_id])
+    heartbeat_store.remove(con, COMPONENT + run_id)
 
 
 def identities(con: "duckdb.DuckDBPyConnection", run_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The recorded process of each run that has one."""
-    if not run_ids:
-        return {}
-    marks = ", ".join("?" for _ in run_ids)
-    rows = con.execute(f"SELECT component, detail FROM heartbeats WHERE component IN ({marks})",
-                       [COMPONENT + r for r in run_ids]).fetchall()
-    return {component[len(COMPONENT):]: json.loads(detail) for component, detail in rows if detail}
+    found = heartbeat_store.details(con, (COMPONENT + r for r in run_ids))
+    return {component[len(COMPONENT):]: detail for component, detail in found.items()}
 
 
 def mark_abandoned(con: "duckdb.DuckDBPyConnection", now: datetime) -> list[str]:

@@ -1,0 +1,33 @@
+"""The ``heartbeats`` table: every statement on it (one owner per table).
+
+One row per component: the daemon (OPS-4) and each running phase run (``run:<run_id>``,
+naming the process that runs it). Written inside the caller's transaction.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+def put(con: "duckdb.DuckDBPyConnection", component: str, ts: datetime, detail: Mapping[str, Any]) -> None:
+    """Insert or replace ``component``'s row (detail kept as JSON; values that are not JSON as text)."""
+    con.execute("INSERT OR REPLACE INTO heartbeats (component, ts, detail) VALUES (?, ?, ?)",
+                [component, ts, json.dumps(dict(detail), default=str)])
+
+
+def remove(con: "duckdb.DuckDBPyConnection", component: str) -> None:
+    con.execute("DELETE FROM heartbeats WHERE component = ?", [component])
+
+
+def details(con: "duckdb.DuckDBPyConnection", components: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The recorded detail of each of ``components`` that has a row with one."""
+    wanted = list(components)
+    if not wanted:
+        return {}
+    marks = ", ".join("?" for _ in wanted)
+    rows = con.execute(f"SELECT component, detail FROM heartbeats WHERE component IN ({marks})", wanted).fetchall()
+    return {component: json.loads(detail) for component, detail in rows if detail}
