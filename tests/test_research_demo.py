@@ -37,6 +37,7 @@ def test_str2_when_demo_runs_external_signals_then_fresh_files_become_intents(tm
 
 
 def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_path):
+    """STR-2 done-when: a real scikit-learn model (the `ml` extra), pinned by hash, trades in the demo."""
     root = _project(tmp_path)
     sha = _train(root)
     summary = run_demo(2, overrides={"strategy": _choice(sha)}, root=root)
@@ -44,6 +45,7 @@ def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_
     ledger = Ledger(root / "runs" / "ledger.duckdb")
     reasons = [r[0] for r in ledger.rows("SELECT reason FROM events WHERE kind = 'DECISION'")]
     assert reasons and all("MODEL" in r for r in reasons)
+    assert ledger.scalar("SELECT count(*) FROM intents") >= 1, "the trained model's signals must become intents"
 
 
 def test_str2_when_demo_runs_a_model_whose_hash_differs_then_refused_with_a_clear_message(tmp_path):
