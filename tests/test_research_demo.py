@@ -57,4 +57,7 @@ def test_str2_when_demo_runs_a_model_whose_hash_differs_then_refused_with_a_clea
     summary = run_demo(1, overrides={"strategy": _choice(sha)}, root=root)
     assert summary.failures, "a model whose hash differs must fail the decide run"
     assert any("params pin " + sha in str(f) and "refusing" in str(f) for f in summary.failures), summary.failures
-    assert Ledger(root / "runs" / "ledger.duckdb").scalar("SELECT count(*) FROM intents") == 0
+    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    assert ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'STRATEGY_ERROR' AND reason LIKE ?",
+                         [f"%params pin {sha}; refusing%"]) >= 1
