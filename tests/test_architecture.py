@@ -55,3 +55,35 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
     """))
     code, out = _lint(config, tmp_path)
     assert code != 0 and "archprobe.broker -> archprobe.ledger" in out
+
+
+# Tables whose SQL lives in one store module; the report's read-only listings are the one exception.
+OWNED_TABLES = {"controls": "tradebook.control_store", "incidents": "tradebook.control_store",
+                "verdicts": "tradebook.verdict_store", "equity_snapshots": "tradebook.equity_store"}
+READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report"}, "incidents": {"tradebook.report"},
+                        "verdicts": {"tradebook.report", "tradebook.execute_audit"},
+                        "equity_snapshots": {"tradebook.report"}}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(REPO / "lib").with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def test_ledger_tables_when_sql_searched_then_only_their_store_writes_or_reads_them():
+    """One owner per ledger table: every statement on ``controls``, ``incidents``, ``verdicts`` and
+    ``equity_snapshots`` is in its store (read-only listings of the report and the execute audit excepted)."""
+    import re
+
+    offenders = []
+    for table, owner in OWNED_TABLES.items():
+        sql = re.compile(rf"(INSERT\s+INTO|UPDATE|DELETE\s+FROM|FROM|JOIN)\s+{table}\b", re.I)
+        for path in (REPO / "lib" / "tradebook").rglob("*.py"):
+            module = _module_name(path)
+            if module == owner:
+                continue
+            for match in sql.finditer(path.read_text()):
+                writes = not match.group(1).upper().startswith(("FROM", "JOIN"))
+                if writes or module not in READ_ONLY_EXCEPTIONS[table]:
+                    offenders.append(f"{module}: {match.group(0)}")
+    assert not offenders, offenders

@@ -122,3 +122,13 @@ def test_market_when_symbols_listed_at_different_dates_then_arrays_aligned(bars)
     goog = m.symbols.index("GOOG")
     assert m.has_bar[:, goog].sum() == (bars["symbol"] == "GOOG").sum()
     assert np.isnan(m.close[0, goog]) and m.has_bar[0].sum() == 3
+
+
+@pytest.mark.parametrize("start,end", [(date(2020, 1, 2), None), (date(2012, 1, 3), date(2011, 1, 3))])
+def test_backtest_when_window_has_no_session_then_clear_error_not_a_zero_equity_result(bars, start, end):
+    """BT-1: a window past the data (or --start after --end) is refused naming the range the bars
+    cover; it used to print "None → None: equity 0 → 0" with a numpy warning and exit 0."""
+    from tradebook.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"no session to trade .* the bars cover 2000-\d\d-\d\d → 2013-"):
+        backtest.run_backtest(Params(), bars=bars, start=start, end=end)

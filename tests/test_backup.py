@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -170,3 +171,28 @@ def test_ops3_when_cli_backup_check_restore_then_round_trip(root: Path, make_par
     out = cli("restore")
     assert out.returncode == 0, out.stderr
     assert count_events(path) == 3 and list(path.parent.glob("ledger.duckdb.corrupt-*"))
+
+
+def test_ops3_cli_backup_when_sim_mode_then_stamped_by_simulated_clock_and_daemon_backups_kept(root: Path, make_params):
+    """OPS-3 with one clock in simulation: `tradebook ledger backup` is stamped like the daemon's
+    backups (SimBroker time). A wall-clock stamp deleted every daemon backup as "older than
+    retention" and, sorting last, made `ledger restore` pick it over newer daemon backups."""
+    from tradebook.broker.sim import SimBroker
+    from tradebook.clock import sim_now
+
+    params = make_params()
+    path = params.ledger_path(root)
+    make_ledger(path, events=2)
+    sim = params.sim
+    broker = SimBroker(params.sim_state_path(root), start_date=sim.start_date, starting_cash=sim.starting_cash,
+                       spread_bps=sim.spread_bps, seed=sim.seed, fractionable=tuple(sim.fractionable))
+    now = broker.now()
+    del broker
+    assert sim_now(params, root) == now
+    daemon_backup = backup(path, now=now - timedelta(days=1), retention_days=14)
+    out = subprocess.run([sys.executable, "-m", "tradebook.cli", "ledger", "backup"], cwd=root, capture_output=True,
+                         text=True, timeout=120, env={"TRADEBOOK_ROOT": str(root), "PATH": "/usr/bin:/bin",
+                                                      "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
+    assert out.returncode == 0, out.stderr
+    assert daemon_backup.exists()
+    assert newest_backup(path).name == f"ledger-{now.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}.duckdb"

@@ -125,3 +125,16 @@ def test_confirm_when_stdin_closed_then_plain_refusal_no_traceback_nothing_chang
     assert "Traceback" not in out.stderr + out.stdout
     assert "not confirmed" in out.stderr and "--yes" in out.stderr and word in out.stderr
     assert not (root / "runs" / "KILL_SWITCH").exists()
+
+
+def test_status_when_terminal_narrow_then_last_runs_notebook_path_relative_and_never_cut(root: Path):
+    """CTL-4 status: the last runs' notebook paths are shown relative to the project and wrapped,
+    never cut to "…" in a narrow or piped terminal (an operator must be able to open the notebook)."""
+    ran = tradebook(root, "run", "reconcile")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    notebook = Path(ran.stdout.split(" · ", 1)[1].splitlines()[0]).relative_to(root)
+    out = tradebook(root, "status", env={"COLUMNS": "60"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "…" not in out.stdout and str(root) not in out.stdout
+    cells = "".join(line.split("│")[-2].strip() for line in out.stdout.splitlines() if line.count("│") == 7)
+    assert str(notebook) in cells, out.stdout

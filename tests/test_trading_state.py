@@ -59,3 +59,27 @@ def test_execute_when_adapter_reports_circuit_open_then_order_path_records_reduc
     codes = {r[0] for r in ctx.ledger.rows("SELECT reason_code FROM verdicts WHERE rule = 'GATE-1'")}
     assert "REDUCE_ONLY" in codes
     assert ctx.ledger.scalar("SELECT count(*) FROM controls WHERE source = 'api_breaker'") == 1
+
+
+def test_execute_when_the_last_submit_opens_the_circuit_then_reduce_only_recorded_at_once(root, monkeypatch):
+    """EXE-4: the failure that opens the API circuit is reported by the adapter (CircuitOpen); the order
+    path records REDUCE_ONLY at once, even when no order follows in this run."""
+    from tradebook.errors import CircuitOpen
+
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    plant(ctx, "AAPL", "ENTRY", 10)
+    run_reconcile(ctx)
+    ctx.broker.advance_to(window_time())
+    broker, sent = ctx.broker, []
+
+    def failing_submit(request):   # what AlpacaBroker does when this call trips its breaker
+        sent.append(request.symbol)
+        monkeypatch.setattr(broker, "circuit_open", True, raising=False)
+        raise CircuitOpen("API circuit breaker open: 5 failures in 60s; entry not resubmitted")
+
+    monkeypatch.setattr(broker, "submit", failing_submit)
+    run_execute(ctx)
+    status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
+    assert status.state is TradingState.REDUCE_ONLY and set(sent) == {"AAPL"}   # the same client id only
+    assert "via api_breaker" in " ".join(status.reasons)

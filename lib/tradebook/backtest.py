@@ -205,6 +205,7 @@ def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" 
     market = Market.from_bars(bars)
     first = int(np.searchsorted(market.dates, np.datetime64(start, "D"))) if start else 0
     last = int(np.searchsorted(market.dates, np.datetime64(end, "D"), side="right")) if end else None
+    _require_sessions(market, first, last, start, end)
     cash = float(cash if cash is not None else params.sim.starting_cash)
     swing = type(strategy) is Swing
     rules: Any = SwingRules(market, bars, params, strategy.params) if swing else StrategyRules(market, bars, strategy, params)  # type: ignore[arg-type]  # Swing: SwingParams
@@ -217,6 +218,19 @@ def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" 
         result.indicators = rules.table
         result.rsi_levels = (strategy.params.rsi_entry, strategy.params.rsi_exit)  # type: ignore[attr-defined]
     return result
+
+
+def _require_sessions(market: Market, first: int, last: int | None, start: date | None, end: date | None) -> None:
+    """An empty window is an error, not a zero-equity result that looks like a backtest (BT-1)."""
+    from tradebook.errors import ConfigError
+
+    dates = market.dates
+    if len(dates) and first < (len(dates) if last is None else last):
+        return
+    have = f"the bars cover {str(dates[0])[:10]} → {str(dates[-1])[:10]}" if len(dates) else "there are no bars"
+    raise ConfigError(f"no session to trade between {start or 'the first bar'} and {end or 'the last bar'}: {have}. "
+                      "Pick --start/--end inside that range (with --start before --end), or fetch more with "
+                      "`tradebook data fetch --symbols ... --start ...`")
 
 
 def run_strategy(params: "Params | None" = None, *, symbols: Sequence[str] | None = None,

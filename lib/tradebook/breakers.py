@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Literal, Mapping
 
+from tradebook import equity_store
 from tradebook.errors import BrokerError
 from tradebook.sessions import EXCHANGE_TZ, session_date
 
@@ -115,12 +116,8 @@ def _trip(brk: str, code: str, action: Action, what: str, value: float, limit: f
 
 # --- snapshots -------------------------------------------------------------------------------
 def current_peak(con: "duckdb.DuckDBPyConnection") -> float | None:
-    """Highest equity since the last PEAK_RESET (all time if none)."""
-    reset = con.execute("SELECT max(ts) FROM equity_snapshots WHERE kind = 'PEAK_RESET'").fetchone()[0]
-    sql = "SELECT max(equity) FROM equity_snapshots WHERE kind IN ('PEAK', 'PEAK_RESET')"
-    row = con.execute(sql + (" AND ts >= ?" if reset is not None else ""),
-                      [reset] if reset is not None else []).fetchone()
-    return row[0]
+    """Highest equity since the last PEAK_RESET (all time if none): the BRK-2 high-water mark."""
+    return equity_store.peak(con)
 
 
 def update_snapshots(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float,
@@ -137,21 +134,17 @@ def update_snapshots(con: "duckdb.DuckDBPyConnection", now: datetime, equity: fl
     start = start_of_day(con, day)
     if start is None:
         start = last_equity if _usable(last_equity) else equity
-        con.execute("INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) VALUES (?, ?, ?, ?, ?)",
-                    [now, day, "START_OF_DAY", start, None if _usable(last_equity) else cash])
-    insert = "INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) VALUES (?, ?, ?, ?, ?)"
+        equity_store.append_snapshot(con, now, day, "START_OF_DAY", start, None if _usable(last_equity) else cash)
     peak = current_peak(con)
     if peak is None or equity > peak:
-        con.execute(insert, [now, day, "PEAK", equity, cash])
+        equity_store.append_snapshot(con, now, day, "PEAK", equity, cash)
         peak = equity
     return EquityRefs(day, start, peak, start)
 
 
 def start_of_day(con: "duckdb.DuckDBPyConnection", day: date) -> float | None:
     """The START_OF_DAY equity recorded for exchange date ``day`` (None: not yet)."""
-    row = con.execute("SELECT equity FROM equity_snapshots WHERE kind = 'START_OF_DAY' AND session_date = ? "
-                      "ORDER BY ts LIMIT 1", [day]).fetchone()
-    return None if row is None else row[0]
+    return equity_store.start_of_day(con, day)
 
 
 def record_start_of_day(ctx: "Context") -> float | None:
@@ -170,8 +163,7 @@ def record_start_of_day(ctx: "Context") -> float | None:
     with ctx.ledger.transaction() as con:
         start = start_of_day(con, session_date(now))
         if start is None:
-            con.execute("INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) "
-                        "VALUES (?, ?, 'START_OF_DAY', ?, NULL)", [now, session_date(now), account.last_equity])
+            equity_store.append_snapshot(con, now, session_date(now), "START_OF_DAY", account.last_equity)
             start = account.last_equity
     return start
 
@@ -185,8 +177,7 @@ def reset_peak(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float, r
         raise ValueError("reset_peak needs a reason; nothing changed")
     if not (math.isfinite(equity) and equity > 0):
         raise ValueError(f"reset_peak needs a positive equity, got {equity!r}")
-    con.execute("INSERT INTO equity_snapshots (ts, session_date, kind, equity, cash) VALUES (?, ?, ?, ?, NULL)",
-                [now, session_date(now), "PEAK_RESET", equity])
+    equity_store.append_snapshot(con, now, session_date(now), "PEAK_RESET", equity)
     record_event(con, "PEAK_RESET", reason=reason.strip(), data={"equity": equity, "actor": actor}, ts=now)
 
 

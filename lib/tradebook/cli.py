@@ -287,13 +287,21 @@ def _print_runs(console, ctx, status) -> None:
         return
     table = Table(title="last 10 runs")
     for col in ("started", "phase", "status", "ended", "error", "notebook"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")  # a narrow terminal wraps a cell, never cuts a path to "…"
     for started, phase, state, ended, error, nb, run_id in rows:
         if state == "RUNNING" and is_gone(running.get(run_id)):  # marked at the next start; shown now
             state, error = "ABANDONED", "its process is gone (killed or crashed)"
         table.add_row(f"{started:%Y-%m-%d %H:%M:%S}", phase, state, f"{ended:%H:%M:%S}" if ended else "-",
-                      error[:60], nb)
+                      error[:60], _under_root(nb, ctx.root))
     console.print(table if rows else "runs: none yet")
+
+
+def _under_root(path: str, root) -> str:
+    """A notebook path relative to the project root when it lies inside it (short enough to read)."""
+    try:
+        return str(Path(path).relative_to(root)) if path else path
+    except ValueError:
+        return path
 
 
 # --- operations: daemon, health, ledger backup/restore/check (ops) ---------------------------
@@ -340,9 +348,13 @@ def ledger_backup_cmd(dest: Optional[Path] = typer.Option(None, "--dest", help="
                       params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-3: consistent copy to runs/backups/ledger-<UTC stamp>.duckdb; prunes by backup_retention_days."""
     from tradebook.backup import backup
+    from tradebook.clock import operator_now
 
     ctx = _context(params_file, param)
-    path = backup(ctx.params.ledger_path(ctx.root), dest, retention_days=ctx.params.backup_retention_days)
+    # The daemon's clock (simulated in sim mode): a wall-clock stamp would sort after every later
+    # daemon backup (restore would pick older data) and its retention cut would delete them.
+    path = backup(ctx.params.ledger_path(ctx.root), dest, operator_now(ctx.params, ctx.root),
+                  retention_days=ctx.params.backup_retention_days)
     typer.echo(f"backup written: {path}")
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tradebook.clock import operator_now
+from tradebook.control_store import append_control, append_incident, episode, incidents_on
 from tradebook.errors import ControlRefused
 from tradebook.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
 from tradebook.sessions import session_date
@@ -71,14 +72,6 @@ def utcnow() -> datetime:
 
 
 # --- ledger state ----------------------------------------------------------------------------
-def episode(con: "duckdb.DuckDBPyConnection") -> list[tuple]:
-    """Control rows since the last RUNNING row, oldest first: (state, reason, actor, source, ts)."""
-    return con.execute(
-        "SELECT state, reason, actor, source, ts FROM controls WHERE control_id > "
-        "coalesce((SELECT max(control_id) FROM controls WHERE state = 'RUNNING'), -1) "
-        "ORDER BY control_id").fetchall()
-
-
 def ledger_state(con: "duckdb.DuckDBPyConnection") -> TradingState:
     """The ledger's state: the most restrictive row of the current episode (RUNNING if none)."""
     return strictest(row[0] for row in episode(con))
@@ -153,8 +146,7 @@ def _set_state(con: "duckdb.DuckDBPyConnection", state: TradingState, reason: st
         record_event(con, "CONTROL_NOTED", reason=f"{state} requested while {current}: {reason}",
                      data=data, ts=now)
         return False
-    con.execute("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?, ?, ?, ?, ?)",
-                [now, state, reason, actor, source])
+    append_control(con, now, state, reason, actor, source)
     record_event(con, f"CONTROL_{state}", reason=reason, data=data, ts=now)
     return True
 
@@ -246,8 +238,7 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
         if before == "RUNNING" and flag is None:
             note = "already RUNNING; nothing to resume"
         else:
-            con.execute("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?, 'RUNNING', ?, ?, ?)",
-                        [now, reason, actor, source])
+            append_control(con, now, TradingState.RUNNING, reason, actor, source)
             record_event(con, "CONTROL_RESUME", reason=reason, ts=now, data={
                 "from": before, "flag": flag.reason if flag else None, "actor": actor, "source": source})
             path.unlink(missing_ok=True)  # inside the transaction: a failure here rolls the row back
@@ -260,13 +251,8 @@ def record_incident(con: "duckdb.DuckDBPyConnection", kind: str, detail: str, no
     """Append an incident (and its audit event) inside the caller's transaction."""
     from tradebook.ledger import record_event
 
-    con.execute("INSERT INTO incidents (ts, session_date, kind, detail) VALUES (?, ?, ?, ?)",
-                [now, session_date(now), kind, detail])
+    append_incident(con, now, session_date(now), kind, detail)
     record_event(con, "INCIDENT", reason=f"{kind}: {detail}", data={"kind": kind}, ts=now)
-
-
-def incidents_on(con: "duckdb.DuckDBPyConnection", day: date) -> int:
-    return con.execute("SELECT count(*) FROM incidents WHERE session_date = ?", [day]).fetchone()[0]
 
 
 def rearm_blocker(con: "duckdb.DuckDBPyConnection", params: "Params", health_ok: bool,
@@ -302,7 +288,6 @@ def try_rearm(ctx: "Context", health_ok: bool, now: datetime) -> bool:
             return False
         reason = (f"auto re-arm: cooldown {ctx.params.rearm_cooldown_min:g} min passed, health ok, "
                   f"{incidents_on(con, session_date(now))} incidents today")
-        con.execute("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?, 'RUNNING', ?, ?, 'rearm')",
-                    [now, reason, AUTO_ACTOR])
+        append_control(con, now, TradingState.RUNNING, reason, AUTO_ACTOR, "rearm")
         record_event(con, "CONTROL_REARM", run_id=ctx.run_id, reason=reason, ts=now)
     return True

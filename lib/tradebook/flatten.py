@@ -207,14 +207,14 @@ def _record_submit(con, ctx: "Context", cid: str, attempt: int, pos: "Position",
                    now: datetime) -> None:
     """EXIT intent (urgency immediate, gate bypass recorded as a CTL-5 verdict), SUBMITTED, order row."""
     from tradebook import intents
+    from tradebook.verdict_store import append_verdicts
 
     side, qty = ("sell" if pos.qty > 0 else "buy"), abs(pos.qty)
     intents.insert(con, intents.Intent(
         cid, now, ctx.run_id, "EXIT", pos.symbol, side, qty, "market", None, "immediate", None,
         pos.market_price, now, f"flatten: {reason}", intents.PLANNED, attempt, "bypass", "FLATTEN", now))
-    con.execute("INSERT INTO verdicts (intent_id, run_id, ts, rule, severity, reason_code, detail) "
-                "VALUES (?, ?, ?, 'CTL-5', 'pass', 'FLATTEN_BYPASS', ?)",
-                [cid, ctx.run_id, now, '{"why": "position-reducing exit: entry rules do not apply"}'])
+    append_verdicts(con, cid, ctx.run_id, now,
+                    [("CTL-5", "pass", "FLATTEN_BYPASS", {"why": "position-reducing exit: entry rules do not apply"})])
     if intents.load(con, cid).state == intents.PLANNED:
         intents.transition(con, cid, intents.SUBMITTED, reason=f"flatten: {reason}", now=now,
                            run_id=ctx.run_id, attempt=attempt)

@@ -11,7 +11,6 @@ once, so a run of many intents costs O(rules) per intent, not O(positions).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from types import MappingProxyType
@@ -248,11 +247,9 @@ def evaluate(order: ProposedOrder, view: PortfolioView, ctx: GateContext,
 def record(con: "duckdb.DuckDBPyConnection", intent_id: str, run_id: str | None, ts: datetime,
            result: GateResult) -> None:
     """Store every verdict with the intent, inside the caller's transaction."""
-    con.executemany(
-        "INSERT INTO verdicts (intent_id, run_id, ts, rule, severity, reason_code, detail) VALUES (?,?,?,?,?,?,?)",
-        [[intent_id, run_id, ts, v.rule, v.severity, v.code, json.dumps(dict(v.detail), default=str)]
-         for v in result.verdicts],
-    )
+    from tradebook.verdict_store import append_verdicts
+
+    append_verdicts(con, intent_id, run_id, ts, ((v.rule, v.severity, v.code, v.detail) for v in result.verdicts))
     con.execute("UPDATE intents SET gate_status = ?, gate_reason = ?, updated_at = ? WHERE intent_id = ?",
                 ["pass" if result.passed else "reject", result.reason, ts, intent_id])
 

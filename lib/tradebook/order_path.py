@@ -195,6 +195,7 @@ def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "Proposed
         _mark_order(ctx, intent, cid, "unknown", f"outcome unknown ({type(exc).__name__}); looked up, not found: "
                                                  "the next run looks again before any resend", now)
         run.accept(proposed)  # it may exist: count it against limits in this run
+        _reduce_only_if_circuit_open(ctx, run, now)  # EXE-4: this failure may have opened the circuit
         return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
     it.crash_point("after_broker_submit")
     run.accept(proposed)

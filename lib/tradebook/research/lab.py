@@ -32,8 +32,27 @@ def lab_env(root: Path) -> dict[str, str]:
     return {**os.environ, "TRADEBOOK_ROOT": str(root), "PYTHONPATH": path}
 
 
+def _check_port_free(port: int) -> None:
+    """Refuse before printing a URL that would lead to whatever already listens on the port."""
+    import errno
+    import socket
+
+    from tradebook.errors import ConfigError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado does: TIME_WAIT is free
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"port {port} on 127.0.0.1 is already in use (another JupyterLab?); "
+                                  "choose one with --port") from None
+            raise
+
+
 def run_lab(root: Path, port: int, open_browser: bool, echo: Callable[[str], None]) -> int:
     """Run JupyterLab in the foreground until it stops; returns its exit code."""
+    _check_port_free(port)
     token = secrets.token_urlsafe(24)
     echo(f"JupyterLab on {root}: open: http://127.0.0.1:{port}/lab?token={token}")
     echo("research template: notebooks/research/strategy.ipynb (Ctrl-C here stops JupyterLab)")
