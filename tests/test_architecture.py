@@ -59,10 +59,11 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
 
 # Tables whose SQL lives in one store module; the report's read-only listings are the one exception.
 OWNED_TABLES = {"controls": "tradebook.control_store", "incidents": "tradebook.control_store",
-                "verdicts": "tradebook.verdict_store", "equity_snapshots": "tradebook.equity_store"}
+                "verdicts": "tradebook.verdict_store", "equity_snapshots": "tradebook.equity_store",
+                "cooldowns": "tradebook.cooldown_store"}
 READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report"}, "incidents": {"tradebook.report"},
                         "verdicts": {"tradebook.report", "tradebook.execute_audit"},
-                        "equity_snapshots": {"tradebook.report"}}
+                        "equity_snapshots": {"tradebook.report"}, "cooldowns": set()}
 
 
 def _module_name(path: Path) -> str:
@@ -71,8 +72,9 @@ def _module_name(path: Path) -> str:
 
 
 def test_ledger_tables_when_sql_searched_then_only_their_store_writes_or_reads_them():
-    """One owner per ledger table: every statement on ``controls``, ``incidents``, ``verdicts`` and
-    ``equity_snapshots`` is in its store (read-only listings of the report and the execute audit excepted)."""
+    """One owner per ledger table: every statement on ``controls``, ``incidents``, ``verdicts``,
+    ``equity_snapshots`` and ``cooldowns`` is in its store (read-only listings of the report and the
+    execute audit excepted)."""
     import re
 
     offenders = []

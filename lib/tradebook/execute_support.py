@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tradebook import cooldown_store
 from tradebook import intents as it
 from tradebook.errors import BrokerRejected, BrokerUnavailable, TradebookError
 
@@ -101,7 +102,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
             [day_start]).fetchall())
         closed = [r[0] for r in con.execute("SELECT symbol FROM closed_today WHERE session_date = ?",
                                             [today]).fetchall()]
-        last = dict(con.execute("SELECT symbol, last_order_at FROM cooldowns").fetchall())
+        last = cooldown_store.last_orders(con)
     return origins, by_symbol, closed, last
 
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
+from tradebook import cooldown_store
 from tradebook import intents as it
 from tradebook.broker.base import needs_cancel_first
 from tradebook.errors import BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported
@@ -240,7 +241,7 @@ def _record_answer(ctx: "Context", intent: it.Intent, cid: str, order: "Order", 
             apply_order_update(con, update, ctx, now)
         # POS-3 cooldown from the moment the broker has the order (not when recorded: a resumed send
         # of an order that never reached the broker must not be blocked by its own cooldown).
-        con.execute("INSERT OR REPLACE INTO cooldowns (symbol, last_order_at) VALUES (?, ?)", [intent.symbol, now])
+        cooldown_store.touch(con, intent.symbol, now)
         state = it.load(con, intent.intent_id).state
     it.crash_point("after_order_recorded")
     if update is not None and update.fill_qty > 0:

@@ -146,6 +146,7 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
     Writes the fill (with slippage), the FILL trade, the position (weighted average on
     buys; removed at zero, which also marks ``closed_today``) and the ticker cooldown.
     """
+    from tradebook import cooldown_store
     from tradebook.ledger import record_event
 
     slip = slippage_bps(fill.side, fill.price, fill.decision_price)
@@ -159,7 +160,7 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
                 "VALUES (?,?,?,?,?, 'FILL', ?, ?, ?)",
                 [fill.ts, fill.symbol, fill.side, fill.qty, fill.price, realized,
                  f"fill of {fill.client_order_id}", run_id])
-    con.execute("INSERT OR REPLACE INTO cooldowns (symbol, last_order_at) VALUES (?, ?)", [fill.symbol, fill.ts])
+    cooldown_store.touch(con, fill.symbol, fill.ts)
     record_event(con, "FILL", run_id=run_id, symbol=fill.symbol, qty=fill.qty, price=fill.price, ts=fill.ts,
                  reason=f"{fill.side} fill of {fill.client_order_id}",
                  data={"intent_id": fill.intent_id, "client_order_id": fill.client_order_id,
