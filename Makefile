@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,sweep]'
+	$(BIN)/pip install --quiet -e '.[test,sweep,ml]'
 	touch $(STAMP)
 
 # vectorbt only for the benchmarks (numba, scipy): its own stamp, so `make test` does not pull it.

@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # nbval runs them in this order; each one sees the state the previous one left.
 NOTEBOOKS = ["reconcile", "execute", "report", "control_panel", "decide", "research/backtest",
-             "research/strategy", "research/sweep"]
+             "research/strategy", "research/sweep", "research/model"]
 FIXTURE_DAYS = 3
 
 

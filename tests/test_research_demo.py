@@ -37,6 +37,7 @@ def test_str2_when_demo_runs_external_signals_then_fresh_files_become_intents(tm
 
 
 def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_path):
+    """STR-2 done-when: a real scikit-learn model (the `ml` extra), pinned by hash, trades in the demo."""
     root = _project(tmp_path)
     sha = _train(root)
     summary = run_demo(2, overrides={"strategy": _choice(sha)}, root=root)
@@ -44,3 +45,19 @@ def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_
     ledger = Ledger(root / "runs" / "ledger.duckdb")
     reasons = [r[0] for r in ledger.rows("SELECT reason FROM events WHERE kind = 'DECISION'")]
     assert reasons and all("MODEL" in r for r in reasons)
+    assert ledger.scalar("SELECT count(*) FROM intents") >= 1, "the trained model's signals must become intents"
+
+
+def test_str2_when_demo_runs_a_model_whose_hash_differs_then_refused_with_a_clear_message(tmp_path):
+    """STR-2: a model file changed after it was pinned is refused at start; the demo reports it, no intents."""
+    root = _project(tmp_path)
+    sha = _train(root)
+    with open(root / "models" / "clf.pkl", "ab") as f:
+        f.write(b"changed after review")
+    summary = run_demo(1, overrides={"strategy": _choice(sha)}, root=root)
+    assert summary.failures, "a model whose hash differs must fail the decide run"
+    assert any("params pin " + sha in str(f) and "refusing" in str(f) for f in summary.failures), summary.failures
+    ledger = Ledger(root / "runs" / "ledger.duckdb")
+    assert ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'STRATEGY_ERROR' AND reason LIKE ?",
+                         [f"%params pin {sha}; refusing%"]) >= 1

@@ -1,7 +1,8 @@
 """Model signals (``use: model``, STR-2): a trained scikit-learn-style model file pinned by hash.
 
-The model is any pickled object with ``predict_proba(X)`` (scikit-learn classifiers,
-XGBoost's ``XGBClassifier``; install them with the ``ml`` extra: ``pip install -e '.[ml]'``).
+The model is any pickled object with ``predict_proba(X)``: scikit-learn classifiers (the ``ml``
+extra, ``pip install -e '.[ml]'``; ``tradebook.research.training`` fits one), XGBoost's
+``XGBClassifier`` (the ``xgboost`` extra) or a class of the project's ``strategies/``.
 Its feature definition is a JSON file ``{"features": [...]}`` naming causal features
 from ``tradebook.research.features``. Params pin the model file's SHA-256: a file whose
 hash differs is refused when the strategy starts (a pickle runs code on load, so only
