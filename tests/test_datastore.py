@@ -126,7 +126,21 @@ def test_data1_fetch_when_source_has_no_bars_for_symbol_then_clear_error_and_no_
     and no placeholder dates (0001-01-01) are printed."""
     out = cli(root, fake, "data", "fetch", "--symbols", "ZZZQ,AAPL", "--start", "2011-01-03", "--end", "2011-01-31")
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "ZZZQ: the data source returned no bars" in out.stderr and "ZZZQ: no bars" in out.stdout
+    assert "ZZZQ: the data source returned no bars" in out.stderr and "ZZZQ: no bars stored" in out.stdout
     assert "0001-01-01" not in out.stdout + out.stderr and "Traceback" not in out.stderr
     assert not (root / "data" / "bars" / "ZZZQ.parquet").exists()
     assert (root / "data" / "bars" / "AAPL.parquet").exists()
+
+
+def test_data1_check_when_a_stored_file_has_no_bars_then_names_it_and_what_to_do(root):
+    """DATA-1: an empty Parquet file (left by an older fetch of an unknown symbol) fails the check
+    with its path and the fix, not a bare "no bars" dated 0001-01-01."""
+    import pandas as pd
+
+    folder = root / "data" / "bars"
+    datastore.write_symbol(folder, "SPY", pd.DataFrame(columns=datastore.COLUMNS))
+    report = datastore.check(folder)
+    assert not report.ok
+    (line,) = report.lines()
+    assert line.startswith("SPY: no bars stored (") and "SPY.parquet is empty" in line and "delete the file" in line
+    assert "0001-01-01" not in line

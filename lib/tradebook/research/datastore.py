@@ -177,6 +177,11 @@ def check(folder: Path, symbols: list[str] | None = None) -> CheckReport:
             report.problems[symbol], report.spans[symbol] = [str(exc)], (date.min, date.min, 0)
             continue
         report.problems[symbol] = check_frame(frame)
+        if not len(frame):  # say what to do: a stored empty file fails every check until it is replaced
+            path = symbol_file(folder, symbol)
+            report.problems[symbol] = [f"no bars stored ({path} is empty): fetch {symbol} again or delete the file"
+                                       if path.exists() else f"no bars stored: run `tradebook data fetch --symbols "
+                                       f"{symbol} --start ...`"]
         if len(frame):
             report.spans[symbol] = (frame["date"].min(), frame["date"].max(), len(frame))
         else:
