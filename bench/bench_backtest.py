@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-COLD = ("import time; t = time.perf_counter(); import tradebook.backtest as backtest; "
+COLD = ("import time; t = time.perf_counter(); import tradebook.research.backtest as backtest; "
         "r = backtest.run_reference(); trades = r.trades(); "
         "print(len(trades), trades[-1], f'{time.perf_counter() - t:.3f}')")
 
@@ -54,7 +54,7 @@ def main() -> None:
 
     from test_backtest_parity import run_backtrader
 
-    from tradebook import backtest
+    from tradebook.research import backtest
     from tradebook.marketdata import load_bars
     from tradebook.params import Params
 

@@ -17,8 +17,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from tradebook.broker.base import Quote
-from tradebook.gate import GateContext, GateRun, Holding, PortfolioView, ProposedOrder
-from tradebook.gate_rules import CorrelationMap, correlation_index
+from tradebook.safety.gate import GateContext, GateRun, Holding, PortfolioView, ProposedOrder
+from tradebook.safety.rules import CorrelationMap, correlation_index
 from tradebook.params import Params
 
 SECTORS = [f"S{k}" for k in range(12)]

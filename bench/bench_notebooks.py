@@ -59,7 +59,7 @@ def proc_cpu(pid: int | None) -> float | None:
 def import_times(repeat: int) -> None:
     """(a) cumulative import time of tradebook modules, from ``python -X importtime``."""
     print(f"(a) imports (median of {repeat} fresh interpreters, -X importtime cumulative)")
-    for module in ("tradebook", "tradebook.context", "tradebook.runner", "papermill"):
+    for module in ("tradebook", "tradebook.context", "tradebook.engine.runner", "papermill"):
         samples = [_importtime(module) for _ in range(repeat)]
         target = "  target <= 0.5 s" if module == "tradebook" else ""
         note = "  (runner process only, once per process; never in a kernel)" if module == "papermill" else ""
@@ -105,7 +105,7 @@ def watch_retire(pool) -> dict:
 
 def one_run(root: Path, pool, phase: str, notebook: Path | None, clock: list) -> Sample:
     """One run_phase call (ledger rows and all), timed and CPU-accounted."""
-    from tradebook.runner import run_phase
+    from tradebook.engine.runner import run_phase
 
     spare = pool.spare_pids[0] if pool.spare_pids else None
     kernel_before = proc_cpu(spare)  # its start-up, done while the previous notebook ran
@@ -137,7 +137,7 @@ def critical_cpu(samples: list[Sample]) -> float:
 
 def real_phases(root: Path, pool) -> list[str]:
     """Phase notebooks of this checkout that run here (each tried once in the bench root)."""
-    from tradebook.runner import run_phase
+    from tradebook.engine.runner import run_phase
 
     usable = []
     for phase in PHASES:
@@ -173,7 +173,7 @@ def main() -> None:
 
 
 def run_benchmarks(root: Path, args: argparse.Namespace) -> None:
-    from tradebook.runner import KernelPool
+    from tradebook.engine.runner import KernelPool
 
     clock = [datetime(2011, 7, 6, 13, 35, tzinfo=timezone.utc)]
     print("(b) floor: a notebook that only imports tradebook")

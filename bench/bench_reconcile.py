@@ -23,7 +23,7 @@ from pathlib import Path
 from tradebook.broker.base import Account, Clock, Position
 from tradebook.context import Context
 from tradebook.params import load_params
-from tradebook.reconcile import run_reconcile
+from tradebook.phases.reconcile import run_reconcile
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime(2012, 6, 4, 13, 10, tzinfo=timezone.utc)

@@ -82,7 +82,7 @@ def main() -> None:
 
     from tradebook.context import Context
     from tradebook.params import Params
-    from tradebook.report import build_report
+    from tradebook.report.build import build_report
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

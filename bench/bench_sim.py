@@ -13,8 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from tradebook.broker.base import OrderRequest
-from tradebook.broker.sim import SimBroker
-from tradebook.broker.sim_store import SimStore
+from tradebook.broker.sim.broker import SimBroker
+from tradebook.broker.sim.store import SimStore
 
 SYMBOLS = ["AAPL", "GOOG", "IBM", "MSFT"]
 

@@ -71,7 +71,7 @@ def vectorbt_grid(bars, pairs):
 
 
 def sma_section(runs: int) -> None:
-    from tradebook import backtest
+    from tradebook.research import backtest
     from tradebook.marketdata import load_bars
     from tradebook.research.grid import sma_grid, sma_pairs
 
@@ -112,7 +112,7 @@ def sma_section(runs: int) -> None:
 
 def one_at_a_time(bars, pairs) -> list[float]:
     """run_reference per (symbol, pair), in sma_grid's row order: the equality reference."""
-    from tradebook import backtest
+    from tradebook.research import backtest
 
     out = []
     for symbol, frame in bars.groupby("symbol", sort=True):

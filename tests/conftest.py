@@ -43,7 +43,7 @@ def alpaca_contract():
     Tests that break it on purpose call ``alpaca_contract.take()``."""
     from alpaca_contract import ContractLog
 
-    from tradebook.broker.alpaca_fake import FakeAlpacaServer
+    from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 
     log = ContractLog()
     FakeAlpacaServer.observers.append(log)

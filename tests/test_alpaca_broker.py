@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tradebook.broker.alpaca import LIVE_URL, PAPER_URL, AlpacaBroker
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.broker.alpaca.broker import LIVE_URL, PAPER_URL, AlpacaBroker
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.broker.base import Broker, OrderRequest
 from tradebook.errors import (BrokerRejected, BrokerUnavailable, CircuitOpen, ConfigError, DuplicateClientOrderId,
                               FractionalNotSupported, OrderOutcomeUnknown, SecretsError, UnknownSymbol)
@@ -456,7 +456,7 @@ def test_breaker_when_it_opens_mid_submit_then_entry_not_resubmitted(make_broker
 
 def test_breaker_when_open_then_ledger_reduce_only(make_broker, fake, ctx):
     """EXE-4/CTL-3: wired to controls.reduce_only, an open breaker puts the system in REDUCE_ONLY."""
-    controls = pytest.importorskip("tradebook.controls")
+    controls = pytest.importorskip("tradebook.safety.controls")
 
     def trip(reason: str) -> None:
         controls.reduce_only(ctx.ledger, reason, source="api_breaker")

@@ -14,9 +14,9 @@ import pytest
 import requests
 from alpaca_contract import check_answer, check_object, check_value
 
-from tradebook.broker import alpaca_fake_models
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
-from tradebook.broker.alpaca_fake_venue import VenueOptions
+from tradebook.testing.alpaca_fake import models as alpaca_fake_models
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
+from tradebook.testing.alpaca_fake.venue import VenueOptions
 
 NY = ZoneInfo("America/New_York")
 AUTH = {"APCA-API-KEY-ID": "PKCONTRACT1", "APCA-API-SECRET-KEY": "SKCONTRACT1"}
@@ -166,7 +166,7 @@ def _minimal(schema: str, **values):
 
 def test_adapter_when_answers_carry_only_required_fields_then_parsed():
     """The adapter depends only on what Alpaca's contract guarantees (required fields; the rest optional)."""
-    from tradebook.broker import alpaca_convert as cv
+    from tradebook.broker.alpaca import convert as cv
 
     order = cv.to_order(_minimal("Order"))
     position = cv.to_position(_minimal("Position"))
@@ -181,7 +181,7 @@ def test_adapter_when_answers_carry_only_required_fields_then_parsed():
 def test_parse_items_when_spec_ipo_example_and_a_broken_item_then_others_kept():
     """alpaca-py rejects a whole list on one enum value it lacks (the spec's IPO order: asset_class ipo);
     tradebook reads item by item and skips only what it cannot read, reporting it."""
-    from tradebook.broker import alpaca_convert as cv
+    from tradebook.broker.alpaca import convert as cv
 
     good, ipo = _minimal("Order", client_order_id="a"), _minimal("Order", client_order_id="b", asset_class="ipo")
     broken = {k: v for k, v in _minimal("Order", client_order_id="c").items() if k != "id"}

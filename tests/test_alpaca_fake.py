@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.marketdata import load_bars
 
 NY = ZoneInfo("America/New_York")
@@ -192,8 +192,8 @@ def test_server_when_stopped_then_connection_refused():
 
 def test_demo_fake_when_entered_then_fake_keys_used_and_env_restored(monkeypatch, make_params):
     """The demo never sends real keys, even to loopback; the environment is restored after."""
-    from tradebook.broker.alpaca import AlpacaBroker
-    from tradebook.broker.alpaca_fake import demo_fake
+    from tradebook.broker.alpaca.broker import AlpacaBroker
+    from tradebook.testing.alpaca_fake.server import demo_fake
 
     monkeypatch.setenv("APCA_API_KEY_ID", "PKREALKEYDONOTSEND")
     monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
@@ -210,7 +210,7 @@ def test_holding_when_partial_exit_of_multiday_position_then_intraday_weighted_e
     """Alpaca's average entry price: weighted average intraday (a sell leaves it), compressed FIFO at end of day."""
     from decimal import Decimal as D
 
-    from tradebook.broker.alpaca_fake_venue import Holding
+    from tradebook.testing.alpaca_fake.venue import Holding
 
     h = Holding(D(0), D(0))
     h.buy(D(10), D(100))
@@ -234,7 +234,7 @@ def test_bars_when_feed_unknown_then_400_and_sip_recent_on_free_plan_then_403(fa
 
 
 def test_rate_limit_when_exceeded_then_429_with_x_ratelimit_headers():
-    from tradebook.broker.alpaca_fake_venue import VenueOptions
+    from tradebook.testing.alpaca_fake.venue import VenueOptions
 
     with FakeAlpacaServer(start=WED_10, venue=VenueOptions(rate_limit=2, rate_window_s=30)) as limited:
         answers = [call(limited, "GET", "/v2/clock") for _ in range(3)]

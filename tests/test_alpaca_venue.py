@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tradebook.broker import breaker_path, make_broker
-from tradebook.broker.alpaca import AlpacaBroker
-from tradebook.broker.alpaca_breaker import BreakerFile
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
-from tradebook.broker.alpaca_fake_venue import VenueOptions
+from tradebook.broker.alpaca.broker import AlpacaBroker
+from tradebook.broker.alpaca.breaker import BreakerFile
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
+from tradebook.testing.alpaca_fake.venue import VenueOptions
 from tradebook.broker.base import OrderRequest
 from tradebook.errors import BrokerRejected, BrokerUnavailable, ConfigError
 
@@ -236,7 +236,7 @@ def test_breaker_when_failures_spread_over_phase_runs_then_count_adds_up(keys, f
 
 
 def test_breaker_file_when_window_passed_then_old_failures_forgotten(tmp_path):
-    from tradebook.broker.alpaca_breaker import CircuitBreaker
+    from tradebook.broker.alpaca.breaker import CircuitBreaker
 
     t = [1000.0]
     first = CircuitBreaker(2, 60, clock=lambda: t[0], store=BreakerFile(tmp_path / "b.json"))
@@ -250,7 +250,7 @@ def test_breaker_file_when_window_passed_then_old_failures_forgotten(tmp_path):
 def test_order_update_when_fill_reported_then_stamped_with_filled_at_not_updated_at():
     """EXE-6: the fill's time is Alpaca's filled_at; updated_at moves on later changes of the order."""
     from tradebook.broker.base import Order
-    from tradebook.order_sync import OrderRow, order_update
+    from tradebook.phases.order_sync import OrderRow, order_update
 
     sent, filled, touched = (OPEN_DAY + timedelta(minutes=m) for m in (0, 3, 9))
     row = OrderRow("tb-x-a1", "x", 1, "b1", "AAPL", "buy", 10.0, "new", 0.0, None, sent, "planned", 45.0, 0.7,

@@ -58,12 +58,12 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
 
 
 # Tables whose SQL lives in one store module; the report's read-only listings are the one exception.
-OWNED_TABLES = {"controls": "tradebook.control_store", "incidents": "tradebook.control_store",
-                "verdicts": "tradebook.verdict_store", "equity_snapshots": "tradebook.equity_store",
-                "cooldowns": "tradebook.cooldown_store", "heartbeats": "tradebook.heartbeat_store"}
-READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report"}, "incidents": {"tradebook.report"},
-                        "verdicts": {"tradebook.report", "tradebook.execute_audit"},
-                        "equity_snapshots": {"tradebook.report"}, "cooldowns": set(),
+OWNED_TABLES = {"controls": "tradebook.ledger.controls", "incidents": "tradebook.ledger.controls",
+                "verdicts": "tradebook.ledger.verdicts", "equity_snapshots": "tradebook.ledger.equity",
+                "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats"}
+READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report.build"}, "incidents": {"tradebook.report.build"},
+                        "verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"},
+                        "equity_snapshots": {"tradebook.report.build"}, "cooldowns": set(),
                         "heartbeats": set()}
 
 
@@ -90,3 +90,14 @@ def test_ledger_tables_when_sql_searched_then_only_their_store_writes_or_reads_t
                 if writes or module not in READ_ONLY_EXCEPTIONS[table]:
                     offenders.append(f"{module}: {match.group(0)}")
     assert not offenders, offenders
+
+
+# Folders are the architecture: only the face and what every part shares sit at the top.
+TOP_LEVEL = {"cli", "demo", "nb", "dryrun", "context", "params", "sessions", "clock", "marketdata", "errors",
+             "duckdb_errors"}
+
+
+def test_package_when_listed_then_top_level_holds_only_the_face_and_shared_modules():
+    """A new module goes into its part's folder (docs/architecture.md), not next to cli.py."""
+    top = {p.stem for p in (REPO / "lib" / "tradebook").glob("*.py")} - {"__init__"}
+    assert top <= TOP_LEVEL, f"modules outside the folders: {sorted(top - TOP_LEVEL)}"

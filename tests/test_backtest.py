@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradebook import backtest, strategy
-from tradebook.backtest_engine import Market, rolling_correlation
+from tradebook.research import backtest
+from tradebook.research.strategies import swing_rules as strategy
+from tradebook.research.simulator import Market, rolling_correlation
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
 from tradebook.research.strategies.swing import SwingParams

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from tradebook import backtest
+from tradebook.research import backtest
 from tradebook.context import Context
-from tradebook.controls import session_date
+from tradebook.safety.controls import session_date
 from tradebook.demo import run_demo
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradebook import backtest
+from tradebook.research import backtest
 from tradebook.params import Params
 from tradebook.research import EntrySignal, Signals, Strategy
 

@@ -11,7 +11,7 @@ from datetime import date
 
 import pytest
 
-from tradebook import backtest
+from tradebook.research import backtest
 from tradebook.marketdata import load_bars
 
 bt = pytest.importorskip("backtrader")

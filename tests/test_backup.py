@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tradebook.backup import backup, check, list_backups, prune, restore
+from tradebook.ledger.backup import backup, check, list_backups, prune, restore
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
-from tradebook.ledger import Ledger, newest_backup, record_event
+from tradebook.ledger.db import Ledger, newest_backup, record_event
 
 T0 = datetime(2011, 11, 21, 21, 20, tzinfo=timezone.utc)
 
@@ -177,7 +177,7 @@ def test_ops3_cli_backup_when_sim_mode_then_stamped_by_simulated_clock_and_daemo
     """OPS-3 with one clock in simulation: `tradebook ledger backup` is stamped like the daemon's
     backups (SimBroker time). A wall-clock stamp deleted every daemon backup as "older than
     retention" and, sorting last, made `ledger restore` pick it over newer daemon backups."""
-    from tradebook.broker.sim import SimBroker
+    from tradebook.broker.sim.broker import SimBroker
     from tradebook.clock import sim_now
 
     params = make_params()

@@ -10,12 +10,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tradebook import controls
-from tradebook.breakers import (check_breakers, current_peak, reset_peak, run_breakers, session_tripped,
+from tradebook.safety import controls
+from tradebook.safety.breakers import (check_breakers, current_peak, reset_peak, run_breakers, session_tripped,
                                 update_snapshots)
 from tradebook.context import Context
 from tradebook.errors import BrokerError
-from tradebook.ledger import Ledger
+from tradebook.ledger.db import Ledger
 from tradebook.params import Params
 
 P = Params()
@@ -208,7 +208,7 @@ def _gap_ctx(root, shares: float):
     ctx.broker.advance_to(ny(date(*GAP_FRIDAY), 15, 59))
     friday_close = ctx.broker.account().equity
     ctx.broker.advance_to(ny(date(*GAP_MONDAY), 9, 15))          # before the open: the pre-open reconcile
-    from tradebook.reconcile import run_reconcile
+    from tradebook.phases.reconcile import run_reconcile
 
     run_reconcile(ctx)
     return ctx, friday_close, lambda hh, mm: ny(date(*GAP_MONDAY), hh, mm)
@@ -246,7 +246,7 @@ def test_brk2_when_session_drawdown_while_already_reduce_only_then_recorded_and_
 def test_monitor_when_account_read_fails_then_breakers_skipped_and_stop_loss_still_sent(root):
     """BRK / EXIT-9 (issue 12 item 8): a failed account read skips the breakers for that tick,
     never the protective exits: the breached stop is sold in the same tick."""
-    from tradebook.monitor import run_monitor
+    from tradebook.phases.monitor import run_monitor
     from trading_helpers import EXEC_DAY, hold, make_ctx, mid, ny
 
     ctx = make_ctx(root)
@@ -262,7 +262,7 @@ def test_monitor_when_account_read_fails_then_breakers_skipped_and_stop_loss_sti
 def test_brk1_when_alpaca_account_has_last_equity_then_adapter_reports_it():
     """BRK-1: Alpaca's account field last_equity ("equity as of previous trading day at 16:00:00 ET",
     Alpaca OpenAPI spec) reaches Account.last_equity; absent or empty -> None (first equity stands in)."""
-    from tradebook.broker.alpaca_convert import to_account
+    from tradebook.broker.alpaca.convert import to_account
 
     base = {"equity": "98000.10", "cash": "50000", "buying_power": "50000", "status": "ACTIVE"}
     assert to_account({**base, "last_equity": "101234.56"}, True).last_equity == pytest.approx(101234.56)

@@ -34,7 +34,7 @@ class Venue:
 
 
 def _sim(root, make_params) -> Venue:
-    from tradebook.broker.sim import SimBroker
+    from tradebook.broker.sim.broker import SimBroker
 
     sim = SimBroker.from_params(make_params(**{"sim.start_date": DAY.isoformat()}), root)
     sim.advance_to(OPEN)
@@ -54,8 +54,8 @@ def venue(request, root, make_params, monkeypatch):
     if request.param == "sim":
         yield _sim(root, make_params)
         return
-    from tradebook.broker.alpaca import AlpacaBroker
-    from tradebook.broker.alpaca_fake import FakeAlpacaServer
+    from tradebook.broker.alpaca.broker import AlpacaBroker
+    from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 
     monkeypatch.setenv("APCA_API_KEY_ID", "PKCONTRACTSUITE01")
     monkeypatch.setenv("APCA_API_SECRET_KEY", "SKCONTRACTSUITESECRET01")

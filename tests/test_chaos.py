@@ -13,10 +13,10 @@ import subprocess
 import sys
 import pytest
 
-from tradebook import intents as it
-from tradebook.execute import run_execute
-from tradebook.monitor import run_monitor
-from tradebook.reconcile import run_reconcile
+from tradebook.phases import intents as it
+from tradebook.phases.execute import run_execute
+from tradebook.phases.monitor import run_monitor
+from tradebook.phases.reconcile import run_reconcile
 from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, make_ctx, mid, ny, plant,
                              positions_match, window_time)
 
@@ -24,7 +24,7 @@ CHILD = """
 import sys
 from pathlib import Path
 from tradebook.context import Context
-from tradebook.execute import run_execute
+from tradebook.phases.execute import run_execute
 root = Path(sys.argv[1])
 ctx = Context.load("params/sim.yaml", {"runs_dir": str(root / "runs")}, root=root)
 print(run_execute(ctx).summary())

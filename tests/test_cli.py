@@ -63,7 +63,7 @@ def test_run_when_ledger_corrupt_then_clear_error_and_file_kept(root: Path):
 
 def test_run_when_ledger_locked_by_another_process_then_clear_error(root: Path):
     """OPS-1: a held lock is named, with what to do, after the retry budget."""
-    from tradebook.ledger import Ledger
+    from tradebook.ledger.db import Ledger
 
     ledger = root / "runs" / "ledger.duckdb"
     Ledger(ledger).check()
@@ -81,8 +81,8 @@ def test_run_when_ledger_locked_by_another_process_then_clear_error(root: Path):
 
 def test_resume_when_reset_peak_after_drawdown_freeze_then_running_with_new_peak(root: Path):
     """BRK-2 / CTL-2: after a drawdown freeze, `resume --reset-peak` restarts the high-water mark."""
-    from tradebook import controls
-    from tradebook.breakers import current_peak
+    from tradebook.safety import controls
+    from tradebook.safety.breakers import current_peak
     from tradebook.context import Context
 
     from datetime import timedelta

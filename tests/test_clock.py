@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tradebook import controls
+from tradebook.safety import controls
 from tradebook.clock import operator_now
-from tradebook.killswitch import flag_path, read_flag
+from tradebook.safety.killswitch import flag_path, read_flag
 from trading_helpers import EXEC_DAY, make_ctx, ny
 
 
@@ -35,7 +35,7 @@ def test_run_failed_event_when_sim_phase_fails_then_stamped_with_the_simulated_c
     """One clock: a failed phase run's RUN_FAILED event carries the simulated time in sim mode."""
     from pathlib import Path
 
-    from tradebook.runner import run_phase
+    from tradebook.engine.runner import run_phase
 
     ctx = make_ctx(root, runs_dir="runs")
     sim_time = ny(EXEC_DAY, 9, 15)

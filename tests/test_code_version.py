@@ -11,10 +11,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tradebook import code_version as cv
-from tradebook import kernelpool
-from tradebook.kernelpool import KernelPool
-from tradebook.runner import run_phase
+from tradebook.engine import code_version as cv
+from tradebook.engine import kernelpool
+from tradebook.engine.kernelpool import KernelPool
+from tradebook.engine.runner import run_phase
 
 pytestmark = pytest.mark.integration
 

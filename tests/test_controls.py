@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tradebook.controls import (effective_state, flag_path, freeze, halt, record_incident, reduce_only,
+from tradebook.safety.controls import (effective_state, flag_path, freeze, halt, record_incident, reduce_only,
                                 resume, try_rearm)
 from tradebook.errors import ControlRefused, LedgerLocked
-from tradebook.flatten import flatten
-from tradebook.ledger import Ledger
+from tradebook.phases.flatten import flatten
+from tradebook.ledger.db import Ledger
 
 T0 = datetime(2011, 7, 5, 14, 0, tzinfo=timezone.utc)  # 10:00 in New York
 

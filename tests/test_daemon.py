@@ -24,10 +24,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tradebook.broker.sim import SimBroker
-from tradebook.health import DaemonAlreadyRunning, DaemonLock, check_health, heartbeat_path, read_heartbeat
-from tradebook.ledger import Ledger
-from tradebook.schedule import day_plan, parse_clock_time
+from tradebook.broker.sim.broker import SimBroker
+from tradebook.ops.health import DaemonAlreadyRunning, DaemonLock, check_health, heartbeat_path, read_heartbeat
+from tradebook.ledger.db import Ledger
+from tradebook.ops.schedule import day_plan, parse_clock_time
 
 from webhook import WebhookReceiver
 
@@ -102,8 +102,8 @@ class RecordingRunner:
 
 
 def make_daemon(params, root: Path, **kwargs):
-    from tradebook.daemon import Daemon
-    from tradebook.schedule import SimClock
+    from tradebook.ops.daemon import Daemon
+    from tradebook.ops.schedule import SimClock
 
     clock = SimClock(SimBroker.from_params(params, root), speed=None)
     runner = RecordingRunner(Ledger(params.ledger_path(root)), clock, kwargs.pop("fail", set()))
@@ -111,7 +111,7 @@ def make_daemon(params, root: Path, **kwargs):
 
 
 def alerts_of(ledger: Ledger) -> list[dict]:
-    from tradebook.alerts import recent_alerts
+    from tradebook.ops.alerts import recent_alerts
 
     return recent_alerts(ledger, limit=500)
 
@@ -288,8 +288,8 @@ def test_ops4_when_down_past_next_open_then_decide_skipped_with_alert_and_first_
 
 def test_ops4_when_sim_speed_set_then_daemon_waits_real_time_and_monitor_ticks_run(root: Path, make_params):
     """Simulated time at a speed factor: 2 simulated hours in ~0.1 s at 72,000x, monitor ticks in between."""
-    from tradebook.daemon import Daemon
-    from tradebook.schedule import SimClock
+    from tradebook.ops.daemon import Daemon
+    from tradebook.ops.schedule import SimClock
 
     params = make_params(**{"sim.start_date": "2011-11-21", "reconcile_interval_s": 1800})
     broker = SimBroker.from_params(params, root)
@@ -310,8 +310,8 @@ def test_ops4_when_wall_clock_idle_then_it_keeps_feeding_the_systemd_watchdog(ro
     import socket
     import threading
 
-    from tradebook.daemon import Daemon
-    from tradebook.schedule import WallClock
+    from tradebook.ops.daemon import Daemon
+    from tradebook.ops.schedule import WallClock
 
     params = make_params(**{"reconcile_interval_s": 86_400})  # idle: no monitor tick for a day
     clock = WallClock()

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tradebook import backtest, marketdata
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.research import backtest
+from tradebook import marketdata
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.params import Params
 from tradebook.research import datastore
 from tradebook.research.datastore import DataStoreError
@@ -88,7 +89,7 @@ def test_data1_when_simbroker_runs_on_a_stored_symbol_then_decide_sees_its_bars(
     msft = marketdata.load_bars(["MSFT"])
     want = msft[(msft["date"] >= date(2011, 7, 1)) & (msft["date"] <= date(2011, 7, 28))]
     assert bars["close"].tolist() == pytest.approx(want["close"].tolist())
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
 
     run_decide(ctx)   # runs on the stored bars without an error
 
@@ -111,7 +112,7 @@ def test_data1_when_the_store_is_gapped_or_corrupt_then_clear_error_and_nothing_
         backtest.run_backtest(params, root=root)
     ctx = make_ctx(root, symbols=["XYZ"])
     ctx.broker.advance_to(ny(date(2011, 7, 28), 16, 15))
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
     from tradebook.errors import TradebookError
 
     with pytest.raises(TradebookError, match=re.escape(message)):

@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from tradebook.demo import PHASES, run_demo
-from tradebook.ledger import Ledger
+from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 DAYS = 3

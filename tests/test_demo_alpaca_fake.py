@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tradebook.broker.alpaca_fake import DEMO_KEYS
+from tradebook.testing.alpaca_fake.server import DEMO_KEYS
 from tradebook.demo import PHASES, run_demo
-from tradebook.ledger import Ledger
+from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 USER_KEYS = ("PKUSERKEYSHOULDNEVERLEAK01", "SKUSERSECRETSHOULDNEVERLEAK0123456789")
@@ -50,7 +50,7 @@ def test_demo_on_alpaca_fake_when_venue_realistic_then_ledger_equals_broker_and_
     the demo ends with ledger = broker and no incident (no faults are injected)."""
     from contextlib import contextmanager
 
-    from tradebook.broker import alpaca_fake
+    from tradebook.testing.alpaca_fake import server as alpaca_fake
 
     seen: list[alpaca_fake.FakeAlpacaServer] = []
     real = alpaca_fake.demo_fake

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
-from tradebook.broker.alpaca_fake_venue import VenueOptions
-from tradebook.doctor import FAIL, failed, run_doctor
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
+from tradebook.testing.alpaca_fake.venue import VenueOptions
+from tradebook.ops.doctor import FAIL, failed, run_doctor
 
 NY = ZoneInfo("America/New_York")
 KEYS = {"APCA_API_KEY_ID": "PKDOCTORTEST0001", "APCA_API_SECRET_KEY": "SKDOCTORTESTSECRET0001"}

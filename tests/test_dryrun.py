@@ -49,7 +49,7 @@ def test_execute_notebook_when_opened_by_hand_then_dry_run_sends_and_writes_noth
     assert "DRY RUN: execute opened outside the runner" in text
     assert re.search(r"(REJECTED|FAILED) [1-9]", text)   # the broker refused: nothing sent
     copy = Path(re.search(r"copy of the ledger \((\S+)\)", text).group(1))
-    from tradebook.ledger import Ledger
+    from tradebook.ledger.db import Ledger
 
     events = Ledger(copy / "ledger.duckdb").rows("SELECT reason FROM events WHERE reason LIKE '%dry run: the execute%'")
     assert events, "the copy records why nothing was sent"

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from tradebook import controls
-from tradebook import intents as it
+from tradebook.safety import controls
+from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
-from tradebook.execute import run_execute
-from tradebook.reconcile import run_reconcile
+from tradebook.phases.execute import run_execute
+from tradebook.phases.reconcile import run_reconcile
 from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, intent_state, make_ctx, mid, ny, plant,
                              positions_match, window_time)
 
@@ -323,6 +323,6 @@ def test_exit6_when_split_exit_children_then_they_count_once_against_order_rates
     states = _states(ctx)
     assert states.pop(EXIT_ID) == "CANCELLED" and len(states) == 3 and set(states.values()) == {"FILLED"}
     assert ctx.broker.positions() == []
-    from tradebook.execute_support import _ledger_inputs
+    from tradebook.phases.execute_support import _ledger_inputs
 
     assert _ledger_inputs(ctx, ctx.now())[1] == {"MSFT": 1}   # today's per-symbol count: one order

@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from tradebook import controls
-from tradebook.execute import run_execute
-from tradebook.notebook_files import printed_summary
-from tradebook.reconcile import run_reconcile
-from tradebook.runner import run_phase
+from tradebook.safety import controls
+from tradebook.phases.execute import run_execute
+from tradebook.engine.notebook_files import printed_summary
+from tradebook.phases.reconcile import run_reconcile
+from tradebook.engine.runner import run_phase
 from trading_helpers import decide_time, hold, make_ctx, mid, plant, window_time
 
 ORDERS = "orders: limit, fill price, slippage vs decision (bps, + = worse)"

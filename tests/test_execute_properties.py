@@ -18,12 +18,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradebook import controls
-from tradebook.decide import plan
-from tradebook.execute import run_execute
-from tradebook.monitor import run_monitor
-from tradebook.reconcile import run_reconcile
-from tradebook.strategy import EntrySignal, ExitSignal, Signals
+from tradebook.safety import controls
+from tradebook.phases.decide import plan
+from tradebook.phases.execute import run_execute
+from tradebook.phases.monitor import run_monitor
+from tradebook.phases.reconcile import run_reconcile
+from tradebook.research.strategies.swing_rules import EntrySignal, ExitSignal, Signals
 from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, hold, make_ctx, mid, ny,
                              positions_match)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
-from tradebook import intents as it
+from tradebook.phases import intents as it
 from tradebook.broker.base import Order, OrderRequest
-from tradebook.flatten import flatten
+from tradebook.phases.flatten import flatten
 from tradebook.errors import BrokerRejected
-from tradebook.execute import run_execute
-from tradebook.monitor import run_monitor
-from tradebook.reconcile import sync_orders
+from tradebook.phases.execute import run_execute
+from tradebook.phases.monitor import run_monitor
+from tradebook.phases.reconcile import sync_orders
 from trading_helpers import (
     EXEC_DAY,
     broker_orders,
@@ -207,7 +207,7 @@ def test_ven2_when_flatten_cancel_never_confirmed_then_intent_planned_not_failed
 def test_exit8_when_flatten_order_timed_out_then_never_sent_on_a_later_session(root, monkeypatch):
     """Reproduced: a flatten order that timed out on day 1 was sent at market on day 3, after a
     resume, against a new position. Now: not sent by execute/monitor, EXPIRED after the close."""
-    from tradebook import controls
+    from tradebook.safety import controls
     from tradebook.errors import OrderOutcomeUnknown
 
     ctx = _ctx(root)

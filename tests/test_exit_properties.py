@@ -31,13 +31,13 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradebook import controls
-from tradebook import intents as it
+from tradebook.safety import controls
+from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
 from tradebook.errors import TradebookError
-from tradebook.monitor import run_monitor
-from tradebook.reconcile import sync_orders
-from tradebook.controls import session_date
+from tradebook.phases.monitor import run_monitor
+from tradebook.phases.reconcile import sync_orders
+from tradebook.safety.controls import session_date
 from conftest import REPO
 from trading_helpers import EXEC_DAY, hold, make_ctx, mid, ny, plant, positions_match
 

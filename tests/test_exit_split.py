@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebook.exit_split import SAFETY, child_id, parent_of, part_number, split_sizes
+from tradebook.phases.exit_split import SAFETY, child_id, parent_of, part_number, split_sizes
 
 
 def test_split_sizes_when_exit_over_cap_then_children_within_cap_and_sum_to_qty():

@@ -6,8 +6,8 @@ from datetime import date, timedelta
 import pytest
 
 from tradebook.broker.base import Quote
-from tradebook.exits import EOD_LIQUIDATION, PROFIT_TARGET, STOP_LOSS, check_position, check_positions
-from tradebook.positions import LedgerPosition
+from tradebook.phases.exits import EOD_LIQUIDATION, PROFIT_TARGET, STOP_LOSS, check_position, check_positions
+from tradebook.phases.positions import LedgerPosition
 from trading_helpers import ny
 
 DAY = date(2011, 7, 21)

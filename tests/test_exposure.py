@@ -1,4 +1,4 @@
-"""Exposure against the caps: one computation (tradebook.exposure) that the gate enforces and the
+"""Exposure against the caps: one computation (tradebook.safety.exposure) that the gate enforces and the
 panel and the report display (GATE-3, GATE-4, GATE-12)."""
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from tradebook import exposure as ex
-from tradebook.gate import GateContext, Holding, PortfolioView, ProposedOrder
-from tradebook.gate_rules.exposure import concentration
-from tradebook.panel import ControlPanel
-from tradebook.report import build_report
+from tradebook.safety import exposure as ex
+from tradebook.safety.gate import GateContext, Holding, PortfolioView, ProposedOrder
+from tradebook.safety.rules.exposure import concentration
+from tradebook.panel.widgets import ControlPanel
+from tradebook.report.build import build_report
 from trading_helpers import decide_time, hold, make_ctx, mid
 
 # IBM has no tier: its tier is UNMAPPED and has no cap (the gate refuses entries there).

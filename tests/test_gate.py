@@ -11,9 +11,9 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from tradebook.broker.base import Quote
-from tradebook.gate import (GateContext, GateResult, GateRun, Holding, PortfolioView, ProposedOrder, Verdict,
+from tradebook.safety.gate import (GateContext, GateResult, GateRun, Holding, PortfolioView, ProposedOrder, Verdict,
                             evaluate, record)
-from tradebook.gate_rules import REASON_CODES, RULES, CorrelationMap, correlations, planned_age_hours
+from tradebook.safety.rules import REASON_CODES, RULES, CorrelationMap, correlations, planned_age_hours
 from tradebook.params import Params
 
 NOW = datetime(2012, 6, 4, 13, 40, tzinfo=timezone.utc)   # Monday 09:40 New York
@@ -494,7 +494,7 @@ def test_gate_when_custom_rules_passed_then_only_those_run():
 
 def test_record_when_gate_evaluated_then_every_verdict_stored(tmp_path):
     """Gate verdicts are stored with the intent: one row per rule, intent updated."""
-    from tradebook.ledger import Ledger
+    from tradebook.ledger.db import Ledger
 
     ledger = Ledger(tmp_path / "ledger.duckdb")
     result = evaluate(make_order(qty=200), make_view(), make_ctx())
@@ -544,7 +544,7 @@ def test_refusal_state_when_exit_refused_temporarily_then_planned_and_entries_st
     """EXIT-7: the refusal class sits next to each reason code. The temporary refusals the issue names
     leave an exit PLANNED; a refusal of the order itself is final; STALE_SIGNAL expires; entries stay
     final except the per-run budget; an unknown code fails closed (REJECTED, never a loop)."""
-    from tradebook.gate_rules import refusal_state
+    from tradebook.safety.rules import refusal_state
 
     for code in ("HALTED", "ORDER_RATE_RUN", "NO_QUOTE", "SLIPPAGE", "SPREAD", "MARKET_CLOSED"):
         assert refusal_state([code], "EXIT") == "PLANNED", code

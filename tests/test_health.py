@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tradebook import controls
-from tradebook.health import (Heartbeat, check_health, heartbeat_path, read_heartbeat, sd_notify, stale_after_s,
+from tradebook.safety import controls
+from tradebook.ops.health import (Heartbeat, check_health, heartbeat_path, read_heartbeat, sd_notify, stale_after_s,
                               watchdog_interval_s, write_heartbeat)
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=timezone.utc)

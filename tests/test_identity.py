@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from tradebook import ledger_meta
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.ledger import meta as ledger_meta
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.context import Context
-from tradebook.identity import KEY, LedgerMismatch
-from tradebook.ledger import Ledger
+from tradebook.ledger.identity import KEY, LedgerMismatch
+from tradebook.ledger.db import Ledger
 from tradebook.params import load_params
-from tradebook.reconcile import run_reconcile
-from tradebook.runner import run_phase
+from tradebook.phases.reconcile import run_reconcile
+from tradebook.engine.runner import run_phase
 from trading_helpers import DECIDE_DAY, hold, make_ctx, ny
 
 KEYS = {"APCA_API_KEY_ID": "PKIDENTITYTEST000001", "APCA_API_SECRET_KEY": "SKIDENTITYTESTSECRET000001"}

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from tradebook import intents as it
+from tradebook.phases import intents as it
 from tradebook.broker.base import Session
 from trading_helpers import NY, make_ctx, plant, ny
 
@@ -95,7 +95,7 @@ def test_crash_point_when_env_unset_then_noop(monkeypatch):
 
 
 def _run_hook(target: str, calls: list[str]) -> int:
-    code = ("from tradebook.intents import crash_point\n"
+    code = ("from tradebook.phases.intents import crash_point\n"
             + "".join(f"crash_point({c!r})\n" for c in calls) + "print('survived')")
     env = {**os.environ, it.CRASH_ENV: target}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=60).returncode

@@ -9,7 +9,7 @@ import pytest
 
 import notebook_fixture
 from test_cli import tradebook
-from tradebook.broker.sim import SimBroker
+from tradebook.broker.sim.broker import SimBroker
 from tradebook.context import Context
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("killswitch")]

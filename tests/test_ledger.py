@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tradebook.errors import LedgerCorrupt, LedgerLocked
-from tradebook.ledger import MIGRATIONS, Ledger, record_event, utcnow
+from tradebook.ledger.db import MIGRATIONS, Ledger, record_event, utcnow
 
 SPEC_TABLES = {"runs", "events", "intents", "verdicts", "orders", "fills", "positions", "trades",
                "closed_today", "cooldowns", "equity_snapshots", "controls", "incidents", "schema_version",

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tradebook import ledger_file
-from tradebook.backup import backup, check
+from tradebook.ledger import file as ledger_file
+from tradebook.ledger.backup import backup, check
 from tradebook.errors import LedgerCorrupt
-from tradebook.ledger import Ledger
+from tradebook.ledger.db import Ledger
 
 BLOCK = 262144
 
@@ -164,7 +164,7 @@ def test_open_when_writer_killed_mid_checkpoint_then_whole_with_every_committed_
 
 LEDGER_WRITER = r"""
 import sys
-from tradebook.ledger import Ledger, record_event
+from tradebook.ledger.db import Ledger, record_event
 ledger = Ledger(sys.argv[1])
 n = 0
 while True:  # each transaction opens, commits and closes: DuckDB checkpoints at every close

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tradebook import intents as it
-from tradebook.monitor import run_monitor
+from tradebook.phases import intents as it
+from tradebook.phases.monitor import run_monitor
 from trading_helpers import EXEC_DAY, broker_orders, hold, make_ctx, mid, ny, plant, positions_match
 
 MIDDAY = ny(EXEC_DAY, 12)
@@ -92,7 +92,7 @@ def test_exit4_when_market_closed_then_no_protective_exits(root):
 
 def test_monitor_when_tick_runs_then_breakers_run_and_planned_exit_superseded(root, monkeypatch):
     """Each tick runs breakers.run_breakers; an immediate exit replaces a planned one for the symbol."""
-    import tradebook.breakers as breakers
+    import tradebook.safety.breakers as breakers
 
     calls = []
     monkeypatch.setattr(breakers, "run_breakers", lambda ctx: calls.append(ctx) or [])
@@ -107,7 +107,7 @@ def test_monitor_when_tick_runs_then_breakers_run_and_planned_exit_superseded(ro
 
 def test_exit4_when_frozen_then_no_exit_intent_and_report_says_why(root):
     """A FROZEN account gets no protective exit orders (GATE-1 refuses all); the tick says so, once."""
-    from tradebook import controls
+    from tradebook.safety import controls
 
     ctx = _mctx(root)
     hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
@@ -132,7 +132,7 @@ def test_ctl3_when_auto_trip_cooldown_passed_and_healthy_then_monitor_rearms(roo
     """CTL-3: the monitor re-arms an auto trip (API circuit) after the cooldown when the broker answers."""
     from datetime import timedelta
 
-    from tradebook import controls
+    from tradebook.safety import controls
 
     ctx = _mctx(root)
     controls.reduce_only(ctx.ledger, "api circuit open", source="api_breaker", now=MIDDAY - timedelta(minutes=31))
@@ -146,7 +146,7 @@ def test_ctl3_when_auto_trip_still_in_cooldown_then_monitor_keeps_reduce_only(ro
     """CTL-3: no re-arm before the cooldown; CTL-2: a freeze is never re-armed by the monitor."""
     from datetime import timedelta
 
-    from tradebook import controls
+    from tradebook.safety import controls
 
     ctx = _mctx(root)
     controls.reduce_only(ctx.ledger, "api circuit open", source="api_breaker", now=MIDDAY - timedelta(minutes=5))

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from tradebook.controls import effective_state, flag_path, freeze
-from tradebook.panel import ControlPanel
+from tradebook.safety.controls import effective_state, flag_path, freeze
+from tradebook.panel.widgets import ControlPanel
 
 
 @pytest.fixture(autouse=True)

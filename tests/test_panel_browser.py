@@ -116,7 +116,7 @@ def _seed_demo(root: Path) -> None:
 
 def _plan_entry(root: Path) -> str:
     """A PLANNED entry due in this execution window: what `run execute` would send if trading ran."""
-    from tradebook import intents
+    from tradebook.phases import intents
 
     ctx = _ctx(root)
     now, quote = ctx.now(), ctx.broker.quotes(["IBM"])["IBM"]
@@ -242,7 +242,7 @@ def _act(page, button: str, reason: str, confirm: str = "") -> None:
 
 
 def _ledger_rows(root: Path, sql: str) -> list[tuple]:
-    from tradebook.ledger import Ledger
+    from tradebook.ledger.db import Ledger
 
     with Ledger(_ctx(root).params.ledger_path(root), lock_timeout_s=10, create=False).connect(read_only=True) as con:
         return con.execute(sql).fetchall()
@@ -267,7 +267,7 @@ def _load(page, url: str, expected: str) -> float:
 
 def _halt_and_check(page, panel: Panel) -> tuple[float, float]:
     """CTL-1: one click halts: flag file and ledger row with the reason, page shows HALTED."""
-    from tradebook.controls import effective_state
+    from tradebook.safety.controls import effective_state
 
     _act(page, "tb-halt", "browser test: spreads blew out")
     clicked = time.monotonic()
@@ -351,7 +351,7 @@ def _flatten_checked(page, panel: Panel) -> None:
     """CTL-5: typed FLATTEN closes the demo positions at SimBroker (market, in session) and freezes."""
     from playwright.sync_api import expect
 
-    from tradebook.controls import effective_state
+    from tradebook.safety.controls import effective_state
 
     held = {p.symbol for p in _ctx(panel.root).broker.positions()}
     assert set(SEEDED) <= held  # the fixture's own positions plus the seeded ones

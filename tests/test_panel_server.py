@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tradebook.errors import ConfigError
-from tradebook.panel import ENV_OVERRIDES, ENV_PARAMS_FILE, ENV_RUNS_URL, served, served_params
-from tradebook.panel_server import (HOST, check_port_free, kernel_env, panel_notebook, resolve_run_notebook,
+from tradebook.panel.widgets import ENV_OVERRIDES, ENV_PARAMS_FILE, ENV_RUNS_URL, served, served_params
+from tradebook.panel.server import (HOST, check_port_free, kernel_env, panel_notebook, resolve_run_notebook,
                                     voila_config)
 
 
@@ -95,7 +95,7 @@ def test_ctl4_login_page_when_rendered_then_panel_words_no_jupyter_server_advice
     """Issue 13 item 7: the sign-in page says what it is and where the token came from, nothing of Jupyter."""
     import html
 
-    from tradebook.panel_login import BAD_TOKEN, login_page
+    from tradebook.panel.login import BAD_TOKEN, login_page
 
     page = login_page("/login?next=%2F", '<input type="hidden" name="_xsrf" value="x"/>')
     assert "tradebook control panel" in page and "tradebook panel" in page and 'name="password"' in page

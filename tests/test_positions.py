@@ -5,7 +5,7 @@ from datetime import date
 
 import pytest
 
-from tradebook.positions import (EXTERNAL, STRATEGY, FillInfo, LedgerPosition, apply_fill, decide_entry,
+from tradebook.phases.positions import (EXTERNAL, STRATEGY, FillInfo, LedgerPosition, apply_fill, decide_entry,
                                  next_position, size_qty, slippage_bps)
 from trading_helpers import make_ctx, ny
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from tradebook import controls
-from tradebook.order_sync import OrderRow, order_update
-from tradebook.reconcile import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff, run_reconcile
+from tradebook.safety import controls
+from tradebook.phases.order_sync import OrderRow, order_update
+from tradebook.phases.reconcile import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff, run_reconcile
 from tradebook.broker.base import Order
 from trading_helpers import DECIDE_DAY, hold, make_ctx, ny, table_counts
 
@@ -111,7 +111,7 @@ def test_rec2_when_broker_has_unknown_position_then_backfilled_external(rctx):
 
 def test_rec2_when_external_position_backfilled_then_counted_in_exposure(rctx):
     """REC-2: an EXTERNAL position counts in the gate's exposure (same view as execute uses)."""
-    from tradebook.execute_support import build_gate_run
+    from tradebook.phases.execute_support import build_gate_run
     from trading_helpers import plant
 
     rctx.broker.seed_position("AAPL", 20, 50.0)
@@ -244,7 +244,7 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     incident; the next run records the fill as ours and the ledger equals the broker."""
     from decimal import Decimal
 
-    from tradebook import intents as it
+    from tradebook.phases import intents as it
     from tradebook.broker.base import OrderRequest
     from tradebook.errors import BrokerUnavailable
     from trading_helpers import EXEC_DAY, mid, plant, positions_match

@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import pytest
 
-from tradebook import controls
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.safety import controls
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.context import Context
 from tradebook.errors import BrokerUnavailable
-from tradebook.execute import run_execute
+from tradebook.phases.execute import run_execute
 from tradebook.params import load_params
-from tradebook.reconcile import run_reconcile
-from tradebook.runner import run_phase
+from tradebook.phases.reconcile import run_reconcile
+from tradebook.engine.runner import run_phase
 from trading_helpers import (DECIDE_DAY, EXEC_DAY, broker_orders, decide_time, hold, make_ctx, ny, plant,
                              window_time)
 

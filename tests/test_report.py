@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 import nbformat
 import pytest
 
-from tradebook import report as rpt
+from tradebook.report import build as rpt
 from tradebook.context import Context
-from tradebook.report_sections import section_blocks, style
+from tradebook.report.sections import section_blocks, style
 
 NY = ZoneInfo("America/New_York")
 D1, D2, D3 = date(2011, 7, 5), date(2011, 7, 6), date(2011, 7, 7)

@@ -10,7 +10,7 @@ import pytest
 
 from test_research_model import _choice, _train
 from tradebook.demo import run_demo
-from tradebook.ledger import Ledger
+from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradebook import backtest
+from tradebook.research import backtest
 from tradebook.marketdata import load_bars
 from tradebook.research.grid import sma_grid, sma_pairs
 

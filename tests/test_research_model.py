@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tradebook import backtest
+from tradebook.research import backtest
 from tradebook.errors import ConfigError
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
@@ -86,7 +86,7 @@ def test_str2_when_real_sklearn_model_pinned_by_hash_then_backtest_and_decide_tr
     assert entries["reason"].str.contains("MODEL: p=").all() and (entries["confidence"] >= 0.5).all()
     ctx = make_ctx(root, **{"strategy": _choice(sha)})
     ctx.broker.advance_to(ny(date(2011, 7, 28), 16, 15))
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
 
     report = run_decide(ctx)
     assert report.n_entry_signals + report.n_exit_signals >= 1
@@ -141,7 +141,7 @@ def test_str2_when_model_file_hash_differs_then_refused_at_start_and_nothing_tra
         load_strategy(choice, root).history_days()
     ctx = make_ctx(root, **{"strategy": _choice(sha)})
     ctx.broker.advance_to(ny(date(2011, 7, 28), 16, 15))
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
 
     with pytest.raises(StrategyError, match="refusing"):
         run_decide(ctx)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradebook import backtest
+from tradebook.research import backtest
 from tradebook.errors import ConfigError
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
@@ -79,7 +79,7 @@ def test_str1_when_user_strategy_in_strategies_folder_then_backtest_and_decide_c
     assert result.strategy == "strategies.always:BuyFirst"
     assert result.fills["symbol"].tolist() == ["IBM"] and result.fills["reason"].str.contains("ALWAYS").all()
     ctx.broker.advance_to(ny(date(2011, 7, 28), 16, 15))
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
 
     report = run_decide(ctx)
     assert [(d.symbol, d.kind, d.approved) for d in report.decisions] == [("IBM", "ENTRY", True)]
@@ -137,7 +137,7 @@ def test_str1_when_strategy_raises_in_decide_then_nothing_planned_and_error_reco
     _project(root, broken=BROKEN)
     ctx = make_ctx(root, **{"strategy.use": "strategies.broken:Raises"})
     ctx.broker.advance_to(ny(date(2011, 7, 28), 16, 15))
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
 
     with pytest.raises(StrategyError, match="symbol IBM"):
         run_decide(ctx)
@@ -186,7 +186,7 @@ def test_str2_gate7_when_external_signal_files_then_fresh_signals_enter_and_stal
     assert "model_a.csv" in signals.entries[0].reason
     ctx = make_ctx(root, **{"strategy.use": "external_signals"})
     ctx.broker.advance_to(ny(date(2011, 7, 28), 16, 15))
-    from tradebook.decide import run_decide
+    from tradebook.phases.decide import run_decide
 
     report = run_decide(ctx)
     assert {(d.symbol, d.approved, d.code) for d in report.decisions} >= {("AAPL", True, "NEW_POSITION"),

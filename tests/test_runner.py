@@ -15,11 +15,11 @@ import duckdb
 import pytest
 
 from tradebook.errors import ConfigError, PhaseFailed
-from tradebook.kernelfork import FORK_SUPPORTED
-from tradebook.kernelpool import KernelPool
-from tradebook.notebook_files import NOTEBOOK_PARAMETERS
+from tradebook.engine.kernelfork import FORK_SUPPORTED
+from tradebook.engine.kernelpool import KernelPool
+from tradebook.engine.notebook_files import NOTEBOOK_PARAMETERS
 from tradebook.params import load_params
-from tradebook.runner import PHASES, run_phase, validate_notebook_parameters
+from tradebook.engine.runner import PHASES, run_phase, validate_notebook_parameters
 
 pytestmark = pytest.mark.integration
 
@@ -336,7 +336,7 @@ def test_progress_saves_when_cells_finish_quickly_then_throttled_but_start_and_e
     from papermill.execute import prepare_notebook_metadata
     from papermill.iorw import load_notebook_node
 
-    from tradebook.pmengine import ThrottledSaves
+    from tradebook.engine.pmengine import ThrottledSaves
 
     out = tmp_path / "out.ipynb"
     source = NOTEBOOKS / "phase_like.ipynb"
@@ -364,7 +364,7 @@ def test_run_phase_when_previous_runner_was_killed_then_its_row_is_abandoned_at_
     import sys
     import time
 
-    code = (f"from datetime import datetime, timezone; from tradebook.runner import run_phase; "
+    code = (f"from datetime import datetime, timezone; from tradebook.engine.runner import run_phase; "
             f"run_phase('execute', root={str(project)!r}, notebook={str(NOTEBOOKS / 'slow.ipynb')!r}, "
             f"now=datetime(2011, 7, 6, 13, 40, tzinfo=timezone.utc), timeout_s=300)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO / "lib")},
@@ -408,7 +408,7 @@ def test_kernel_log_when_zmq_socket_closed_at_shutdown_then_dropped_and_other_er
 
     import zmq
 
-    from tradebook.kernelfork import quiet_shutdown_race
+    from tradebook.engine.kernelfork import quiet_shutdown_race
 
     logger = logging.getLogger("tornado.general")
     seen: list[logging.LogRecord] = []

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tradebook.errors import ConfigError
-from tradebook.ledger import Ledger, record_event
-from tradebook.schedule import (BACKUP_EVENT, SimClock, day_plan, monitor_ticks, next_monitor_tick, parse_speed,
+from tradebook.ledger.db import Ledger, record_event
+from tradebook.ops.schedule import (BACKUP_EVENT, SimClock, day_plan, monitor_ticks, next_monitor_tick, parse_speed,
                                 phase_done, slots_around)
 
 NY = ZoneInfo("America/New_York")
@@ -121,7 +121,7 @@ def test_ops4_when_speed_invalid_then_config_error(text):
 
 def test_ops4_when_sim_clock_as_fast_as_possible_then_jumps_without_sleeping(make_params, root: Path):
     """Simulated time: advance_to jumps straight to the target, no wall-clock wait."""
-    from tradebook.broker.sim import SimBroker
+    from tradebook.broker.sim.broker import SimBroker
 
     broker = SimBroker.from_params(make_params(**{"sim.start_date": "2011-11-21"}), root)
     clock = SimClock(broker, speed=None)

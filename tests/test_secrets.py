@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tradebook.broker.alpaca import AlpacaBroker
-from tradebook.broker.alpaca_fake import FakeAlpacaServer
+from tradebook.broker.alpaca.broker import AlpacaBroker
+from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.broker.base import OrderRequest
 from tradebook.errors import TradebookError
 

@@ -15,8 +15,8 @@ import pytest
 
 from tradebook import sessions
 from tradebook.broker.base import Broker, OrderRequest
-from tradebook.broker.sim import SimBroker
-from tradebook.broker.sim_path import day_path, session_minutes
+from tradebook.broker.sim.broker import SimBroker
+from tradebook.broker.sim.path import day_path, session_minutes
 from tradebook.errors import (BrokerError, BrokerRejected, BrokerUnavailable, CalendarError, ConfigError,
                               DuplicateClientOrderId, FractionalNotSupported, OrderOutcomeUnknown,
                               UnknownSymbol)
@@ -109,9 +109,9 @@ def test_state_when_second_instance_opens_same_file_then_same_account(tmp_path, 
 CHILD = """
 import duckdb, os, pathlib, sys, time
 from decimal import Decimal
-from tradebook.broker import sim_state
+from tradebook.broker.sim import state as sim_state
 from tradebook.broker.base import OrderRequest
-from tradebook.broker.sim import SimBroker
+from tradebook.broker.sim.broker import SimBroker
 
 path, signals = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 def wait_for(name):

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from tradebook import controls, gate
-from tradebook.execute import run_execute
-from tradebook.reconcile import run_reconcile
-from tradebook.trading_state import STATES, TradingState, strictest
+from tradebook.safety import controls, gate
+from tradebook.phases.execute import run_execute
+from tradebook.phases.reconcile import run_reconcile
+from tradebook.safety.state import STATES, TradingState, strictest
 from trading_helpers import decide_time, hold, make_ctx, plant, window_time
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from tradebook import intents as it
+from tradebook.phases import intents as it
 from tradebook.context import Context
 from tradebook.params import load_params
 from tradebook.sessions import EXCHANGE_TZ as NY

@@ -41,8 +41,8 @@ def run(phase: str = typer.Argument(..., help="reconcile | decide | execute | re
     """Run one phase notebook with papermill into runs/<date>/<HHMMSS>-<phase>.ipynb."""
     from tradebook.errors import ConfigError
     from tradebook.params import parse_override
-    from tradebook.notebook_files import printed_summary
-    from tradebook.runner import run_phase
+    from tradebook.engine.notebook_files import printed_summary
+    from tradebook.engine.runner import run_phase
 
     if phase not in PHASE_NAMES:
         raise ConfigError(f"unknown phase {phase!r}; choose one of {', '.join(PHASE_NAMES)}")
@@ -134,7 +134,7 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
     Needs nothing else: with invalid params, a damaged or locked ledger, or the broker down,
     the flag file is still written and the output says what could not be done.
     """
-    from tradebook.controls import halt, halt_at
+    from tradebook.safety.controls import halt, halt_at
 
     ctx, fallback = _load_leniently(params_file, param)
     console = _console()
@@ -154,7 +154,7 @@ def _load_leniently(params_file: Optional[Path], param: Optional[list[str]]):
     """(ctx, None), or (None, (where, problem)) when the params cannot be loaded (CTL-6)."""
     from tradebook.context import project_root
     from tradebook.errors import ConfigError
-    from tradebook.killswitch import locate
+    from tradebook.safety.killswitch import locate
     from tradebook.params import parse_override
 
     try:
@@ -181,13 +181,13 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
                reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
                                                "(BRK-2): restart the peak at today's equity, recorded")) -> None:
     """Clear a halt or freeze (CTL-2): needs a reason; removes the flag file; recorded."""
-    from tradebook.controls import resume
+    from tradebook.safety.controls import resume
 
     ctx = _context(params_file, param)
     _confirm("RESUME", yes, "Trading will resume: new entries and exits will be sent to the broker.")
     if reset_peak:
         # Without this, a drawdown freeze trips again at the next breaker check.
-        from tradebook.breakers import reset_peak as reset
+        from tradebook.safety.breakers import reset_peak as reset
 
         equity = ctx.broker.account().equity
         with ctx.ledger.transaction() as con:
@@ -199,7 +199,7 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
 def flatten_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why (recorded)"), yes: bool = YesOpt,
                 params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """CTL-5: cancel all open orders, close every position at market, then freeze."""
-    from tradebook.flatten import flatten
+    from tradebook.phases.flatten import flatten
 
     ctx = _context(params_file, param)
     _confirm("FLATTEN", yes, "ALL open orders will be cancelled and ALL positions sold at market; then FROZEN.")
@@ -218,8 +218,8 @@ def status_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str
     Exit 0 only when trading is RUNNING, the ledger reads and the broker answers; otherwise
     2 params invalid, 3 not RUNNING, 4 ledger unreadable, 5 broker unreachable (README "Health").
     """
-    from tradebook.controls import effective_state, state_at
-    from tradebook.health import EXIT_BROKER, EXIT_PARAMS, exit_code, state_code
+    from tradebook.safety.controls import effective_state, state_at
+    from tradebook.ops.health import EXIT_BROKER, EXIT_PARAMS, exit_code, state_code
 
     console = _console()
     ctx, fallback = _load_leniently(params_file, param)
@@ -267,9 +267,9 @@ def _print_account(console, ctx) -> bool:
 def _print_runs(console, ctx, status) -> None:
     from rich.table import Table
 
-    from tradebook.controls import STATUS_LOCK_TIMEOUT_S
-    from tradebook.ledger import Ledger
-    from tradebook.run_liveness import identities, is_gone
+    from tradebook.safety.controls import STATUS_LOCK_TIMEOUT_S
+    from tradebook.ledger.db import Ledger
+    from tradebook.engine.run_liveness import identities, is_gone
 
     path = ctx.params.ledger_path(ctx.root)
     if status.ledger_error or not path.exists():
@@ -315,9 +315,9 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
                params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-4: run the phases on the exchange calendar, unattended (one daemon per runs/ folder)."""
     from tradebook.context import project_root
-    from tradebook.daemon import EXIT_ALREADY_RUNNING, run_daemon
-    from tradebook.health import DaemonAlreadyRunning
-    from tradebook.schedule import parse_clock_time
+    from tradebook.ops.daemon import EXIT_ALREADY_RUNNING, run_daemon
+    from tradebook.ops.health import DaemonAlreadyRunning
+    from tradebook.ops.schedule import parse_clock_time
     from tradebook.params import parse_override
 
     overrides = dict(parse_override(o) for o in param or [])
@@ -334,7 +334,7 @@ def daemon_cmd(speed: Optional[str] = typer.Option(None, "--speed", help="sim on
 def health_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-4: exit non-zero, saying why, unless the daemon beats, the ledger reads, the broker answers
     and trading is RUNNING (codes: README "Health"). Works without valid params (CTL-6)."""
-    from tradebook.health import check_health, check_health_at
+    from tradebook.ops.health import check_health, check_health_at
 
     ctx, fallback = _load_leniently(params_file, param)
     report = check_health(ctx.params, ctx.root) if ctx is not None else check_health_at(*fallback)
@@ -347,7 +347,7 @@ def health_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str
 def ledger_backup_cmd(dest: Optional[Path] = typer.Option(None, "--dest", help="folder (default runs/backups)"),
                       params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-3: consistent copy to runs/backups/ledger-<UTC stamp>.duckdb; prunes by backup_retention_days."""
-    from tradebook.backup import backup
+    from tradebook.ledger.backup import backup
     from tradebook.clock import operator_now
 
     ctx = _context(params_file, param)
@@ -363,7 +363,7 @@ def ledger_restore_cmd(path: Optional[Path] = typer.Argument(None, help="backup 
                        force: bool = typer.Option(False, "--force", help="replace a healthy ledger too"),
                        params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-3: put a backup in place; the replaced ledger is kept as ledger.duckdb.corrupt-<stamp>."""
-    from tradebook.backup import restore
+    from tradebook.ledger.backup import restore
 
     ctx = _context(params_file, param)
     result = restore(path, ctx.params.ledger_path(ctx.root), force=force)
@@ -376,7 +376,7 @@ def ledger_restore_cmd(path: Optional[Path] = typer.Argument(None, help="backup 
 @ledger_app.command("check")
 def ledger_check_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """OPS-3/OPS-7: check the file's blocks and read every table in full; a damaged file names the backup."""
-    from tradebook.backup import check
+    from tradebook.ledger.backup import check
 
     ctx = _context(params_file, param)
     result = check(ctx.params.ledger_path(ctx.root))
@@ -392,8 +392,8 @@ def report(html: bool = typer.Option(False, "--html", help="also write runs/repo
            params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """Run the report notebook (P&L, exposure, fills, rejections, incidents); --html exports it."""
     from tradebook.params import parse_override
-    from tradebook.report import export_html
-    from tradebook.runner import run_phase
+    from tradebook.report.build import export_html
+    from tradebook.engine.runner import run_phase
 
     overrides = dict(parse_override(p) for p in param or [])
     record = run_phase("report", params_file=str(params_file) if params_file else None, overrides=overrides)
@@ -407,7 +407,7 @@ def report(html: bool = typer.Option(False, "--html", help="also write runs/repo
 @app.command("doctor")
 def doctor_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """First contact: keys, paper/live, account, margin, fractional, assets, data feeds, clock (exit 1 on a blocker)."""
-    from tradebook.doctor import failed, run_doctor
+    from tradebook.ops.doctor import failed, run_doctor
 
     ctx = _context(params_file, param)
     checks = run_doctor(ctx.params, ctx.root)
@@ -425,7 +425,7 @@ def panel_cmd(port: int = typer.Option(8866, "--port", min=1, max=65535, help="p
               params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """CTL-4: serve the control panel page (Voilà, no code shown) on 127.0.0.1 with a token printed here."""
     from tradebook.context import project_root
-    from tradebook.panel_server import serve
+    from tradebook.panel.server import serve
     from tradebook.params import parse_override
 
     overrides = dict(parse_override(p) for p in param or [])

@@ -31,7 +31,7 @@ def sim_now(params: "Params", root: Path | None) -> datetime | None:
     if not path.exists():
         return None  # never create a sim account just to stamp an action
     try:
-        from tradebook.broker.sim import SimBroker
+        from tradebook.broker.sim.broker import SimBroker
 
         sim = params.sim
         broker = SimBroker(path, start_date=sim.start_date, starting_cash=sim.starting_cash,

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Callable
 
     from tradebook.broker.base import Broker
-    from tradebook.ledger import Ledger
+    from tradebook.ledger.db import Ledger
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -38,7 +38,7 @@ def _incident_recorder(ledger: "Ledger") -> "Callable[[str], None]":
         if detail in reported:
             return
         reported.add(detail)
-        from tradebook import controls
+        from tradebook.safety import controls
 
         with ledger.transaction() as con:
             controls.record_incident(con, "BROKER_ITEM_SKIPPED", detail, controls.utcnow())
@@ -68,10 +68,10 @@ class Context:
     @cached_property
     def ledger(self) -> "Ledger":
         """The ledger of this broker identity (OPS-8: another account's ledger is refused)."""
-        from tradebook import identity
+        from tradebook.ledger import identity
         from tradebook.broker import make_broker
         from tradebook.clock import wall_now
-        from tradebook.ledger import Ledger
+        from tradebook.ledger.db import Ledger
 
         ledger = Ledger(self.params.ledger_path(self.root))
         stamp = self.now() if self.params.mode == "sim" else wall_now()   # one clock (sim: simulated)

@@ -93,17 +93,17 @@ def direct_phase(phase: str, ctx: Context) -> None:
     """Run a phase's library function in-process (fixtures and research; no notebook kept)."""
     from importlib import import_module
 
-    module, func = {"reconcile": ("tradebook.reconcile", "run_reconcile"),
-                    "execute": ("tradebook.execute", "run_execute"),
-                    "decide": ("tradebook.decide", "run_decide"),
-                    "report": ("tradebook.report", "build_report")}[phase]
+    module, func = {"reconcile": ("tradebook.phases.reconcile", "run_reconcile"),
+                    "execute": ("tradebook.phases.execute", "run_execute"),
+                    "decide": ("tradebook.phases.decide", "run_decide"),
+                    "report": ("tradebook.report.build", "build_report")}[phase]
     getattr(import_module(module), func)(ctx)
 
 
 def replay(ctx: Context, clock: Any, days: int, run_step: Callable[[str], None],
            on_step: Callable[[str, str], None] | None = None) -> list[Any]:
     """Drive ``days`` sessions: move the clock to each step, then run it. Returns the sessions."""
-    from tradebook.monitor import run_monitor
+    from tradebook.phases.monitor import run_monitor
 
     sessions = list(_sessions(clock, days))
     for session in sessions:
@@ -122,14 +122,14 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
              root: Path | None = None, fresh: bool = False, broker: str = "sim",
              on_step: Callable[[str, str], None] | None = None) -> DemoSummary:
     """Replay ``days`` sessions through reconcile → execute → monitor → decide → report notebooks."""
-    from tradebook.runner import KernelPool, run_phase
+    from tradebook.engine.runner import KernelPool, run_phase
 
     root = (root or project_root()).resolve()
     overrides = dict(overrides or {})
     with ExitStack() as stack:
         clock: Any = None
         if broker == "alpaca-fake":
-            from tradebook.broker.alpaca_fake import demo_fake
+            from tradebook.testing.alpaca_fake.server import demo_fake
 
             start = Context.load(params_file, overrides, root=root).params.sim.start_date
             fake_overrides, clock = stack.enter_context(demo_fake(start=start))
@@ -176,7 +176,7 @@ def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
 
 def _export_report(ctx: Context) -> Path | None:
     """Write runs/report.html from the newest executed report notebook."""
-    from tradebook.report import export_html
+    from tradebook.report.build import export_html
 
     latest = ctx.ledger.scalar("SELECT notebook_path FROM runs WHERE phase = 'report' AND status = 'OK' "
                                "ORDER BY started_at DESC LIMIT 1")

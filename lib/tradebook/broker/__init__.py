@@ -26,16 +26,16 @@ def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
     """
     if params.mode == "sim":
         from tradebook import marketdata
-        from tradebook.broker.sim import SimBroker
+        from tradebook.broker.sim.broker import SimBroker
 
         store = Path(params.data.store_dir)
         if marketdata.use_store(store if store.is_absolute() else root / store):  # DATA-1: replay fetched symbols
-            from tradebook.broker import sim_path
+            from tradebook.broker.sim import path as sim_path
 
             sim_path.symbol_bars.cache_clear()
         return SimBroker.from_params(params, root)
-    from tradebook.broker.alpaca import AlpacaBroker
-    from tradebook.broker.alpaca_breaker import BreakerFile
+    from tradebook.broker.alpaca.broker import AlpacaBroker
+    from tradebook.broker.alpaca.breaker import BreakerFile
 
     overrides.setdefault("breaker_store", BreakerFile(breaker_path(params, root)))
     return AlpacaBroker.from_params(params, **overrides)

@@ -47,7 +47,7 @@ def backtest_cmd(symbols: Optional[str] = typer.Option(None, "--symbols", help="
                                                    help="no costs, stops/targets or breakers (flatters: research only)"),
                  params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """Backtest the strategy params choose over the bundled sample or the data store."""
-    from tradebook.backtest import run_backtest
+    from tradebook.research.backtest import run_backtest
 
     ctx = _context(params_file, param)
     result = run_backtest(ctx.params, root=ctx.root, symbols=_symbols(symbols), start=_day(start, "--start"),

@@ -21,7 +21,7 @@ from tradebook.errors import ConfigError, TradebookError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tradebook.backtest_results import BacktestResult
+    from tradebook.research.results import BacktestResult
     from tradebook.params import Params
 
 REFERENCE = "sma_reference"
@@ -102,7 +102,7 @@ def backtest(job: Job, params: Mapping[str, Any], bars: "pd.DataFrame") -> "Back
         return _run_reference(job, params, bars)
     from pathlib import Path
 
-    from tradebook.backtest import run_backtest
+    from tradebook.research.backtest import run_backtest
 
     return run_backtest(set_params(job, params), bars=bars, start=job.start, end=job.end, cash=job.cash,
                         use_gate=job.use_gate, frictions=job.frictions, root=Path(job.root) if job.root else None)
@@ -111,9 +111,9 @@ def backtest(job: Job, params: Mapping[str, Any], bars: "pd.DataFrame") -> "Back
 def _run_reference(job: Job, params: Mapping[str, Any], bars: "pd.DataFrame") -> "BacktestResult":
     import numpy as np
 
-    from tradebook.backtest import SmaCross
-    from tradebook.backtest_engine import Market, simulate
-    from tradebook.backtest_results import BacktestResult
+    from tradebook.research.backtest import SmaCross
+    from tradebook.research.simulator import Market, simulate
+    from tradebook.research.results import BacktestResult
 
     fast, slow, size = int(params.get("fast", 20)), int(params.get("slow", 50)), float(params.get("size", 10))
     if not 1 <= fast < slow:

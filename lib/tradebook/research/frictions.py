@@ -7,7 +7,7 @@
   entry price, as the monitor applies them): on a daily bar a gap through the level
   fills at the open, otherwise at the level. When one bar touches both, the stop is
   assumed first (daily bars cannot order them; the conservative choice).
-* **Breakers** (``tradebook.breakers.check_breakers``, BRK-1..3) on each close: the
+* **Breakers** (``tradebook.safety.breakers.check_breakers``, BRK-1..3) on each close: the
   daily loss against the previous close, the drawdown from the peak close, the
   minimum equity. A FROZEN trip freezes the backtest for good, as it freezes trading
   (CTL-2: never auto-clears): no order is decided or filled after it, positions are
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from tradebook.backtest_engine import Book
+    from tradebook.research.simulator import Book
     from tradebook.params import BacktestCosts, Params
 
 STOP_LOSS = "STOP_LOSS"
@@ -95,7 +95,7 @@ class Frictions:
         """A FROZEN breaker trip on this close's equity, or None (updates the references)."""
         if self.breakers is None:
             return None
-        from tradebook.breakers import check_breakers
+        from tradebook.safety.breakers import check_breakers
 
         self.peak = equity if self.peak is None else max(self.peak, equity)
         trips = check_breakers(equity, self.prev_equity, self.peak, None, self.breakers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Sequence
 
-from tradebook.backtest_engine import Book, Market, Order, pd_ffill
+from tradebook.research.simulator import Book, Market, Order, pd_ffill
 from tradebook.research.strategies.base import Held, StrategyError, call_strategy
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class StrategyRules:
     def __init__(self, market: Market, bars: "pd.DataFrame", strategy: "Strategy", params: "Params"):
         import numpy as np
 
-        from tradebook.backtest_engine import to_days
+        from tradebook.research.simulator import to_days
 
         self.market, self.strategy, self.p = market, strategy, params
         self.bars = bars.reset_index(drop=True)
@@ -46,7 +46,7 @@ class StrategyRules:
         """The bars decide would load on session ``t``: params' symbols and held ones, up to the close."""
         import numpy as np
 
-        from tradebook.decide import history_start
+        from tradebook.phases.decide import history_start
 
         day = self.market.dates[t].item()
         lo_day = np.datetime64(history_start(day, self.warmup), "D")
@@ -91,7 +91,7 @@ class StrategyRules:
         return orders
 
     def _entry(self, t: int, j: int, e, book: Book, equity: float, n_open: int) -> Order | None:
-        from tradebook.positions import STRATEGY, LedgerPosition, decide_entry
+        from tradebook.phases.positions import STRATEGY, LedgerPosition, decide_entry
 
         held = float(book.qty[j])
         position = (LedgerPosition(e.symbol, held, book.avg_price.get(j, 0.0), STRATEGY, None, None, None, None)

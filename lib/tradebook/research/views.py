@@ -64,7 +64,7 @@ def show_figure(fig: "Figure") -> None:
     """Display a figure in a notebook as a PNG (the same way the report and backtest notebooks do)."""
     from IPython.display import Image, display
 
-    from tradebook.report_plots import png
+    from tradebook.report.plots import png
 
     display(Image(png(fig)))
 

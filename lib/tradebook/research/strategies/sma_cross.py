@@ -2,7 +2,7 @@
 
 Entry when SMA(fast) crosses above SMA(slow) on the last bar (confidence 1: sizing is
 the decide phase's POS-1), exit when it crosses below. Crossings are
-``tradebook.backtest.crossings``, the exact backtrader CrossOver semantics the
+``tradebook.research.backtest.crossings``, the exact backtrader CrossOver semantics the
 parity test checks (tests/test_backtest_parity.py).
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ class SmaCrossover(Strategy):
         return self.params.slow * 2 + 10
 
     def generate(self, bars: "pd.DataFrame", held: Mapping[str, Held]) -> Signals:
-        from tradebook.backtest import crossings
+        from tradebook.research.backtest import crossings
 
         entries, exits = [], []
         for symbol, frame in bars.groupby("symbol", sort=True):

@@ -1,8 +1,8 @@
 """The built-in pullback swing strategy (``use: swing``, the default) on the interface.
 
-The rules and indicators are ``tradebook.strategy`` (see its docstring); this class
+The rules and indicators are ``tradebook.research.strategies.swing_rules`` (see its docstring); this class
 gives them validated params and the ``Strategy`` calling convention. The backtest
-also has a vectorised path for it (``tradebook.backtest.SwingRules``), checked
+also has a vectorised path for it (``tradebook.research.backtest.SwingRules``), checked
 against ``generate`` day by day in the tests.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from pydantic import Field, model_validator
 
-from tradebook import strategy as rules
+from tradebook.research.strategies import swing_rules as rules
 from tradebook.research.strategies.base import Held, Signals, Strategy, StrategyParams
 
 if TYPE_CHECKING:

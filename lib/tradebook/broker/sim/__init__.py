@@ -1,0 +1,2 @@
+"""SimBroker: the embedded simulated venue (state file, order book, fills, venue rules).
+"""

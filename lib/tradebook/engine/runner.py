@@ -1,0 +1,297 @@
+"""Run one phase notebook with papermill and record the run (SPEC §3, CFG-2, §7 speed).
+
+``run_phase("execute")`` validates the params (nothing runs on bad input), records a
+RUNNING row in the ledger's ``runs`` table, executes ``notebooks/execute.ipynb`` with
+papermill into ``runs/<YYYY-MM-DD>/<HHMMSS>-execute.ipynb`` (date and time from the broker
+clock, in exchange time), then marks the row OK or FAILED. A failed notebook is kept as
+papermill wrote it and raises :class:`PhaseFailed`; it is never retried here.
+
+This is the one entry point that runs a notebook (the CLI, the demo, the daemon, the
+benchmarks and the tests all call it). Every ``runs`` row records the code version
+(tradebook.engine.code_version), the kernel's pid and whether the notebook stopped early.
+
+Speed: papermill runs in this process (``import papermill`` costs ~2 s here, paid once
+per process, never by the kernels). Forking is a choice of the caller, never implied:
+without ``pool`` the notebook gets an ordinary fresh kernel (``tradebook run``); callers
+that run many notebooks (demo, daemon, tests, benchmarks) pass a
+:class:`~tradebook.engine.kernelpool.KernelPool` made with ``fork=True``, which supplies a kernel
+forked from a warm fork server while the previous notebook ran, and falls back to
+ordinary kernels where forking is unsupported (not Linux) or the fork server fails
+twice (logged). Every notebook still gets its own fresh kernel.
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradebook.engine.code_version import code_version
+from tradebook.errors import ConfigError, PhaseFailed
+from tradebook.engine.kernelclient import connect_client
+from tradebook.engine.kernelpool import KernelPool
+from tradebook.engine.notebook_files import notebook_kernel_name, reserve_output, validate_notebook_parameters
+
+if TYPE_CHECKING:
+    from tradebook.ledger.db import Ledger
+    from tradebook.params import Params
+
+__all__ = ["KernelPool", "PhaseFailed", "RunRecord", "run_phase", "validate_notebook_parameters"]
+
+PHASES = ("reconcile", "decide", "execute", "report")
+DEFAULT_CELL_TIMEOUT_S = 600.0   # non-execute phases: generous, but a hung cell still ends
+EXCHANGE_TZ = "America/New_York"
+_PHASE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one phase run did; the same facts as its ``runs`` row."""
+
+    run_id: str
+    phase: str
+    status: str                  # OK | FAILED
+    notebook_path: Path
+    params_hash: str
+    started_at: datetime
+    ended_at: datetime
+    sim_time: datetime | None    # the simulated clock in sim mode, else None
+    error: str | None = None     # "ExceptionName: message" of the failing cell
+    kernel_pid: int | None = None
+    stopped_early: bool = False  # the notebook ended itself with sys.exit(0): a clean halt
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "OK"
+
+
+def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+              root: str | Path | None = None, pool: KernelPool | None = None, notebook: str | Path | None = None,
+              now: datetime | None = None, timeout_s: float | None = None,
+              raise_on_failure: bool = True) -> RunRecord:
+    """Run ``notebooks/<phase>.ipynb`` (or ``notebook``) once; raise PhaseFailed if it fails.
+
+    ``notebook`` replaces the phase's notebook (tests); ``now`` the broker clock;
+    ``timeout_s`` the per-cell timeout. With ``raise_on_failure=False`` a failed run is
+    returned as a FAILED record instead of raised (it is recorded the same way).
+    """
+    from tradebook.context import project_root
+    from tradebook.params import DEFAULT_PARAMS_FILE, load_params
+
+    base = Path(root).resolve() if root else project_root()
+    source = _notebook_path(phase, base, notebook)
+    params_path = Path(params_file or DEFAULT_PARAMS_FILE)
+    params_path = (params_path if params_path.is_absolute() else base / params_path).resolve()
+    clean = _plain_overrides(overrides)
+    params = load_params(params_path, clean)  # ConfigError: nothing is recorded or run
+    at = _exchange_time(now if now is not None else _broker_now(params, base))
+    run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
+    ledger = _ledger(params, base)   # OPS-8 refusal comes before any file or row
+    output = reserve_output(params.runs_path(base) / f"{at:%Y-%m-%d}", f"{at:%H%M%S}-{phase}")
+    sim_time = at if params.mode == "sim" else None
+    started = _utcnow()
+    try:
+        _record_start(ledger, run_id, phase, params, started, output, sim_time, code_version())
+    except BaseException:  # ledger locked/corrupt: nothing ran, leave no empty notebook behind
+        output.unlink(missing_ok=True)
+        raise
+    parameters = {"params_file": str(params_path), "overrides": clean, "run_id": run_id}
+    timeout = timeout_s or (params.execution_timeout_s if phase == "execute" else DEFAULT_CELL_TIMEOUT_S)
+    try:
+        outcome = _execute(source, output, parameters, base, pool, timeout)
+    except BaseException as exc:  # Ctrl-C or a runner bug: the row must not stay RUNNING
+        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output, sim_time=sim_time)
+        raise
+    status = "FAILED" if outcome.error else "OK"
+    ended = _record_end(ledger, run_id, phase, status, outcome.error, output, outcome, sim_time=sim_time)
+    record = RunRecord(run_id, phase, status, output, params.digest(), started, ended, sim_time,
+                       outcome.error, outcome.kernel_pid, outcome.stopped_early)
+    if outcome.error and raise_on_failure:
+        raise PhaseFailed(f"phase {phase} failed: {outcome.error} (run {run_id}; executed notebook kept at "
+                          f"{output})", notebook_path=output, run_id=run_id, phase=phase, error=outcome.error)
+    return record
+
+
+# --- inputs ----------------------------------------------------------------------------------
+def _notebook_path(phase: str, root: Path, notebook: str | Path | None) -> Path:
+    if not _PHASE_NAME.match(phase or ""):
+        raise ConfigError(f"phase {phase!r} is not a phase name (lower-case letters, digits, _)")
+    path = Path(notebook) if notebook else root / "notebooks" / f"{phase}.ipynb"
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ConfigError(f"no notebook for phase {phase!r}: {path} does not exist")
+    return path.resolve()
+
+
+def _plain_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Overrides as JSON data: what papermill injects is exactly what was validated."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ConfigError("overrides must be a mapping of dotted key -> value")
+    return json.loads(json.dumps(overrides, default=str))
+
+
+def _broker_now(params: "Params", root: Path) -> datetime:
+    """Simulated time from the SimBroker in sim mode; the wall clock for Alpaca."""
+    if params.mode != "sim":
+        return _utcnow()
+    from tradebook.context import Context
+
+    return Context(params, root).now()
+
+
+def _exchange_time(moment: datetime) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    if moment.tzinfo is None:
+        raise ValueError("run_phase needs a timezone-aware time (got a naive datetime)")
+    return moment.astimezone(ZoneInfo(EXCHANGE_TZ))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- the runs row (own short transactions; the notebook opens the ledger itself) ----------
+def _ledger(params: "Params", root: Path) -> "Ledger":
+    """The run's ledger, checked to belong to this broker identity before any row (OPS-8)."""
+    from tradebook.context import Context
+
+    return Context(params, root).ledger
+
+
+def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,
+                  output: Path, sim_time: datetime | None, version: str) -> None:
+    from tradebook.engine import run_liveness
+
+    with ledger.transaction() as con:
+        run_liveness.mark_abandoned(con, started)  # runs whose process died never stay RUNNING
+        con.execute(
+            "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
+            "sim_time, code_version) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)",
+            [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
+             str(output), sim_time, version])
+        run_liveness.record_start(con, run_id, phase, started)
+
+
+def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
+                output: Path, outcome: "_Outcome | None" = None, *, sim_time: datetime | None = None) -> datetime:
+    from tradebook.ledger.db import record_event
+    from tradebook.engine.run_liveness import record_end
+
+    ended = _utcnow()
+    pid, early = (outcome.kernel_pid, outcome.stopped_early) if outcome else (None, None)
+    with ledger.transaction() as con:
+        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ?, kernel_pid = ?, stopped_early = ? "
+                    "WHERE run_id = ?", [status, ended, error, pid, early, run_id])
+        record_end(con, run_id)
+        if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
+            record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
+                         data={"phase": phase, "notebook": str(output)}, ts=sim_time or ended)  # one clock
+    return ended
+
+
+# --- execution -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Outcome:
+    error: str | None
+    kernel_pid: int | None
+    stopped_early: bool
+
+
+def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
+             pool: KernelPool | None, timeout: float) -> _Outcome:
+    """papermill in this process, on a pre-started kernel from ``pool`` (or a fresh one)."""
+    kernel_name = notebook_kernel_name(source)
+    own_pool = pool is None or pool.kernel_name != kernel_name
+    if own_pool:  # one kernel just for this run, same code path; no spares kept
+        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name).start()
+    km = kc = None
+    hung = False
+    try:
+        # Overlap papermill's import (~2 s, once per process) with kernel start-up: a cold
+        # kernel is launched first; a pool's fork server boots while we import.
+        if own_pool:
+            km = pool.take(root)
+        else:
+            pool.prepare(root)
+        _register_engine()
+        km = km or pool.take(root)
+        kc = connect_client(km, context=pool.context)
+        nb = _papermill(source, output, parameters, km, kc, timeout, kernel_name)
+        return _Outcome(None, _pid(km), _stopped_early(nb))
+    except Exception as exc:
+        hung = _is_timeout(exc)
+        _keep_failed_notebook(output, source, exc)
+        return _Outcome(_describe(exc), _pid(km), False)
+    except BaseException:  # Ctrl-C mid-cell: the kernel may be busy; do not wait for it
+        hung = True
+        raise
+    finally:
+        if kc is not None:
+            kc.stop_channels()
+        if km is not None:
+            pool.retire(km, kill=hung)
+        if own_pool:
+            pool.close()
+
+
+def _papermill(source: Path, output: Path, parameters: dict[str, Any], km: Any, kc: Any,
+               timeout: float, kernel_name: str) -> Any:
+    import papermill
+
+    engine = _register_engine()
+    # No cwd= here: papermill would chdir this whole process; the kernel already runs in root.
+    return papermill.execute_notebook(
+        str(source), str(output), parameters=parameters, engine_name=engine, kernel_name=kernel_name,
+        progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
+
+
+def _register_engine() -> str:
+    """Import papermill (~2 s, once per process) and register our engine; returns its name."""
+    from tradebook.engine.pmengine import ENGINE_NAME
+
+    return ENGINE_NAME
+
+
+def _pid(km: Any) -> int | None:
+    provisioner = getattr(km, "provisioner", None)
+    return getattr(provisioner, "pid", None)
+
+
+def _stopped_early(nb: Any) -> bool:
+    """sys.exit(0) in a cell: papermill stops without an error; we note the clean halt."""
+    return any(out.get("output_type") == "error" and out.get("ename") == "SystemExit"
+               for cell in nb.cells for out in cell.get("outputs", ()))
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or type(exc).__name__ in ("CellTimeoutError", "DeadKernelError")
+
+
+def _describe(exc: BaseException) -> str:
+    """The notebook's exception as 'Name: message' (no traceback), bounded in size."""
+    name, message = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if name is None:
+        name, message = type(exc).__name__, str(exc)
+    text = f"{name}: {message}" if message else str(name)
+    first_lines = " ".join(text.strip().splitlines()[:3])
+    return first_lines[:500]
+
+
+def _keep_failed_notebook(output: Path, source: Path, exc: BaseException) -> None:
+    """papermill saves the executed notebook on a cell error; if it never got that far, say so."""
+    if output.exists() and output.stat().st_size > 0:
+        return
+    import nbformat
+
+    nb = nbformat.read(str(source), as_version=4)
+    note = nbformat.v4.new_markdown_cell(
+        f"**This run failed before its first cell executed:** `{_describe(exc)}`. "
+        "The cells below are the unexecuted notebook.")
+    nb.cells.insert(0, note)
+    nbformat.write(nb, str(output))

@@ -1,0 +1,326 @@
+"""The DuckDB ledger: the source of truth for *why* (intents, verdicts, incidents).
+
+DuckDB lets one process hold a file for writing and then refuses every other
+process, even read-only (OPS-1). So the ledger is never held open: each call opens
+a short-lived connection, retries while another process holds the lock, and runs
+each state change inside one transaction (OPS-2). A file that exists but is not a
+DuckDB database is reported as corrupt with the backup to restore, never replaced.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import duckdb
+
+from tradebook.ledger import file as ledger_file
+from tradebook.ledger.file import corrupt_message, newest_backup, newest_good_backup  # noqa: F401 (re-exported)
+from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
+from tradebook.errors import ConfigError, LedgerCorrupt, LedgerError, LedgerLocked
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MIGRATIONS: list[str] = [
+    # v1: the tables of SPEC §5
+    """
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, phase VARCHAR NOT NULL, params_hash VARCHAR, params_json JSON,
+        started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ, status VARCHAR NOT NULL,
+        error VARCHAR, notebook_path VARCHAR, sim_time TIMESTAMPTZ);
+    CREATE SEQUENCE event_seq;
+    CREATE TABLE events (
+        event_id BIGINT PRIMARY KEY DEFAULT nextval('event_seq'), ts TIMESTAMPTZ NOT NULL,
+        run_id VARCHAR, kind VARCHAR NOT NULL, symbol VARCHAR, qty DOUBLE, price DOUBLE,
+        reason VARCHAR, data JSON);
+    CREATE TABLE intents (
+        intent_id VARCHAR PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL, run_id VARCHAR,
+        kind VARCHAR NOT NULL,            -- ENTRY | ADD_ON | EXIT
+        symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty DOUBLE NOT NULL,
+        order_type VARCHAR NOT NULL, limit_price DOUBLE, urgency VARCHAR NOT NULL DEFAULT 'normal',
+        confidence DOUBLE, decision_price DOUBLE, decision_time TIMESTAMPTZ, reason VARCHAR,
+        state VARCHAR NOT NULL,           -- PLANNED SUBMITTED FILLED PARTIAL CANCELLED EXPIRED FAILED REJECTED
+        attempt INTEGER NOT NULL DEFAULT 0, gate_status VARCHAR, gate_reason VARCHAR,
+        updated_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE verdicts (
+        intent_id VARCHAR NOT NULL, run_id VARCHAR, ts TIMESTAMPTZ NOT NULL, rule VARCHAR NOT NULL,
+        severity VARCHAR NOT NULL,        -- pass | warn | reject
+        reason_code VARCHAR NOT NULL, detail JSON);
+    CREATE TABLE orders (
+        client_order_id VARCHAR PRIMARY KEY, intent_id VARCHAR NOT NULL, attempt INTEGER NOT NULL,
+        broker_id VARCHAR, symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty DOUBLE NOT NULL,
+        order_type VARCHAR NOT NULL, limit_price DOUBLE, time_in_force VARCHAR NOT NULL,
+        status VARCHAR NOT NULL, filled_qty DOUBLE NOT NULL DEFAULT 0, filled_avg_price DOUBLE,
+        reject_reason VARCHAR, submitted_at TIMESTAMPTZ, updated_at TIMESTAMPTZ NOT NULL);
+    CREATE SEQUENCE fill_seq;
+    CREATE TABLE fills (
+        fill_id BIGINT PRIMARY KEY DEFAULT nextval('fill_seq'), client_order_id VARCHAR,
+        intent_id VARCHAR, symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty DOUBLE NOT NULL,
+        price DOUBLE NOT NULL, ts TIMESTAMPTZ NOT NULL, decision_price DOUBLE, slippage_bps DOUBLE);
+    CREATE TABLE positions (
+        symbol VARCHAR PRIMARY KEY, qty DOUBLE NOT NULL, avg_price DOUBLE NOT NULL,
+        origin VARCHAR NOT NULL,          -- STRATEGY | EXTERNAL
+        opened_at TIMESTAMPTZ, confidence DOUBLE, tier VARCHAR, sector VARCHAR,
+        updated_at TIMESTAMPTZ NOT NULL);
+    CREATE SEQUENCE trade_seq;
+    CREATE TABLE trades (
+        trade_id BIGINT PRIMARY KEY DEFAULT nextval('trade_seq'), ts TIMESTAMPTZ NOT NULL,
+        symbol VARCHAR NOT NULL, side VARCHAR NOT NULL, qty DOUBLE NOT NULL, price DOUBLE,
+        kind VARCHAR NOT NULL,            -- FILL | EXTERNAL_CLOSE | CORRECTION | BACKFILL
+        realized_pnl DOUBLE, reason VARCHAR, run_id VARCHAR);
+    CREATE TABLE closed_today (symbol VARCHAR NOT NULL, session_date DATE NOT NULL,
+        closed_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (symbol, session_date));
+    CREATE TABLE cooldowns (symbol VARCHAR PRIMARY KEY, last_order_at TIMESTAMPTZ NOT NULL);
+    CREATE TABLE equity_snapshots (
+        ts TIMESTAMPTZ NOT NULL, session_date DATE NOT NULL,
+        kind VARCHAR NOT NULL,            -- START_OF_DAY | PEAK | INTRADAY | END_OF_DAY
+        equity DOUBLE NOT NULL, cash DOUBLE);
+    CREATE SEQUENCE control_seq;
+    CREATE TABLE controls (
+        control_id BIGINT PRIMARY KEY DEFAULT nextval('control_seq'), ts TIMESTAMPTZ NOT NULL,
+        state VARCHAR NOT NULL,           -- RUNNING | REDUCE_ONLY | HALTED | FROZEN
+        reason VARCHAR NOT NULL, actor VARCHAR NOT NULL, source VARCHAR NOT NULL);
+    CREATE SEQUENCE incident_seq;
+    CREATE TABLE incidents (
+        incident_id BIGINT PRIMARY KEY DEFAULT nextval('incident_seq'), ts TIMESTAMPTZ NOT NULL,
+        session_date DATE NOT NULL, kind VARCHAR NOT NULL, detail VARCHAR, resolved_at TIMESTAMPTZ);
+    CREATE TABLE heartbeats (component VARCHAR PRIMARY KEY, ts TIMESTAMPTZ NOT NULL, detail JSON);
+    """,
+    # v2: facts about the ledger itself: the broker identity it belongs to (OPS-8) and the last
+    # full reconcile of a session (REC-8); tradebook.ledger.meta reads and writes them.
+    """
+    CREATE TABLE ledger_meta (key VARCHAR PRIMARY KEY, value JSON NOT NULL, updated_at TIMESTAMPTZ NOT NULL);
+    """,
+    # v3: what ran: the code version (tradebook.engine.code_version), the kernel's pid, and whether the
+    # notebook ended itself early (sys.exit(0): a clean halt, not a failure).
+    """
+    ALTER TABLE runs ADD COLUMN code_version VARCHAR;
+    ALTER TABLE runs ADD COLUMN kernel_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN stopped_early BOOLEAN;
+    """,
+]
+
+LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
+BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Ledger:
+    """Short-lived, lock-retrying connections to the ledger file."""
+
+    def __init__(self, path: str | Path, *, lock_timeout_s: float | None = None, create: bool = True):
+        self.path = Path(path)
+        # How long to wait for another process's lock; TRADEBOOK_LEDGER_LOCK_TIMEOUT_S tunes the default.
+        self.lock_timeout_s = lock_timeout_s if lock_timeout_s is not None else _env_lock_timeout()
+        self._migrated = False
+        if not self.path.exists():
+            if not create:
+                raise LedgerError(f"ledger {self.path} does not exist; run `tradebook demo` or "
+                                  f"`tradebook run reconcile` to create it")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    # connections ---------------------------------------------------------------------
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        started = time.monotonic()
+        deadline = started + self.lock_timeout_s
+        delay = 0.02
+        while True:
+            # OPS-7: the bytes are checked before DuckDB may read or write them (see ledger_file).
+            problem = ledger_file.check_once(self.path)
+            if problem == "busy":
+                if time.monotonic() >= max(deadline, started + BUSY_GRACE_S):
+                    raise LedgerLocked(f"ledger {self.path} kept changing while it was checked (another process "
+                                       "is writing it); try again. `tradebook halt` works regardless.")
+                time.sleep(0.1)
+                continue
+            if problem is not None:
+                raise LedgerCorrupt(corrupt_message(self.path, problem))
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+            except duckdb.Error as exc:
+                text = str(exc)
+                if any(m in text for m in LOCK_MARKERS):
+                    if time.monotonic() >= deadline:
+                        raise LedgerLocked(
+                            f"ledger {self.path} is locked by another process ({_holder(text)}) "
+                            f"for more than {self.lock_timeout_s:.0f}s; wait for that run to finish "
+                            "or stop it. The kill switch still works: `tradebook halt` uses the flag file."
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.25)
+                    continue
+                if is_corrupt_error(exc):
+                    raise LedgerCorrupt(corrupt_message(self.path, text)) from None
+                raise LedgerError(f"cannot open ledger {self.path}: {text}") from None
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection that is closed (and the file lock released) on exit.
+
+        DuckDB errors that mean a damaged file (a block failing its checksum, bytes
+        missing) become LedgerCorrupt naming the newest good backup.
+        """
+        con = self._open(read_only)
+        clean = False
+        try:
+            if not self._migrated and not read_only:
+                self._migrate(con)
+            yield con
+            clean = True
+        except duckdb.Error as exc:
+            if is_corrupt_error(exc):
+                ledger_file.forget(self.path)
+                raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
+            raise
+        finally:
+            con.close()
+            if clean:
+                ledger_file.trust(self.path)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One state change: everything inside commits together or not at all (OPS-2).
+
+        Work registered with ``after_commit`` runs once the commit succeeded and the
+        connection is closed; a rollback (or a failed commit) drops it.
+        """
+        key, hooks = None, []
+        try:
+            with self.connect() as con:
+                key = id(con)
+                _after_commit[key] = []
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                hooks = _after_commit.pop(key, [])
+        finally:
+            if key is not None:
+                _after_commit.pop(key, None)
+        for hook in hooks:
+            hook()
+
+    # migrations ------------------------------------------------------------------------
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        try:
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at TIMESTAMPTZ)")
+            current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        except duckdb.Error as exc:
+            raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
+        if current > len(MIGRATIONS):
+            raise LedgerError(f"ledger {self.path} has schema v{current}, newer than this tradebook "
+                              f"(v{len(MIGRATIONS)}); upgrade tradebook")
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            con.execute("BEGIN TRANSACTION")
+            con.execute(MIGRATIONS[version - 1])
+            con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
+            con.execute("COMMIT")
+        self._migrated = True
+
+    def schema_version(self) -> int:
+        with self.connect() as con:
+            return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+    # small generic helpers -------------------------------------------------------------
+    def df(self, sql: str, params: list[Any] | None = None) -> "pd.DataFrame":
+        """Run a read query and return a DataFrame."""
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[tuple]:
+        with self.connect() as con:
+            return con.execute(sql, params or []).fetchall()
+
+    def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
+        with self.connect() as con:
+            row = con.execute(sql, params or []).fetchone()
+            return row[0] if row else None
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        """One statement in its own transaction."""
+        with self.transaction() as con:
+            con.execute(sql, params or [])
+
+    def check(self, read_only: bool = False) -> dict[str, int]:
+        """Open the ledger and read every column of every table; LedgerCorrupt on a bad file (OPS-7)."""
+        with self.connect(read_only=read_only) as con:
+            try:
+                return read_all(con)
+            except duckdb.Error as exc:
+                raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
+
+
+def read_all(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows per table, after reading every value (hashing it) so that DuckDB checks every data block.
+
+    ``count(*)`` alone is answered from metadata and would call a half-missing table fine.
+    """
+    tables = [r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema='main' AND table_type='BASE TABLE' "
+        "ORDER BY table_name").fetchall()]
+    return {t: con.execute(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{t}"').fetchone()[0]
+            for t in tables}
+
+
+def is_corrupt_error(exc: BaseException) -> bool:
+    """A DuckDB error that means damaged bytes rather than a bad query or a lock."""
+    text = str(exc)
+    return any(m in text for m in CORRUPT_MARKERS) or isinstance(exc, duckdb.SerializationException)
+
+
+_after_commit: dict[int, list[Any]] = {}   # id(open transaction's connection) -> work for after its commit
+
+
+def after_commit(con: duckdb.DuckDBPyConnection, fn: Any) -> None:
+    """Run ``fn()`` after the ``Ledger.transaction`` owning ``con`` commits; never if it rolls back.
+
+    For side effects outside the ledger (alert delivery over the network): they must not
+    hold the ledger while they wait, nor announce a change that did not happen. A
+    connection outside such a transaction commits each statement at once: ``fn`` runs now.
+    """
+    hooks = _after_commit.get(id(con))
+    if hooks is None:
+        fn()
+    else:
+        hooks.append(fn)
+
+
+def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | None = None,
+                 symbol: str | None = None, qty: float | None = None, price: float | None = None,
+                 reason: str | None = None, data: dict[str, Any] | None = None,
+                 ts: datetime | None = None) -> None:
+    """Append an audit event inside the caller's transaction (REC-6 and friends)."""
+    con.execute(
+        "INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason, data) VALUES (?,?,?,?,?,?,?,?)",
+        [ts or utcnow(), run_id, kind, symbol, qty, price, reason,
+         json.dumps(data, default=str) if data is not None else None],
+    )
+
+
+def _env_lock_timeout() -> float:
+    """TRADEBOOK_LEDGER_LOCK_TIMEOUT_S (default 15 s); a bad value is named as coming from the environment."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "15")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise ConfigError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds >= 0 [from env]; fix or unset it "
+                          "in the environment (e.g. the systemd EnvironmentFile)")
+    return value
+
+
+def _holder(text: str) -> str:
+    marker = "Conflicting lock is held in"
+    return text[text.index(marker):].strip().rstrip(".") if marker in text else "lock held"

@@ -1,0 +1,2 @@
+"""Unattended operation: the daemon and its schedule, alerts, logs, health, doctor.
+"""

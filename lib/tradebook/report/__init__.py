@@ -1,0 +1,2 @@
+"""The report: the ledger read into tables (build), their sections and figures.
+"""

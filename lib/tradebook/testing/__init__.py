@@ -1,0 +1,2 @@
+"""Test infrastructure that ships with the package because the demo uses it.
+"""
