@@ -247,6 +247,7 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     from tradebook.phases import intents as it
     from tradebook.broker.base import OrderRequest
     from tradebook.errors import BrokerUnavailable
+    from tradebook.ledger import meta as ledger_meta
     from trading_helpers import EXEC_DAY, mid, plant, positions_match
 
     ctx = make_ctx(root)
@@ -268,6 +269,8 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     assert ctx.ledger.scalar("SELECT count(*) FROM incidents WHERE kind = 'ORDER_LOOKUP_FAILED'") == 1
     assert ctx.ledger.scalar("SELECT count(*) FROM trades WHERE kind = 'EXTERNAL_CLOSE'") == 0
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "RUNNING"
+    with ctx.ledger.connect() as con:  # REC-8: a book compared only in part is not "reconciled"
+        assert ledger_meta.entry_blocker(con, ctx.now()) is not None
     for _ in range(4):  # the broker answers again: use up what is left of the injected faults
         try:
             ctx.broker.get_order(cid)
@@ -276,6 +279,8 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
             continue
     second = run_reconcile(ctx)
     assert second.actions == [] and second.unread == [] and intent_state_of(ctx, intent.intent_id) == "FILLED"
+    with ctx.ledger.connect() as con:
+        assert ledger_meta.entry_blocker(con, ctx.now()) is None
     assert ctx.ledger.scalar("SELECT count(*) FROM trades WHERE kind = 'EXTERNAL_CLOSE'") == 0
     assert positions_match(ctx)
 

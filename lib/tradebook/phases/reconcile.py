@@ -276,7 +276,9 @@ def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = No
     # An average-price difference alone is Alpaca's FIFO end-of-day average, not a divergence:
     # a quiet broker-wins correction (REC-4), no incident.
     report.divergence = any(not _price_only(a) for a in actions) and not first
-    mark_due = not light and outcome.needs_success_mark(mark, now)   # REC-8, written once per session
+    # REC-8, written once per session; a run that had to leave a symbol out (its order look-up
+    # failed) did not compare the whole book, so it does not count as a success.
+    mark_due = not light and not report.unread and outcome.needs_success_mark(mark, now)
     if report.wrote or mark_due:
         _write(ctx, report, fingerprint, mark if mark_due else None, mark_due)
     return report
