@@ -60,11 +60,12 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
 # Tables whose SQL lives in one store module; the report's read-only listings are the one exception.
 OWNED_TABLES = {"controls": "tradebook.ledger.controls", "incidents": "tradebook.ledger.controls",
                 "verdicts": "tradebook.ledger.verdicts", "equity_snapshots": "tradebook.ledger.equity",
-                "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats"}
+                "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats",
+                "closed_today": "tradebook.ledger.closed_today"}
 READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report.build"}, "incidents": {"tradebook.report.build"},
                         "verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"},
                         "equity_snapshots": {"tradebook.report.build"}, "cooldowns": set(),
-                        "heartbeats": set()}
+                        "heartbeats": set(), "closed_today": set()}
 
 
 def _module_name(path: Path) -> str:
@@ -74,7 +75,7 @@ def _module_name(path: Path) -> str:
 
 def test_ledger_tables_when_sql_searched_then_only_their_store_writes_or_reads_them():
     """One owner per ledger table: every statement on ``controls``, ``incidents``, ``verdicts``,
-    ``equity_snapshots``, ``cooldowns`` and ``heartbeats`` is in its store (read-only listings of the report and the
+    ``equity_snapshots``, ``cooldowns``, ``heartbeats`` and ``closed_today`` is in its store (read-only listings of the report and the
     execute audit excepted)."""
     import re
 

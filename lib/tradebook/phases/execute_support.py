@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tradebook.ledger import closed_today
 from tradebook.ledger import cooldowns as cooldown_store
 from tradebook.phases import intents as it
 from tradebook.errors import BrokerRejected, BrokerUnavailable, TradebookError
@@ -100,8 +101,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
             "SELECT symbol, count(*) FROM orders WHERE submitted_at >= ? AND status NOT IN ('not_found', "
             "'not_sent') AND NOT regexp_matches(intent_id, '-EXIT.*-part([2-9]|[1-9][0-9]+)$') GROUP BY symbol",
             [day_start]).fetchall())
-        closed = [r[0] for r in con.execute("SELECT symbol FROM closed_today WHERE session_date = ?",
-                                            [today]).fetchall()]
+        closed = closed_today.symbols(con, today)
         last = cooldown_store.last_orders(con)
     return origins, by_symbol, closed, last
 

@@ -210,5 +210,6 @@ def _update_position(con: "duckdb.DuckDBPyConnection", fill: FillInfo, pos: Ledg
 
 def mark_closed_today(con: "duckdb.DuckDBPyConnection", symbol: str, session_day, ts: datetime) -> None:
     """POS-3 re-entry prevention: remember that ``symbol`` went flat this session."""
-    con.execute("INSERT OR IGNORE INTO closed_today (symbol, session_date, closed_at) VALUES (?, ?, ?)",
-                [symbol, session_day, ts])
+    from tradebook.ledger import closed_today
+
+    closed_today.mark(con, symbol, session_day, ts)

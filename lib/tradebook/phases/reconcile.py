@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
+from tradebook.ledger import closed_today
 from tradebook.ledger import meta as ledger_meta
 from tradebook.phases import reconcile_outcome as outcome
 from tradebook.errors import LedgerError
@@ -336,8 +337,7 @@ def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | Non
                 "WHERE a.kind = 'CORRECTION' AND positions.symbol = a.symbol", [now])
     con.execute("DELETE FROM positions WHERE symbol IN "
                 "(SELECT symbol FROM rec_actions WHERE kind = 'EXTERNAL_CLOSE')")
-    con.execute("INSERT OR IGNORE INTO closed_today (symbol, session_date, closed_at) "
-                "SELECT symbol, ?, ? FROM rec_actions WHERE kind = 'EXTERNAL_CLOSE'", [day, now])
+    closed_today.mark_external_closes(con, day, now)
     con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, realized_pnl, reason, run_id) "
                 "SELECT ?, symbol, CASE WHEN delta >= 0 THEN 'buy' ELSE 'sell' END, abs(delta), "
                 "price, kind, NULL, reason, ? FROM rec_actions", [now, run_id])
