@@ -123,13 +123,16 @@ def test_swp1_when_evaluated_twice_then_same_figures():
 def test_swp1_when_cli_sweep_interrupted_by_ctrl_c_then_rerun_resumes_without_rerunning(root):
     """SWP-1: SIGINT mid-sweep keeps finished sets; the same command then runs only the rest."""
     db = root / "runs" / "sweeps.duckdb"
-    # 108 sets: enough that the sweep is still running when SIGINT lands, on an idle CI machine too
-    # (18 sets once finished between the third progress line and the signal).
+    # 108 sets: the sweep is still running when SIGINT lands, on an idle machine too.
     args = [sys.executable, "-m", "tradebook.cli", "sweep", "swing", "--grid", "rsi_entry=10:45:1",
             "--grid", "max_hold_days=5,10,15", "--symbols", "AAPL,IBM", "--start", "2004-01-01",
             "--workers", "2", "--top", "0"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")}
-    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C at a terminal: the sweep must see SIGINT's default disposition. A CI job started in the
+    # background by a non-interactive shell inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler at all (the sweep would simply finish).
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_progress(proc, at_least=3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
