@@ -123,3 +123,20 @@ def test_ops8_when_cli_reconcile_paper_against_sim_ledger_then_exit_2_says_why(r
     assert proc.returncode == 2, proc.stderr
     assert "belongs to sim (SimBroker)" in proc.stderr and "Traceback" not in proc.stderr
     assert _snapshot(path) == before
+
+
+def test_ops8_when_resume_with_paper_params_against_halted_sim_ledger_then_refused_and_still_halted(
+        root, fake, sim_ledger):
+    """CTL-2 + OPS-8: clearing a halt is a write like any other: another account's params are refused."""
+    from tradebook.safety import controls
+
+    controls.halt(sim_ledger.params, root, "operator drill", "tester", "cli")
+    args = ["--params", "params/alpaca-paper.yaml", "-p", "ledger_file=ledger.duckdb",
+            "-p", f"alpaca.url_override={fake.url}", "-p", f"alpaca.data_url_override={fake.url}",
+            "-p", "alpaca.retries=0"]
+    env = {**os.environ, **KEYS, "TRADEBOOK_ROOT": str(root)}
+    proc = subprocess.run([sys.executable, "-m", "tradebook.cli", "resume", "--reason", "wrong book", "--yes",
+                           *args], env=env, capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 2, proc.stderr
+    assert "belongs to sim (SimBroker)" in proc.stderr and "Traceback" not in proc.stderr
+    assert controls.effective_state(sim_ledger.params, root, sim_ledger.ledger).state == "HALTED"

@@ -184,6 +184,8 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
     from tradebook.safety.controls import resume
 
     ctx = _context(params_file, param)
+    # OPS-8: clearing a halt writes this account's ledger; another account's is refused here, untouched.
+    _ = ctx.ledger
     _confirm("RESUME", yes, "Trading will resume: new entries and exits will be sent to the broker.")
     if reset_peak:
         # Without this, a drawdown freeze trips again at the next breaker check.
