@@ -55,3 +55,21 @@ def alpaca_contract():
         shown = "\n  ".join(log.violations[:20])
         pytest.fail(f"the Alpaca fake broke Alpaca's contract {len(log.violations)} time(s):\n  {shown}",
                     pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A project root shared by one test module's notebook runs (params copied, empty runs/)."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(REPO / "params", root / "params")
+    (root / "runs").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def pool(project: Path):
+    """A forking kernel pool on ``project``, warm for the whole module."""
+    from tradebook.engine.kernelpool import KernelPool
+
+    with KernelPool(project, fork=True) as warm:
+        yield warm

@@ -23,20 +23,6 @@ NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 SIM_NOW = datetime(2011, 7, 6, 13, 35, 7, tzinfo=timezone.utc)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "params", root / "params")
-    (root / "runs").mkdir()
-    return root
-
-
-@pytest.fixture(scope="module")
-def pool(project: Path):
-    with KernelPool(project, fork=True) as warm:
-        yield warm
-
-
 def _run(project: Path, pool, name: str):
     return run_phase("reconcile", root=project, pool=pool, notebook=NOTEBOOKS / f"{name}.ipynb", now=SIM_NOW,
                      raise_on_failure=False)

@@ -11,21 +11,14 @@ from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, intent_state, make_ctx, mid, ny, plant,
+from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, hold, intent_state, make_ctx, mid, ny, plant,
                              positions_match, window_time)
 
 
 @pytest.fixture
 def ectx(root):
     """Decided on 2011-07-20 after the close: exit MSFT (held), enter AAPL and IBM; clock still at decide time."""
-    ctx = make_ctx(root)
-    ctx.broker.advance_to(decide_time())
-    hold(ctx, "MSFT", 100, 25.0)
-    plant(ctx, "MSFT", "EXIT", 100)
-    plant(ctx, "AAPL", "ENTRY", 10)
-    plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
-    run_reconcile(ctx)  # REC-8: after the close, it covers the next session (entries need it)
-    return ctx
+    return decided_book(root)
 
 
 EXIT_ID, AAPL_ID, IBM_ID = "20110720-MSFT-EXIT", "20110720-AAPL-ENTRY", "20110720-IBM-ENTRY"

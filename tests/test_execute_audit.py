@@ -11,7 +11,7 @@ from tradebook.phases.execute import run_execute
 from tradebook.engine.notebook_files import printed_summary
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
-from trading_helpers import decide_time, hold, make_ctx, mid, plant, window_time
+from trading_helpers import decided_book, decide_time, make_ctx, mid, plant, window_time
 
 ORDERS = "orders: limit, fill price, slippage vs decision (bps, + = worse)"
 REFUSALS = "gate refusals: rule, reason and its numbers"
@@ -20,14 +20,7 @@ REFUSALS = "gate refusals: rule, reason and its numbers"
 @pytest.fixture
 def actx(root):
     """MSFT held with a planned exit, AAPL and IBM entries; reconciled for the next session."""
-    ctx = make_ctx(root)
-    ctx.broker.advance_to(decide_time())
-    hold(ctx, "MSFT", 100, 25.0)
-    plant(ctx, "MSFT", "EXIT", 100)
-    plant(ctx, "AAPL", "ENTRY", 10)
-    plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
-    run_reconcile(ctx)
-    return ctx
+    return decided_book(root)
 
 
 def test_execute_summary_when_everything_refused_by_halt_then_names_rule_code_and_symbols(actx):

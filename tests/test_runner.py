@@ -7,7 +7,6 @@ module (per xdist worker): a pool's fork server costs ~1 s to start, each run ~0
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,20 +25,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 SIM_NOW = datetime(2011, 7, 6, 13, 35, 7, tzinfo=timezone.utc)  # 09:35:07 in New York
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(REPO / "params", root / "params")
-    (root / "runs").mkdir()
-    return root
-
-
-@pytest.fixture(scope="module")
-def pool(project: Path):
-    with KernelPool(project, fork=True) as warm:
-        yield warm
 
 
 def _run(project: Path, pool: KernelPool, name: str, **kwargs):

@@ -105,3 +105,18 @@ def positions_match(ctx: Context) -> bool:
 
 def table_counts(ctx: Context) -> dict[str, int]:
     return ctx.ledger.check()
+
+
+def decided_book(root: Path) -> Context:
+    """Decided on 2011-07-20 after the close: exit MSFT (held), enter AAPL and IBM; clock still at decide
+    time; reconciled (REC-8: after the close it covers the next session, so entries may go)."""
+    from tradebook.phases.reconcile import run_reconcile
+
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    hold(ctx, "MSFT", 100, 25.0)
+    plant(ctx, "MSFT", "EXIT", 100)
+    plant(ctx, "AAPL", "ENTRY", 10)
+    plant(ctx, "IBM", "ENTRY", 20, confidence=0.6)
+    run_reconcile(ctx)
+    return ctx

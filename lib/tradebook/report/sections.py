@@ -181,9 +181,7 @@ def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
     shown = frame.head(max_rows)
     fmt: dict[str, Any] = {}
     for col in shown.columns:
-        if col in MONEY:
-            fmt[col] = "{:,.2f}"
-        elif col in PRICE:
+        if col in MONEY or col in PRICE:
             fmt[col] = "{:,.2f}"
         elif col == "qty":
             fmt[col] = "{:,.6g}"
