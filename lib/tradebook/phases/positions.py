@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tradebook.ledger import events
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -147,7 +149,6 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
     buys; removed at zero, which also marks ``closed_today``) and the ticker cooldown.
     """
     from tradebook.ledger import cooldowns as cooldown_store
-    from tradebook.ledger.db import record_event
 
     slip = slippage_bps(fill.side, fill.price, fill.decision_price)
     con.execute("INSERT INTO fills (client_order_id, intent_id, symbol, side, qty, price, ts, decision_price, "
@@ -161,9 +162,9 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
                 [fill.ts, fill.symbol, fill.side, fill.qty, fill.price, realized,
                  f"fill of {fill.client_order_id}", run_id])
     cooldown_store.touch(con, fill.symbol, fill.ts)
-    record_event(con, "FILL", run_id=run_id, symbol=fill.symbol, qty=fill.qty, price=fill.price, ts=fill.ts,
-                 reason=f"{fill.side} fill of {fill.client_order_id}",
-                 data={"intent_id": fill.intent_id, "client_order_id": fill.client_order_id,
+    events.record(con, "FILL", run_id=run_id, symbol=fill.symbol, qty=fill.qty, price=fill.price, ts=fill.ts,
+                  reason=f"{fill.side} fill of {fill.client_order_id}",
+                  data={"intent_id": fill.intent_id, "client_order_id": fill.client_order_id,
                        "slippage_bps": slip, "realized_pnl": realized})
     return realized
 

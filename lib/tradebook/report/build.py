@@ -16,6 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from tradebook.ledger import runs
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -78,13 +80,6 @@ SQL = {
                           CASE WHEN kind = 'EXIT' THEN 'EXIT_' || state ELSE state END AS state,
                           attempt, gate_status, gate_reason, reason
                    FROM intents WHERE state IN {OPEN_STATES} ORDER BY created_at, intent_id""",
-    # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
-    "runs": """SELECT phase, count(*) AS runs, count(*) FILTER (WHERE status NOT IN ('OK', 'RUNNING')) AS failed,
-                      max(coalesce(sim_time, started_at)) AS last_run,
-                      arg_max(status, coalesce(sim_time, started_at)) AS last_status
-               FROM runs GROUP BY phase ORDER BY phase""",
-    "failed_runs": "SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
-                   "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT 10",
     "counts": f"""SELECT (SELECT count(*) FROM fills), (SELECT count(*) FROM trades),
                         (SELECT coalesce(sum(realized_pnl), 0) FROM trades),
                         (SELECT count(*) FROM intents WHERE state IN {OPEN_STATES}),
@@ -140,7 +135,9 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
         con.execute(f"SET TimeZone = '{TZ}'")
         frames = {name: con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
                   for name in ("equity", "positions", "fills", "slippage", "rejections", "warnings", "incidents",
-                               "controls", "intents", "runs", "failed_runs")}
+                               "controls", "intents")}
+        # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
+        frames["runs"], frames["failed_runs"] = runs.by_phase(con), runs.failed(con, 10)
         hist = con.execute(SQL["slippage_hist"]).df()
         counts = con.execute(SQL["counts"]).fetchone()
         last_ts = con.execute("SELECT max(ts) FROM (SELECT max(ts) AS ts FROM fills UNION ALL "
