@@ -234,7 +234,8 @@ class Ledger:
 
     # small generic helpers -------------------------------------------------------------
     def read(self, reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``reader(con, *args, **kwargs)`` (a store's reader) on a short-lived connection."""
+        """``reader(con, *args, **kwargs)`` on a short-lived connection: one store read, e.g.
+        ``ledger.read(fills.count_since, since)``."""
         with self.connect() as con:
             return reader(con, *args, **kwargs)
 
