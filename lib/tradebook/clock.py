@@ -48,12 +48,9 @@ def state_file_now(path: Path) -> datetime | None:
     if not path.is_file():
         return None  # never create a sim account just to stamp an action
     try:
-        from tradebook.broker.sim import state
-        from tradebook.broker.sim.store import SimStore
+        from tradebook.broker.sim.broker import stored_now
 
-        with SimStore(path, SIM_CLOCK_LOCK_TIMEOUT_S).attached() as con:
-            meta = state.read_meta(con)
-        return state.from_us(meta[1]) if meta else None
+        return stored_now(path, SIM_CLOCK_LOCK_TIMEOUT_S)
     except Exception:  # locked, damaged, not a sim state: the halt matters more than its stamp
         return None
 
