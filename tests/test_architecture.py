@@ -90,10 +90,9 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
 OWNED_TABLES = {"controls": "tradebook.ledger.controls", "incidents": "tradebook.ledger.controls",
                 "verdicts": "tradebook.ledger.verdicts", "equity_snapshots": "tradebook.ledger.equity",
                 "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats",
-                "closed_today": "tradebook.ledger.closed_today"}
-READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report.build"}, "incidents": {"tradebook.report.build"},
-                        "verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"},
-                        "equity_snapshots": {"tradebook.report.build"}}
+                "closed_today": "tradebook.ledger.closed_today", "positions": "tradebook.ledger.positions",
+                "trades": "tradebook.ledger.trades", "fills": "tradebook.ledger.fills"}
+READ_ONLY_EXCEPTIONS = {"verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"}}
 
 
 def _module_name(path: Path, lib: Path = REPO / "lib") -> str:

@@ -168,7 +168,9 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
 
 def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
     """Fills and gate rejections of this demo's sessions only (the ledger may hold earlier runs)."""
-    fills = ctx.ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [since]) or 0
+    from tradebook.ledger import fills as fill_store
+
+    fills = ctx.ledger.read(fill_store.count_since, since) or 0
     rejects = dict(ctx.ledger.rows("SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' "
                                    "AND updated_at > ? GROUP BY 1", [since]))
     return fills, rejects

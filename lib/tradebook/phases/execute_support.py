@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook.ledger import closed_today
 from tradebook.ledger import cooldowns as cooldown_store
+from tradebook.ledger import positions as position_store
 from tradebook.phases import intents as it
 from tradebook.errors import BrokerRejected, BrokerUnavailable, TradebookError
 
@@ -95,7 +96,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
     today = _day(now)
     day_start = datetime.combine(today, time(0), ZoneInfo("America/New_York"))
     with ctx.ledger.connect() as con:
-        origins = dict(con.execute("SELECT symbol, origin FROM positions").fetchall())
+        origins = position_store.origins(con)
         # the later parts of a split exit ride on part 1's count (EXIT-6, gate_rules.orders)
         by_symbol = dict(con.execute(
             "SELECT symbol, count(*) FROM orders WHERE submitted_at >= ? AND status NOT IN ('not_found', "
