@@ -32,6 +32,33 @@ def test_import_contracts_when_checked_then_every_contract_kept():
     assert "BROKEN" not in out and "0 broken" in out
 
 
+def test_import_contracts_when_safety_imports_ops_inside_a_function_then_layers_broken(tmp_path):
+    """The real contracts, on a copy of the library with one back-reference put back (safety reaching up to
+    ``ops`` inside a function, as ``controls`` once did for alerts): the layers contract must break."""
+    import shutil
+
+    lib = tmp_path / "lib"
+    shutil.copytree(REPO / "lib" / "tradebook", lib / "tradebook", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = lib / "tradebook" / "safety" / "controls.py"
+    probe.write_text(probe.read_text() + "\n\ndef _probe():\n    from tradebook.ops import daemon\n    return daemon\n")
+    code, out = _lint(REPO / "pyproject.toml", lib)
+    assert code != 0 and "tradebook.safety.controls -> tradebook.ops.daemon" in out, out
+
+
+def _layer_packages() -> set[str]:
+    import tomllib
+
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    layers = next(c for c in contracts if c["type"] == "layers")["layers"]
+    return {name.strip().removeprefix("tradebook.") for layer in layers for name in layer.replace("|", ":").split(":")}
+
+
+def test_layers_when_listed_then_every_folder_of_the_library_is_in_a_layer():
+    """A new folder (part) joins the layering on purpose: none escapes the layers contract."""
+    folders = {p.parent.name for p in (REPO / "lib" / "tradebook").glob("*/__init__.py")}
+    assert folders <= _layer_packages(), f"folders in no layer: {sorted(folders - _layer_packages())}"
+
+
 def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_broken(tmp_path):
     """An import hidden in a function body is still an import: the checker must see it."""
     pkg = tmp_path / "archprobe"
@@ -112,8 +139,8 @@ def test_table_rule_when_a_phase_writes_or_reads_an_owned_table_then_it_is_found
 
 
 # Folders are the architecture: only the face and what every part shares sit at the top.
-TOP_LEVEL = {"cli", "demo", "nb", "dryrun", "context", "params", "sessions", "clock", "marketdata", "errors",
-             "duckdb_errors"}
+TOP_LEVEL = {"cli", "demo", "nb", "dryrun", "context", "params", "sessions", "clock", "errors", "duckdb_errors",
+             "logs", "alerts", "style"}
 
 
 def test_package_when_listed_then_top_level_holds_only_the_face_and_shared_modules():

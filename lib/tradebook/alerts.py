@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook.errors import ConfigError
 from tradebook.ledger import events
-from tradebook.ops.logs import alert_urls_of, get_logger, log_event, redactor
+from tradebook.logs import alert_urls_of, get_logger, log_event, redactor
 
 if TYPE_CHECKING:
     from tradebook.params import Params
