@@ -299,7 +299,7 @@ def test_brk1_when_alpaca_first_reading_is_mid_session_after_a_drop_then_start_o
         assert account.last_equity == pytest.approx(friday_close)
         assert (friday_close - account.equity) / friday_close > 0.02
         trips = run_breakers(ctx)
-        start = ctx.ledger.scalar("SELECT equity FROM equity_snapshots WHERE kind = 'START_OF_DAY'")
-        assert start == pytest.approx(friday_close)
+        starts = [s["equity"] for s in ctx.ledger.read(equity_store.history) if s["kind"] == "START_OF_DAY"]
+        assert starts == [pytest.approx(friday_close)]
         assert ("BRK-1", "DAILY_LOSS", "FROZEN") in codes(trips)
         assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"
