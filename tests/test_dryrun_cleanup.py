@@ -92,3 +92,19 @@ def test_dry_context_when_process_exits_then_its_copy_is_removed_and_a_killed_on
                            text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert not left.exists() and list(temp.iterdir()) == []
+
+
+def test_remove_own_when_called_in_a_forked_child_then_parents_folder_kept(monkeypatch, tmp_path):
+    """A child forked after a dry run (a pool worker, a helper process) inherits the exit handler;
+    its exit must not take the parent's copy away while the parent still works on it."""
+    monkeypatch.setattr(dryrun.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(dryrun, "_OWN", [])
+    folder = dryrun._new_folder("decide")
+    pid = os.fork()
+    if pid == 0:   # the child: run the handler as its exit would, then leave without pytest's cleanup
+        dryrun.remove_own()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert folder.exists() and dryrun.is_dry_run_folder(folder)
+    dryrun.remove_own()
+    assert not folder.exists()

@@ -74,7 +74,8 @@ def test_swp1_when_set_always_kills_its_worker_then_error_names_it_and_other_row
     monkeypatch.setattr(runners, "evaluate", _killing(log, always=True))
     common = dict(params=make_params(), symbols=["IBM"], db=db, name="crash", workers=2, progress=False,
                   bars=load_bars(["IBM"]))
-    with pytest.raises(pool.WorkerCrashed, match=r"set \{'fast': 10, 'slow': 40\}.*died every time it ran alone"):
+    with pytest.raises(pool.WorkerCrashed, match=r"set\(s\) \{'fast': 10, 'slow': 40\} \(key \w+, killed by SIGKILL\): "
+                                                 r"the process running it died each of the 2 times it ran alone"):
         sweep("sma_reference", GRID, **common)
     assert _runs(log)["10/40"] == 1 + pool.ALONE_TRIES   # in the pool, then alone: bounded, no endless loop
     from tradebook.research import table
@@ -84,3 +85,49 @@ def test_swp1_when_set_always_kills_its_worker_then_error_names_it_and_other_row
     monkeypatch.setattr(runners, "evaluate", evaluate)   # the strategy fixed
     again = sweep("sma_reference", GRID, **common)
     assert (again.skipped, again.ran) == (11, 1)
+
+
+EXITS = '''
+import os
+from tradebook.research import Signals, Strategy, StrategyParams
+
+class ExitsOn(Strategy):
+    """Ends its process (os._exit, as a crashing native library would) when ``level`` is 3."""
+    class Params(StrategyParams):
+        level: int = 1
+
+    def history_days(self):
+        return 5
+
+    def generate(self, bars, held):
+        if self.params.level == 3:
+            os._exit(7)
+        return Signals([], [])
+'''
+
+
+@pytest.mark.integration
+def test_swp1_when_cli_strategy_calls_os_exit_for_one_set_then_plain_error_naming_it_and_rows_kept(root):
+    """SWP-1/SWP-2 through `tradebook sweep`: a user strategy that calls os._exit for one set: the
+    command ends non-zero with one plain message naming the set and how its process ended; the
+    other sets are in the table."""
+    import subprocess
+    import sys
+
+    import duckdb
+
+    (root / "strategies").mkdir()
+    (root / "strategies" / "__init__.py").write_text("")
+    (root / "strategies" / "exits.py").write_text(EXITS)
+    args = [sys.executable, "-m", "tradebook.cli", "sweep", "strategies.exits:ExitsOn", "--grid", "level=1:4:1",
+            "--symbols", "IBM", "--start", "2011-01-01", "--end", "2011-03-31", "--workers", "2", "--top", "0"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib"), "COLUMNS": "40"}
+    done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert "sweep set(s) {'level': 3} (key " in done.stderr and "exited with code 7)" in done.stderr
+    con = duckdb.connect(str(root / "runs" / "sweeps.duckdb"), read_only=True)
+    try:
+        kept = sorted(r[0] for r in con.execute("SELECT params FROM sweep_results WHERE error IS NULL").fetchall())
+    finally:
+        con.close()
+    assert kept == ['{"level": 1}', '{"level": 2}', '{"level": 4}']

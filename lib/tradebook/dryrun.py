@@ -37,7 +37,7 @@ SENDING = ("submit", "cancel", "cancel_all", "close_position", "replace")
 PREFIX = "tradebook-dryrun-"
 MARKER = ".tradebook-dryrun"        # written into every dry-run folder: what makes it removable
 STALE_AFTER_S = 24 * 3600
-_OWN: list[Path] = []               # this process's folders, removed at exit
+_OWN: list[tuple[int, Path]] = []   # (pid that made it, folder): removed at that process's exit
 
 
 def is_dry_run(phase: str, run_id: str | None) -> bool:
@@ -93,15 +93,16 @@ def _new_folder(phase: str) -> Path:
     (folder / MARKER).write_text(json.dumps({"pid": os.getpid(), "created": time.time()}))
     if not _OWN:
         atexit.register(remove_own)
-    _OWN.append(folder)
+    _OWN.append((os.getpid(), folder))
     return folder
 
 
 def remove_own() -> None:
-    """At exit: remove the dry-run folders this process made (never raises)."""
+    """At exit: remove the dry-run folders this process made (never raises). A forked child
+    inherits the list and this handler; it leaves the parent's folders alone."""
     while _OWN:
-        folder = _OWN.pop()
-        if is_dry_run_folder(folder):
+        pid, folder = _OWN.pop()
+        if pid == os.getpid() and is_dry_run_folder(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
 

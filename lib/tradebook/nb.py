@@ -19,7 +19,7 @@ def start(phase: str, params_file: str | None, overrides: dict[str, Any] | None,
     ``tradebook.dryrun``; it shows what the phase would do and sends and writes nothing.
     """
     from tradebook.dryrun import dry_context, is_dry_run
-    from tradebook.ops.logs import setup_logging
+    from tradebook.logs import setup_logging
 
     ctx = Context.load(params_file, overrides or {}, run_id)
     if is_dry_run(phase, run_id):

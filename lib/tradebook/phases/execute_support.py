@@ -144,7 +144,7 @@ def _non_trading_days(ctx: "Context", intents: list[it.Intent], now: datetime) -
 def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: list["Session"],
                          now: datetime) -> list[str]:
     """EXIT-3: PLANNED intents whose first window passed; each is alerted once, and stays PLANNED."""
-    from tradebook.ops import alerts
+    from tradebook import alerts
 
     late = []
     for i in planned:

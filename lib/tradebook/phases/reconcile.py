@@ -347,7 +347,7 @@ def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | Non
 
 def _raise_divergence(con: "duckdb.DuckDBPyConnection", report: ReconcileReport, ctx: "Context") -> None:
     """REC-7: incident + ALERT + REDUCE_ONLY, all in the reconcile's transaction."""
-    from tradebook.ops import alerts
+    from tradebook import alerts
     from tradebook.safety import controls
 
     shown = 10  # an alert is read by a person: name a few, count the rest (all are audit events)

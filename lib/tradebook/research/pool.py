@@ -140,22 +140,50 @@ def _alone(ctx: Any, job: Job, item: tuple[int, str, dict], bars: "pd.DataFrame"
     """Run one set in a process of its own, up to ALONE_TRIES times: (rows, "") or (None, how it died)."""
     death = ""
     for _ in range(ALONE_TRIES):
-        slots, claimed = ctx.Array("q", [IDLE], lock=False), ctx.Value("q", 0)
-        pool = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker, initargs=(bars, slots, claimed))
+        receive, send = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_alone_worker, args=(job, item, bars, send), daemon=True)
+        proc.start()
+        send.close()   # the child's end: EOF here as soon as the child is gone
         try:
-            return pool.submit(_pool_batch, job, [item]).result(), ""
-        except BrokenProcessPool as exc:
-            death = str(exc) or "the worker process died"
+            answer = receive.recv()
+        except EOFError:
+            answer = None
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            receive.close()
+            if answer is None and proc.is_alive():   # interrupted (Ctrl-C): stop it
+                proc.terminate()
+            proc.join()
+        if answer is not None:
+            kind, value = answer
+            if kind == "raised":
+                raise value
+            return value, ""
+        death = _exit_text(proc.exitcode)
     return None, death
 
 
+def _alone_worker(job: Job, item: tuple[int, str, dict], bars: "pd.DataFrame", send: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        answer = ("rows", runners.run_batch(job, [item], bars))
+    except Exception as exc:   # a bug, not a crash: the parent raises it as the serial run would
+        answer = ("raised", exc)
+    send.send(answer)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def _given_up_message(given_up: list[tuple[int, str, dict, str]], stopped_early: bool) -> str:
-    sets = "; ".join(f"set {params} (key {key[:12]})" for _, key, params, _ in given_up)
-    tail = ("stopped early: the strategy seems to kill its process for most sets. " if stopped_early else
-            "every other set finished and is in the table. ")
-    return (f"the worker process running {sets} died every time it ran alone ({ALONE_TRIES} tries each: "
-            f"{given_up[0][3]}). The strategy (or a library it calls) ends the process: os._exit, a crash in "
-            f"native code, or running out of memory. {tail}Fix it and run the same command again: only the "
-            "missing sets run; --workers 1 runs them in this process, where the error shows")
+    sets = ", ".join(f"{params} (key {key[:12]}, {death})" for _, key, params, death in given_up)
+    tail = ("Stopped early: the strategy seems to kill its process for most sets; finished sets are in the "
+            "table. " if stopped_early else "Every other set finished and is in the table. ")
+    return (f"sweep set(s) {sets}: the process running it died each of the {ALONE_TRIES} times it ran alone. "
+            "The strategy (or a library it calls) ends the process: os._exit, a crash in native code, or "
+            f"running out of memory. {tail}Fix it and run the same command again: only the missing sets run")
