@@ -93,7 +93,8 @@ OWNED_TABLES = {"controls": "tradebook.ledger.controls", "incidents": "tradebook
                 "verdicts": "tradebook.ledger.verdicts", "equity_snapshots": "tradebook.ledger.equity",
                 "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats",
                 "closed_today": "tradebook.ledger.closed_today", "positions": "tradebook.ledger.positions",
-                "trades": "tradebook.ledger.trades", "fills": "tradebook.ledger.fills"}
+                "trades": "tradebook.ledger.trades", "fills": "tradebook.ledger.fills", "events": "tradebook.ledger.events",
+                "runs": "tradebook.ledger.runs", "ledger_meta": "tradebook.ledger.meta"}
 READ_ONLY_EXCEPTIONS = {"verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"}}
 
 

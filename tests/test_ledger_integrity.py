@@ -170,14 +170,15 @@ def test_open_when_writer_killed_mid_checkpoint_then_whole_with_every_committed_
 
 LEDGER_WRITER = r"""
 import sys
-from tradebook.ledger.db import Ledger, record_event
+from tradebook.ledger import events as event_store
+from tradebook.ledger.db import Ledger
 ledger = Ledger(sys.argv[1])
 n = 0
 while True:  # each transaction opens, commits and closes: DuckDB checkpoints at every close
     with ledger.transaction() as con:
         con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, reason) SELECT now(), 'IBM', "
                     "'buy', i, 1.0 * i, 'FILL', repeat('r', 80) FROM range(3000) r(i)")
-        record_event(con, "TEST", reason=f"batch {n}")
+        event_store.record(con, "TEST", reason=f"batch {n}")
     n += 1
     print(n, flush=True)
 """

@@ -20,6 +20,7 @@ from tradebook.ledger import controls as control_store
 from tradebook.ledger import equity as equity_store
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger import positions as position_store
+from tradebook.ledger import runs as run_store
 from tradebook.ledger import trades as trade_store
 
 if TYPE_CHECKING:
@@ -44,13 +45,6 @@ SQL = {
                           CASE WHEN kind = 'EXIT' THEN 'EXIT_' || state ELSE state END AS state,
                           attempt, gate_status, gate_reason, reason
                    FROM intents WHERE state IN {OPEN_STATES} ORDER BY created_at, intent_id""",
-    # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
-    "runs": """SELECT phase, count(*) AS runs, count(*) FILTER (WHERE status NOT IN ('OK', 'RUNNING')) AS failed,
-                      max(coalesce(sim_time, started_at)) AS last_run,
-                      arg_max(status, coalesce(sim_time, started_at)) AS last_status
-               FROM runs GROUP BY phase ORDER BY phase""",
-    "failed_runs": "SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
-                   "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT 10",
     "counts": f"""SELECT (SELECT count(*) FROM intents WHERE state IN {OPEN_STATES}),
                         (SELECT count(*) FROM intents WHERE gate_status = 'reject')""",
 }
@@ -129,8 +123,9 @@ def _read_frames(con: "duckdb.DuckDBPyConnection", limit: int) -> dict[str, "pd.
             "fills": fill_store.recent(con, limit), "slippage": fill_store.slippage(con),
             "rejections": sql("rejections"), "warnings": sql("warnings"),
             "incidents": control_store.recent_incidents(con, limit),
-            "controls": control_store.recent_controls(con, limit), "intents": sql("intents"), "runs": sql("runs"),
-            "failed_runs": sql("failed_runs")}
+            "controls": control_store.recent_controls(con, limit), "intents": sql("intents"),
+            # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
+            "runs": run_store.by_phase(con), "failed_runs": run_store.failed(con, 10)}
 
 
 def _broker_snapshot(ctx: "Context") -> dict[str, Any]:
