@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tradebook.ledger import closed_today, events
 from tradebook.phases import intents as it
 from tradebook.phases.monitor import run_monitor
 from trading_helpers import EXEC_DAY, broker_orders, hold, ledger_positions, make_ctx, mid, ny, plant, positions_match
@@ -27,8 +28,8 @@ def test_exit4_when_stop_loss_hit_then_immediate_market_exit_through_gate(root):
     assert ctx.ledger.rows("SELECT order_type FROM orders WHERE intent_id = ?", [iid]) == [("market",)]
     assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE intent_id = ?", [iid]) > 0   # it passed the gate
     assert ledger_positions(ctx) == {} and positions_match(ctx)
-    assert ctx.ledger.rows("SELECT symbol, qty FROM events WHERE kind = 'EXIT_TRIGGERED'") == [("AAPL", 10.0)]
-    assert ctx.ledger.rows("SELECT symbol FROM closed_today") == [("AAPL",)]
+    assert [(e.symbol, e.qty) for e in ctx.ledger.read(events.find, "EXIT_TRIGGERED")] == [("AAPL", 10.0)]
+    assert ctx.ledger.read(closed_today.symbols, EXEC_DAY) == ["AAPL"]
 
 
 def test_exit4_when_profit_target_hit_then_exit(root):
