@@ -172,7 +172,7 @@ def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_
         assert counts[(day, "execute")] == (0 if day == date(2011, 11, 22) else 1), (day, counts)
         assert counts[(day, "decide")] == 1 and counts[(day, "report")] == 1, (day, counts)
         assert counts[(day, "reconcile")] >= 1, (day, counts)
-    every_run = sorted(ledger.read(runs.latest, None), key=lambda r: r.sim_time)
+    every_run = sorted(ledger.read(runs.latest, None), key=lambda r: (r.sim_time, r.started_at))
     assert [(r.phase, r.status, r.error) for r in every_run if r.status != "OK"] == []
 
     # The holiday: no execute; Wednesday's decide caught up on Thursday, before Friday's open.
