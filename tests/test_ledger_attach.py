@@ -105,3 +105,29 @@ def test_connect_when_forked_child_writes_then_parent_reads_it_and_neither_share
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert sorted(r[0] for r in ledger.rows("SELECT component FROM heartbeats")) == ["child", "parent"]
+
+
+def test_held_when_calls_made_inside_then_one_check_one_attachment_and_released_after(tmp_path, monkeypatch):
+    """OPS-1/OPS-7: a held burst (the demo's monitor tick) checks and attaches the file once, commits
+    every transaction as usual, and releases the file when it ends."""
+    from tradebook.ledger import file as ledger_file
+
+    path = tmp_path / "ledger.duckdb"
+    ledger = Ledger(path)
+    ledger.check()
+    ledger_file.forget(path)
+    checks, attaches = [], []
+    real_check, real_attach = ledger_file.check_once, attach._attach
+    monkeypatch.setattr(ledger_file, "check_once", lambda p: checks.append(p) or real_check(p))
+    monkeypatch.setattr(attach, "_attach", lambda *a: attaches.append(a) or real_attach(*a))
+    with ledger.held():
+        for k in range(5):
+            ledger.execute("INSERT INTO heartbeats VALUES (?, now(), NULL)", [f"c{k}"])
+            assert ledger.scalar("SELECT count(*) FROM heartbeats") == k + 1
+        assert not _other_process_opens(path)
+    assert len(checks) == 1 and len(attaches) == 1
+    assert _other_process_opens(path)
+    out = subprocess.run([sys.executable, "-c", f"import duckdb; print(duckdb.connect({str(path)!r}, read_only=True)"
+                          ".execute('SELECT count(*) FROM heartbeats').fetchone()[0])"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "5", out.stderr   # committed and checkpointed into the file

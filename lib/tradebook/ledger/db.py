@@ -199,6 +199,17 @@ class Ledger:
                 ledger_file.trust(self.path)
 
     @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the file attached across a short burst of calls (one checkpoint, one file check).
+
+        For a few milliseconds of ledger-only work that would otherwise open and close the
+        file many times (the demo's monitor tick). While held, no other process can open the
+        ledger (OPS-1): never wrap a notebook, network calls or anything that waits.
+        """
+        with self.connect():
+            yield
+
+    @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One state change: everything inside commits together or not at all (OPS-2).
 
