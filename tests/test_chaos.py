@@ -17,8 +17,8 @@ from tradebook.phases import intents as it
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, make_ctx, mid, ny, plant,
-                             positions_match, window_time)
+from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, incidents, ledger_positions, make_ctx, mid,
+                             ny, plant, positions_match, window_time)
 
 CHILD = """
 import sys
@@ -72,8 +72,8 @@ def _check(ctx, planted: list[str]) -> tuple[int, int]:
     duplicates = sum(max(0, len(v) - 1) for v in per_intent.values())
     states = dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
     lost = sum(states[i] not in it.TERMINAL for i in ids)
-    assert positions_match(ctx), (ctx.broker.positions(), ctx.ledger.rows("SELECT * FROM positions"))
-    assert ctx.ledger.scalar("SELECT count(*) FROM incidents") == 0   # nothing diverged
+    assert positions_match(ctx), (ctx.broker.positions(), ledger_positions(ctx))
+    assert incidents(ctx) == []   # nothing diverged
     passed = {r[0] for r in ctx.ledger.rows(
         "SELECT intent_id FROM verdicts GROUP BY intent_id, ts HAVING bool_and(severity <> 'reject')")}
     sent = dict(ctx.ledger.rows("SELECT client_order_id, intent_id FROM orders"))

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from tradebook.safety import controls
 from tradebook.clock import operator_now
 from tradebook.safety.killswitch import flag_path, read_flag
-from trading_helpers import EXEC_DAY, make_ctx, ny
+from trading_helpers import EXEC_DAY, control_rows, make_ctx, ny
 
 
 def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_clock(root):
@@ -18,8 +18,9 @@ def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_c
     assert status.since == sim_time
     assert read_flag(flag_path(ctx.params, root)).since == sim_time
     controls.resume(ctx.params, root, "drill over")
-    stamps = ctx.ledger.rows("SELECT ts FROM controls UNION ALL SELECT ts FROM events WHERE kind LIKE 'CONTROL_%'")
-    assert len(stamps) == 4 and {ts for (ts,) in stamps} == {sim_time}
+    stamps = [c["ts"] for c in control_rows(ctx)]
+    stamps += [ts for (ts,) in ctx.ledger.rows("SELECT ts FROM events WHERE kind LIKE 'CONTROL_%'")]
+    assert len(stamps) == 4 and set(stamps) == {sim_time}
 
 
 def test_operator_now_when_no_sim_state_yet_then_wall_clock_and_nothing_created(root):
@@ -45,3 +46,20 @@ def test_run_failed_event_when_sim_phase_fails_then_stamped_with_the_simulated_c
                        overrides={"sim.start_date": "2011-07-01"})
     assert record.status == "FAILED"
     assert ctx.ledger.scalar("SELECT ts FROM events WHERE kind = 'RUN_FAILED'") == sim_time
+
+
+def test_fallback_now_when_params_invalid_then_sim_state_clock_unless_file_says_paper_or_live(root):
+    """CTL-6 + one clock: with invalid params the mode is only what the file says: sim (or not said)
+    with a sim state present -> its simulated time; paper/live, or no sim state -> the wall clock."""
+    from tradebook.clock import fallback_now
+
+    ctx = make_ctx(root)
+    sim_time = ny(EXEC_DAY, 10, 0)
+    ctx.broker.advance_to(sim_time)
+    state = ctx.params.sim_state_path(root)
+    assert fallback_now("sim", state) == (sim_time, "simulated clock of sim.duckdb")
+    assert fallback_now(None, state) == (sim_time, "simulated clock of sim.duckdb")
+    for mode, path in (("paper", state), ("live", state), ("sim", root / "runs" / "missing.duckdb")):
+        now, clock = fallback_now(mode, path)
+        assert clock == "wall clock" and abs(now - datetime.now(timezone.utc)) < timedelta(seconds=5)
+    assert not (root / "runs" / "missing.duckdb").exists()

@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from tradebook.demo import PHASES, run_demo
+from tradebook.ledger import fills as fill_store
 from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
@@ -51,7 +52,7 @@ def test_demo_when_run_then_ledger_has_runs_intents_with_verdicts_orders_and_fil
         (SELECT 1 FROM intents i WHERE i.intent_id = o.intent_id AND i.gate_status = 'pass')""") == 0
     assert ledger.scalar("SELECT count(DISTINCT intent_id) FROM verdicts") > 0
     assert ledger.scalar("SELECT count(*) FROM orders") > 0
-    assert ledger.scalar("SELECT count(*) FROM fills") > 0
+    assert ledger.read(fill_store.count) > 0
 
 
 def test_demo_when_run_then_report_html_is_written(demo_root: Path):
@@ -67,8 +68,8 @@ def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(dem
     assert ledger.scalar("SELECT min(sim_time) FROM runs WHERE sim_time > ?", [before]) is not None
     assert ledger.scalar("SELECT count(*) - count(DISTINCT client_order_id) FROM orders") == 0
     # Issue 13 item 5: the summary counts this demo's own sessions, not the whole ledger's history.
-    assert summary.fills == ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [before])
-    assert summary.fills < ledger.scalar("SELECT count(*) FROM fills")
+    assert summary.fills == ledger.read(fill_store.count_since, before)
+    assert summary.fills < ledger.read(fill_store.count)
     own_rejects = ledger.scalar("SELECT count(*) FROM intents WHERE gate_status = 'reject' AND updated_at > ?",
                                 [before])
     assert sum(summary.rejects_by_reason.values()) == own_rejects

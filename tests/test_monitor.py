@@ -5,7 +5,7 @@ import pytest
 
 from tradebook.phases import intents as it
 from tradebook.phases.monitor import run_monitor
-from trading_helpers import EXEC_DAY, broker_orders, hold, make_ctx, mid, ny, plant, positions_match
+from trading_helpers import EXEC_DAY, broker_orders, hold, ledger_positions, make_ctx, mid, ny, plant, positions_match
 
 MIDDAY = ny(EXEC_DAY, 12)
 
@@ -26,7 +26,7 @@ def test_exit4_when_stop_loss_hit_then_immediate_market_exit_through_gate(root):
     assert ctx.ledger.rows("SELECT state, urgency, order_type FROM intents") == [("FILLED", "immediate", "market")]
     assert ctx.ledger.rows("SELECT order_type FROM orders WHERE intent_id = ?", [iid]) == [("market",)]
     assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE intent_id = ?", [iid]) > 0   # it passed the gate
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
     assert ctx.ledger.rows("SELECT symbol, qty FROM events WHERE kind = 'EXIT_TRIGGERED'") == [("AAPL", 10.0)]
     assert ctx.ledger.rows("SELECT symbol FROM closed_today") == [("AAPL",)]
 
@@ -77,7 +77,7 @@ def test_exit5_when_near_close_then_eod_liquidation_only_if_enabled(root, eod, e
     sold = {o[1] for o in broker_orders(ctx)}
     if expect_sold:
         assert [e.code for e in report.exits] == ["EOD_LIQUIDATION"] * 2 and sold == {"AAPL", "MSFT"}
-        assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0
+        assert ledger_positions(ctx) == {}
     else:
         assert report.exits == [] and sold == set()
 

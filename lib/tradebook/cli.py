@@ -134,6 +134,7 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
     Needs nothing else: with invalid params, a damaged or locked ledger, or the broker down,
     the flag file is still written and the output says what could not be done.
     """
+    from tradebook.clock import fallback_now
     from tradebook.safety.controls import halt, halt_at
 
     ctx, fallback = _load_leniently(params_file, param)
@@ -142,9 +143,12 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
         status = halt(ctx.params, ctx.root, reason, _actor(), "cli")
     else:
         where, problem = fallback
+        now, clock = fallback_now(where.mode, where.sim_state)   # one clock: a simulation's if there is one
         # Only an existing ledger is written: a guessed path must never start a new one.
-        status = halt_at(where.flag, where.ledger, reason, _actor(), "cli", create_ledger=False)
-        _plain(console, f"params invalid, so the flag file went to {where.flag} ({where.how}):\n{problem}")
+        status = halt_at(where.flag, where.ledger, reason, _actor(), f"cli (params invalid; {clock})", now=now,
+                         create_ledger=False)
+        _plain(console, f"params invalid, so the flag file went to {where.flag} ({where.how}), stamped with "
+                        f"the {clock}:\n{problem}")
     _print_control(console, status)
     _plain(console, "  note: the broker was not contacted: orders already sent stay open at the broker; "
                     "`tradebook flatten` cancels them and closes positions")
@@ -270,6 +274,7 @@ def _print_runs(console, ctx, status) -> None:
     from rich.table import Table
 
     from tradebook.safety.controls import STATUS_LOCK_TIMEOUT_S
+    from tradebook.ledger import runs as run_store
     from tradebook.ledger.db import Ledger
     from tradebook.engine.run_liveness import identities, is_gone
 
@@ -280,21 +285,21 @@ def _print_runs(console, ctx, status) -> None:
         return
     try:
         with Ledger(path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=False).connect() as con:
-            rows = con.execute(
-                "SELECT started_at, phase, status, ended_at, coalesce(error, ''), coalesce(notebook_path, ''), "
-                "run_id FROM runs ORDER BY started_at DESC LIMIT 10").fetchall()
-            running = identities(con, [r[6] for r in rows if r[2] == "RUNNING"])
+            rows = run_store.latest(con, 10)
+            running = identities(con, [r.run_id for r in rows if r.status == "RUNNING"])
     except TradebookError as exc:
         console.print(f"runs: ledger busy or unreadable ({exc})", markup=False, highlight=False)
         return
     table = Table(title="last 10 runs")
     for col in ("started", "phase", "status", "ended", "error", "notebook"):
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a cell, never cuts a path to "…"
-    for started, phase, state, ended, error, nb, run_id in rows:
-        if state == "RUNNING" and is_gone(running.get(run_id)):  # marked at the next start; shown now
+    for run in rows:
+        state, error = run.status, run.error or ""
+        if state == "RUNNING" and is_gone(running.get(run.run_id)):  # marked at the next start; shown now
             state, error = "ABANDONED", "its process is gone (killed or crashed)"
-        table.add_row(f"{started:%Y-%m-%d %H:%M:%S}", phase, state, f"{ended:%H:%M:%S}" if ended else "-",
-                      error[:60], _under_root(nb, ctx.root))
+        table.add_row(f"{run.started_at:%Y-%m-%d %H:%M:%S}", run.phase, state,
+                      f"{run.ended_at:%H:%M:%S}" if run.ended_at else "-", error[:60],
+                      _under_root(run.notebook_path or "", ctx.root))
     console.print(table if rows else "runs: none yet")
 
 

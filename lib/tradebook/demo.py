@@ -170,7 +170,9 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
 
 def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
     """Fills and gate rejections of this demo's sessions only (the ledger may hold earlier runs)."""
-    fills = ctx.ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [since]) or 0
+    from tradebook.ledger import fills as fill_store
+
+    fills = ctx.ledger.read(fill_store.count_since, since) or 0
     rejects = dict(ctx.ledger.rows("SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' "
                                    "AND updated_at > ? GROUP BY 1", [since]))
     return fills, rejects
@@ -178,10 +180,11 @@ def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
 
 def _export_report(ctx: Context) -> Path | None:
     """Write runs/report.html from the newest executed report notebook."""
+    from tradebook.ledger import runs
     from tradebook.report.build import export_html
 
-    latest = ctx.ledger.scalar("SELECT notebook_path FROM runs WHERE phase = 'report' AND status = 'OK' "
-                               "ORDER BY started_at DESC LIMIT 1")
+    with ctx.ledger.connect() as con:
+        latest = runs.latest_notebook(con, "report")
     if not latest:
         return None
     out = ctx.runs_dir / "report.html"

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradebook.ledger import heartbeats as heartbeat_store
+from tradebook.ledger import events, runs
 
 if TYPE_CHECKING:
     import duckdb
@@ -30,14 +31,23 @@ def process_identity(pid: int | None = None) -> dict[str, Any]:
     return {"pid": pid, "host": socket.gethostname(), "proc_start": _proc_start(pid)}
 
 
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (possibly owned by another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_gone(identity: dict[str, Any] | None) -> bool:
     """True only when we can tell: same host, and no process with that pid and start time."""
     if not identity or identity.get("host") != socket.gethostname() or not identity.get("pid"):
         return False
     pid = int(identity["pid"])
     if not os.path.isdir("/proc/self"):  # no procfs: the pid alone has to do
-        from tradebook.ops.health import pid_alive
-
         return not pid_alive(pid)
     started = _proc_start(pid)
     if started is None:
@@ -64,16 +74,12 @@ def identities(con: "duckdb.DuckDBPyConnection", run_ids: list[str]) -> dict[str
 
 def mark_abandoned(con: "duckdb.DuckDBPyConnection", now: datetime) -> list[str]:
     """RUNNING rows whose process died become ABANDONED (with an event); returns their run ids."""
-    from tradebook.ledger.db import record_event
-
-    running = [r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = 'RUNNING'").fetchall()]
-    gone = [(run_id, ident) for run_id, ident in identities(con, running).items() if is_gone(ident)]
+    gone = [(run_id, ident) for run_id, ident in identities(con, runs.running(con)).items() if is_gone(ident)]
     for run_id, ident in gone:
         why = (f"process {ident['pid']} on {ident['host']} ended while the run was RUNNING "
                "(killed or crashed); found at the next start")
-        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'RUNNING'",
-                    [ABANDONED, now, why, run_id])
-        record_event(con, ABANDONED_EVENT, run_id=run_id, reason=why, data=ident, ts=now)
+        runs.end_if_running(con, run_id, ABANDONED, now, why)
+        events.record(con, ABANDONED_EVENT, run_id=run_id, reason=why, data=ident, ts=now)
         record_end(con, run_id)
     return [run_id for run_id, _ in gone]
 

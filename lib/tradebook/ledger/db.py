@@ -9,13 +9,12 @@ DuckDB database is reported as corrupt with the backup to restore, never replace
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import duckdb
 
@@ -107,6 +106,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+T = TypeVar("T")
 LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
 BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
 
@@ -257,6 +257,12 @@ class Ledger:
             return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
     # small generic helpers -------------------------------------------------------------
+    def read(self, reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``reader(con, *args, **kwargs)`` on a short-lived connection: one store read, e.g.
+        ``ledger.read(fills.count_since, since)``."""
+        with self.connect() as con:
+            return reader(con, *args, **kwargs)
+
     def df(self, sql: str, params: list[Any] | None = None) -> "pd.DataFrame":
         """Run a read query and return a DataFrame."""
         with self.connect() as con:
@@ -318,18 +324,6 @@ def after_commit(con: duckdb.DuckDBPyConnection, fn: Any) -> None:
         fn()
     else:
         hooks.append(fn)
-
-
-def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | None = None,
-                 symbol: str | None = None, qty: float | None = None, price: float | None = None,
-                 reason: str | None = None, data: dict[str, Any] | None = None,
-                 ts: datetime | None = None) -> None:
-    """Append an audit event inside the caller's transaction (REC-6 and friends)."""
-    con.execute(
-        "INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason, data) VALUES (?,?,?,?,?,?,?,?)",
-        [ts or utcnow(), run_id, kind, symbol, qty, price, reason,
-         json.dumps(data, default=str) if data is not None else None],
-    )
 
 
 def _env_lock_timeout() -> float:

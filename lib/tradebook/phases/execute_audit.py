@@ -30,14 +30,16 @@ def orders(ctx: "Context", cids: Iterable[str]) -> list[dict[str, Any]]:
     cids = sorted(set(cids))
     if not cids:
         return []
+    from tradebook.ledger import fills as fill_store
+
     sql = (f"SELECT o.client_order_id, o.symbol, o.side, o.qty, o.order_type, o.limit_price, o.status, "
-           f"o.filled_qty, o.filled_avg_price, i.decision_price, "
-           f"(SELECT sum(f.qty * f.slippage_bps) / nullif(sum(f.qty), 0) FROM fills f "
-           f" WHERE f.client_order_id = o.client_order_id) "
+           f"o.filled_qty, o.filled_avg_price, i.decision_price "
            f"FROM orders o LEFT JOIN intents i ON i.intent_id = o.intent_id "
            f"WHERE o.client_order_id IN ({_marks(cids)}) ORDER BY o.submitted_at NULLS LAST, o.client_order_id")
-    rows = ctx.ledger.rows(sql, cids)
-    return [dict(zip(ORDER_COLUMNS, r)) for r in rows]
+    with ctx.ledger.connect() as con:
+        rows = con.execute(sql, cids).fetchall()
+        slippage = fill_store.slippage_by_order(con, cids)
+    return [dict(zip(ORDER_COLUMNS, [*r, slippage.get(r[0])])) for r in rows]
 
 
 def refusals(ctx: "Context", intent_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook.ledger import closed_today
 from tradebook.ledger import cooldowns as cooldown_store
+from tradebook.ledger import events
+from tradebook.ledger import positions as position_store
 from tradebook.phases import intents as it
 from tradebook.errors import BrokerRejected, BrokerUnavailable, TradebookError
 
@@ -95,7 +97,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
     today = _day(now)
     day_start = datetime.combine(today, time(0), ZoneInfo("America/New_York"))
     with ctx.ledger.connect() as con:
-        origins = dict(con.execute("SELECT symbol, origin FROM positions").fetchall())
+        origins = position_store.origins(con)
         # the later parts of a split exit ride on part 1's count (EXIT-6, gate_rules.orders)
         by_symbol = dict(con.execute(
             "SELECT symbol, count(*) FROM orders WHERE submitted_at >= ? AND status NOT IN ('not_found', "
@@ -143,7 +145,7 @@ def _non_trading_days(ctx: "Context", intents: list[it.Intent], now: datetime) -
 def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: list["Session"],
                          now: datetime) -> list[str]:
     """EXIT-3: PLANNED intents whose first window passed; each is alerted once, and stays PLANNED."""
-    from tradebook.ops import alerts
+    from tradebook import alerts
 
     late = []
     for i in planned:
@@ -154,10 +156,7 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
             late.append((i, w))
     if not late:
         return []
-    with ctx.ledger.connect() as con:
-        done = {r[0] for r in con.execute(
-            "SELECT data->>'$.intent_id' FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW'"
-        ).fetchall()}
+    done = ctx.ledger.read(events.values, "ALERT", "intent_id", alert="MISSED_WINDOW")
     new = [(i, w) for i, w in late if i.intent_id not in done]
     if new:
         with ctx.ledger.transaction() as con:
@@ -171,7 +170,6 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
 
 def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
     """Cancel our still-working orders of planned intents whose window is over; record the result."""
-    from tradebook.ledger.db import record_event
     from tradebook.phases.order_sync import LOCAL_OPEN, open_order_rows, window_end
     from tradebook.phases.reconcile import sync_orders
 
@@ -192,9 +190,9 @@ def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
         return []
     with ctx.ledger.transaction() as con:
         for r in asked:
-            record_event(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=r.symbol, qty=r.qty, ts=now,
-                         reason="execution window over: unfilled rest of a planned order cancelled (EXIT-1)",
-                         data={"client_order_id": r.client_order_id, "intent_id": r.intent_id})
+            events.record(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=r.symbol, qty=r.qty, ts=now,
+                          reason="execution window over: unfilled rest of a planned order cancelled (EXIT-1)",
+                          data={"client_order_id": r.client_order_id, "intent_id": r.intent_id})
     from tradebook.phases.cancel_first import wait_final
 
     wait_final(ctx, [r.client_order_id for r in asked])   # bounded: cancels may be asynchronous (VEN-2)

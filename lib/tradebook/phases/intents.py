@@ -28,6 +28,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from tradebook.errors import TradebookError
+from tradebook.ledger import events
 
 if TYPE_CHECKING:
     import duckdb
@@ -179,8 +180,6 @@ def in_states(con: "duckdb.DuckDBPyConnection", states: Iterable[str]) -> list[I
 def transition(con: "duckdb.DuckDBPyConnection", iid: str, to: str, *, reason: str, now: datetime,
                run_id: str | None = None, attempt: int | None = None) -> Intent:
     """Move an intent to ``to`` (checked against TRANSITIONS) and record an audit event."""
-    from tradebook.ledger.db import record_event
-
     current = load(con, iid)
     if current is None:
         raise InvalidTransition(f"intent {iid} does not exist")
@@ -189,9 +188,9 @@ def transition(con: "duckdb.DuckDBPyConnection", iid: str, to: str, *, reason: s
     new_attempt = current.attempt if attempt is None else attempt
     con.execute("UPDATE intents SET state = ?, attempt = ?, updated_at = ? WHERE intent_id = ?",
                 [to, new_attempt, now, iid])
-    record_event(con, f"INTENT_{to}", run_id=run_id, symbol=current.symbol, qty=current.qty,
-                 price=current.decision_price, reason=reason, ts=now,
-                 data={"intent_id": iid, "from": current.state, "to": to, "kind": current.kind,
+    events.record(con, f"INTENT_{to}", run_id=run_id, symbol=current.symbol, qty=current.qty,
+                  price=current.decision_price, reason=reason, ts=now,
+                  data={"intent_id": iid, "from": current.state, "to": to, "kind": current.kind,
                        "attempt": new_attempt})
     return load(con, iid)  # type: ignore[return-value]
 

@@ -26,9 +26,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from tradebook.ledger import cooldowns as cooldown_store
+from tradebook.ledger import events
 from tradebook.phases import intents as it
 from tradebook.broker.base import needs_cancel_first
-from tradebook.errors import BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported
+from tradebook.errors import (BrokerRejected, BrokerUnavailable, CircuitOpen, DuplicateClientOrderId,
+                              FractionalNotSupported)
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Order, OrderRequest, Quote
@@ -127,7 +129,7 @@ def _reduce_only_if_circuit_open(ctx: "Context", run: "GateRun", now: datetime) 
     from tradebook.safety import controls
     from tradebook.safety.state import TradingState
 
-    if not getattr(ctx.broker, "circuit_open", False) or run.ctx.control_state != TradingState.RUNNING:
+    if not _circuit_open(ctx) or run.ctx.control_state != TradingState.RUNNING:
         return
     breaker = getattr(ctx.broker, "breaker", None)
     reason = getattr(breaker, "reason", "") or "API circuit breaker open"
@@ -139,7 +141,6 @@ def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", n
     """Record a gate refusal; a temporary one (EXIT-7, gate_rules.REASON_CODES) leaves the intent PLANNED."""
     from tradebook.safety import gate
     from tradebook.safety.rules import refusal_state
-    from tradebook.ledger.db import record_event
 
     codes = [v.code for v in result.verdicts if v.rejected]
     to = refusal_state(codes, intent.kind)
@@ -151,8 +152,8 @@ def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", n
             it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
         if to == it.PLANNED:
             reason += "; temporary refusal: stays PLANNED for the next run or window (EXIT-7)"
-            record_event(con, "INTENT_DEFERRED", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
-                         reason=reason, ts=now, data={"intent_id": intent.intent_id, "codes": codes,
+            events.record(con, "INTENT_DEFERRED", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                          reason=reason, ts=now, data={"intent_id": intent.intent_id, "codes": codes,
                                                       "kind": intent.kind})
     it.crash_point("after_gate_recorded")
     return _outcome(intent, to, reason)
@@ -200,12 +201,18 @@ def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "Proposed
         return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
     it.crash_point("after_broker_submit")
     run.accept(proposed)
-    return _record_answer(ctx, intent, cid, order, now)
+    outcome = _record_answer(ctx, intent, cid, order, now)
+    _reduce_only_if_circuit_open(ctx, run, now)  # EXE-4: the circuit may have opened on the way (then resent)
+    return outcome
 
 
 def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
     """Submit; on a transient error or an unknown outcome look the id up and, only when the broker
-    has never seen it, send once more with the *same* client_order_id (a duplicate is refused)."""
+    has never seen it, send once more with the *same* client_order_id (a duplicate is refused).
+
+    EXE-4: with the API circuit open (the adapter reports it) only an order that reduces is sent
+    again; an entry is held (outcome unknown) and the next run, after its look-up, meets GATE-1
+    under REDUCE_ONLY: refused with a recorded verdict."""
     for last in (False, True):
         try:
             return ctx.broker.submit(request)
@@ -214,13 +221,18 @@ def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
             if found is None:
                 raise BrokerUnavailable("broker reports a duplicate client_order_id it cannot find") from None
             return found
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
             found = _lookup(ctx, request.client_order_id)
             if found is not None:
                 return found
-            if last:
+            if last or (request.side == "buy" and _circuit_open(ctx, exc)):  # long-only: a buy adds exposure
                 raise
     raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _circuit_open(ctx: "Context", exc: Exception | None = None) -> bool:
+    """EXE-4: the adapter reports an open API circuit (``circuit_open``, or CircuitOpen raised)."""
+    return isinstance(exc, CircuitOpen) or bool(getattr(ctx.broker, "circuit_open", False))
 
 
 def _lookup(ctx: "Context", cid: str) -> "Order | None":
@@ -340,12 +352,10 @@ def _mark_order(ctx: "Context", intent: it.Intent, cid: str, status: str, reason
 
 
 def _set_order(con, ctx: "Context", intent: it.Intent, cid: str, status: str, reason: str, now: datetime) -> None:
-    from tradebook.ledger.db import record_event
-
     con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
                 [status, reason, now, cid])
-    record_event(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
-                 reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
+    events.record(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                  reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
 
 
 def _fail(ctx: "Context", intent: it.Intent, reason: str, now: datetime, already: bool,
