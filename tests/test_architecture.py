@@ -61,11 +61,13 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
 # table; other stores may read it (a join), nothing outside ``tradebook.ledger`` may touch it at all,
 # except the read-only listings named in READ_ONLY_EXCEPTIONS (to be emptied: see docs/architecture.md).
 OWNED_TABLES = {"controls": "tradebook.ledger.controls", "incidents": "tradebook.ledger.controls",
-                "verdicts": "tradebook.ledger.verdicts", "equity_snapshots": "tradebook.ledger.equity",
+                "verdicts": "tradebook.ledger.verdicts", "intents": "tradebook.ledger.intents",
+                "orders": "tradebook.ledger.orders", "equity_snapshots": "tradebook.ledger.equity",
                 "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats",
                 "closed_today": "tradebook.ledger.closed_today"}
 READ_ONLY_EXCEPTIONS = {"controls": {"tradebook.report.build"}, "incidents": {"tradebook.report.build"},
-                        "verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"},
+                        # the report's fills listing (with each fill's intent) moves with the fills store
+                        "intents": {"tradebook.report.build"},
                         "equity_snapshots": {"tradebook.report.build"}}
 
 

@@ -169,8 +169,10 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
 def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
     """Fills and gate rejections of this demo's sessions only (the ledger may hold earlier runs)."""
     fills = ctx.ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [since]) or 0
-    rejects = dict(ctx.ledger.rows("SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' "
-                                   "AND updated_at > ? GROUP BY 1", [since]))
+    from tradebook.ledger import intents as intent_store
+
+    with ctx.ledger.connect() as con:
+        rejects = intent_store.gate_rejections_since(con, since)
     return fills, rejects
 
 

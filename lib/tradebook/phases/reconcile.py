@@ -23,6 +23,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from tradebook.ledger import closed_today
+from tradebook.ledger import intents as intent_store
+from tradebook.ledger import orders as order_store
 from tradebook.ledger import meta as ledger_meta
 from tradebook.phases import reconcile_outcome as outcome
 from tradebook.errors import LedgerError
@@ -167,9 +169,13 @@ class _LedgerMoved(LedgerError):
     """The ledger changed between our read and our write (another writer): redo the reconcile."""
 
 
-_FINGERPRINT = ("SELECT (SELECT count(*) FROM orders), (SELECT max(updated_at) FROM orders), "
-                "(SELECT count(*) FROM positions), (SELECT max(updated_at) FROM positions), "
-                "(SELECT count(*) FROM trades), (SELECT max(updated_at) FROM intents)")
+_FINGERPRINT = ("SELECT (SELECT count(*) FROM positions), (SELECT max(updated_at) FROM positions), "
+                "(SELECT count(*) FROM trades)")
+
+
+def _fingerprint(con: "duckdb.DuckDBPyConnection") -> tuple:
+    """Changes whenever another writer touched orders, positions, trades or intents."""
+    return (*order_store.fingerprint(con), *con.execute(_FINGERPRINT).fetchall()[0], intent_store.last_update(con))
 
 
 def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
@@ -233,10 +239,10 @@ def _read_ledger(ctx: "Context", cids: Iterable[str] | None, light: bool):
     with ctx.ledger.connect() as con:
         rows = open_order_rows(con, cids)
         positions = load_quantities(con)
-        first = not positions and not con.execute(
-            "SELECT (SELECT count(*) FROM trades) + (SELECT count(*) FROM orders)").fetchall()[0][0]
+        first = not positions and not (con.execute("SELECT count(*) FROM trades").fetchall()[0][0]
+                                       + order_store.count(con))
         mark = None if light else ledger_meta.get(con, ledger_meta.RECONCILE_KEY)
-        return rows, positions, first, con.execute(_FINGERPRINT).fetchall()[0], mark
+        return rows, positions, first, _fingerprint(con), mark
 
 
 def _check(ctx: "Context", rows: list[OrderRow], ledger: dict[str, Pos], light: bool, now: datetime):
@@ -288,7 +294,7 @@ def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = No
 def _write(ctx: "Context", report: ReconcileReport, fingerprint: tuple, mark: dict | None = None,
            mark_due: bool = False) -> None:
     with ctx.ledger.transaction() as con:
-        if con.execute(_FINGERPRINT).fetchall()[0] != fingerprint:
+        if _fingerprint(con) != fingerprint:
             raise _LedgerMoved("ledger changed since it was read")
         if mark_due:
             outcome.mark_success(con, mark, report.now)

@@ -16,6 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from tradebook.ledger import intents as intent_store
+from tradebook.ledger import verdicts as verdict_store
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -66,18 +69,8 @@ SQL = {
             SELECT coalesce(slippage_bps, (CASE WHEN side = 'buy' THEN 1 ELSE -1 END)
                             * (price - decision_price) / nullif(decision_price, 0) * 1e4) AS bps FROM fills)
         WHERE bps IS NOT NULL GROUP BY 1 ORDER BY 1""",
-    "rejections": """
-        SELECT rule, reason_code, count(*) AS rejections, max(ts) AS last_seen
-        FROM verdicts WHERE severity = 'reject' GROUP BY ALL ORDER BY rejections DESC, rule""",
-    "warnings": "SELECT rule, reason_code, count(*) AS warnings FROM verdicts WHERE severity = 'warn' "
-                "GROUP BY ALL ORDER BY warnings DESC",
     "incidents": "SELECT ts, session_date, kind, detail, resolved_at FROM incidents ORDER BY ts DESC LIMIT ?",
     "controls": "SELECT ts, state, reason, actor, source FROM controls ORDER BY ts DESC, control_id DESC LIMIT ?",
-    "intents": f"""SELECT created_at, intent_id, kind, symbol, side, qty, order_type, limit_price, urgency,
-                          confidence, decision_price,
-                          CASE WHEN kind = 'EXIT' THEN 'EXIT_' || state ELSE state END AS state,
-                          attempt, gate_status, gate_reason, reason
-                   FROM intents WHERE state IN {OPEN_STATES} ORDER BY created_at, intent_id""",
     # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
     "runs": """SELECT phase, count(*) AS runs, count(*) FILTER (WHERE status NOT IN ('OK', 'RUNNING')) AS failed,
                       max(coalesce(sim_time, started_at)) AS last_run,
@@ -85,11 +78,9 @@ SQL = {
                FROM runs GROUP BY phase ORDER BY phase""",
     "failed_runs": "SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
                    "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT 10",
-    "counts": f"""SELECT (SELECT count(*) FROM fills), (SELECT count(*) FROM trades),
-                        (SELECT coalesce(sum(realized_pnl), 0) FROM trades),
-                        (SELECT count(*) FROM intents WHERE state IN {OPEN_STATES}),
-                        (SELECT count(*) FROM intents WHERE gate_status = 'reject'),
-                        (SELECT count(*) FROM incidents WHERE resolved_at IS NULL)""",
+    "counts": """SELECT (SELECT count(*) FROM fills), (SELECT count(*) FROM trades),
+                       (SELECT coalesce(sum(realized_pnl), 0) FROM trades),
+                       (SELECT count(*) FROM incidents WHERE resolved_at IS NULL)""",
 }
 
 
@@ -138,11 +129,15 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
     live: dict[str, Any] = _broker_snapshot(ctx) if use_broker else {"note": "broker not consulted: positions at cost"}
     with ctx.ledger.connect() as con:
         con.execute(f"SET TimeZone = '{TZ}'")
-        frames = {name: con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
+        stored = _store_frames(con)
+        frames = {name: stored[name] if name in stored
+                  else con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
                   for name in ("equity", "positions", "fills", "slippage", "rejections", "warnings", "incidents",
                                "controls", "intents", "runs", "failed_runs")}
         hist = con.execute(SQL["slippage_hist"]).df()
-        counts = con.execute(SQL["counts"]).fetchone()
+        fills, trades, realized, open_incidents = con.execute(SQL["counts"]).fetchone()
+        counts = (fills, trades, realized, intent_store.count_open(con, OPEN_STATES),
+                  intent_store.count_gate_rejected(con), open_incidents)
         last_ts = con.execute("SELECT max(ts) FROM (SELECT max(ts) AS ts FROM fills UNION ALL "
                               "SELECT max(ts) FROM controls UNION ALL SELECT max(ts) FROM equity_snapshots)").fetchone()[0]
     asof = live.get("now") or last_ts
@@ -157,6 +152,12 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
     report = Report(asof, ctx.params, frames, {"slippage_hist": hist}, notes=[live["note"]] if live.get("note") else [])
     report.totals = _totals(report, counts, equity_now, state)
     return report
+
+
+def _store_frames(con) -> dict[str, "pd.DataFrame"]:
+    """The sections read through the tables' stores (tradebook.ledger.<store>)."""
+    return {"rejections": verdict_store.rejection_counts(con), "warnings": verdict_store.warning_counts(con),
+            "intents": intent_store.open_listing(con, OPEN_STATES)}
 
 
 def _broker_snapshot(ctx: "Context") -> dict[str, Any]:
