@@ -28,6 +28,7 @@ from tradebook.broker.sim.broker import SimBroker
 from tradebook.ops.health import DaemonAlreadyRunning, DaemonLock, check_health, heartbeat_path, read_heartbeat
 from tradebook.ledger.db import Ledger
 from tradebook.ops.schedule import day_plan, parse_clock_time
+from trading_helpers import stored_intents, stored_orders
 
 from webhook import WebhookReceiver
 
@@ -181,19 +182,20 @@ def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_
                          [ny("2011-11-25T00:00"), ny("2011-11-26T00:00")]) == ny("2011-11-25T13:15")
 
     # EXIT-3: what Monday's decide planned stayed PLANNED through Tuesday (no order sent then).
-    monday = [r[0] for r in ledger.rows("SELECT intent_id FROM intents WHERE decision_time >= ? AND "
-                                        "decision_time < ?", [ny("2011-11-21T16:00"), ny("2011-11-22T00:00")])]
-    tuesday_orders = ledger.scalar("SELECT count(*) FROM orders WHERE submitted_at >= ? AND submitted_at < ?",
-                                   [ny("2011-11-22T00:00"), ny("2011-11-23T00:00")])
-    assert tuesday_orders == 0
-    assert ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED' AND decision_time < ?",
-                         [ny("2011-11-25T00:00")]) == 0, "intents left behind after the next windows"
+    intents, orders = stored_intents(ledger), stored_orders(ledger)
+    monday = [i.intent_id for i in intents
+              if i.decision_time and ny("2011-11-21T16:00") <= i.decision_time < ny("2011-11-22T00:00")]
+    tuesday_orders = [o for o in orders
+                      if o.submitted_at and ny("2011-11-22T00:00") <= o.submitted_at < ny("2011-11-23T00:00")]
+    assert tuesday_orders == []
+    assert [i.intent_id for i in intents if i.state == "PLANNED" and i.decision_time
+            and i.decision_time < ny("2011-11-25T00:00")] == [], "intents left behind after the next windows"
 
     # No duplicate orders: one client id per intent attempt, fills never exceed the intent.
-    assert ledger.scalar("SELECT count(*) FROM (SELECT intent_id, attempt FROM orders GROUP BY ALL "
-                         "HAVING count(*) > 1)") == 0
-    assert ledger.scalar("SELECT count(*) FROM intents i JOIN (SELECT intent_id, sum(qty) q FROM fills "
-                         "GROUP BY ALL) f USING (intent_id) WHERE f.q > i.qty + 1e-9") == 0
+    attempts = [(o.intent_id, o.attempt) for o in orders]
+    assert len(attempts) == len(set(attempts))
+    filled = dict(ledger.rows("SELECT intent_id, sum(qty) FROM fills GROUP BY ALL"))
+    assert [i.intent_id for i in intents if filled.get(i.intent_id, 0.0) > i.qty + 1e-9] == []
     broker_ids = [o.client_order_id for o in SimBroker.from_params(params, root).fills()]
     assert ledger.scalar("SELECT count(*) FROM fills") == len(broker_ids)
 

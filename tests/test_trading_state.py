@@ -10,7 +10,7 @@ from tradebook.safety import controls, gate
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.safety.state import STATES, TradingState, strictest
-from trading_helpers import decide_time, hold, make_ctx, plant, window_time
+from trading_helpers import decide_time, hold, make_ctx, plant, stored_intents, stored_verdicts, window_time
 
 
 def test_strictest_when_states_mixed_then_most_restrictive_member():
@@ -54,9 +54,9 @@ def test_execute_when_adapter_reports_circuit_open_then_order_path_records_reduc
     run_execute(ctx)
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     assert status.state is TradingState.REDUCE_ONLY and "via api_breaker" in " ".join(status.reasons)
-    states = dict(ctx.ledger.rows("SELECT symbol, state FROM intents"))
+    states = {i.symbol: i.state for i in stored_intents(ctx.ledger)}
     assert states == {"MSFT": "FILLED", "AAPL": "REJECTED"}
-    codes = {r[0] for r in ctx.ledger.rows("SELECT reason_code FROM verdicts WHERE rule = 'GATE-1'")}
+    codes = {v.reason_code for v in stored_verdicts(ctx.ledger) if v.rule == "GATE-1"}
     assert "REDUCE_ONLY" in codes
     assert ctx.ledger.scalar("SELECT count(*) FROM controls WHERE source = 'api_breaker'") == 1
 
