@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tradebook.ops import alerts
+from tradebook import alerts
 from tradebook.errors import ConfigError
 from tradebook.ledger.db import Ledger
-from tradebook.ops.logs import reset_logging, setup_logging
+from tradebook.logs import reset_logging, setup_logging
 
 from webhook import WebhookReceiver
 

@@ -241,3 +241,25 @@ def test_rate_limit_when_exceeded_then_429_with_x_ratelimit_headers():
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert answers[0].headers["X-RateLimit-Remaining"] == "1" and answers[2].headers["X-RateLimit-Remaining"] == "0"
     assert "Retry-After" not in answers[2].headers and int(answers[2].headers["X-RateLimit-Reset"]) > time.time()
+
+
+def test_account_when_clock_passes_a_close_then_last_equity_is_that_closes_equity(fake):
+    """Alpaca's last_equity is "equity as of previous trading day at 16:00:00 ET" (Trading API spec,
+    Account; balance_asof: "the date of the snapshot for last_* fields"): it stays put while equity
+    moves during the session and rolls when the clock passes a session close."""
+    from tradebook.broker.alpaca.convert import to_account
+
+    fake.seed_position("AAPL", 100, 40.0)
+    before = call(fake, "GET", "/v2/account").json()
+    prev_close = round(fake.state.market.previous_bar("AAPL", WED_10.date()).close, 2)
+    assert before["balance_asof"] == "2011-07-05"
+    assert float(before["last_equity"]) == pytest.approx(100_000 + 100 * prev_close)
+    fake.set_time(datetime(2011, 7, 6, 15, 0, tzinfo=NY))
+    during = call(fake, "GET", "/v2/account").json()
+    assert during["equity"] != before["equity"] and during["last_equity"] == before["last_equity"]
+    fake.set_time(datetime(2011, 7, 7, 9, 0, tzinfo=NY))      # Wednesday's close has passed
+    after = call(fake, "GET", "/v2/account").json()
+    wed_close = round(fake.state.market.bar("AAPL", date(2011, 7, 6)).close, 2)
+    assert after["balance_asof"] == "2011-07-06"
+    assert float(after["last_equity"]) == pytest.approx(100_000 + 100 * wed_close)
+    assert to_account(after, True).last_equity == pytest.approx(100_000 + 100 * wed_close)

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from tradebook.research import backtest
-from tradebook.research.strategies import swing_rules as strategy
+from tradebook.strategies import swing_rules as strategy
 from tradebook.research.simulator import Market, rolling_correlation
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
-from tradebook.research.strategies.swing import SwingParams
+from tradebook.strategies.swing import SwingParams
 
 
 @pytest.fixture(scope="module")

@@ -268,3 +268,35 @@ def test_brk1_when_alpaca_account_has_last_equity_then_adapter_reports_it():
     assert to_account({**base, "last_equity": "101234.56"}, True).last_equity == pytest.approx(101234.56)
     assert to_account(base, True).last_equity is None
     assert to_account({**base, "last_equity": ""}, True).last_equity is None
+
+
+def test_brk1_when_alpaca_first_reading_is_mid_session_after_a_drop_then_start_of_day_is_yesterdays_close(
+        root, monkeypatch):
+    """BRK-1 on the Alpaca path: the first equity reading of the day comes mid-session, after the book
+    fell 3% from the previous close (2011-08-05 -> 08-08). Start-of-day is Alpaca's last_equity
+    ("equity as of previous trading day at 16:00:00 ET"), not the equity seen then, so the loss trips."""
+    from datetime import date
+
+    from tradebook.params import load_params
+    from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
+    from trading_helpers import ny
+
+    keys = {"APCA_API_KEY_ID": "PKLASTEQUITYTEST0001", "APCA_API_SECRET_KEY": "SKLASTEQUITYTESTSECRET01"}
+    for name, value in keys.items():
+        monkeypatch.setenv(name, value)
+    with FakeAlpacaServer(start=ny(date(2011, 8, 5), 10), key_id=keys["APCA_API_KEY_ID"],
+                          secret_key=keys["APCA_API_SECRET_KEY"]) as fake:
+        fake.seed_position("AAPL", 3000, 48.0)
+        fake.set_time(ny(date(2011, 8, 5), 17))                  # Friday's close passes
+        friday_close = 100_000 + 3000 * 48.02
+        fake.set_time(ny(date(2011, 8, 8), 15, 30))              # Monday afternoon, AAPL down ~5%
+        overrides = {**fake.overrides(), "runs_dir": str(root / "runs"), "alpaca.retries": 0}
+        ctx = Context(load_params(root / "params" / "alpaca-paper.yaml", overrides), root)
+        account = ctx.broker.account()
+        assert account.last_equity == pytest.approx(friday_close)
+        assert (friday_close - account.equity) / friday_close > 0.02
+        trips = run_breakers(ctx)
+        start = ctx.ledger.scalar("SELECT equity FROM equity_snapshots WHERE kind = 'START_OF_DAY'")
+        assert start == pytest.approx(friday_close)
+        assert ("BRK-1", "DAILY_LOSS", "FROZEN") in codes(trips)
+        assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"

@@ -45,3 +45,20 @@ def test_run_failed_event_when_sim_phase_fails_then_stamped_with_the_simulated_c
                        overrides={"sim.start_date": "2011-07-01"})
     assert record.status == "FAILED"
     assert ctx.ledger.scalar("SELECT ts FROM events WHERE kind = 'RUN_FAILED'") == sim_time
+
+
+def test_fallback_now_when_params_invalid_then_sim_state_clock_unless_file_says_paper_or_live(root):
+    """CTL-6 + one clock: with invalid params the mode is only what the file says: sim (or not said)
+    with a sim state present -> its simulated time; paper/live, or no sim state -> the wall clock."""
+    from tradebook.clock import fallback_now
+
+    ctx = make_ctx(root)
+    sim_time = ny(EXEC_DAY, 10, 0)
+    ctx.broker.advance_to(sim_time)
+    state = ctx.params.sim_state_path(root)
+    assert fallback_now("sim", state) == (sim_time, "simulated clock of sim.duckdb")
+    assert fallback_now(None, state) == (sim_time, "simulated clock of sim.duckdb")
+    for mode, path in (("paper", state), ("live", state), ("sim", root / "runs" / "missing.duckdb")):
+        now, clock = fallback_now(mode, path)
+        assert clock == "wall clock" and abs(now - datetime.now(timezone.utc)) < timedelta(seconds=5)
+    assert not (root / "runs" / "missing.duckdb").exists()

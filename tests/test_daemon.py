@@ -112,7 +112,7 @@ def make_daemon(params, root: Path, **kwargs):
 
 
 def alerts_of(ledger: Ledger) -> list[dict]:
-    from tradebook.ops.alerts import recent_alerts
+    from tradebook.alerts import recent_alerts
 
     return recent_alerts(ledger, limit=500)
 

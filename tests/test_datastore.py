@@ -15,8 +15,8 @@ from tradebook.research import backtest
 from tradebook import marketdata
 from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.params import Params
-from tradebook.research import datastore
-from tradebook.research.datastore import DataStoreError
+from tradebook.marketdata import store as datastore
+from tradebook.marketdata.store import DataStoreError
 from tradebook.sessions import sessions
 from trading_helpers import make_ctx, ny, stored_intents
 

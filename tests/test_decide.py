@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pytest
 
 from tradebook.phases.decide import plan, run_decide
-from tradebook.research.strategies.swing_rules import EntrySignal, ExitSignal, Signals
+from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
 from trading_helpers import (DECIDE_DAY, decide_time, hold, intent_state, make_ctx, mid, ny, plant, stored_intents,
                              table_counts)
 

@@ -23,7 +23,7 @@ from tradebook.phases.decide import plan
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
-from tradebook.research.strategies.swing_rules import EntrySignal, ExitSignal, Signals
+from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
 from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, gate_passed_intents, hold, make_ctx, mid,
                              ny, positions_match, stored_orders)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tradebook.ops.logs import REDACTED, Redactor, get_logger, log_event, reset_logging, setup_logging
+from tradebook.logs import REDACTED, Redactor, get_logger, log_event, reset_logging, setup_logging
 
 SECRET_ID = "PKTESTKEYID0123456789"
 SECRET_KEY = "sEcReTvAlUe0123456789abcdefghijklmnopqrst"

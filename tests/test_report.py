@@ -11,7 +11,8 @@ from tradebook.report import build as rpt
 from tradebook.context import Context
 from tradebook.ledger import intents as intent_store
 from tradebook.ledger.verdicts import append_verdicts
-from tradebook.report.sections import section_blocks, style
+from tradebook.report.sections import section_blocks
+from tradebook.style import style
 
 NY = ZoneInfo("America/New_York")
 D1, D2, D3 = date(2011, 7, 5), date(2011, 7, 6), date(2011, 7, 7)

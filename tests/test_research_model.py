@@ -12,9 +12,10 @@ from tradebook.research import backtest
 from tradebook.errors import ConfigError
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
-from tradebook.research import StrategyError, features, training
-from tradebook.research.strategies.loader import load_strategy
-from tradebook.research.strategies.model import save_model
+from tradebook.research import StrategyError, training
+from tradebook.strategies import features
+from tradebook.strategies.loader import load_strategy
+from tradebook.strategies.model import save_model
 from trading_helpers import make_ctx, ny, stored_intents
 
 # A hand-written classifier with only predict_proba: the strategy needs the interface, not a library.

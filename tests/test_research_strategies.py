@@ -14,8 +14,8 @@ from tradebook.errors import ConfigError
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
 from tradebook.research import Held, StrategyError
-from tradebook.research.strategies.base import call_strategy
-from tradebook.research.strategies.loader import build, load_strategy
+from tradebook.strategies.base import call_strategy
+from tradebook.strategies.loader import build, load_strategy
 from trading_helpers import make_ctx, ny, stored_intents
 
 BROKEN = '''

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradebook.research.strategies import swing_rules as strategy
+from tradebook.strategies import swing_rules as strategy
 from tradebook.marketdata import load_bars
 from tradebook.params import Params
-from tradebook.research.strategies.swing import SwingParams as StrategyParams
+from tradebook.strategies.swing import SwingParams as StrategyParams
 
 SP = StrategyParams()
 

@@ -83,3 +83,63 @@ def test_execute_when_the_last_submit_opens_the_circuit_then_reduce_only_recorde
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     assert status.state is TradingState.REDUCE_ONLY and set(sent) == {"AAPL"}   # the same client id only
     assert "via api_breaker" in " ".join(status.reasons)
+
+
+def _adapter_reporting_circuit_open_once(broker, monkeypatch) -> list[str]:
+    """What AlpacaBroker does now (issue 15 item 5): the send whose failure opens the circuit raises CircuitOpen
+    (outcome unknown, not at the venue); after that it reports ``circuit_open`` and refuses nothing itself."""
+    from tradebook.errors import CircuitOpen
+
+    real_submit, sent = broker.submit, []
+
+    def submit(request):
+        sent.append(f"{request.side} {request.symbol} {request.client_order_id}")
+        if len(sent) == 1:
+            monkeypatch.setattr(broker, "circuit_open", True, raising=False)
+            raise CircuitOpen(f"API circuit breaker open: 5 failures in 60s; {request.side} {request.client_order_id} "
+                              "not at Alpaca and not resubmitted while the API circuit is open")
+        return real_submit(request)
+
+    monkeypatch.setattr(broker, "submit", submit)
+    return sent
+
+
+def test_execute_when_the_circuit_opens_on_an_entry_send_then_the_order_path_holds_it_and_gate_1_refuses_it(
+        root, monkeypatch):
+    """EXE-4/GATE-1 (issue 15 item 5): the order path, not the adapter, decides that an entry does not leave
+    while the API circuit is open: not sent again, REDUCE_ONLY recorded, and the next run (after its look-up)
+    refuses it with a GATE-1 REDUCE_ONLY verdict."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(decide_time())
+    plant(ctx, "AAPL", "ENTRY", 10)
+    run_reconcile(ctx)
+    ctx.broker.advance_to(window_time())
+    sent = _adapter_reporting_circuit_open_once(ctx.broker, monkeypatch)
+    run_execute(ctx)
+    assert [s.split()[:2] for s in sent] == [["buy", "AAPL"]]   # sent once; not again by the order path
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["SUBMITTED"]   # outcome unknown: looked up next
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state is TradingState.REDUCE_ONLY
+    run_execute(ctx)
+    assert len(sent) == 1 and ctx.broker.open_orders() == [] and ctx.broker.positions() == []
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["REJECTED"]
+    refused = [v.reason_code for v in stored_verdicts(ctx.ledger) if v.rule == "GATE-1" and v.severity == "reject"]
+    assert refused == ["REDUCE_ONLY"]
+
+
+def test_monitor_when_the_circuit_opens_on_a_stop_exit_send_then_the_order_path_sends_it_again_and_it_gets_out(
+        root, monkeypatch):
+    """EXE-4/EXIT-4: a breached stop gets out with the API circuit open: the adapter reports CircuitOpen for
+    the first send, the order path looks the id up and sends the exit again (same client_order_id), GATE-1
+    passes it under REDUCE_ONLY."""
+    from tradebook.phases.monitor import run_monitor
+    from trading_helpers import EXEC_DAY, mid, ny
+
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(ny(EXEC_DAY, 12))
+    hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)   # 9% under water: the 5% stop is breached
+    sent = _adapter_reporting_circuit_open_once(ctx.broker, monkeypatch)
+    report = run_monitor(ctx)
+    assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
+    assert len(sent) == 2 and sent[0] == sent[1] and sent[0].startswith("sell AAPL")
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["FILLED"] and ctx.broker.positions() == []
+    assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state is TradingState.REDUCE_ONLY

@@ -134,6 +134,7 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
     Needs nothing else: with invalid params, a damaged or locked ledger, or the broker down,
     the flag file is still written and the output says what could not be done.
     """
+    from tradebook.clock import fallback_now
     from tradebook.safety.controls import halt, halt_at
 
     ctx, fallback = _load_leniently(params_file, param)
@@ -142,9 +143,12 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
         status = halt(ctx.params, ctx.root, reason, _actor(), "cli")
     else:
         where, problem = fallback
+        now, clock = fallback_now(where.mode, where.sim_state)   # one clock: a simulation's if there is one
         # Only an existing ledger is written: a guessed path must never start a new one.
-        status = halt_at(where.flag, where.ledger, reason, _actor(), "cli", create_ledger=False)
-        _plain(console, f"params invalid, so the flag file went to {where.flag} ({where.how}):\n{problem}")
+        status = halt_at(where.flag, where.ledger, reason, _actor(), f"cli (params invalid; {clock})", now=now,
+                         create_ledger=False)
+        _plain(console, f"params invalid, so the flag file went to {where.flag} ({where.how}), stamped with "
+                        f"the {clock}:\n{problem}")
     _print_control(console, status)
     _plain(console, "  note: the broker was not contacted: orders already sent stay open at the broker; "
                     "`tradebook flatten` cancels them and closes positions")

@@ -42,6 +42,32 @@ def sim_now(params: "Params", root: Path | None) -> datetime | None:
         return None
 
 
+def state_file_now(path: Path) -> datetime | None:
+    """The simulated time stored in the sim state file at ``path``, read without params (a halt
+    whose params are invalid, CTL-6); None when it is missing, busy or unreadable."""
+    if not path.is_file():
+        return None  # never create a sim account just to stamp an action
+    try:
+        from tradebook.broker.sim.broker import stored_now
+
+        return stored_now(path, SIM_CLOCK_LOCK_TIMEOUT_S)
+    except Exception:  # locked, damaged, not a sim state: the halt matters more than its stamp
+        return None
+
+
+def fallback_now(mode: str | None, sim_state: Path | None) -> tuple[datetime, str]:
+    """When an operator action happens if the params are invalid: (time, which clock).
+
+    Mode as far as the broken file says: paper/live use the wall clock; otherwise (sim, or
+    not said) a sim state next to the ledger means a simulation, so its clock; else the wall clock.
+    """
+    if mode not in ("paper", "live") and sim_state is not None:
+        now = state_file_now(sim_state)
+        if now is not None:
+            return now, f"simulated clock of {sim_state.name}"
+    return wall_now(), "wall clock"
+
+
 def operator_now(params: "Params | None", root: Path | None) -> datetime:
     """When an operator action happens: the simulated clock in sim mode, else (or without
     valid params) the wall clock."""

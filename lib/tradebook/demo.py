@@ -168,11 +168,11 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
 
 def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
     """Fills and gate rejections of this demo's sessions only (the ledger may hold earlier runs)."""
-    fills = ctx.ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [since]) or 0
+    from tradebook.ledger import fills as fill_store
     from tradebook.ledger import intents as intent_store
 
-    with ctx.ledger.connect() as con:
-        rejects = intent_store.gate_rejections_since(con, since)
+    fills = ctx.ledger.read(fill_store.count_since, since) or 0
+    rejects = ctx.ledger.read(intent_store.gate_rejections_since, since)
     return fills, rejects
 
 

@@ -9,12 +9,20 @@ and the broker refuses every call that would send (submit, cancel, close) with a
 shows what it would have done; no order can leave without an executed notebook under
 ``runs/`` recording it. ``TRADEBOOK_PHASE_WRITES=1`` (the nbval regression run, which
 replays the phases in order on a throw-away fixture) keeps the old behaviour.
+
+The copies are removed when the process (the notebook's kernel) exits; a kernel that was
+killed leaves its folder behind, so each new dry run also removes dry-run folders older than
+a day whose process is gone. Only folders this module made are ever removed: the name
+prefix, a marker file inside, owned by this user, not a symlink (``clean_stale``).
 """
 from __future__ import annotations
 
+import atexit
+import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +34,10 @@ if TYPE_CHECKING:
 WRITES_ENV = "TRADEBOOK_PHASE_WRITES"
 PHASES = ("reconcile", "decide", "execute", "report")
 SENDING = ("submit", "cancel", "cancel_all", "close_position", "replace")
+PREFIX = "tradebook-dryrun-"
+MARKER = ".tradebook-dryrun"        # written into every dry-run folder: what makes it removable
+STALE_AFTER_S = 24 * 3600
+_OWN: list[tuple[int, Path]] = []   # (pid that made it, folder): removed at that process's exit
 
 
 def is_dry_run(phase: str, run_id: str | None) -> bool:
@@ -60,7 +72,8 @@ def dry_context(ctx: "Context", phase: str) -> "Context":
     from tradebook.broker import make_broker
     from tradebook.context import Context
 
-    folder = Path(tempfile.mkdtemp(prefix=f"tradebook-dryrun-{phase}-"))
+    clean_stale()
+    folder = _new_folder(phase)
     p = ctx.params
     ledger, state = p.ledger_path(ctx.root), p.sim_state_path(ctx.root)
     _copy_db(ledger, folder / ledger.name)
@@ -71,3 +84,71 @@ def dry_context(ctx: "Context", phase: str) -> "Context":
     dry = Context(params, ctx.root, None)
     dry.__dict__["broker"] = DryRunBroker(make_broker(params, ctx.root), phase)  # fills the cached_property
     return dry
+
+
+# --- the temporary folders ---------------------------------------------------------------------
+def _new_folder(phase: str) -> Path:
+    """A fresh dry-run folder with its marker, removed when this process exits."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{phase}-"))
+    (folder / MARKER).write_text(json.dumps({"pid": os.getpid(), "created": time.time()}))
+    if not _OWN:
+        atexit.register(remove_own)
+    _OWN.append((os.getpid(), folder))
+    return folder
+
+
+def remove_own() -> None:
+    """At exit: remove the dry-run folders this process made (never raises). A forked child
+    inherits the list and this handler; it leaves the parent's folders alone."""
+    while _OWN:
+        pid, folder = _OWN.pop()
+        if pid == os.getpid() and is_dry_run_folder(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_dry_run_folder(path: Path) -> bool:
+    """A real directory (not a symlink) named by this module, owned by this user, with the marker."""
+    try:
+        marker = path / MARKER
+        return (path.name.startswith(PREFIX) and not path.is_symlink() and path.is_dir()
+                and path.stat().st_uid == os.getuid() and marker.is_file() and not marker.is_symlink())
+    except OSError:
+        return False
+
+
+def clean_stale(base: Path | None = None, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove dry-run folders under ``base`` (the temp dir) older than ``older_than_s`` whose
+    process is gone (a kernel killed before its exit handler ran). Returns what was removed;
+    never raises: a dry run must not fail over a leftover folder."""
+    removed = []
+    try:
+        candidates = list(Path(base or tempfile.gettempdir()).glob(f"{PREFIX}*"))
+    except OSError:
+        return removed
+    for folder in candidates:
+        if is_dry_run_folder(folder) and _stale(folder, older_than_s):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+def _stale(folder: Path, older_than_s: float) -> bool:
+    try:
+        marker = folder / MARKER
+        age = time.time() - marker.stat().st_mtime
+        pid = json.loads(marker.read_text()).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return False   # unreadable marker: not ours to judge, keep it
+    return age > older_than_s and not _alive(pid)
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # exists, another user's: still alive
+        return True
+    return True

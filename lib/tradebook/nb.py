@@ -19,13 +19,13 @@ def start(phase: str, params_file: str | None, overrides: dict[str, Any] | None,
     ``tradebook.dryrun``; it shows what the phase would do and sends and writes nothing.
     """
     from tradebook.dryrun import dry_context, is_dry_run
-    from tradebook.ops.logs import setup_logging
+    from tradebook.logs import setup_logging
 
     ctx = Context.load(params_file, overrides or {}, run_id)
     if is_dry_run(phase, run_id):
         ctx = dry_context(ctx, phase)
         print(f"DRY RUN: {phase} opened outside the runner; it runs on a copy of the ledger "
-              f"({ctx.runs_dir}) and sends nothing. To trade: tradebook run {phase}")
+              f"({ctx.runs_dir}, removed when this kernel stops) and sends nothing. To trade: tradebook run {phase}")
     # JSON-lines log under runs/logs with secrets redacted (OPS-6); console keeps warnings visible.
     setup_logging(ctx.params, ctx.root, run_id, console=True)
     print(f"{phase} · mode={ctx.params.mode} · params {ctx.params.digest()} · run {run_id or '(interactive)'}")

@@ -51,7 +51,7 @@ class StrategyChoice(_Frozen):
 
     @model_validator(mode="after")
     def _strategy_known(self) -> "StrategyChoice":
-        from tradebook.research.strategies.loader import check_use, validate_builtin
+        from tradebook.strategies.loader import check_use, validate_builtin
 
         problem = check_use(self.use) or validate_builtin(self.use, self.params)
         if problem:

@@ -40,8 +40,9 @@ log = logging.getLogger(__name__)
 DEFAULT_WARM_MODULES = (
     "tradebook.context", "tradebook.ledger.db", "tradebook.nb", "tradebook.phases.reconcile", "tradebook.phases.decide",
     "tradebook.phases.execute", "tradebook.report.build", "tradebook.phases.monitor", "tradebook.broker.sim.broker", "tradebook.safety.controls",
-    "tradebook.ops.alerts", "tradebook.research.strategies.swing_rules", "tradebook.marketdata", "tradebook.report.plots",
-    "tradebook.report.sections", "pandas", "pandas.io.formats.style", "duckdb", "exchange_calendars",
+    "tradebook.alerts", "tradebook.strategies.swing_rules", "tradebook.marketdata", "tradebook.report.plots",
+    "tradebook.report.sections", "tradebook.style", "tradebook.research.figures", "pandas", "pandas.io.formats.style",
+    "duckdb", "exchange_calendars",
     "bokeh_sampledata.stocks", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
     "matplotlib.font_manager", "tradebook.sessions:table",
 )

@@ -30,14 +30,23 @@ def process_identity(pid: int | None = None) -> dict[str, Any]:
     return {"pid": pid, "host": socket.gethostname(), "proc_start": _proc_start(pid)}
 
 
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (possibly owned by another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def is_gone(identity: dict[str, Any] | None) -> bool:
     """True only when we can tell: same host, and no process with that pid and start time."""
     if not identity or identity.get("host") != socket.gethostname() or not identity.get("pid"):
         return False
     pid = int(identity["pid"])
     if not os.path.isdir("/proc/self"):  # no procfs: the pid alone has to do
-        from tradebook.ops.health import pid_alive
-
         return not pid_alive(pid)
     started = _proc_start(pid)
     if started is None:

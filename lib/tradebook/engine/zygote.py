@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from tradebook.ops.health import pid_alive
+from tradebook.engine.run_liveness import pid_alive
 
 log = logging.getLogger("tradebook.engine.kernelpool")
 

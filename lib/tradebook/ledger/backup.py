@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING
 
 from tradebook.ledger import file as ledger_file
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
-from tradebook.ops.logs import log_event
+from tradebook.logs import log_event
 
 if TYPE_CHECKING:
     from tradebook.ledger.db import Ledger
 
 STAMP = "%Y%m%dT%H%M%SZ"
+BACKUP_EVENT = "BACKUP"  # the daily backup's event: the daemon's plan counts the backup slot done by it
 _STAMP_RE = re.compile(r"-(\d{8}T\d{6}Z)")
 
 
@@ -88,7 +89,6 @@ def backup(ledger_path: str | Path, dest_dir: str | Path | None = None, now: dat
 def daily_backup(ledger: "Ledger", session: date, now: datetime, retention_days: int) -> Path:
     """The daemon's backup after a session's report, recorded as a BACKUP event (schedule.phase_done)."""
     from tradebook.ledger.db import record_event
-    from tradebook.ops.schedule import BACKUP_EVENT
 
     path = backup(ledger.path, now=now, retention_days=retention_days)
     with ledger.transaction() as con:

@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import duckdb
 
@@ -105,6 +105,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+T = TypeVar("T")
 LOCK_TIMEOUT_ENV = "TRADEBOOK_LEDGER_LOCK_TIMEOUT_S"
 BUSY_GRACE_S = 2.0  # a file seen mid-write is looked at again for at least this long before giving up
 
@@ -233,6 +234,12 @@ class Ledger:
             return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
     # small generic helpers -------------------------------------------------------------
+    def read(self, reader: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``reader(con, *args, **kwargs)`` on a short-lived connection: one store read, e.g.
+        ``ledger.read(fills.count_since, since)``."""
+        with self.connect() as con:
+            return reader(con, *args, **kwargs)
+
     def df(self, sql: str, params: list[Any] | None = None) -> "pd.DataFrame":
         """Run a read query and return a DataFrame."""
         with self.connect() as con:

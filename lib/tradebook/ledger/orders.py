@@ -175,15 +175,12 @@ def working_immediate_exit_symbols(con: "duckdb.DuckDBPyConnection", skip_status
 
 def audit_rows(con: "duckdb.DuckDBPyConnection", cids: Iterable[str]) -> list[tuple]:
     """Per order of ``cids``: (client_order_id, symbol, side, qty, order_type, limit_price, status,
-    filled_qty, filled_avg_price, the intent's decision_price, quantity-weighted fill slippage in bps),
-    in the order they were sent."""
+    filled_qty, filled_avg_price, the intent's decision_price), in the order they were sent."""
     cids = sorted(set(cids))
     if not cids:
         return []
     sql = (f"SELECT o.client_order_id, o.symbol, o.side, o.qty, o.order_type, o.limit_price, o.status, "
-           f"o.filled_qty, o.filled_avg_price, i.decision_price, "
-           f"(SELECT sum(f.qty * f.slippage_bps) / nullif(sum(f.qty), 0) FROM fills f "
-           f" WHERE f.client_order_id = o.client_order_id) "
+           f"o.filled_qty, o.filled_avg_price, i.decision_price "
            f"FROM orders o LEFT JOIN intents i ON i.intent_id = o.intent_id "
            f"WHERE o.client_order_id IN ({_marks(cids)}) ORDER BY o.submitted_at NULLS LAST, o.client_order_id")
     return con.execute(sql, cids).fetchall()

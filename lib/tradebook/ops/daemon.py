@@ -23,11 +23,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from tradebook.ops import alerts, schedule
+from tradebook import alerts
+from tradebook.ops import schedule
 from tradebook.errors import TradebookError
 from tradebook.ops.health import (DaemonLock, Heartbeat, heartbeat_path, read_heartbeat, record_heartbeat, sd_notify,
                               stale_after_s, watchdog_interval_s, write_heartbeat)
-from tradebook.ops.logs import log_event, setup_logging
+from tradebook.logs import log_event, setup_logging
 from tradebook.ops.schedule import SimClock, WallClock, parse_speed
 
 if TYPE_CHECKING:

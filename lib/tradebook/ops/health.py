@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradebook.errors import TradebookError
-from tradebook.ops.logs import log_event
+from tradebook.engine.run_liveness import pid_alive
+from tradebook.logs import log_event
 
 if TYPE_CHECKING:
     from tradebook.ledger.db import Ledger
@@ -235,17 +236,6 @@ def _control_problems(status: Any, notes: list[str]) -> list[tuple[int, str]]:
     else:
         notes.append("trading state RUNNING")
     return found
-
-
-def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists (possibly owned by another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- one daemon per runs/ folder ------------------------------------------------------------

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
+from tradebook.ledger.backup import BACKUP_EVENT
+
 if TYPE_CHECKING:
     from tradebook.broker.base import Session
     from tradebook.ledger.db import Ledger
     from tradebook.params import Params
-
-BACKUP_EVENT = "BACKUP"
 
 
 @dataclass(frozen=True, order=True)

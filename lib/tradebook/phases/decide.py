@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tradebook.context import Context
-    from tradebook.research.strategies.swing_rules import Signals
+    from tradebook.strategies.swing_rules import Signals
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def run_decide(ctx: "Context") -> DecideReport:
 def _decide(ctx: "Context") -> DecideReport:
     from tradebook.sessions import session_date
     from tradebook.phases.reconcile import sync_orders
-    from tradebook.research.strategies.base import Held, StrategyError, call_strategy
-    from tradebook.research.strategies.loader import load_strategy
+    from tradebook.strategies.base import Held, StrategyError, call_strategy
+    from tradebook.strategies.loader import load_strategy
 
     now = ctx.now()
     sync_orders(ctx)  # positions must include today's fills before deciding on them
@@ -114,7 +114,7 @@ def history_start(day: date, sessions: int) -> date:
 def load_bars(ctx: "Context", symbols: list[str], day: date, sessions: int | None = None) -> "pd.DataFrame":
     """Daily bars up to and including ``day``, ``sessions`` of history (the strategy's warm-up)."""
     if sessions is None:
-        from tradebook.research.strategies.loader import load_strategy
+        from tradebook.strategies.loader import load_strategy
 
         sessions = load_strategy(ctx.params.strategy, ctx.root).history_days()
     start = history_start(day, sessions)

@@ -23,6 +23,7 @@ REFUSAL_COLUMNS = ["intent_id", "symbol", "kind", "side", "qty", "rule", "reason
 
 def orders(ctx: "Context", cids: Iterable[str]) -> list[dict[str, Any]]:
     """One row per order: limit, fill price, decision price and quantity-weighted slippage (bps)."""
+    from tradebook.ledger import fills as fill_store
     from tradebook.ledger import orders as order_store
 
     cids = sorted(set(cids))
@@ -30,7 +31,8 @@ def orders(ctx: "Context", cids: Iterable[str]) -> list[dict[str, Any]]:
         return []
     with ctx.ledger.connect() as con:
         rows = order_store.audit_rows(con, cids)
-    return [dict(zip(ORDER_COLUMNS, r)) for r in rows]
+        slippage = fill_store.slippage_by_order(con, cids)
+    return [dict(zip(ORDER_COLUMNS, [*r, slippage.get(r[0])])) for r in rows]
 
 
 def refusals(ctx: "Context", intent_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:

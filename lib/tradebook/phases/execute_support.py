@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tradebook.ledger import closed_today
 from tradebook.ledger import cooldowns as cooldown_store
 from tradebook.ledger import orders as order_store
+from tradebook.ledger import positions as position_store
 from tradebook.phases import intents as it
 from tradebook.errors import BrokerRejected, BrokerUnavailable, TradebookError
 
@@ -98,7 +99,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
     today = _day(now)
     day_start = datetime.combine(today, time(0), ZoneInfo("America/New_York"))
     with ctx.ledger.connect() as con:
-        origins = dict(con.execute("SELECT symbol, origin FROM positions").fetchall())
+        origins = position_store.origins(con)
         # the later parts of a split exit ride on part 1's count (EXIT-6, gate_rules.orders)
         by_symbol = order_store.sent_since_by_symbol(con, day_start, LATER_SPLIT_PART)
         closed = closed_today.symbols(con, today)
@@ -143,7 +144,7 @@ def _non_trading_days(ctx: "Context", intents: list[it.Intent], now: datetime) -
 def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: list["Session"],
                          now: datetime) -> list[str]:
     """EXIT-3: PLANNED intents whose first window passed; each is alerted once, and stays PLANNED."""
-    from tradebook.ops import alerts
+    from tradebook import alerts
 
     late = []
     for i in planned:

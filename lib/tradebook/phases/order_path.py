@@ -29,7 +29,8 @@ from tradebook.ledger import cooldowns as cooldown_store
 from tradebook.ledger import orders as order_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import needs_cancel_first
-from tradebook.errors import BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported
+from tradebook.errors import (BrokerRejected, BrokerUnavailable, CircuitOpen, DuplicateClientOrderId,
+                              FractionalNotSupported)
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Order, OrderRequest, Quote
@@ -128,7 +129,7 @@ def _reduce_only_if_circuit_open(ctx: "Context", run: "GateRun", now: datetime) 
     from tradebook.safety import controls
     from tradebook.safety.state import TradingState
 
-    if not getattr(ctx.broker, "circuit_open", False) or run.ctx.control_state != TradingState.RUNNING:
+    if not _circuit_open(ctx) or run.ctx.control_state != TradingState.RUNNING:
         return
     breaker = getattr(ctx.broker, "breaker", None)
     reason = getattr(breaker, "reason", "") or "API circuit breaker open"
@@ -197,12 +198,18 @@ def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "Proposed
         return _outcome(intent, it.SUBMITTED, f"outcome unknown: {exc}", cid)
     it.crash_point("after_broker_submit")
     run.accept(proposed)
-    return _record_answer(ctx, intent, cid, order, now)
+    outcome = _record_answer(ctx, intent, cid, order, now)
+    _reduce_only_if_circuit_open(ctx, run, now)  # EXE-4: the circuit may have opened on the way (then resent)
+    return outcome
 
 
 def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
     """Submit; on a transient error or an unknown outcome look the id up and, only when the broker
-    has never seen it, send once more with the *same* client_order_id (a duplicate is refused)."""
+    has never seen it, send once more with the *same* client_order_id (a duplicate is refused).
+
+    EXE-4: with the API circuit open (the adapter reports it) only an order that reduces is sent
+    again; an entry is held (outcome unknown) and the next run, after its look-up, meets GATE-1
+    under REDUCE_ONLY: refused with a recorded verdict."""
     for last in (False, True):
         try:
             return ctx.broker.submit(request)
@@ -211,13 +218,18 @@ def _submit_with_lookup(ctx: "Context", request: "OrderRequest") -> "Order":
             if found is None:
                 raise BrokerUnavailable("broker reports a duplicate client_order_id it cannot find") from None
             return found
-        except BrokerUnavailable:
+        except BrokerUnavailable as exc:
             found = _lookup(ctx, request.client_order_id)
             if found is not None:
                 return found
-            if last:
+            if last or (request.side == "buy" and _circuit_open(ctx, exc)):  # long-only: a buy adds exposure
                 raise
     raise AssertionError("unreachable: the second attempt returns or raises")
+
+
+def _circuit_open(ctx: "Context", exc: Exception | None = None) -> bool:
+    """EXE-4: the adapter reports an open API circuit (``circuit_open``, or CircuitOpen raised)."""
+    return isinstance(exc, CircuitOpen) or bool(getattr(ctx.broker, "circuit_open", False))
 
 
 def _lookup(ctx: "Context", cid: str) -> "Order | None":

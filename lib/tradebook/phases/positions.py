@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tradebook.ledger import fills as fill_store
+from tradebook.ledger import positions as position_store
+from tradebook.ledger import trades as trade_store
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -39,12 +43,9 @@ class LedgerPosition:
         return self.origin == EXTERNAL
 
 
-_COLS = "symbol, qty, avg_price, origin, opened_at, confidence, tier, sector"
-
-
 def load_positions(con: "duckdb.DuckDBPyConnection") -> dict[str, LedgerPosition]:
     """Every ledger position by symbol."""
-    return {r[0]: LedgerPosition(*r) for r in con.execute(f"SELECT {_COLS} FROM positions").fetchall()}
+    return {r[0]: LedgerPosition(*r) for r in position_store.rows(con)}
 
 
 # --- the decision tree (pure) ----------------------------------------------------------------
@@ -150,16 +151,12 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
     from tradebook.ledger.db import record_event
 
     slip = slippage_bps(fill.side, fill.price, fill.decision_price)
-    con.execute("INSERT INTO fills (client_order_id, intent_id, symbol, side, qty, price, ts, decision_price, "
-                "slippage_bps) VALUES (?,?,?,?,?,?,?,?,?)",
-                [fill.client_order_id, fill.intent_id, fill.symbol, fill.side, fill.qty, fill.price, fill.ts,
-                 fill.decision_price, slip])
+    fill_store.insert(con, fill.client_order_id, fill.intent_id, fill.symbol, fill.side, fill.qty, fill.price,
+                      fill.ts, fill.decision_price, slip)
     pos = load_positions_for(con, fill.symbol)
     realized = _update_position(con, fill, pos, params, session_day)
-    con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, realized_pnl, reason, run_id) "
-                "VALUES (?,?,?,?,?, 'FILL', ?, ?, ?)",
-                [fill.ts, fill.symbol, fill.side, fill.qty, fill.price, realized,
-                 f"fill of {fill.client_order_id}", run_id])
+    trade_store.append(con, fill.ts, fill.symbol, fill.side, fill.qty, fill.price, "FILL", realized,
+                       f"fill of {fill.client_order_id}", run_id)
     cooldown_store.touch(con, fill.symbol, fill.ts)
     record_event(con, "FILL", run_id=run_id, symbol=fill.symbol, qty=fill.qty, price=fill.price, ts=fill.ts,
                  reason=f"{fill.side} fill of {fill.client_order_id}",
@@ -169,8 +166,9 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
 
 
 def load_positions_for(con: "duckdb.DuckDBPyConnection", symbol: str) -> LedgerPosition | None:
-    rows = con.execute(f"SELECT {_COLS} FROM positions WHERE symbol = ?", [symbol]).fetchall()
-    return LedgerPosition(*rows[0]) if rows else None
+    """The ledger position in ``symbol`` (None when not held)."""
+    row = position_store.row(con, symbol)
+    return LedgerPosition(*row) if row else None
 
 
 def next_position(qty: float, avg: float, side: str, fill_qty: float, fill_price: float) -> tuple[float, float]:
@@ -188,23 +186,20 @@ def _update_position(con: "duckdb.DuckDBPyConnection", fill: FillInfo, pos: Ledg
     if fill.side == "buy":
         qty, avg = next_position(held, pos.avg_price if pos else 0.0, "buy", fill.qty, fill.price)
         if pos:
-            con.execute("UPDATE positions SET qty = ?, avg_price = ?, updated_at = ? WHERE symbol = ?",
-                        [qty, avg, fill.ts, fill.symbol])
+            position_store.update(con, fill.symbol, qty, fill.ts, avg_price=avg)
         else:
-            con.execute("INSERT INTO positions (symbol, qty, avg_price, origin, opened_at, confidence, tier, "
-                        "sector, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                        [fill.symbol, qty, avg, STRATEGY, fill.ts, fill.confidence,
-                         params.symbol_tiers.get(fill.symbol), params.symbol_sectors.get(fill.symbol), fill.ts])
+            position_store.insert(con, fill.symbol, qty, avg, STRATEGY, fill.ts, fill.confidence,
+                                  params.symbol_tiers.get(fill.symbol), params.symbol_sectors.get(fill.symbol),
+                                  fill.ts)
         return None
     sold = min(fill.qty, held)
     realized = (fill.price - pos.avg_price) * sold if pos else None
     remaining = held - fill.qty
     if remaining <= EPS:
-        con.execute("DELETE FROM positions WHERE symbol = ?", [fill.symbol])
+        position_store.delete(con, fill.symbol)
         mark_closed_today(con, fill.symbol, session_day, fill.ts)
     else:
-        con.execute("UPDATE positions SET qty = ?, updated_at = ? WHERE symbol = ?",
-                    [remaining, fill.ts, fill.symbol])
+        position_store.update(con, fill.symbol, remaining, fill.ts)
     return realized
 
 

@@ -26,6 +26,8 @@ from tradebook.ledger import closed_today
 from tradebook.ledger import intents as intent_store
 from tradebook.ledger import orders as order_store
 from tradebook.ledger import meta as ledger_meta
+from tradebook.ledger import positions as position_store
+from tradebook.ledger import trades as trade_store
 from tradebook.phases import reconcile_outcome as outcome
 from tradebook.errors import LedgerError
 from tradebook.phases.order_sync import (OrderRow, OrderUpdate, apply_order_update, compute_updates, fetch_truth,
@@ -169,13 +171,10 @@ class _LedgerMoved(LedgerError):
     """The ledger changed between our read and our write (another writer): redo the reconcile."""
 
 
-_FINGERPRINT = ("SELECT (SELECT count(*) FROM positions), (SELECT max(updated_at) FROM positions), "
-                "(SELECT count(*) FROM trades)")
-
-
 def _fingerprint(con: "duckdb.DuckDBPyConnection") -> tuple:
-    """Changes whenever another writer touched orders, positions, trades or intents."""
-    return (*order_store.fingerprint(con), *con.execute(_FINGERPRINT).fetchall()[0], intent_store.last_update(con))
+    """What changes whenever another writer touches orders, intents, positions or trades."""
+    return (*order_store.fingerprint(con), intent_store.last_update(con), *position_store.version(con),
+            trade_store.count(con))
 
 
 def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
@@ -232,15 +231,14 @@ def _reconcile(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -
 
 def load_quantities(con: "duckdb.DuckDBPyConnection") -> dict[str, Pos]:
     """Ledger positions as (symbol, qty, avg_price) only: no timestamps to convert (5,000 rows in ms)."""
-    return {r[0]: Pos(*r) for r in con.execute("SELECT symbol, qty, avg_price FROM positions").fetchall()}
+    return {r[0]: Pos(*r) for r in position_store.quantities(con)}
 
 
 def _read_ledger(ctx: "Context", cids: Iterable[str] | None, light: bool):
     with ctx.ledger.connect() as con:
         rows = open_order_rows(con, cids)
         positions = load_quantities(con)
-        first = not positions and not (con.execute("SELECT count(*) FROM trades").fetchall()[0][0]
-                                       + order_store.count(con))
+        first = not positions and not (trade_store.count(con) + order_store.count(con))
         mark = None if light else ledger_meta.get(con, ledger_meta.RECONCILE_KEY)
         return rows, positions, first, _fingerprint(con), mark
 
@@ -336,17 +334,9 @@ def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: 
 
 
 def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | None, day) -> None:
-    con.execute("INSERT INTO positions (symbol, qty, avg_price, origin, opened_at, confidence, tier, sector, "
-                "updated_at) SELECT symbol, qty, price, 'EXTERNAL', NULL, NULL, tier, sector, ? "
-                "FROM rec_actions WHERE kind = 'BACKFILL'", [now])
-    con.execute("UPDATE positions SET qty = a.qty, avg_price = a.price, updated_at = ? FROM rec_actions a "
-                "WHERE a.kind = 'CORRECTION' AND positions.symbol = a.symbol", [now])
-    con.execute("DELETE FROM positions WHERE symbol IN "
-                "(SELECT symbol FROM rec_actions WHERE kind = 'EXTERNAL_CLOSE')")
+    position_store.apply_reconcile_actions(con, now)
     closed_today.mark_external_closes(con, day, now)
-    con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, realized_pnl, reason, run_id) "
-                "SELECT ?, symbol, CASE WHEN delta >= 0 THEN 'buy' ELSE 'sell' END, abs(delta), "
-                "price, kind, NULL, reason, ? FROM rec_actions", [now, run_id])
+    trade_store.append_reconcile_actions(con, now, run_id)
     con.execute("INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason, data) "
                 "SELECT ?, ?, 'RECONCILE_' || kind, symbol, qty, price, reason, json_object('ledger_qty', ledger_qty, "
                 "'ledger_price', ledger_price, 'broker_qty', qty, 'broker_price', price) FROM rec_actions",
@@ -355,7 +345,7 @@ def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | Non
 
 def _raise_divergence(con: "duckdb.DuckDBPyConnection", report: ReconcileReport, ctx: "Context") -> None:
     """REC-7: incident + ALERT + REDUCE_ONLY, all in the reconcile's transaction."""
-    from tradebook.ops import alerts
+    from tradebook import alerts
     from tradebook.safety import controls
 
     shown = 10  # an alert is read by a person: name a few, count the rest (all are audit events)

@@ -37,7 +37,7 @@ def record_failure(ctx: "Context", exc: BaseException, now: datetime) -> str | N
     Returns None when recorded, else why it could not be (the ledger is locked or damaged:
     the caller's error is what the operator sees then).
     """
-    from tradebook.ops import alerts
+    from tradebook import alerts
     from tradebook.safety import controls
 
     error = describe(exc)

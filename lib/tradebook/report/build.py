@@ -16,10 +16,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from tradebook.ledger import controls as control_store
+from tradebook.ledger import equity as equity_store
+from tradebook.ledger import fills as fill_store
 from tradebook.ledger import intents as intent_store
+from tradebook.ledger import positions as position_store
+from tradebook.ledger import trades as trade_store
 from tradebook.ledger import verdicts as verdict_store
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
     from tradebook.context import Context
@@ -30,47 +36,6 @@ OPEN_STATES = ("PLANNED", "SUBMITTED")  # PARTIAL is terminal (see tradebook.pha
 SECTIONS = ("summary", "pnl", "exposure", "fills", "rejections", "controls", "intents", "runs")
 
 SQL = {
-    "equity": f"""
-        WITH obs AS (SELECT session_date, ts, kind, equity FROM equity_snapshots WHERE kind <> 'PEAK_RESET'),
-        d AS (SELECT session_date,
-                     coalesce(arg_min(equity, ts) FILTER (WHERE kind = 'START_OF_DAY'), arg_min(equity, ts)) AS open_eq,
-                     arg_max(equity, ts) FILTER (WHERE kind = 'END_OF_DAY') AS eod, arg_max(equity, ts) AS last_obs
-              FROM obs GROUP BY 1),
-        -- Bucket by UTC hour first (plain integer maths), then convert the few buckets to the
-        -- exchange date: per-row time-zone conversion is 10x slower on millions of trades, and
-        -- New York's UTC offsets are whole hours, so the buckets map exactly.
-        h AS (SELECT epoch_us(ts) // 3600000000 AS hour, sum(realized_pnl) AS realized, count(*) AS trades
-              FROM trades GROUP BY 1),
-        r AS (SELECT (make_timestamp(hour * 3600000000)::TIMESTAMPTZ AT TIME ZONE '{TZ}')::DATE AS session_date,
-                     sum(realized) AS realized, sum(trades) AS trades FROM h GROUP BY 1)
-        SELECT coalesce(d.session_date, r.session_date) AS session_date, d.open_eq,
-               coalesce(d.eod, lead(d.open_eq) OVER (ORDER BY coalesce(d.session_date, r.session_date)),
-                        d.last_obs) AS close_eq, coalesce(r.realized, 0) AS realized, coalesce(r.trades, 0) AS trades
-        FROM d FULL OUTER JOIN r USING (session_date) ORDER BY 1""",
-    "positions": "SELECT symbol, qty, avg_price, origin, tier, sector, opened_at, confidence FROM positions "
-                 "WHERE qty <> 0 ORDER BY symbol",
-    "fills": """
-        SELECT f.ts, f.symbol, f.side, f.qty, f.price, f.decision_price,
-               coalesce(f.slippage_bps, CASE WHEN f.decision_price > 0 THEN
-                   (CASE WHEN f.side = 'buy' THEN 1 ELSE -1 END) * (f.price - f.decision_price) / f.decision_price * 1e4
-               END) AS slippage_bps, i.kind, i.reason
-        FROM (SELECT * FROM fills ORDER BY ts DESC, fill_id DESC LIMIT ?) f
-        LEFT JOIN intents i USING (intent_id) ORDER BY f.ts DESC, f.fill_id DESC""",
-    "slippage": """
-        WITH s AS (SELECT symbol, side, qty, price, decision_price,
-                          coalesce(slippage_bps, (CASE WHEN side = 'buy' THEN 1 ELSE -1 END)
-                                   * (price - decision_price) / nullif(decision_price, 0) * 1e4) AS bps FROM fills)
-        SELECT symbol, side, count(*) AS fills, sum(qty * price) AS notional, avg(bps) AS avg_bps,
-               median(bps) AS median_bps, max(bps) AS worst_bps,
-               sum(bps / 1e4 * qty * decision_price) AS cost_usd
-        FROM s GROUP BY ALL ORDER BY symbol, side""",
-    "slippage_hist": """
-        SELECT floor(bps / 5) * 5 AS bucket, count(*) AS n FROM (
-            SELECT coalesce(slippage_bps, (CASE WHEN side = 'buy' THEN 1 ELSE -1 END)
-                            * (price - decision_price) / nullif(decision_price, 0) * 1e4) AS bps FROM fills)
-        WHERE bps IS NOT NULL GROUP BY 1 ORDER BY 1""",
-    "incidents": "SELECT ts, session_date, kind, detail, resolved_at FROM incidents ORDER BY ts DESC LIMIT ?",
-    "controls": "SELECT ts, state, reason, actor, source FROM controls ORDER BY ts DESC, control_id DESC LIMIT ?",
     # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
     "runs": """SELECT phase, count(*) AS runs, count(*) FILTER (WHERE status NOT IN ('OK', 'RUNNING')) AS failed,
                       max(coalesce(sim_time, started_at)) AS last_run,
@@ -78,9 +43,6 @@ SQL = {
                FROM runs GROUP BY phase ORDER BY phase""",
     "failed_runs": "SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
                    "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT 10",
-    "counts": """SELECT (SELECT count(*) FROM fills), (SELECT count(*) FROM trades),
-                       (SELECT coalesce(sum(realized_pnl), 0) FROM trades),
-                       (SELECT count(*) FROM incidents WHERE resolved_at IS NULL)""",
 }
 
 
@@ -129,18 +91,12 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
     live: dict[str, Any] = _broker_snapshot(ctx) if use_broker else {"note": "broker not consulted: positions at cost"}
     with ctx.ledger.connect() as con:
         con.execute(f"SET TimeZone = '{TZ}'")
-        stored = _store_frames(con)
-        frames = {name: stored[name] if name in stored
-                  else con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
-                  for name in ("equity", "positions", "fills", "slippage", "rejections", "warnings", "incidents",
-                               "controls", "intents", "runs", "failed_runs")}
-        hist = con.execute(SQL["slippage_hist"]).df()
-        fills, trades, realized, open_incidents = con.execute(SQL["counts"]).fetchone()
-        counts = (fills, trades, realized, intent_store.count_open(con, OPEN_STATES),
-                  intent_store.count_gate_rejected(con), open_incidents)
-        last_ts = con.execute("SELECT max(ts) FROM (SELECT max(ts) AS ts FROM fills UNION ALL "
-                              "SELECT max(ts) FROM controls UNION ALL SELECT max(ts) FROM equity_snapshots)").fetchone()[0]
-    asof = live.get("now") or last_ts
+        frames = _read_frames(con, limit)
+        hist = fill_store.slippage_histogram(con)
+        counts = (fill_store.count(con), *trade_store.totals(con), intent_store.count_open(con, OPEN_STATES),
+                  intent_store.count_gate_rejected(con), control_store.open_incidents(con))
+        stamps = [fill_store.last_ts(con), control_store.last_ts(con), equity_store.last_ts(con)]
+    asof = live.get("now") or max((t for t in stamps if t is not None), default=None)
     price_map = dict(live.get("prices", {}), **(prices or {}))
     equity_now = live.get("equity")
     frames["equity"] = daily_equity(frames["equity"], equity_now, asof)
@@ -154,10 +110,17 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
     return report
 
 
-def _store_frames(con) -> dict[str, "pd.DataFrame"]:
-    """The sections read through the tables' stores (tradebook.ledger.<store>)."""
-    return {"rejections": verdict_store.rejection_counts(con), "warnings": verdict_store.warning_counts(con),
-            "intents": intent_store.open_listing(con, OPEN_STATES)}
+def _read_frames(con: "duckdb.DuckDBPyConnection", limit: int) -> dict[str, "pd.DataFrame"]:
+    """The ledger's listings and aggregations, one frame per name (the newest ``limit`` rows of listings)."""
+    def sql(name: str) -> "pd.DataFrame":
+        return con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
+
+    return {"equity": equity_store.daily(con, TZ), "positions": position_store.open_listing(con),
+            "fills": fill_store.recent(con, limit), "slippage": fill_store.slippage(con),
+            "rejections": verdict_store.rejection_counts(con), "warnings": verdict_store.warning_counts(con),
+            "incidents": control_store.recent_incidents(con, limit),
+            "controls": control_store.recent_controls(con, limit), "intents": intent_store.open_listing(con, OPEN_STATES), "runs": sql("runs"),
+            "failed_runs": sql("failed_runs")}
 
 
 def _broker_snapshot(ctx: "Context") -> dict[str, Any]:

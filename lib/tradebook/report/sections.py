@@ -9,25 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Iterator
 
-if TYPE_CHECKING:
-    import pandas as pd
+from tradebook.style import png, style
 
+if TYPE_CHECKING:
     from tradebook.report.build import Report
 
 Block = tuple[str, Any]  # ("text", markdown) | ("table", DataFrame) | ("figure", section name)
-
-GREEN, RED, AMBER = "#2e7d32", "#c62828", "#ef6c00"
-MONEY = {"value", "notional", "cost_usd", "unrealized", "equity", "open_equity", "daily_pnl", "cum_pnl",
-         "realized", "pnl", "cash", "holdings", "realized_pnl"}
-PRICE = {"price", "avg_price", "decision_price", "limit_price", "entry_price", "exit_price"}
-PCT = {"pct_equity", "cap", "drawdown", "exposure", "win_rate"}
-PCT_POINTS = {"return_pct", "avg_return_pct"}  # already in percent
-ONE_DECIMAL = {"avg_days"}
-BPS = {"slippage_bps", "avg_bps", "median_bps", "worst_bps"}
-STATUS_COLOURS = {"OVER": f"color: white; background-color: {RED}", "WARN": "background-color: #ffe0b2",
-                  "OK": f"color: {GREEN}", "RUNNING": f"color: {GREEN}", "REDUCE_ONLY": f"color: {AMBER}",
-                  "HALTED": f"color: {RED}", "FROZEN": f"color: white; background-color: {RED}",
-                  "FAILED": f"color: {RED}"}
 
 
 def _money(v: float | None, sign: bool = False, md: bool = False) -> str:
@@ -174,56 +161,9 @@ def _runs(r: "Report") -> Iterator[Block]:
         yield "text", "No failed runs."
 
 
-def style(frame: "pd.DataFrame", max_rows: int = 50) -> Any:
-    """A Styler that reads well: money, prices, %, bps, timestamps in exchange time, status colours."""
-    import pandas as pd
-
-    shown = frame.head(max_rows)
-    fmt: dict[str, Any] = {}
-    for col in shown.columns:
-        if col in MONEY or col in PRICE:
-            fmt[col] = "{:,.2f}"
-        elif col == "qty":
-            fmt[col] = "{:,.6g}"
-        elif col in PCT:
-            fmt[col] = "{:.2%}"
-        elif col in BPS:
-            fmt[col] = "{:+.1f}"
-        elif col in PCT_POINTS:
-            fmt[col] = "{:+.2f}%"
-        elif col in ONE_DECIMAL:
-            fmt[col] = "{:.1f}"
-        elif col == "confidence":
-            fmt[col] = "{:.2f}"
-        elif pd.api.types.is_datetime64_any_dtype(shown[col]):
-            pattern = "%Y-%m-%d" if col.endswith("date") else "%Y-%m-%d %H:%M"
-            fmt[col] = lambda v, pattern=pattern: "" if pd.isna(v) else v.strftime(pattern)
-    styler = shown.style.format(fmt, na_rep="–").hide(axis="index")
-    text = [c for c in shown.columns if pd.api.types.is_object_dtype(shown[c]) or pd.api.types.is_string_dtype(shown[c])]
-    if text:  # words read left-aligned; numbers stay right-aligned
-        styler = styler.set_properties(subset=text, **{"text-align": "left"})
-    status_cols = [c for c in ("status", "state", "last_status") if c in shown.columns]
-    if status_cols:
-        styler = styler.map(lambda v: STATUS_COLOURS.get(str(v).removeprefix("EXIT_"), ""), subset=status_cols)
-    signed = [c for c in ("daily_pnl", "pnl", "unrealized", "cum_pnl") if c in shown.columns]
-    if signed:
-        styler = styler.map(lambda v: f"color: {GREEN if v > 0 else RED}" if v == v and v != 0 else "",
-                            subset=signed)
-    styler = styler.set_table_styles([{"selector": "th", "props": "text-align: left; background-color: #f5f5f5"},
-                                      {"selector": "td", "props": "padding: 2px 10px; white-space: nowrap"}])
-    prose = [c for c in ("reason", "detail", "error", "notebook_path") if c in shown.columns]
-    if prose:  # long free text wraps (a per-column rule outranks the nowrap above); the rest stays on one line
-        styler = styler.set_table_styles({c: [{"selector": "td", "props": "white-space: normal; min-width: 16em; "
-                                                                          "max-width: 36em"}] for c in prose},
-                                         overwrite=False)
-    return styler
-
-
 def show_section(report: "Report", section: str) -> None:
     """Display one section's blocks in a notebook."""
     from IPython.display import Image, Markdown, display
-
-    from tradebook.report.plots import png
 
     figures = None
     for kind, payload in section_blocks(report, section):

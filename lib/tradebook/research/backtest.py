@@ -1,6 +1,6 @@
 """Research backtest over the bundled daily bars: the live strategy and gate, fast (RES-1).
 
-Indicators are computed once, vectorised (``tradebook.research.strategies.swing_rules.indicators``); a tight
+Indicators are computed once, vectorised (``tradebook.strategies.swing_rules.indicators``); a tight
 event loop then walks the sessions. Each session: pending orders fill at the open
 (next-bar-open fills, through the same gate as execute when ``use_gate``), then the
 rules look at the close and queue orders for the next open. The equity curve is
@@ -17,22 +17,21 @@ the account breakers (``research.frictions``, BT-1); the parity reference does n
 """
 from __future__ import annotations
 
-import math
 from datetime import date
 from typing import TYPE_CHECKING, Any, Sequence
 
 from tradebook.research.simulator import Book, Market, Order, pd_ffill, simulate
 from tradebook.research.results import BacktestResult, compare, show_compare
+from tradebook.strategies.sma_cross import crossings
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from pathlib import Path
 
     from tradebook.params import Params
-    from tradebook.research.strategies.base import Strategy
-    from tradebook.research.strategies.swing import SwingParams
+    from tradebook.strategies.base import Strategy
+    from tradebook.strategies.swing import SwingParams
 
 REFERENCE_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")
 __all__ = ["BacktestResult", "Market", "compare", "show_compare", "SmaCross", "SwingRules", "crossings", "run_reference",
@@ -71,37 +70,13 @@ class SmaCross:
         return orders
 
 
-def crossings(close: "np.ndarray", fast: int, slow: int) -> tuple["np.ndarray", "np.ndarray"]:
-    """(up, down) crossover flags of SMA(fast) over SMA(slow) for one symbol's closes."""
-    import numpy as np
-    import pandas as pd
-
-    s = pd.Series(close)
-    diff = (s.rolling(fast).mean() - s.rolling(slow).mean()).to_numpy(copy=True)
-    # Rolling sums drift by a few ulps; where the sign could hinge on that, recompute the
-    # means exactly rounded (math.fsum, as backtrader does) so crossings match bit for bit.
-    close_call = np.flatnonzero(np.abs(diff) <= 1e-9 * np.abs(close))
-    for i in close_call:
-        diff[i] = math.fsum(close[i - fast + 1:i + 1]) / fast - math.fsum(close[i - slow + 1:i + 1]) / slow
-    up = np.zeros(len(close), dtype=bool)
-    down = np.zeros_like(up)
-    if len(close) <= slow:
-        return up, down
-    nzd = pd.Series(np.where(diff == 0, np.nan, diff)).ffill().to_numpy(copy=True)
-    nzd[slow - 1] = diff[slow - 1]  # the seed keeps a zero, like NonZeroDifference.nextstart
-    prev, now = nzd[slow - 1:-1], diff[slow:]
-    up[slow:] = (prev < 0) & (now > 0)
-    down[slow:] = (prev > 0) & (now < 0)
-    return up, down
-
-
 class SwingRules:
-    """The reference swing strategy (``tradebook.research.strategies.swing_rules``) and the decide phase's entry policy."""
+    """The reference swing strategy (``tradebook.strategies.swing_rules``) and the decide phase's entry policy."""
 
     def __init__(self, market: Market, bars: "pd.DataFrame", params: "Params", sp: "SwingParams"):
         import numpy as np
 
-        from tradebook.research.strategies import swing_rules as strategy
+        from tradebook.strategies import swing_rules as strategy
 
         self.p, self.sp = params, sp
         self.table = table = strategy.indicators(bars, self.sp)
@@ -121,7 +96,7 @@ class SwingRules:
 
     def decide(self, t: int, book: Book) -> Sequence[Order]:
         """After the close of session ``t``: exits for held symbols, then entries by confidence."""
-        from tradebook.research.strategies import swing_rules as strategy
+        from tradebook.strategies import swing_rules as strategy
 
         m, sp, orders = self.market, self.sp, []
         exiting = set()
@@ -148,7 +123,7 @@ class SwingRules:
 
     def _entry(self, t: int, j: int, book: Book, equity: float, n_open: int) -> Order | None:
         """The decide phase's own POS-1/POS-2/POS-3 decision (``positions.decide_entry``)."""
-        from tradebook.research.strategies import swing_rules as strategy
+        from tradebook.strategies import swing_rules as strategy
         from tradebook.phases.positions import STRATEGY, LedgerPosition, decide_entry
 
         symbol, conf, price = self.market.symbols[j], float(self.conf[t, j]), float(self.market.close[t, j])
@@ -192,13 +167,13 @@ def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" 
     from tradebook.params import Params
     from tradebook.research.frictions import Frictions
     from tradebook.research.session_rules import StrategyRules
-    from tradebook.research.strategies.loader import load_strategy
-    from tradebook.research.strategies.swing import Swing
+    from tradebook.strategies.loader import load_strategy
+    from tradebook.strategies.swing import Swing
 
     params = params or Params()
     strategy = strategy or load_strategy(params.strategy, root)
     if bars is None:
-        from tradebook.research.datastore import load_bars_any
+        from tradebook.marketdata.store import load_bars_any
 
         bars = load_bars_any(list(symbols or params.symbols), params, root)
     bars = bars.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)

@@ -67,7 +67,7 @@ def data_fetch_cmd(symbols: str = typer.Option(..., "--symbols", help="comma-sep
                    params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """Fetch adjusted daily bars through the broker adapter into the local store (incremental)."""
     from tradebook.errors import ConfigError
-    from tradebook.research import datastore
+    from tradebook.marketdata import store as datastore
 
     ctx = _context(params_file, param)
     if ctx.params.mode == "sim":
@@ -92,7 +92,7 @@ def data_fetch_cmd(symbols: str = typer.Option(..., "--symbols", help="comma-sep
 def data_check_cmd(symbols: Optional[str] = typer.Option(None, "--symbols", help="comma-separated (default: all stored)"),
                    params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
     """Check the store: gaps against the XNYS calendar, duplicate days, non-positive or absurd prices."""
-    from tradebook.research import datastore
+    from tradebook.marketdata import store as datastore
 
     ctx = _context(params_file, param)
     folder = datastore.store_dir(ctx.params, ctx.root)

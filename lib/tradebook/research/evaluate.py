@@ -73,7 +73,7 @@ def check_names(strategy: str, names: list[str], root: str | None = None) -> Non
     from pathlib import Path
 
     from tradebook.params import Params
-    from tradebook.research.strategies.loader import strategy_class
+    from tradebook.strategies.loader import strategy_class
 
     fields = strategy_class(strategy, Path(root) if root else None).Params.model_fields
     bad = [n for n in names if n not in fields and n.split(".")[0] not in Params.model_fields]
@@ -87,7 +87,7 @@ def set_params(job: Job, params: Mapping[str, Any]) -> "Params":
     from pathlib import Path
 
     from tradebook.params import _set_dotted, validate_params
-    from tradebook.research.strategies.loader import strategy_class
+    from tradebook.strategies.loader import strategy_class
 
     fields = strategy_class(job.strategy, Path(job.root) if job.root else None).Params.model_fields
     data = copy.deepcopy(dict(job.base))

@@ -6,7 +6,7 @@ on a down-cross, signals at the close, fills at the symbol's next open, no costs
 Each (pair, symbol) is its own portfolio. The final values are bit-for-bit those
 of the one-at-a-time runs: the moving averages come from the same pandas rolling
 means, near-ties are settled with the same exactly-rounded sums as
-``backtest.crossings``, and cash is accumulated in the same order as
+``sma_cross.crossings``, and cash is accumulated in the same order as
 ``backtest_results.equity_curve``.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ def sma_grid(bars: "pd.DataFrame", pairs: Sequence[tuple[int, int]] | None = Non
 
 
 def grid_crossings(close: "np.ndarray", pairs: Sequence[tuple[int, int]]) -> tuple["np.ndarray", "np.ndarray"]:
-    """[pair, session] up- and down-cross flags, identical to ``backtest.crossings`` for each pair."""
+    """[pair, session] up- and down-cross flags, identical to ``sma_cross.crossings`` for each pair."""
     import numpy as np
 
     n = len(close)
@@ -64,7 +64,7 @@ def grid_crossings(close: "np.ndarray", pairs: Sequence[tuple[int, int]]) -> tup
     diff = np.stack([sma[f] for f in fast]) - np.stack([sma[s] for s in slow])
     with np.errstate(invalid="ignore"):
         close_call = np.argwhere(np.abs(diff) <= 1e-9 * np.abs(close))
-    for k, i in close_call:  # rare: settle the sign with exactly rounded means, as backtest.crossings does
+    for k, i in close_call:  # rare: settle the sign with exactly rounded means, as sma_cross.crossings does
         f, s = int(fast[k]), int(slow[k])
         diff[k, i] = math.fsum(close[i - f + 1:i + 1]) / f - math.fsum(close[i - s + 1:i + 1]) / s
     nzd = _ffill_rows(np.where(diff == 0, np.nan, diff))
@@ -76,13 +76,13 @@ def grid_crossings(close: "np.ndarray", pairs: Sequence[tuple[int, int]]) -> tup
     with np.errstate(invalid="ignore"):
         up[:, 1:] = (nzd[:, :-1] < 0) & (diff[:, 1:] > 0)
         down[:, 1:] = (nzd[:, :-1] > 0) & (diff[:, 1:] < 0)
-    short = slow >= n  # backtest.crossings: no crossings at all when the history is not longer than slow
+    short = slow >= n  # sma_cross.crossings: no crossings at all when the history is not longer than slow
     up[short], down[short] = False, False
     return up, down
 
 
 def _rolling_means(close: "np.ndarray", windows: set[int]) -> dict[int, "np.ndarray"]:
-    """pandas rolling means (the very function ``backtest.crossings`` uses), one per distinct window."""
+    """pandas rolling means (the very function ``sma_cross.crossings`` uses), one per distinct window."""
     import pandas as pd
 
     s = pd.Series(close)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from tradebook.research.strategies.base import Strategy
+from tradebook.strategies.base import Strategy
 
 
 def lab_argv(root: Path, port: int, token: str, open_browser: bool) -> list[str]:

@@ -102,19 +102,19 @@ class BacktestResult:
         """Display a section in a notebook: summary | equity | trades | rejections | signals (symbol=, year=)."""
         from IPython.display import Image, Markdown, display
 
-        from tradebook.report import plots
-        from tradebook.report.sections import style
+        from tradebook.research import figures
+        from tradebook.style import png, style
 
         if section == "summary":
             display(Markdown(self.summary()))
             display(style(self.stats_table()))
         elif section == "equity":
-            display(Image(plots.png(plots.backtest_equity_figure(self))))
+            display(Image(png(figures.backtest_equity_figure(self))))
         elif section == "trades":
             if not len(self.round_trips):
                 display(Markdown("**No round trips** in this period."))
                 return
-            display(Image(plots.png(plots.trade_returns_figure(self))))
+            display(Image(png(figures.trade_returns_figure(self))))
             display(style(self.by_exit_reason()))
             display(Markdown("Latest round trips:"))
             display(style(self.round_trips.iloc[::-1].head(kw.get("rows", 15))))
@@ -122,7 +122,7 @@ class BacktestResult:
             table = self.tables()["gate rejections by reason"]
             display(style(table) if len(table) else Markdown("**No gate rejections** in this period."))
         elif section == "signals":
-            display(Image(plots.png(plots.signals_figure(self, kw.get("symbol", "AAPL"), kw.get("year")))))
+            display(Image(png(figures.signals_figure(self, kw.get("symbol", "AAPL"), kw.get("year")))))
         else:
             raise ValueError(f"unknown backtest section {section!r}")
 
@@ -254,6 +254,6 @@ def show_compare(results: "dict[str, BacktestResult]") -> None:
     """Display ``compare(results)`` as a styled table in a notebook."""
     from IPython.display import display
 
-    from tradebook.report.sections import style
+    from tradebook.style import style
 
     display(style(compare(results)))

@@ -3,13 +3,12 @@
 Each runner takes batches of (seq, key, params) and yields each batch's finished rows
 as soon as that batch is done, in completion order; the caller writes them to the
 table. The bars are shipped once: to each pool worker at start-up, to Ray's object
-store with ``ray.put``. A Ray task lost with its worker is retried by Ray, and only
-that batch runs again.
+store with ``ray.put``. A batch lost with its worker runs again: Ray retries the task;
+the process pool (``tradebook.research.pool``) rebuilds itself and re-runs what was lost.
 """
 from __future__ import annotations
 
 import os
-import signal
 from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 from tradebook.errors import ConfigError
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 
 Batch = Sequence[tuple[int, str, dict[str, Any]]]
 RAY_RETRIES = 3
-_WORKER_BARS: "pd.DataFrame | None" = None
 
 
 def run_batch(job: Job, batch: Batch, bars: "pd.DataFrame") -> list[dict[str, Any]]:
@@ -46,33 +44,12 @@ def run_serial(job: Job, work: list[list], bars: "pd.DataFrame") -> Generator[li
         yield run_batch(job, batch, bars)
 
 
-# --- local process pool ---------------------------------------------------------------------
-def _init_worker(bars: "pd.DataFrame") -> None:
-    global _WORKER_BARS
-    _WORKER_BARS = bars
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the pool
-
-
-def _pool_batch(job: Job, batch: Batch) -> list[dict[str, Any]]:
-    return run_batch(job, batch, _WORKER_BARS)
-
-
+# --- local process pool: tradebook.research.pool (a dead worker costs only the batches it stopped)
 def run_pool(job: Job, work: list[list], bars: "pd.DataFrame", workers: int) -> Generator[list[dict], None, None]:
-    """A process pool of ``workers``; on interruption pending batches are cancelled."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """A process pool of ``workers``; see ``tradebook.research.pool``."""
+    from tradebook.research.pool import run_pool as pooled
 
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context(method), initializer=_init_worker,
-                               initargs=(bars,))
-    try:
-        pending = {pool.submit(_pool_batch, job, batch) for batch in work}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    return pooled(job, work, bars, workers)
 
 
 # --- Ray --------------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ from datetime import date
 from typing import TYPE_CHECKING, Sequence
 
 from tradebook.research.simulator import Book, Market, Order, pd_ffill
-from tradebook.research.strategies.base import Held, StrategyError, call_strategy
+from tradebook.strategies.base import Held, StrategyError, call_strategy
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from tradebook.params import Params
-    from tradebook.research.strategies.base import Strategy
+    from tradebook.strategies.base import Strategy
 
 
 class StrategyRules:

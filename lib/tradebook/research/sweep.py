@@ -156,7 +156,7 @@ def _stream(job: Job, todo: list, bars: "pd.DataFrame", workers: int, ray: str |
 def load_job_bars(job: Job) -> "pd.DataFrame":
     """The bars every set replays: stored symbols from the data store, bundled ones otherwise."""
     from tradebook.params import Params
-    from tradebook.research.datastore import load_bars_any
+    from tradebook.marketdata.store import load_bars_any
 
     return load_bars_any(list(job.symbols), Params.model_validate(dict(job.base)),
                          Path(job.root) if job.root else None)

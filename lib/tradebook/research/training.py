@@ -1,6 +1,6 @@
 """Train a model for ``use: model`` (STR-2) on the store's bars, the research-notebook step.
 
-``labelled_table`` joins the causal features of ``tradebook.research.features`` with a
+``labelled_table`` joins the causal features of ``tradebook.strategies.features`` with a
 forward label (the close ``horizon`` sessions later is higher); ``train_model`` fits a
 scikit-learn-style classifier on the rows up to ``until`` (default: a seeded
 ``GradientBoostingClassifier``, from the ``ml`` extra); ``model_choice`` is the params
@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from tradebook.research import features as feat
+from tradebook.strategies import features as feat
 
 if TYPE_CHECKING:
     import pandas as pd

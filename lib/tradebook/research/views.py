@@ -64,7 +64,7 @@ def show_figure(fig: "Figure") -> None:
     """Display a figure in a notebook as a PNG (the same way the report and backtest notebooks do)."""
     from IPython.display import Image, display
 
-    from tradebook.report.plots import png
+    from tradebook.style import png
 
     display(Image(png(fig)))
 
@@ -106,7 +106,7 @@ def promotion(chosen: Mapping[str, Any], params: "Params | None" = None, strateg
 
     from tradebook.params import Params
     from tradebook.research.evaluate import REFERENCE
-    from tradebook.research.strategies.loader import build
+    from tradebook.strategies.loader import build
 
     if strategy == REFERENCE:
         raise ConfigError(f"{REFERENCE} is the parity reference, not a strategy decide can run: "

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 Action = Literal["FROZEN", "REDUCE_ONLY"]
 BREAKER_ACTOR = "breaker"
-ALERT_KIND = "BREAKER"        # tradebook.ops.alerts kind: logged, stored as an ALERT event, delivered
+ALERT_KIND = "BREAKER"        # tradebook.alerts kind: logged, stored as an ALERT event, delivered
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,7 @@ def run_breakers(ctx: "Context") -> list[BreakerTrip]:
 
 def _act(con: "duckdb.DuckDBPyConnection", ctx: "Context", trips: list[BreakerTrip], now: datetime) -> None:
     """Escalate the control state once (most severe action) and alert every trip with it."""
-    from tradebook.ops import alerts
+    from tradebook import alerts
     from tradebook.safety import controls
 
     current = controls.ledger_state(con)

@@ -195,7 +195,7 @@ def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator",
 
 def freeze(ledger: "Ledger | duckdb.DuckDBPyConnection", reason: str, actor: str, source: str, now: datetime | None = None) -> None:
     """CTL-2: FROZEN; never auto-clears. ``ledger`` may also be the caller's open transaction."""
-    from tradebook.ops.alerts import alert
+    from tradebook.alerts import alert
 
     reason = clean_reason(reason) or "frozen without a reason"
     with _tx(ledger) as con:

@@ -97,6 +97,8 @@ class Where(NamedTuple):
     ledger: Path
     runs: Path
     how: str       # how runs_dir was found, for the operator
+    mode: str | None = None        # as the file says, if it says sim/paper/live
+    sim_state: Path | None = None  # where the sim state would be (its clock stamps a sim-mode halt)
 
 
 def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any] | None) -> Where:
@@ -115,10 +117,13 @@ def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any]
             data[key] = overrides[key]
             how = f"{key} from -p override"
     runs_dir = _text(data.get("runs_dir")) or Params.model_fields["runs_dir"].default
-    mode = data.get("mode") if data.get("mode") in DEFAULT_LEDGER_FILES else "sim"
+    said = data.get("mode") if data.get("mode") in DEFAULT_LEDGER_FILES else None
+    mode = said or "sim"
     ledger_name = _text(data.get("ledger_file")) or DEFAULT_LEDGER_FILES[mode]
     runs = Path(runs_dir) if Path(runs_dir).is_absolute() else root / runs_dir
-    return Where(runs / FLAG_FILE, runs / ledger_name, runs, how)
+    sim = data.get("sim") if isinstance(data.get("sim"), dict) else {}
+    state_name = _text((overrides or {}).get("sim.state_file")) or _text(sim.get("state_file")) or "sim.duckdb"
+    return Where(runs / FLAG_FILE, runs / ledger_name, runs, how, said, runs / state_name)
 
 
 def _lenient_yaml(source: Path) -> tuple[dict[str, Any], str]:

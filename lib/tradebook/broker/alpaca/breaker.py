@@ -95,7 +95,8 @@ class BreakerFile:
 class CircuitBreaker:
     """EXE-4: ``failures`` transient failures within ``window_s`` open it; ``on_open(reason)`` is told once.
 
-    While open, new entries are refused (the adapter raises CircuitOpen). It closes on the first
+    While open, the adapter reports it (``circuit_open``; CircuitOpen instead of a blind resubmit) and
+    the order path runs reduce-only (EXE-4). It closes on the first
     successful call made at least ``window_s`` after the last failure. With a ``BreakerFile``
     store the count and the open state are shared by every process using the same file.
     """
@@ -128,7 +129,7 @@ class CircuitBreaker:
                 state.reason = opened = (f"API circuit breaker open: {len(state.failures)} failures in "
                                          f"{self.window_s:g}s (last: {label})")
         if opened:
-            log.error("%s; new entries refused, reduce-only until it closes", opened)
+            log.error("%s; reported to the order path: reduce-only until it closes", opened)
             self._notify(opened)
 
     def _notify(self, reason: str) -> None:
@@ -136,7 +137,7 @@ class CircuitBreaker:
             return
         try:
             self._on_open(reason)
-        except Exception as exc:   # the breaker still refuses entries on its own; make the failure loud
+        except Exception as exc:   # the order path still reads circuit_open; make the failure loud
             log.error("on_circuit_open callback failed: %s: %s", type(exc).__name__, exc)
 
     def record_success(self) -> None:

@@ -13,9 +13,9 @@ Safety rules (SPEC §2, EXE-1..5, OPS-6):
 - GATE-11 sees non-marginable buying power unless ``alpaca.allow_margin: true``.
 - Orders (``alpaca_orders``): idempotent submit by client_order_id, breaker-aware; fractional
   refusals raise FractionalNotSupported like SimBroker (the order path re-gates whole shares).
-- An API circuit breaker refuses new entries while open and reports it (``circuit_open``,
-  CircuitOpen, an optional ``on_circuit_open(reason)``); the order path turns it into
-  REDUCE_ONLY (the broker layer never writes the ledger).
+- An API circuit breaker reports an outage (``circuit_open``, CircuitOpen, an optional
+  ``on_circuit_open(reason)``); it refuses nothing itself: the order path turns it into
+  REDUCE_ONLY and GATE-1 decides what may still leave (the broker layer never writes the ledger).
 - Keys never appear in errors, logs or repr: messages are redacted and typed errors carry no
   SDK exception (whose request holds the auth headers).
 """
@@ -155,7 +155,7 @@ class AlpacaBroker:
 
     @property
     def circuit_open(self) -> bool:
-        """True while the API circuit breaker refuses new entries (EXE-4)."""
+        """True while the API circuit breaker is open (EXE-4): the order path then runs reduce-only."""
         return self.breaker.is_open
 
     # account and market ---------------------------------------------------------------------

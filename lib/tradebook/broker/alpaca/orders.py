@@ -4,8 +4,11 @@
   (timeout, dropped connection, 5xx) the order is looked up before any resubmit; a 422
   duplicate client_order_id returns the existing order. Retries exhausted after such an
   outcome raise OrderOutcomeUnknown, never a blind resubmit.
-- While the API circuit breaker is open new entries (buys) are refused with CircuitOpen,
-  before the first attempt and before any resubmit; sells (reducing) still go out.
+- The adapter reports an open API circuit breaker (``circuit_open``; CircuitOpen when a
+  submit's outcome was unknown, the order is not at Alpaca and the circuit is open, so it is
+  not resubmitted blind), whatever the side. It never decides which orders may leave: the
+  order path does (EXE-4: REDUCE_ONLY, then GATE-1 lets exits out and refuses entries with a
+  recorded verdict).
 - Fractional qty (EXE-5): ``submit`` behaves like SimBroker's: a fractional order for a symbol
   known not to take it (validate_fractional, params, an earlier reject) raises
   FractionalNotSupported without a request, and Alpaca's fractional 422 raises it too; the
@@ -43,10 +46,6 @@ class OrderDesk:
             lambda: self._trading.get_order_by_client_id(client_order_id)))
         return None if found is None else cv.to_order(found)
 
-    def _refuse_entry(self, cid: str, what: str = "refused") -> None:
-        if self.breaker.is_open:
-            raise CircuitOpen(f"{self.breaker.reason}; entry {cid} {what} (reduce-only)")
-
     # submit -----------------------------------------------------------------------------------
     def _refuse_non_equity(self, symbol: str) -> None:
         if symbol in self.not_equity or "/" in symbol:
@@ -55,9 +54,6 @@ class OrderDesk:
 
     def submit(self, request: OrderRequest) -> Order:
         self._refuse_non_equity(request.symbol)
-        reducing = request.side == "sell"   # long-only: a sell reduces, a buy is an entry
-        if not reducing:
-            self._refuse_entry(request.client_order_id)
         fractional = request.qty != request.qty.to_integral_value()
         if fractional and not self.takes_fractional(request.symbol):
             why = f"{request.symbol} does not take fractional orders here"
@@ -65,7 +61,7 @@ class OrderDesk:
                         request.qty, why)
             raise FractionalNotSupported(f"{why}; qty {request.qty} not sent, use whole shares")
         try:
-            return self._submit_idempotent(request, cv.order_request(request), reducing)
+            return self._submit_idempotent(request, cv.order_request(request))
         except FractionalNotSupported as exc:
             self.fractionable[request.symbol] = False
             log.warning("order %s: Alpaca refused fractional qty %s: %s", request.client_order_id, request.qty, exc)
@@ -77,17 +73,20 @@ class OrderDesk:
 
     def submit_notional(self, symbol: str, side: str, notional: Decimal, client_order_id: str,
                         time_in_force: str = "day") -> Order:
-        if side == "buy":
-            self._refuse_entry(client_order_id)
         if not self.takes_fractional(symbol):
             raise FractionalNotSupported(f"{symbol}: notional orders need fractional support; submit a qty")
         # The OrderRequest only carries symbol/side/client id for the idempotency checks; qty is unused.
         ident = OrderRequest(symbol, side, Decimal(1), client_order_id, "market")  # type: ignore[arg-type]
         sdk = cv.notional_request(symbol, side, notional, client_order_id, time_in_force)
-        return self._submit_idempotent(ident, sdk, reducing=side == "sell")
+        return self._submit_idempotent(ident, sdk)
 
-    def _submit_idempotent(self, request: OrderRequest, sdk_request: Any, reducing: bool) -> Order:
-        """EXE-1: after an outcome that may have landed, look up by client id before any resubmit."""
+    def _submit_idempotent(self, request: OrderRequest, sdk_request: Any, resend_when_open: bool = False) -> Order:
+        """EXE-1: after an outcome that may have landed, look up by client id before any resubmit.
+
+        With the API circuit open an order not found is not resubmitted here: CircuitOpen goes to the
+        order path, which decides (an exit is sent again, an entry waits for GATE-1). A position close
+        (the flatten's own request, ``resend_when_open``) keeps going.
+        """
         cid, unknown = request.client_order_id, [False]
 
         def once() -> Any:
@@ -96,8 +95,9 @@ class OrderDesk:
                 if found is not None:
                     log.warning("order %s: outcome was unknown; Alpaca has it, not resubmitting", cid)
                     return found
-                if not reducing:
-                    self._refuse_entry(cid, "not resubmitted")
+                if self.breaker.is_open and not resend_when_open:   # report it; the caller decides
+                    raise CircuitOpen(f"{self.breaker.reason}; {request.side} {cid} not at Alpaca and not "
+                                      "resubmitted while the API circuit is open")
             try:
                 return self._trading.submit_order(sdk_request)
             except Exception as exc:
@@ -190,7 +190,7 @@ class OrderDesk:
         request = OrderRequest(symbol, side, qty, client_order_id, order_type="market")  # type: ignore[arg-type]
         if qty == qty.to_integral_value() or self.fractionable.get(symbol, True):
             try:
-                return self._submit_idempotent(request, cv.order_request(request), reducing=True)
+                return self._submit_idempotent(request, cv.order_request(request), resend_when_open=True)
             except FractionalNotSupported:
                 self.fractionable[symbol] = False
         log.warning("closing fractional %s position %s via DELETE /v2/positions/%s", symbol, qty, symbol)

@@ -70,6 +70,14 @@ def preload(symbols: tuple[str, ...] = ("AAPL", "GOOG", "IBM", "MSFT", "FB")) ->
         prices.symbol_bars(symbol)
 
 
+def stored_now(path: str | Path, lock_timeout_s: float = 15.0) -> datetime | None:
+    """The simulated time kept in the state file at ``path``, read without params or a seed check
+    (a halt whose params are invalid still takes the simulation's time); None for a new state."""
+    with SimStore(path, lock_timeout_s).attached() as con:
+        meta = state.read_meta(con)
+    return state.from_us(meta[1]) if meta else None
+
+
 class SimBroker:
     """The simulated venue. Cheap to construct; the state file is created on first use."""
 

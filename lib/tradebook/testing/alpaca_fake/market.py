@@ -85,6 +85,12 @@ class FakeMarket:
             raise ValueError(f"no XNYS session on or after {day}")
         return by_day[days[i]]
 
+    def last_session_closed_by(self, now: datetime) -> FakeSession | None:
+        """The latest session whose close is at or before ``now``."""
+        closed = [s for s in self.sessions(now.astimezone(NY).date() - timedelta(days=10), now.astimezone(NY).date())
+                  if s.close <= now]
+        return closed[-1] if closed else None
+
     def is_open(self, now: datetime) -> bool:
         s = self.session(now.astimezone(NY).date())
         return s is not None and s.open <= now < s.close

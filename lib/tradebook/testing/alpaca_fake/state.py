@@ -3,6 +3,11 @@
 A cash account by default; with ``VenueOptions.margin`` a Reg-T margin account like a real
 paper account (buying power about 2x, ``non_marginable_buying_power`` = cash, cash may go
 negative). Average entry prices follow Alpaca's rules (``alpaca_fake_venue.Holding``).
+
+``last_equity`` is what Alpaca documents: "Equity as of previous trading day at 16:00:00 ET"
+(Trading API spec, Account; ``balance_asof`` is that day). The fake takes it when its clock
+passes a session close (cash plus holdings at the closing price); until the first close it
+has seen, it is the starting cash plus seeded positions at the previous close.
 """
 from __future__ import annotations
 
@@ -35,6 +40,9 @@ class FakeBrokerState(FakeOrders):
         self.orders: dict[str, FakeOrder] = {}
         self.by_client_id: dict[str, str] = {}
         self._seq = 0
+        self.last_equity = self.cash   # at the previous session's close (see the module docstring)
+        last = market.last_session_closed_by(now)
+        self.balance_asof: date | None = last.day if last else None
 
     # time --------------------------------------------------------------------------------
     def set_time(self, now: datetime) -> None:
@@ -54,8 +62,16 @@ class FakeBrokerState(FakeOrders):
                     self._expire(session.close)
                     for holding in self.positions.values():
                         holding.end_of_day()
+                    self._close_books(session)
             self.now = now
             self._settle_cancels()
+
+    def _close_books(self, session: Any) -> None:
+        """A session closed: its closing equity becomes ``last_equity`` (Alpaca's daily snapshot)."""
+        marks = {s: self.market.mid(s, session.close) for s in self.positions}
+        value = sum((h.qty * Decimal(str(marks[s] or 0)) for s, h in self.positions.items()), Decimal(0))
+        self.last_equity = (self.cash + value).quantize(CENT)
+        self.balance_asof = session.day
 
     # account -----------------------------------------------------------------------------
     def _mid(self, symbol: str) -> Decimal:
@@ -95,7 +111,9 @@ class FakeBrokerState(FakeOrders):
             return {"id": str(uuid.uuid5(NAMESPACE, "account")), "account_number": "PA3FAKE00001", "status": "ACTIVE",
                     "crypto_status": "INACTIVE", "currency": "USD", **money, "daytrading_buying_power": "0",
                     "cash": num(self.cash), "accrued_fees": "0", "portfolio_value": num(equity),
-                    "equity": num(equity), "last_equity": num(equity), "long_market_value": num(long_value),
+                    "equity": num(equity), "last_equity": num(self.last_equity),
+                    "balance_asof": self.balance_asof.isoformat() if self.balance_asof else "",
+                    "long_market_value": num(long_value),
                     "short_market_value": "0", "last_maintenance_margin": money["maintenance_margin"], "sma": "0",
                     "multiplier": "2" if self.venue.margin else "1", "shorting_enabled": False,
                     "pattern_day_trader": False, "daytrade_count": 0, "trading_blocked": False,
@@ -143,9 +161,17 @@ class FakeBrokerState(FakeOrders):
             return [self.position_json(s) for s in sorted(self.positions)]
 
     def seed_position(self, symbol: str, qty: float, avg_price: float, asset_class: str = "us_equity") -> None:
-        """A position opened outside tradebook (EXTERNAL reconcile demos; crypto/options on demand)."""
+        """A position opened outside tradebook (EXTERNAL reconcile demos; crypto/options on demand).
+
+        Held since before the previous close: ``last_equity`` counts it at that close."""
         with self.lock:
-            self.positions[symbol] = Holding.seeded(Decimal(str(qty)), Decimal(str(avg_price)), asset_class)
+            old = self.positions.get(symbol)
+            new = Holding.seeded(Decimal(str(qty)), Decimal(str(avg_price)), asset_class)
+            asof = self.balance_asof
+            prev = self.market.previous_bar(symbol, asof + timedelta(days=1)) if asof else None
+            mark = Decimal(str(round(prev.close, 2))) if prev else Decimal(0)   # as equity values it (_mid)
+            self.last_equity += ((new.qty - (old.qty if old else Decimal(0))) * mark).quantize(CENT)
+            self.positions[symbol] = new
 
     # clock -------------------------------------------------------------------------------
     def clock_json(self) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def _rsi(n: int) -> Callable[["pd.Series"], "pd.Series"]:
     def f(c: "pd.Series") -> "pd.Series":
         import pandas as pd
 
-        from tradebook.research.strategies.swing_rules import wilder_rsi
+        from tradebook.strategies.swing_rules import wilder_rsi
 
         return pd.Series(wilder_rsi(c.to_numpy(dtype=float), n), index=c.index) / 100.0
     return f

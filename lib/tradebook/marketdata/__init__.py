@@ -5,7 +5,7 @@ to open/high/low/close so that series are continuous, and volume is scaled inver
 
 When a data store is in use (``use_store``, set by the sim broker from ``params.data``),
 a symbol fetched into it (``tradebook data fetch``) is replayed from the store instead,
-after ``research.datastore`` checks it (DATA-1).
+after ``marketdata.store`` checks it (DATA-1).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _stored(symbol: str) -> "str | None":
 def _store_frame(folder: str, symbol: str, mtime: float) -> "pd.DataFrame":
     from pathlib import Path
 
-    from tradebook.research.datastore import DataStoreError, check_frame, read_symbol
+    from tradebook.marketdata.store import DataStoreError, check_frame, read_symbol
 
     frame = read_symbol(Path(folder), symbol)
     problems = check_frame(frame)

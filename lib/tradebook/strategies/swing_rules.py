@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from tradebook.research.strategies.swing import SwingParams as StrategyParams
+    from tradebook.strategies.swing import SwingParams as StrategyParams
 
 EXIT_TREND = "TREND_BREAK"
 EXIT_RSI = "RSI_EXIT"

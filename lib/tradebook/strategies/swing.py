@@ -1,6 +1,6 @@
 """The built-in pullback swing strategy (``use: swing``, the default) on the interface.
 
-The rules and indicators are ``tradebook.research.strategies.swing_rules`` (see its docstring); this class
+The rules and indicators are ``tradebook.strategies.swing_rules`` (see its docstring); this class
 gives them validated params and the ``Strategy`` calling convention. The backtest
 also has a vectorised path for it (``tradebook.research.backtest.SwingRules``), checked
 against ``generate`` day by day in the tests.
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Mapping
 
 from pydantic import Field, model_validator
 
-from tradebook.research.strategies import swing_rules as rules
-from tradebook.research.strategies.base import Held, Signals, Strategy, StrategyParams
+from tradebook.strategies import swing_rules as rules
+from tradebook.strategies.base import Held, Signals, Strategy, StrategyParams
 
 if TYPE_CHECKING:
     import pandas as pd

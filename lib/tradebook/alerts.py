@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradebook.errors import ConfigError
-from tradebook.ops.logs import alert_urls_of, get_logger, log_event, redactor
+from tradebook.logs import alert_urls_of, get_logger, log_event, redactor
 
 if TYPE_CHECKING:
     from tradebook.params import Params

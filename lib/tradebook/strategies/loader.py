@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import ValidationError
 
-from tradebook.research.strategies.base import Strategy, StrategyError
+from tradebook.strategies.base import Strategy, StrategyError
 
 if TYPE_CHECKING:
     from tradebook.params import StrategyChoice
 
 BUILTINS = {
-    "swing": "tradebook.research.strategies.swing:Swing",
-    "sma_cross": "tradebook.research.strategies.sma_cross:SmaCrossover",
-    "external_signals": "tradebook.research.strategies.external:ExternalSignals",
-    "model": "tradebook.research.strategies.model:ModelSignals",
+    "swing": "tradebook.strategies.swing:Swing",
+    "sma_cross": "tradebook.strategies.sma_cross:SmaCrossover",
+    "external_signals": "tradebook.strategies.external:ExternalSignals",
+    "model": "tradebook.strategies.model:ModelSignals",
 }
 
 

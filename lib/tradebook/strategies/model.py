@@ -4,7 +4,7 @@ The model is any pickled object with ``predict_proba(X)``: scikit-learn classifi
 extra, ``pip install -e '.[ml]'``; ``tradebook.research.training`` fits one), XGBoost's
 ``XGBClassifier`` (the ``xgboost`` extra) or a class of the project's ``strategies/``.
 Its feature definition is a JSON file ``{"features": [...]}`` naming causal features
-from ``tradebook.research.features``. Params pin the model file's SHA-256: a file whose
+from ``tradebook.strategies.features``. Params pin the model file's SHA-256: a file whose
 hash differs is refused when the strategy starts (a pickle runs code on load, so only
 the exact file that was reviewed may be loaded). ``save_model`` writes a model, its
 features and returns the hash to put in params.
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import Field
 
-from tradebook.research import features as feat
-from tradebook.research.strategies.base import (EntrySignal, ExitSignal, Held, Signals, Strategy,
+from tradebook.strategies import features as feat
+from tradebook.strategies.base import (EntrySignal, ExitSignal, Held, Signals, Strategy,
                                                 StrategyError, StrategyParams)
 
 if TYPE_CHECKING:

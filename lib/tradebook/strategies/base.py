@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 from pydantic import BaseModel, ConfigDict
 
 from tradebook.errors import TradebookError
-from tradebook.research.strategies.swing_rules import EntrySignal, ExitSignal, Signals
+from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
 
 if TYPE_CHECKING:
     import pandas as pd

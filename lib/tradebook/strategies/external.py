@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field
 
-from tradebook.research.strategies.base import (EntrySignal, ExitSignal, Held, Signals, Strategy,
+from tradebook.strategies.base import (EntrySignal, ExitSignal, Held, Signals, Strategy,
                                                 StrategyError, StrategyParams)
 
 if TYPE_CHECKING:

@@ -2,18 +2,20 @@
 
 Entry when SMA(fast) crosses above SMA(slow) on the last bar (confidence 1: sizing is
 the decide phase's POS-1), exit when it crosses below. Crossings are
-``tradebook.research.backtest.crossings``, the exact backtrader CrossOver semantics the
+``crossings`` below, the exact backtrader CrossOver semantics the
 parity test checks (tests/test_backtest_parity.py).
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Mapping
 
 from pydantic import Field, model_validator
 
-from tradebook.research.strategies.base import EntrySignal, ExitSignal, Held, Signals, Strategy, StrategyParams
+from tradebook.strategies.base import EntrySignal, ExitSignal, Held, Signals, Strategy, StrategyParams
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
@@ -39,8 +41,6 @@ class SmaCrossover(Strategy):
         return self.params.slow * 2 + 10
 
     def generate(self, bars: "pd.DataFrame", held: Mapping[str, Held]) -> Signals:
-        from tradebook.research.backtest import crossings
-
         entries, exits = [], []
         for symbol, frame in bars.groupby("symbol", sort=True):
             close = frame["close"].to_numpy(dtype=float)
@@ -54,3 +54,27 @@ class SmaCrossover(Strategy):
             elif up[-1] and symbol not in held:
                 entries.append(EntrySignal(symbol, 1.0, price, f"SMA_CROSS_UP: {label} crossed up", day))
         return Signals(entries, exits)
+
+
+def crossings(close: "np.ndarray", fast: int, slow: int) -> tuple["np.ndarray", "np.ndarray"]:
+    """(up, down) crossover flags of SMA(fast) over SMA(slow) for one symbol's closes."""
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(close)
+    diff = (s.rolling(fast).mean() - s.rolling(slow).mean()).to_numpy(copy=True)
+    # Rolling sums drift by a few ulps; where the sign could hinge on that, recompute the
+    # means exactly rounded (math.fsum, as backtrader does) so crossings match bit for bit.
+    close_call = np.flatnonzero(np.abs(diff) <= 1e-9 * np.abs(close))
+    for i in close_call:
+        diff[i] = math.fsum(close[i - fast + 1:i + 1]) / fast - math.fsum(close[i - slow + 1:i + 1]) / slow
+    up = np.zeros(len(close), dtype=bool)
+    down = np.zeros_like(up)
+    if len(close) <= slow:
+        return up, down
+    nzd = pd.Series(np.where(diff == 0, np.nan, diff)).ffill().to_numpy(copy=True)
+    nzd[slow - 1] = diff[slow - 1]  # the seed keeps a zero, like NonZeroDifference.nextstart
+    prev, now = nzd[slow - 1:-1], diff[slow:]
+    up[slow:] = (prev < 0) & (now > 0)
+    down[slow:] = (prev > 0) & (now < 0)
+    return up, down
