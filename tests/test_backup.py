@@ -12,7 +12,8 @@ import pytest
 
 from tradebook.ledger.backup import backup, check, list_backups, prune, restore
 from tradebook.errors import LedgerCorrupt, LedgerError, LedgerLocked
-from tradebook.ledger.db import Ledger, newest_backup, record_event
+from tradebook.ledger import events as event_store
+from tradebook.ledger.db import Ledger, newest_backup
 
 T0 = datetime(2011, 11, 21, 21, 20, tzinfo=timezone.utc)
 
@@ -21,7 +22,7 @@ def make_ledger(path: Path, events: int = 3) -> Ledger:
     ledger = Ledger(path)
     with ledger.transaction() as con:
         for i in range(events):
-            record_event(con, "TEST", reason=f"event {i}")
+            event_store.record(con, "TEST", reason=f"event {i}")
     return ledger
 
 
@@ -66,7 +67,7 @@ def test_ops3_when_ledger_healthy_then_restore_refuses_unless_forced(tmp_path: P
     ledger = make_ledger(path, events=2)
     made = backup(path, now=T0)
     with ledger.transaction() as con:
-        record_event(con, "TEST", reason="after the backup")
+        event_store.record(con, "TEST", reason="after the backup")
     with pytest.raises(LedgerError, match="healthy"):
         restore(made, path)
     assert count_events(path) == 3

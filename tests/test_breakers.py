@@ -6,6 +6,7 @@ equity outside tradebook (cash untouched), which moves the account by a known am
 from __future__ import annotations
 
 import math
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,8 +16,10 @@ from tradebook.safety.breakers import (check_breakers, current_peak, reset_peak,
                                 update_snapshots)
 from tradebook.context import Context
 from tradebook.errors import BrokerError
+from tradebook.ledger import equity as equity_store
 from tradebook.ledger.db import Ledger
 from tradebook.params import Params
+from trading_helpers import control_rows
 
 P = Params()
 T0 = datetime(2012, 6, 4, 13, 0, tzinfo=timezone.utc)   # 09:00 New York
@@ -90,8 +93,8 @@ def test_snapshots_when_equity_moves_then_start_of_day_first_and_peak_max(tmp_pa
     assert (later.start_of_day, later.peak) == (100_000.0, 103_000.0)
     assert (lower.start_of_day, lower.peak, lower.session_start) == (100_000.0, 103_000.0, 100_000.0)
     assert (next_day.start_of_day, next_day.peak) == (99_000.0, 103_000.0)
-    kinds = ledger.rows("SELECT kind, count(*) FROM equity_snapshots GROUP BY kind ORDER BY kind")
-    assert kinds == [("PEAK", 2), ("START_OF_DAY", 2)]
+    kinds = Counter(s["kind"] for s in ledger.read(equity_store.history))
+    assert kinds == {"PEAK": 2, "START_OF_DAY": 2}
 
 
 def test_snapshots_when_late_evening_utc_then_exchange_date_used(tmp_path):
@@ -108,7 +111,7 @@ def test_snapshots_when_equity_not_finite_then_typed_error_and_nothing_written(t
     with pytest.raises(BrokerError):
         with ledger.transaction() as con:
             update_snapshots(con, T0, math.nan, 1.0)
-    assert ledger.scalar("SELECT count(*) FROM equity_snapshots") == 0
+    assert ledger.read(equity_store.history) == []
 
 
 def test_reset_peak_when_operator_accepts_loss_then_peak_restarts(tmp_path):
@@ -151,9 +154,9 @@ def test_run_breakers_when_daily_loss_then_frozen_with_alerts_once(sim_ctx):
     alerts = ctx.ledger.rows("SELECT json_extract_string(data, '$.code') FROM events WHERE kind = 'ALERT' "
                              "AND json_extract_string(data, '$.alert') = 'BREAKER' ORDER BY event_id")
     assert ("DAILY_LOSS",) in alerts and ("SESSION_DRAWDOWN",) in alerts
-    assert ctx.ledger.rows("SELECT actor, source FROM controls") == [("breaker", "BRK-1")]
+    assert [(c["actor"], c["source"]) for c in control_rows(ctx)] == [("breaker", "BRK-1")]
     assert run_breakers(ctx)                                # still tripped ...
-    assert ctx.ledger.scalar("SELECT count(*) FROM controls") == 1                  # ... no new row
+    assert len(control_rows(ctx)) == 1                      # ... no new row
     assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' "
                              "AND json_extract_string(data, '$.alert') = 'BREAKER'") == len(alerts)
 
@@ -219,9 +222,9 @@ def test_brk1_when_overnight_gap_then_start_of_day_is_previous_close_recorded_be
     (SimBroker's last close, as Alpaca's last_equity), recorded by the pre-open reconcile --
     not the first monitor tick, which would hide the overnight gap. A gap of -2.5% freezes."""
     ctx, friday_close, at = _gap_ctx(root, 4000)
-    rows = ctx.ledger.rows("SELECT ts, equity FROM equity_snapshots WHERE kind = 'START_OF_DAY'")
-    assert len(rows) == 1 and rows[0][0] < at(9, 30)
-    assert rows[0][1] == pytest.approx(friday_close, rel=2e-3)
+    rows = [s for s in ctx.ledger.read(equity_store.history) if s["kind"] == "START_OF_DAY"]
+    assert len(rows) == 1 and rows[0]["ts"] < at(9, 30)
+    assert rows[0]["equity"] == pytest.approx(friday_close, rel=2e-3)
     assert ctx.broker.account().last_equity == pytest.approx(friday_close, rel=2e-3)
     ctx.broker.advance_to(at(9, 40))
     trips = run_breakers(ctx)                                  # the first monitor tick of the day
@@ -296,7 +299,7 @@ def test_brk1_when_alpaca_first_reading_is_mid_session_after_a_drop_then_start_o
         assert account.last_equity == pytest.approx(friday_close)
         assert (friday_close - account.equity) / friday_close > 0.02
         trips = run_breakers(ctx)
-        start = ctx.ledger.scalar("SELECT equity FROM equity_snapshots WHERE kind = 'START_OF_DAY'")
-        assert start == pytest.approx(friday_close)
+        starts = [s["equity"] for s in ctx.ledger.read(equity_store.history) if s["kind"] == "START_OF_DAY"]
+        assert starts == [pytest.approx(friday_close)]
         assert ("BRK-1", "DAILY_LOSS", "FROZEN") in codes(trips)
         assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"

@@ -17,8 +17,8 @@ from tradebook.phases import intents as it
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decide_time, gate_passed_intents, hold, intent_states, make_ctx,
-                             mid, ny, plant, positions_match, stored_orders, window_time)
+from trading_helpers import (EXEC_DAY, broker_orders, decide_time, gate_passed_intents, hold, incidents, intent_states,
+                             ledger_positions, make_ctx, mid, ny, plant, positions_match, stored_orders, window_time)
 
 CHILD = """
 import sys
@@ -72,8 +72,8 @@ def _check(ctx, planted: list[str]) -> tuple[int, int]:
     per_intent = {i: [o for o in orders if o[0].startswith(f"tb-{i}-")] for i in ids}
     duplicates = sum(max(0, len(v) - 1) for v in per_intent.values())
     lost = sum(states[i] not in it.TERMINAL for i in ids)
-    assert positions_match(ctx), (ctx.broker.positions(), ctx.ledger.rows("SELECT * FROM positions"))
-    assert ctx.ledger.scalar("SELECT count(*) FROM incidents") == 0   # nothing diverged
+    assert positions_match(ctx), (ctx.broker.positions(), ledger_positions(ctx))
+    assert incidents(ctx) == []   # nothing diverged
     passed = gate_passed_intents(ctx.ledger)
     sent = {o.client_order_id: o.intent_id for o in stored_orders(ctx.ledger)}
     assert all(sent.get(o[0]) in passed for o in orders)   # no order without a passing verdict

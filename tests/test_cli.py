@@ -84,13 +84,14 @@ def test_resume_when_reset_peak_after_drawdown_freeze_then_running_with_new_peak
     from tradebook.safety import controls
     from tradebook.safety.breakers import current_peak
     from tradebook.context import Context
+    from tradebook.ledger import equity as equity_store
 
     from datetime import timedelta
 
     ctx = Context.load(None, {}, root=root)
     earlier = ctx.now() - timedelta(days=3)
     with ctx.ledger.transaction() as con:
-        con.execute("INSERT INTO equity_snapshots VALUES (?, ?, 'PEAK', 150000, 150000)", [earlier, earlier.date()])
+        equity_store.append_snapshot(con, earlier, earlier.date(), "PEAK", 150000, 150000)
     controls.freeze(ctx.ledger, "BRK-2 max drawdown", actor="breaker", source="BRK-2")
     out = tradebook(root, "resume", "--reason", "drawdown reviewed", "--yes", "--reset-peak")
     assert out.returncode == 0, out.stderr

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from tradebook.safety import controls
 from tradebook.clock import operator_now
 from tradebook.safety.killswitch import flag_path, read_flag
-from trading_helpers import EXEC_DAY, make_ctx, ny
+from trading_helpers import EXEC_DAY, control_rows, make_ctx, ny
 
 
 def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_clock(root):
@@ -18,8 +18,9 @@ def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_c
     assert status.since == sim_time
     assert read_flag(flag_path(ctx.params, root)).since == sim_time
     controls.resume(ctx.params, root, "drill over")
-    stamps = ctx.ledger.rows("SELECT ts FROM controls UNION ALL SELECT ts FROM events WHERE kind LIKE 'CONTROL_%'")
-    assert len(stamps) == 4 and {ts for (ts,) in stamps} == {sim_time}
+    stamps = [c["ts"] for c in control_rows(ctx)]
+    stamps += [ts for (ts,) in ctx.ledger.rows("SELECT ts FROM events WHERE kind LIKE 'CONTROL_%'")]
+    assert len(stamps) == 4 and set(stamps) == {sim_time}
 
 
 def test_operator_now_when_no_sim_state_yet_then_wall_clock_and_nothing_created(root):

@@ -14,6 +14,8 @@ from tradebook.safety.controls import (effective_state, flag_path, freeze, halt,
                                 resume, try_rearm)
 from tradebook.errors import ControlRefused, LedgerLocked
 from tradebook.phases.flatten import flatten
+from tradebook.ledger import controls as control_store
+from tradebook.ledger import trades as trade_store
 from tradebook.ledger.db import Ledger
 from trading_helpers import stored_intents, stored_verdicts
 
@@ -51,7 +53,7 @@ def _release(proc: subprocess.Popen) -> None:
 
 
 def _controls(ledger: Ledger) -> list[tuple]:
-    return ledger.rows("SELECT state, reason, actor, source FROM controls ORDER BY control_id")
+    return [(c["state"], c["reason"], c["actor"], c["source"]) for c in ledger.read(control_store.control_history)]
 
 
 def _event_kinds(ledger: Ledger) -> list[str]:
@@ -254,7 +256,7 @@ def test_record_incident_when_late_evening_utc_then_counted_on_the_new_york_date
     """CTL-3: 'today' is the exchange date (America/New_York)."""
     with ledger.transaction() as con:
         record_incident(con, "DIVERGENCE", "AAPL qty", datetime(2011, 7, 6, 2, 0, tzinfo=timezone.utc))
-    assert str(ledger.scalar("SELECT session_date FROM incidents")) == "2011-07-05"
+    assert [str(i["session_date"]) for i in ledger.read(control_store.incident_history)] == ["2011-07-05"]
     assert "INCIDENT" in _event_kinds(ledger)
 
 
@@ -340,7 +342,7 @@ def test_ctl5_flatten_when_positions_and_open_orders_in_session_then_cancelled_c
     rows = [(i.kind, i.urgency, i.order_type, i.state, i.gate_status) for i in stored_intents(ctx.ledger)]
     assert rows == [("EXIT", "immediate", "market", "FILLED", "bypass")] * 2
     assert len([v for v in stored_verdicts(ctx.ledger) if v.rule == "CTL-5"]) == 2
-    assert ctx.ledger.rows("SELECT symbol, side, kind FROM trades ORDER BY symbol") == [
+    assert sorted((t["symbol"], t["side"], t["kind"]) for t in ctx.ledger.read(trade_store.history)) == [
         ("AAPL", "sell", "FILL"), ("MSFT", "sell", "FILL")]
     kinds = _event_kinds(ctx.ledger)
     for kind in ("FLATTEN_START", "FLATTEN_CANCEL", "FLATTEN_SUBMIT", "CONTROL_FROZEN", "FLATTEN_DONE"):

@@ -7,6 +7,7 @@ import nbformat
 import pytest
 
 from tradebook.demo import PHASES, run_demo
+from tradebook.ledger import fills as fill_store
 from tradebook.ledger.db import Ledger
 from trading_helpers import stored_intents, stored_orders, stored_verdicts
 
@@ -53,7 +54,7 @@ def test_demo_when_run_then_ledger_has_runs_intents_with_verdicts_orders_and_fil
     assert [o.client_order_id for o in orders if o.intent_id not in passed] == []
     assert {v.intent_id for v in stored_verdicts(ledger)}
     assert orders
-    assert ledger.scalar("SELECT count(*) FROM fills") > 0
+    assert ledger.read(fill_store.count) > 0
 
 
 def test_demo_when_run_then_report_html_is_written(demo_root: Path):
@@ -70,7 +71,7 @@ def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(dem
     cids = [o.client_order_id for o in stored_orders(ledger)]
     assert len(cids) == len(set(cids))
     # Issue 13 item 5: the summary counts this demo's own sessions, not the whole ledger's history.
-    assert summary.fills == ledger.scalar("SELECT count(*) FROM fills WHERE ts > ?", [before])
-    assert summary.fills < ledger.scalar("SELECT count(*) FROM fills")
+    assert summary.fills == ledger.read(fill_store.count_since, before)
+    assert summary.fills < ledger.read(fill_store.count)
     own_rejects = sum(i.gate_status == "reject" and i.updated_at > before for i in stored_intents(ledger))
     assert sum(summary.rejects_by_reason.values()) == own_rejects

@@ -12,6 +12,8 @@ import pytest
 
 from tradebook.testing.alpaca_fake.server import DEMO_KEYS
 from tradebook.demo import PHASES, run_demo
+from tradebook.ledger import controls as control_store
+from tradebook.ledger import positions as position_store
 from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
@@ -79,7 +81,7 @@ def test_demo_on_alpaca_fake_when_venue_realistic_then_ledger_equals_broker_and_
     venue = fake.state.venue
     assert venue.margin and venue.cancel_delay_s > 0 and fake.limiter is not None
     ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper keeps its own ledger
-    ours = {s: round(q, 6) for s, q in ledger.rows("SELECT symbol, qty FROM positions WHERE qty <> 0")}
+    ours = {s: round(q, 6) for s, q, _ in ledger.read(position_store.quantities) if q != 0}
     theirs = {s: round(float(h.qty), 6) for s, h in fake.state.positions.items()}
     assert ours == theirs
-    assert ledger.rows("SELECT kind, detail FROM incidents") == []
+    assert ledger.read(control_store.incident_history) == []

@@ -11,9 +11,9 @@ from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, hold, intent_state, intent_states,
-                             make_ctx, mid, ny, plant, positions_match, record_order, stored_intents, stored_orders,
-                             stored_verdicts, window_time)
+from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, fills, hold, intent_state, intent_states,
+                             ledger_positions, make_ctx, mid, ny, plant, positions_match, record_order, stored_intents,
+                             stored_orders, stored_verdicts, window_time)
 
 
 @pytest.fixture
@@ -56,11 +56,11 @@ def test_exe6_when_filled_then_fill_rows_carry_slippage_vs_decision_price(ectx):
     """EXE-6: every fill is recorded with the intent's decision price and the slippage in bps."""
     ectx.broker.advance_to(window_time())
     run_execute(ectx)
-    rows = ectx.ledger.rows("SELECT intent_id, side, price, decision_price, slippage_bps FROM fills ORDER BY fill_id")
+    rows = fills(ectx)
     assert len(rows) == 3
-    for _, side, price, decision, slip in rows:
-        sign = 1 if side == "buy" else -1
-        assert slip == pytest.approx(sign * (price - decision) / decision * 1e4)
+    for f in rows:
+        sign = 1 if f["side"] == "buy" else -1
+        assert f["slippage_bps"] == pytest.approx(sign * (f["price"] - f["decision_price"]) / f["decision_price"] * 1e4)
 
 
 def test_exit3_when_window_missed_then_alert_once_and_intent_stays_planned(ectx):
@@ -251,7 +251,7 @@ def test_exit1_when_partial_fill_left_working_then_cancelled_after_window_as_par
     report = run_execute(ectx)
     assert report.cancelled == [it.client_order_id(EXIT_ID, 1)]
     assert intent_state(ectx, EXIT_ID) == "PARTIAL"
-    assert ectx.ledger.rows("SELECT qty FROM positions WHERE symbol = 'MSFT'") == [(50.0,)]
+    assert ledger_positions(ectx)["MSFT"].qty == 50.0
     assert positions_match(ectx)
 
 

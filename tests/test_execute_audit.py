@@ -11,7 +11,7 @@ from tradebook.phases.execute import run_execute
 from tradebook.engine.notebook_files import printed_summary
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
-from trading_helpers import decided_book, decide_time, make_ctx, mid, plant, window_time
+from trading_helpers import decided_book, decide_time, fills, make_ctx, mid, plant, window_time
 
 ORDERS = "orders: limit, fill price, slippage vs decision (bps, + = worse)"
 REFUSALS = "gate refusals: rule, reason and its numbers"
@@ -37,9 +37,9 @@ def test_execute_report_when_orders_fill_then_audit_shows_limit_fill_price_and_s
     orders = run_execute(actx).tables()[ORDERS]
     assert sorted(orders["symbol"]) == ["AAPL", "IBM", "MSFT"]
     assert orders["limit_price"].notna().all() and orders["fill_price"].notna().all()
-    fills = dict(actx.ledger.rows("SELECT symbol, slippage_bps FROM fills"))
+    slippage = {f["symbol"]: f["slippage_bps"] for f in fills(actx)}
     for row in orders.itertuples():
-        assert row.slippage_bps == pytest.approx(fills[row.symbol])
+        assert row.slippage_bps == pytest.approx(slippage[row.symbol])
 
 
 def test_execute_report_when_refused_by_a_cap_then_audit_shows_rule_and_numbers(root):

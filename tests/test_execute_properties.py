@@ -24,8 +24,8 @@ from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
-from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, gate_passed_intents, hold, make_ctx, mid,
-                             ny, positions_match, stored_orders)
+from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, fills, gate_passed_intents, hold,
+                             make_ctx, mid, ny, positions_match, stored_orders)
 
 ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.sampled_from([0.05, 0.3, 0.65, 0.9]))
 EXIT = st.tuples(st.just("exit"), st.sampled_from(SYMBOLS), st.just(0.0))
@@ -77,9 +77,10 @@ def _check_step(ctx, before: set[str], state: str, equity: float) -> None:
     held = {p.symbol: p.qty for p in ctx.broker.positions()}
     assert all(q >= -1e-9 for q in held.values()), "short position"
     limit = ctx.params.max_position_pct * equity * (1 + 1e-6) + 0.01
-    for symbol, price in ctx.ledger.rows("SELECT f.symbol, f.price FROM fills f WHERE f.side = 'buy' AND "
-                                         "f.client_order_id IN (SELECT unnest(?))", [[o[0] for o in new]]):
-        assert held.get(symbol, 0.0) * price <= limit, f"{symbol} over max position after a fill"
+    sent_now = {o[0] for o in new}
+    for f in fills(ctx):
+        if f["side"] == "buy" and f["client_order_id"] in sent_now:
+            assert held.get(f["symbol"], 0.0) * f["price"] <= limit, f"{f['symbol']} over max position after a fill"
 
 
 def _run_day(ctx, actions, minutes: int, decide_at) -> None:

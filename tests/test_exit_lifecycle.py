@@ -18,7 +18,9 @@ from trading_helpers import (
     broker_orders,
     decide_time,
     hold,
+    incidents,
     intent_state,
+    ledger_positions,
     make_ctx,
     mid,
     ny,
@@ -73,7 +75,7 @@ def test_ven1_when_row_is_pending_cancel_then_looked_up_until_final_and_fill_rec
         sync_orders(ctx)
     assert (_order(ctx, cid).status, _order(ctx, cid).filled_qty) == ("filled", 10.0)
     assert intent_state(ctx, exit_.intent_id) == "FILLED"
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
 
 
 def test_ven1_when_broker_reports_unknown_status_then_working_plus_incident(root, monkeypatch):
@@ -87,7 +89,7 @@ def test_ven1_when_broker_reports_unknown_status_then_working_plus_incident(root
     monkeypatch.setattr(ctx.broker, "open_orders", lambda: [odd])
     sync_orders(ctx)
     assert _order(ctx, cid).status == "frozen_by_exchange"
-    assert ctx.ledger.scalar("SELECT count(*) FROM incidents WHERE kind = 'ORDER_STATUS_UNKNOWN'") == 1
+    assert len(incidents(ctx, "ORDER_STATUS_UNKNOWN")) == 1
     assert intent_state(ctx, exit_.intent_id) == "SUBMITTED"
     monkeypatch.undo()
     ctx.broker.cancel(cid)
@@ -116,7 +118,7 @@ def test_exit3_when_crash_after_fractional_rejection_then_sync_puts_intent_back_
     assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_PLANNED' AND reason LIKE "
                              "'%not under way%'") == 1
     assert intent_state(ctx, exit_.intent_id) == "FILLED", report.summary()
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
 
 
 def test_exit3_when_current_order_rejected_for_other_reason_then_failed_not_stranded(root):
@@ -142,7 +144,7 @@ def test_ven2_when_stop_breached_with_own_working_buy_limit_then_cancelled_first
     assert [e.code for e in report.exits] == ["STOP_LOSS"]
     assert intent_state(ctx, "20110721-AAPL-EXIT-STOP_LOSS") == "FILLED"
     assert intent_state(ctx, add_on.intent_id) == "CANCELLED"
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
     sells = [o for o in broker_orders(ctx) if o[2] == "sell"]
     assert len(sells) == 1 and sells[0][4] == "filled"
 
@@ -156,7 +158,7 @@ def test_ven2_when_stop_breached_with_working_planned_limit_exit_then_it_is_canc
     run_monitor(ctx)
     assert intent_state(ctx, "20110721-AAPL-EXIT-STOP_LOSS") == "FILLED"
     assert intent_state(ctx, planned_exit.intent_id) == "CANCELLED"
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
 
 
 def test_ven2_when_exit_refused_as_wash_trade_alpaca_style_then_cancel_first_and_retry_not_failed(root,
@@ -190,7 +192,7 @@ def test_ven2_when_flatten_with_working_sell_and_async_cancel_then_waits_and_clo
     result = flatten(ctx, "test", actor="tester")
     assert result.failed == () and ctx.broker.positions() == []
     sync_orders(ctx)
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
 
 
 def test_ven2_when_flatten_cancel_never_confirmed_then_intent_planned_not_failed(root):

@@ -147,18 +147,18 @@ def test_status_when_running_then_0_and_when_halted_then_3(root: Path, cli):
 def test_halt_when_params_invalid_and_sim_state_exists_then_stamped_with_the_simulated_clock(root: Path, cli):
     """CTL-6 + the one-clock rule: `halt` with a broken params file next to a simulation stamps its
     flag and its ledger row with the simulated time (not today's), and the row's source says which clock."""
-    from trading_helpers import EXEC_DAY, make_ctx, ny
+    from trading_helpers import EXEC_DAY, control_rows, make_ctx, ny
 
     ctx = make_ctx(root)
     sim_time = ny(EXEC_DAY, 10, 0)
     ctx.broker.advance_to(sim_time)
-    ctx.ledger.scalar("SELECT count(*) FROM controls")          # the ledger exists
+    control_rows(ctx)                                           # the ledger exists
     sim = root / "params" / "sim.yaml"
     sim.write_text(sim.read_text() + "\nmax_positon_pct: 0.03\n")
     code, text = cli("halt", "--reason", "drill")
     assert code == 0, text
     assert "stamped with the simulated clock of sim.duckdb" in text
-    ts, source = ctx.ledger.rows("SELECT ts, source FROM controls WHERE state = 'HALTED'")[0]
+    ts, source = [(c["ts"], c["source"]) for c in control_rows(ctx) if c["state"] == "HALTED"][0]
     assert ts == sim_time and source == "cli (params invalid; simulated clock of sim.duckdb)"
     assert datetime.fromisoformat(json.loads((root / "runs" / "KILL_SWITCH").read_text())["ts"]) == sim_time
 
@@ -166,15 +166,17 @@ def test_halt_when_params_invalid_and_sim_state_exists_then_stamped_with_the_sim
 def test_halt_when_params_invalid_and_no_sim_state_then_wall_clock_named_in_the_row(root: Path, cli):
     """CTL-6: with no simulation to take the time from (or a paper params file), the wall clock stamps
     the halt, and the row's source says so; the halt itself never fails over it."""
+    from tradebook.ledger import controls as control_store
     from tradebook.ledger.db import Ledger
 
-    Ledger(root / "runs" / "ledger.duckdb").scalar("SELECT count(*) FROM controls")
+    Ledger(root / "runs" / "ledger.duckdb").read(control_store.control_history)   # the ledger exists
     sim = root / "params" / "sim.yaml"
     sim.write_text(sim.read_text() + "\nmax_positon_pct: 0.03\n")
     before = datetime.now(timezone.utc)
     code, text = cli("halt", "--reason", "drill")
     assert code == 0 and "stamped with the wall clock" in text, text
-    ts, source = Ledger(root / "runs" / "ledger.duckdb").rows("SELECT ts, source FROM controls")[0]
+    first = Ledger(root / "runs" / "ledger.duckdb").read(control_store.control_history)[0]
+    ts, source = first["ts"], first["source"]
     assert ts >= before - timedelta(seconds=1) and source == "cli (params invalid; wall clock)"
     (root / "runs" / "sim.duckdb").write_bytes(b"not a duckdb file")   # damaged sim state: still halts
     code, text = cli("halt", "--reason", "again")

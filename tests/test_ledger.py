@@ -8,7 +8,8 @@ import time
 import pytest
 
 from tradebook.errors import LedgerCorrupt, LedgerLocked
-from tradebook.ledger.db import MIGRATIONS, Ledger, record_event, utcnow
+from tradebook.ledger import events as event_store
+from tradebook.ledger.db import MIGRATIONS, Ledger, utcnow
 
 SPEC_TABLES = {"runs", "events", "intents", "verdicts", "orders", "fills", "positions", "trades",
                "closed_today", "cooldowns", "equity_snapshots", "controls", "incidents", "schema_version",
@@ -43,11 +44,11 @@ def test_transaction_when_body_raises_then_nothing_is_written(tmp_path):
     ledger = Ledger(tmp_path / "ledger.duckdb")
     with pytest.raises(RuntimeError):
         with ledger.transaction() as con:
-            record_event(con, "TEST", reason="half-done")
+            event_store.record(con, "TEST", reason="half-done")
             raise RuntimeError("crash mid-change")
     assert ledger.scalar("SELECT count(*) FROM events") == 0
     with ledger.transaction() as con:
-        record_event(con, "TEST", reason="done", data={"x": 1})
+        event_store.record(con, "TEST", reason="done", data={"x": 1})
     assert ledger.scalar("SELECT count(*) FROM events") == 1
 
 
@@ -118,7 +119,7 @@ def test_record_event_when_written_then_queryable(tmp_path):
     """REC-6 building block: audit events carry symbol, qty, price, reason."""
     ledger = Ledger(tmp_path / "ledger.duckdb")
     with ledger.transaction() as con:
-        record_event(con, "BACKFILL", symbol="AAPL", qty=10, price=101.5, reason="external", ts=utcnow())
+        event_store.record(con, "BACKFILL", symbol="AAPL", qty=10, price=101.5, reason="external", ts=utcnow())
     row = ledger.rows("SELECT kind, symbol, qty, price, reason FROM events")[0]
     assert row == ("BACKFILL", "AAPL", 10.0, 101.5, "external")
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,17 @@ import pytest
 from tradebook.ledger import file as ledger_file
 from tradebook.ledger.backup import backup, check
 from tradebook.errors import LedgerCorrupt
+from tradebook.ledger import controls as control_store
 from tradebook.ledger.db import Ledger
 
 BLOCK = 262144
 
 
 def big_ledger(path: Path, rows: int = 40_000) -> Ledger:
-    """A ledger spanning a dozen blocks (data and primary-key index blocks), with a good backup."""
+    """A ledger spanning a dozen blocks (data and primary-key index blocks), with a good backup.
+
+    Raw bulk SQL on purpose: the subject is the file's bytes, generated in-engine in one statement
+    (80,000 rows through the stores one by one would take seconds), not a trading state."""
     ledger = Ledger(path)
     with ledger.transaction() as con:
         con.execute("INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason) SELECT now(), 'r' || i, "
@@ -81,10 +86,11 @@ def test_open_when_ledger_damaged_then_corrupt_error_names_backup_and_bytes_unch
     damage(path)
     age(path)
     before = sha(path)
-    for attempt in (lambda: Ledger(path).rows("SELECT count(*) FROM controls"),
-                    lambda: Ledger(path).execute("INSERT INTO controls (ts, state, reason, actor, source) "
-                                                 "VALUES (now(), 'HALTED', 'x', 'y', 'z')"),
-                    lambda: check(path)):
+    def write() -> None:
+        with Ledger(path).transaction() as con:
+            control_store.append_control(con, datetime.now(timezone.utc), "HALTED", "x", "y", "z")
+
+    for attempt in (lambda: Ledger(path).read(control_store.control_history), write, lambda: check(path)):
         with pytest.raises(LedgerCorrupt) as err:
             attempt()
         message = str(err.value)
@@ -164,14 +170,15 @@ def test_open_when_writer_killed_mid_checkpoint_then_whole_with_every_committed_
 
 LEDGER_WRITER = r"""
 import sys
-from tradebook.ledger.db import Ledger, record_event
+from tradebook.ledger import events as event_store
+from tradebook.ledger.db import Ledger
 ledger = Ledger(sys.argv[1])
 n = 0
 while True:  # each transaction opens, commits and closes: DuckDB checkpoints at every close
     with ledger.transaction() as con:
         con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, reason) SELECT now(), 'IBM', "
                     "'buy', i, 1.0 * i, 'FILL', repeat('r', 80) FROM range(3000) r(i)")
-        record_event(con, "TEST", reason=f"batch {n}")
+        event_store.record(con, "TEST", reason=f"batch {n}")
     n += 1
     print(n, flush=True)
 """

@@ -5,8 +5,8 @@ import pytest
 
 from tradebook.phases import intents as it
 from tradebook.phases.monitor import run_monitor
-from trading_helpers import (EXEC_DAY, broker_orders, hold, intent_state, intent_states, make_ctx, mid, ny, plant,
-                             positions_match, stored_intents, stored_orders, stored_verdicts)
+from trading_helpers import (EXEC_DAY, broker_orders, hold, intent_state, intent_states, ledger_positions, make_ctx, mid,
+                             ny, plant, positions_match, stored_intents, stored_orders, stored_verdicts)
 
 MIDDAY = ny(EXEC_DAY, 12)
 
@@ -27,7 +27,7 @@ def test_exit4_when_stop_loss_hit_then_immediate_market_exit_through_gate(root):
     assert [(i.state, i.urgency, i.order_type) for i in stored_intents(ctx.ledger)] == [("FILLED", "immediate", "market")]
     assert [o.order_type for o in stored_orders(ctx.ledger) if o.intent_id == iid] == ["market"]
     assert [v for v in stored_verdicts(ctx.ledger) if v.intent_id == iid]   # it passed the gate
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0 and positions_match(ctx)
+    assert ledger_positions(ctx) == {} and positions_match(ctx)
     assert ctx.ledger.rows("SELECT symbol, qty FROM events WHERE kind = 'EXIT_TRIGGERED'") == [("AAPL", 10.0)]
     assert ctx.ledger.rows("SELECT symbol FROM closed_today") == [("AAPL",)]
 
@@ -78,7 +78,7 @@ def test_exit5_when_near_close_then_eod_liquidation_only_if_enabled(root, eod, e
     sold = {o[1] for o in broker_orders(ctx)}
     if expect_sold:
         assert [e.code for e in report.exits] == ["EOD_LIQUIDATION"] * 2 and sold == {"AAPL", "MSFT"}
-        assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0
+        assert ledger_positions(ctx) == {}
     else:
         assert report.exits == [] and sold == set()
 

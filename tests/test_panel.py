@@ -8,6 +8,7 @@ import pytest
 
 from tradebook.safety.controls import effective_state, flag_path, freeze
 from tradebook.panel.widgets import ControlPanel
+from trading_helpers import control_rows
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +22,7 @@ def panel(ctx) -> ControlPanel:
 
 
 def _controls(ctx) -> list[tuple]:
-    return ctx.ledger.rows("SELECT state, reason, actor, source FROM controls ORDER BY control_id")
+    return [(c["state"], c["reason"], c["actor"], c["source"]) for c in control_rows(ctx)]
 
 
 def test_ctl4_panel_when_built_then_shows_running_and_has_stable_selectors(panel):

@@ -258,11 +258,20 @@ def _ledger_read(root: Path, read):
         return read(con)
 
 
+def _ledger_controls(root: Path) -> list[tuple]:
+    """(state, reason, source) of every control row, oldest first (short read-only connection)."""
+    from tradebook.ledger import controls as control_store
+    from tradebook.ledger.db import Ledger
+
+    with Ledger(_ctx(root).params.ledger_path(root), lock_timeout_s=10, create=False).connect(read_only=True) as con:
+        return [(c["state"], c["reason"], c["source"]) for c in control_store.control_history(con)]
+
+
 def _wait_ledger_halted(root: Path, timeout_s: float = 60) -> float:
     """Poll the ledger (short read-only connections) until a HALTED control row exists."""
     start = time.monotonic()
     while time.monotonic() - start < timeout_s:
-        if _ledger_rows(root, "SELECT count(*) FROM controls WHERE state = 'HALTED'")[0][0]:
+        if any(state == "HALTED" for state, _, _ in _ledger_controls(root)):
             return time.monotonic()
         time.sleep(0.05)
     raise AssertionError("no HALTED row in the ledger")
@@ -286,8 +295,7 @@ def _halt_and_check(page, panel: Panel) -> tuple[float, float]:
     on_page = time.monotonic() - clicked
     flag = json.loads((panel.root / "runs" / "KILL_SWITCH").read_text())
     assert (flag["state"], flag["source"], flag["reason"]) == ("HALTED", "widget", "browser test: spreads blew out")
-    row = _ledger_rows(panel.root, "SELECT state, reason, source FROM controls ORDER BY control_id DESC LIMIT 1")
-    assert row == [("HALTED", "browser test: spreads blew out", "widget")]
+    assert _ledger_controls(panel.root)[-1] == ("HALTED", "browser test: spreads blew out", "widget")
     assert effective_state(_ctx(panel.root).params, panel.root).state == "HALTED"
     return in_ledger, on_page
 
@@ -352,8 +360,7 @@ def _resume_checked(page, panel: Panel) -> None:
     _state(page, "RUNNING")
     _shot(page, "06-resumed")
     assert not (panel.root / "runs" / "KILL_SWITCH").exists()
-    assert _ledger_rows(panel.root, "SELECT state, reason, source FROM controls ORDER BY control_id DESC LIMIT 1") \
-        == [("RUNNING", "browser test: spreads normal again", "widget")]
+    assert _ledger_controls(panel.root)[-1] == ("RUNNING", "browser test: spreads normal again", "widget")
 
 
 def _flatten_checked(page, panel: Panel) -> None:
@@ -372,8 +379,7 @@ def _flatten_checked(page, panel: Panel) -> None:
     assert _ledger_read(panel.root, lambda con: [o.client_order_id.startswith("flat-") for o in order_store.every(con)]) \
         .count(True) == len(held)
     assert effective_state(_ctx(panel.root).params, panel.root).state == "FROZEN"
-    assert _ledger_rows(panel.root, "SELECT state, reason FROM controls ORDER BY control_id DESC LIMIT 1") \
-        == [("FROZEN", "flatten: browser test: end of drill")]
+    assert _ledger_controls(panel.root)[-1][:2] == ("FROZEN", "flatten: browser test: end of drill")
 
 
 def test_ctl4_panel_in_browser_when_halt_execute_resume_flatten_then_ledger_flag_and_broker_agree(panel, browser):

@@ -5,8 +5,10 @@ from datetime import date
 
 import pytest
 
+from tradebook.ledger import fills as fill_store
+from tradebook.ledger import trades as trade_store
 from tradebook.phases.positions import (EXTERNAL, STRATEGY, FillInfo, LedgerPosition, apply_fill, decide_entry,
-                                 next_position, size_qty, slippage_bps)
+                                 load_positions, next_position, size_qty, slippage_bps)
 from trading_helpers import make_ctx, ny
 
 EQUITY = 100_000.0
@@ -84,14 +86,16 @@ def test_exe6_pos3_when_fills_recorded_then_position_trade_pnl_closed_today_and_
     sell = FillInfo("tb-b1", "i2", "AAPL", "sell", 10, 110.0, t1, 111.0)
     with ctx.ledger.transaction() as con:
         assert apply_fill(con, buy, ctx.params, t0.date()) is None
-        assert con.execute("SELECT origin, confidence, qty FROM positions").fetchall() == [("STRATEGY", 0.8, 10.0)]
+        held = load_positions(con)["AAPL"]
+        assert (held.origin, held.confidence, held.qty) == ("STRATEGY", 0.8, 10.0)
         assert apply_fill(con, sell, ctx.params, t1.date()) == pytest.approx(100.0)
-    assert ctx.ledger.scalar("SELECT count(*) FROM positions") == 0
+    assert ctx.ledger.read(load_positions) == {}
     assert ctx.ledger.rows("SELECT symbol, session_date FROM closed_today") == [("AAPL", date(2011, 7, 21))]
     assert ctx.ledger.scalar("SELECT last_order_at FROM cooldowns WHERE symbol = 'AAPL'") == t1
-    slips = [round(s, 2) for (s,) in ctx.ledger.rows("SELECT slippage_bps FROM fills ORDER BY fill_id")]
+    slips = [round(f["slippage_bps"], 2) for f in ctx.ledger.read(fill_store.history)]
     assert slips == [round(1 / 99 * 1e4, 2), round(1 / 111 * 1e4, 2)]
-    assert ctx.ledger.rows("SELECT kind, realized_pnl FROM trades ORDER BY trade_id") == [("FILL", None), ("FILL", 100.0)]
+    trades = [(t["kind"], t["realized_pnl"]) for t in ctx.ledger.read(trade_store.history)]
+    assert trades == [("FILL", None), ("FILL", 100.0)]
 
 
 def test_pos2_when_room_left_is_below_min_order_notional_then_no_add_on(make_params):

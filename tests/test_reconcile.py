@@ -7,7 +7,9 @@ from tradebook.safety import controls
 from tradebook.phases.order_sync import OrderRow, order_update
 from tradebook.phases.reconcile import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff, run_reconcile
 from tradebook.broker.base import Order
-from trading_helpers import DECIDE_DAY, hold, make_ctx, ny, table_counts
+from tradebook.ledger import positions as position_store
+from tradebook.phases.positions import LedgerPosition
+from trading_helpers import DECIDE_DAY, hold, incidents, ledger_positions, make_ctx, ny, table_counts, trades
 
 
 # --- the pure diff, tested with tables ----------------------------------------------------------
@@ -103,10 +105,10 @@ def test_rec2_when_broker_has_unknown_position_then_backfilled_external(rctx):
     rctx.broker.seed_position("AAPL", 7, 50.0)
     report = run_reconcile(rctx)
     assert report.first_sync and not report.divergence
-    row = rctx.ledger.rows("SELECT qty, avg_price, origin, opened_at, confidence, tier, sector FROM positions")
-    assert row == [(7.0, 50.0, "EXTERNAL", None, None, "TIER3", "Technology")]
-    assert rctx.ledger.rows("SELECT kind, qty, price FROM trades") == [("BACKFILL", 7.0, 50.0)]
-    assert rctx.ledger.scalar("SELECT count(*) FROM trades WHERE kind = 'FILL'") == 0  # out of strategy stats
+    assert ledger_positions(rctx) == {"AAPL": LedgerPosition("AAPL", 7.0, 50.0, "EXTERNAL", None, None, "TIER3",
+                                                             "Technology")}
+    assert [(t["kind"], t["qty"], t["price"]) for t in trades(rctx)] == [("BACKFILL", 7.0, 50.0)]
+    assert trades(rctx, "FILL") == []  # out of strategy stats
 
 
 def test_rec2_when_external_position_backfilled_then_counted_in_exposure(rctx):
@@ -128,9 +130,9 @@ def test_rec3_when_ledger_position_missing_at_broker_then_external_close(rctx):
     rctx.broker.drop_position("IBM")
     report = run_reconcile(rctx)
     assert [a.kind for a in report.actions] == [EXTERNAL_CLOSE]
-    assert rctx.ledger.scalar("SELECT count(*) FROM positions") == 0
-    kind, qty, reason = rctx.ledger.rows("SELECT kind, qty, reason FROM trades WHERE kind <> 'FILL'")[0]
-    assert (kind, qty) == ("EXTERNAL_CLOSE", 10.0) and "not found at the broker" in reason
+    assert ledger_positions(rctx) == {}
+    closing = [t for t in trades(rctx) if t["kind"] != "FILL"][0]
+    assert (closing["kind"], closing["qty"]) == ("EXTERNAL_CLOSE", 10.0) and "not found at the broker" in closing["reason"]
     assert rctx.ledger.rows("SELECT symbol FROM closed_today") == [("IBM",)]
 
 
@@ -139,8 +141,9 @@ def test_rec4_when_qty_and_price_differ_then_broker_wins_with_correction(rctx):
     hold(rctx, "MSFT", 100, 25.0)
     rctx.broker.seed_position("MSFT", 120, 26.0)
     run_reconcile(rctx)
-    assert rctx.ledger.rows("SELECT qty, avg_price, origin FROM positions") == [(120.0, 26.0, "STRATEGY")]
-    assert rctx.ledger.rows("SELECT kind, side, qty, price FROM trades WHERE kind = 'CORRECTION'") == [
+    msft = ledger_positions(rctx)["MSFT"]
+    assert (msft.qty, msft.avg_price, msft.origin) == (120.0, 26.0, "STRATEGY")
+    assert [(t["kind"], t["side"], t["qty"], t["price"]) for t in trades(rctx, "CORRECTION")] == [
         ("CORRECTION", "buy", 20.0, 26.0)]
 
 
@@ -150,8 +153,8 @@ def test_rec4_when_only_avg_price_differs_then_quiet_correction_not_divergence(r
     hold(rctx, "MSFT", 100, 25.0)
     rctx.broker.seed_position("MSFT", 100, 26.0)
     report = run_reconcile(rctx)
-    assert not report.divergence and rctx.ledger.rows("SELECT qty, avg_price FROM positions") == [(100.0, 26.0)]
-    assert rctx.ledger.scalar("SELECT count(*) FROM incidents") == 0
+    assert not report.divergence and rctx.ledger.read(position_store.quantities) == [("MSFT", 100.0, 26.0)]
+    assert incidents(rctx) == []
     assert controls.effective_state(rctx.params, rctx.root, rctx.ledger).state == "RUNNING"
 
 
@@ -188,7 +191,7 @@ def test_rec7_when_divergence_seen_on_two_checks_then_incident_alert_reduce_only
     rctx.broker.drop_position("MSFT")
     report = run_reconcile(rctx)
     assert report.divergence and report.checks == 2
-    assert rctx.ledger.rows("SELECT kind FROM incidents") == [("RECONCILE_DIVERGENCE",)]
+    assert [i["kind"] for i in incidents(rctx)] == ["RECONCILE_DIVERGENCE"]
     assert rctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'DIVERGENCE'") == 1
     assert controls.effective_state(rctx.params, rctx.root, rctx.ledger).state == "REDUCE_ONLY"
 
@@ -226,7 +229,7 @@ def test_rec7_when_first_sync_of_empty_ledger_then_adoption_not_incident(rctx):
     """REC-7 choice: the first reconcile of an empty ledger adopts the account; no incident, still RUNNING."""
     rctx.broker.seed_position("AAPL", 7, 50.0)
     run_reconcile(rctx)
-    assert rctx.ledger.scalar("SELECT count(*) FROM incidents") == 0
+    assert incidents(rctx) == []
     assert controls.effective_state(rctx.params, rctx.root, rctx.ledger).state == "RUNNING"
 
 
@@ -263,8 +266,8 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     ctx.broker.inject_fault("http_500", times=2, op="get_order")  # both REC-7 checks
     report = run_reconcile(ctx)
     assert report.actions == [] and not report.divergence and report.unread == ["MSFT"]
-    assert ctx.ledger.scalar("SELECT count(*) FROM incidents WHERE kind = 'ORDER_LOOKUP_FAILED'") == 1
-    assert ctx.ledger.scalar("SELECT count(*) FROM trades WHERE kind = 'EXTERNAL_CLOSE'") == 0
+    assert len(incidents(ctx, "ORDER_LOOKUP_FAILED")) == 1
+    assert trades(ctx, "EXTERNAL_CLOSE") == []
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "RUNNING"
     with ctx.ledger.connect() as con:  # REC-8: a book compared only in part is not "reconciled"
         assert ledger_meta.entry_blocker(con, ctx.now()) is not None
@@ -278,7 +281,7 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     assert second.actions == [] and second.unread == [] and intent_state_of(ctx, intent.intent_id) == "FILLED"
     with ctx.ledger.connect() as con:
         assert ledger_meta.entry_blocker(con, ctx.now()) is None
-    assert ctx.ledger.scalar("SELECT count(*) FROM trades WHERE kind = 'EXTERNAL_CLOSE'") == 0
+    assert trades(ctx, "EXTERNAL_CLOSE") == []
     assert positions_match(ctx)
 
 

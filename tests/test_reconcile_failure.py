@@ -14,8 +14,8 @@ from tradebook.phases.execute import run_execute
 from tradebook.params import load_params
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
-from trading_helpers import (DECIDE_DAY, EXEC_DAY, broker_orders, decide_time, hold, intent_states, make_ctx, ny,
-                             plant, stored_intents, stored_verdicts, window_time)
+from trading_helpers import (DECIDE_DAY, EXEC_DAY, broker_orders, control_rows, decide_time, hold, incidents,
+                             intent_states, make_ctx, ny, plant, stored_intents, stored_verdicts, window_time)
 
 EXIT_ID, ENTRY_ID = "20110720-MSFT-EXIT", "20110720-AAPL-ENTRY"
 
@@ -49,13 +49,13 @@ def _gate_reason(ctx, iid: str) -> str | None:
 def test_rec8_when_positions_read_fails_then_incident_alert_and_reduce_only(fctx):
     """REC-8: the failure is recorded (incident, ALERT, REDUCE_ONLY by the auto actor) and still raised."""
     _fail_reconcile(fctx)
-    incidents = fctx.ledger.rows("SELECT kind, session_date, detail FROM incidents")
-    assert [(k, d) for k, d, _ in incidents] == [("RECONCILE_FAILED", EXEC_DAY)]
-    assert "HTTP 500" in incidents[0][2]
+    recorded = incidents(fctx)
+    assert [(i["kind"], i["session_date"]) for i in recorded] == [("RECONCILE_FAILED", EXEC_DAY)]
+    assert "HTTP 500" in recorded[0]["detail"]
     status = controls.effective_state(fctx.params, fctx.root)
     assert status.state == "REDUCE_ONLY" and "reconcile failed" in status.reasons[0]
     assert fctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' AND reason LIKE '%reconcile failed%'") == 1
-    assert fctx.ledger.scalar("SELECT ts FROM controls") == fctx.now()   # the simulated clock
+    assert [c["ts"] for c in control_rows(fctx)] == [fctx.now()]   # the simulated clock
 
 
 def test_rec8_when_reconcile_failed_then_execute_sends_the_exit_and_no_entry(fctx):
@@ -118,7 +118,7 @@ def test_rec8_when_reconcile_phase_fails_on_broker_then_run_failed_and_incident_
     ctx.broker.inject_fault("http_500", op="positions")
     record = run_phase("reconcile", root=root, raise_on_failure=False)
     assert record.status == "FAILED" and "BrokerUnavailable" in record.error
-    assert ctx.ledger.scalar("SELECT kind FROM incidents") == "RECONCILE_FAILED"
+    assert [i["kind"] for i in incidents(ctx)] == ["RECONCILE_FAILED"]
     assert controls.effective_state(ctx.params, root).state == "REDUCE_ONLY"
 
 
@@ -133,5 +133,5 @@ def test_rec8_when_alpaca_fake_answers_500_on_positions_then_incident_and_reduce
         ctx = Context(load_params(root / "params" / "alpaca-paper.yaml", overrides), root)
         with pytest.raises(BrokerUnavailable):
             run_reconcile(ctx)
-        assert ctx.ledger.scalar("SELECT kind FROM incidents") == "RECONCILE_FAILED"
+        assert [i["kind"] for i in incidents(ctx)] == ["RECONCILE_FAILED"]
         assert controls.effective_state(ctx.params, root).state == "REDUCE_ONLY"

@@ -7,6 +7,11 @@ from zoneinfo import ZoneInfo
 import nbformat
 import pytest
 
+from tradebook.ledger import controls as control_store
+from tradebook.ledger import equity as equity_store
+from tradebook.ledger import fills as fill_store
+from tradebook.ledger import positions as position_store
+from tradebook.ledger import trades as trade_store
 from tradebook.report import build as rpt
 from tradebook.context import Context
 from tradebook.ledger import intents as intent_store
@@ -25,12 +30,11 @@ def at(day: date, hh: int, mm: int = 0) -> datetime:
 def populate(ctx: Context) -> None:
     """A small ledger: 3 sessions, 2 entries + 1 exit, rejections, a halt/resume, an incident, open intents."""
     with ctx.ledger.transaction() as con:
-        con.executemany("INSERT INTO equity_snapshots VALUES (?, ?, ?, ?, ?)", [
-            [at(D1, 9, 15), D1, "START_OF_DAY", 100_000.0, 100_000.0],
-            [at(D2, 9, 15), D2, "START_OF_DAY", 100_500.0, 92_000.0],
-            [at(D2, 11), D2, "PEAK", 100_800.0, 92_000.0],
-            [at(D3, 9, 15), D3, "START_OF_DAY", 100_200.0, 96_000.0],
-        ])
+        for snapshot in [(at(D1, 9, 15), D1, "START_OF_DAY", 100_000.0, 100_000.0),
+                         (at(D2, 9, 15), D2, "START_OF_DAY", 100_500.0, 92_000.0),
+                         (at(D2, 11), D2, "PEAK", 100_800.0, 92_000.0),
+                         (at(D3, 9, 15), D3, "START_OF_DAY", 100_200.0, 96_000.0)]:
+            equity_store.append_snapshot(con, *snapshot)
         for row in [
                 ["i-aapl", at(D1, 16, 15), "ENTRY", "AAPL", "buy", 100, "limit", 45.5, 0.4, 45.0, "PULLBACK", "FILLED",
                  "pass", "OK", at(D2, 9, 36)],
@@ -56,28 +60,18 @@ def populate(ctx: Context) -> None:
             ["i-ibm", at(D2, 9, 36), "GATE-12", "warn", "TIER_CAP_BUFFER"],
         ]:
             append_verdicts(con, iid, None, ts, [(rule, severity, code, {})])
-        con.executemany("INSERT INTO fills (client_order_id, intent_id, symbol, side, qty, price, ts, decision_price, "
-                        "slippage_bps) VALUES (?,?,?,?,?,?,?,?,?)", [
-                            ["c1", "i-aapl", "AAPL", "buy", 100, 45.09, at(D2, 9, 36), 45.0, 20.0],
-                            ["c2", "i-ibm", "IBM", "buy", 25, 145.854, at(D2, 9, 36), 146.0, None],
-                            ["c3", "i-ibm-x", "IBM", "sell", 25, 150.15, at(D3, 9, 36), 150.0, -10.0],
-                        ])
-        con.executemany("INSERT INTO trades (ts, symbol, side, qty, price, kind, realized_pnl, reason) "
-                        "VALUES (?,?,?,?,?,?,?,?)", [
-                            [at(D2, 9, 36), "AAPL", "buy", 100, 45.09, "FILL", None, "fill"],
-                            [at(D2, 9, 36), "IBM", "buy", 25, 145.854, "FILL", None, "fill"],
-                            [at(D3, 9, 36), "IBM", "sell", 25, 150.15, "FILL", 107.4, "fill"],
-                        ])
-        con.execute("INSERT INTO positions VALUES ('AAPL', 100, 45.09, 'STRATEGY', ?, 0.4, 'TIER3', 'Technology', ?)",
-                    [at(D2, 9, 36), at(D2, 9, 36)])
-        con.execute("INSERT INTO positions VALUES ('XOM', 40, 80.0, 'EXTERNAL', NULL, NULL, NULL, NULL, ?)",
-                    [at(D3, 9, 15)])
-        con.executemany("INSERT INTO controls (ts, state, reason, actor, source) VALUES (?,?,?,?,?)", [
-            [at(D2, 12), "HALTED", "checking a data glitch", "operator", "cli"],
-            [at(D2, 12, 30), "RUNNING", "glitch understood", "operator", "cli"],
-        ])
-        con.execute("INSERT INTO incidents (ts, session_date, kind, detail) VALUES (?, ?, 'RECONCILE_DIVERGENCE', "
-                    "'XOM seen at the broker twice')", [at(D3, 9, 15), D3])
+        fill_store.insert(con, "c1", "i-aapl", "AAPL", "buy", 100, 45.09, at(D2, 9, 36), 45.0, 20.0)
+        fill_store.insert(con, "c2", "i-ibm", "IBM", "buy", 25, 145.854, at(D2, 9, 36), 146.0, None)
+        fill_store.insert(con, "c3", "i-ibm-x", "IBM", "sell", 25, 150.15, at(D3, 9, 36), 150.0, -10.0)
+        trade_store.append(con, at(D2, 9, 36), "AAPL", "buy", 100, 45.09, "FILL", None, "fill")
+        trade_store.append(con, at(D2, 9, 36), "IBM", "buy", 25, 145.854, "FILL", None, "fill")
+        trade_store.append(con, at(D3, 9, 36), "IBM", "sell", 25, 150.15, "FILL", 107.4, "fill")
+        position_store.insert(con, "AAPL", 100, 45.09, "STRATEGY", at(D2, 9, 36), 0.4, "TIER3", "Technology",
+                              at(D2, 9, 36))
+        position_store.insert(con, "XOM", 40, 80.0, "EXTERNAL", None, None, None, None, at(D3, 9, 15))
+        control_store.append_control(con, at(D2, 12), "HALTED", "checking a data glitch", "operator", "cli")
+        control_store.append_control(con, at(D2, 12, 30), "RUNNING", "glitch understood", "operator", "cli")
+        control_store.append_incident(con, at(D3, 9, 15), D3, "RECONCILE_DIVERGENCE", "XOM seen at the broker twice")
         con.executemany("INSERT INTO runs (run_id, phase, started_at, ended_at, status, error) VALUES (?,?,?,?,?,?)", [
             ["r1", "decide", at(D1, 16, 15), at(D1, 16, 16), "OK", None],
             ["r2", "execute", at(D2, 9, 35), at(D2, 9, 36), "OK", None],

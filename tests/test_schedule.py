@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tradebook.errors import ConfigError
-from tradebook.ledger.db import Ledger, record_event
+from tradebook.ledger import events as event_store
+from tradebook.ledger.db import Ledger
 from tradebook.ops.schedule import (BACKUP_EVENT, SimClock, day_plan, monitor_ticks, next_monitor_tick, parse_speed,
                                 phase_done, slots_around)
 
@@ -104,7 +105,7 @@ def test_ops3_when_backup_event_for_the_session_then_backup_done(make_params, ro
     slot = by_phase(day_plan(date(2011, 11, 23), params))["backup"]
     assert not phase_done(ledger, slot)
     with ledger.transaction() as con:
-        record_event(con, BACKUP_EVENT, data={"session": "2011-11-23"})
+        event_store.record(con, BACKUP_EVENT, data={"session": "2011-11-23"})
     assert phase_done(ledger, slot)
 
 

@@ -10,7 +10,8 @@ from tradebook.safety import controls, gate
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.safety.state import STATES, TradingState, strictest
-from trading_helpers import decide_time, hold, make_ctx, plant, stored_intents, stored_verdicts, window_time
+from trading_helpers import (control_rows, decide_time, hold, make_ctx, plant, stored_intents, stored_verdicts,
+                             window_time)
 
 
 def test_strictest_when_states_mixed_then_most_restrictive_member():
@@ -58,7 +59,7 @@ def test_execute_when_adapter_reports_circuit_open_then_order_path_records_reduc
     assert states == {"MSFT": "FILLED", "AAPL": "REJECTED"}
     codes = {v.reason_code for v in stored_verdicts(ctx.ledger) if v.rule == "GATE-1"}
     assert "REDUCE_ONLY" in codes
-    assert ctx.ledger.scalar("SELECT count(*) FROM controls WHERE source = 'api_breaker'") == 1
+    assert [c["source"] for c in control_rows(ctx)].count("api_breaker") == 1
 
 
 def test_execute_when_the_last_submit_opens_the_circuit_then_reduce_only_recorded_at_once(root, monkeypatch):

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from tradebook.ledger import intents as intent_store
 from tradebook.ledger import orders as order_store
+from tradebook.ledger import positions as position_store
+from tradebook.ledger import trades as trade_store
 from tradebook.ledger import verdicts as verdict_store
 from tradebook.phases import intents as it
 from tradebook.context import Context
@@ -57,14 +59,12 @@ def hold(ctx: Context, symbol: str, qty: float, avg: float, origin: str = "STRAT
     """A position at the broker and in the ledger, as if tradebook (or someone) had opened it."""
     ctx.broker.seed_position(symbol, qty, avg)
     now = ctx.now()
+    strategy = origin == "STRATEGY"
     with ctx.ledger.transaction() as con:
-        con.execute("INSERT INTO positions (symbol, qty, avg_price, origin, opened_at, confidence, tier, sector, "
-                    "updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    [symbol, qty, avg, origin, now if origin == "STRATEGY" else None,
-                     confidence if origin == "STRATEGY" else None, ctx.params.symbol_tiers.get(symbol),
-                     ctx.params.symbol_sectors.get(symbol), now])
-        con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, reason) VALUES (?,?,?,?,?,?,?)",
-                    [now, symbol, "buy", qty, avg, "FILL" if origin == "STRATEGY" else "BACKFILL", "test set-up"])
+        position_store.insert(con, symbol, qty, avg, origin, now if strategy else None,
+                              confidence if strategy else None, ctx.params.symbol_tiers.get(symbol),
+                              ctx.params.symbol_sectors.get(symbol), now)
+        trade_store.append(con, now, symbol, "buy", qty, avg, "FILL" if strategy else "BACKFILL", None, "test set-up")
 
 
 def mid(ctx: Context, symbol: str) -> float:
@@ -151,8 +151,41 @@ def broker_orders(ctx: Context, max_attempts: int = 4) -> list[tuple]:
 def positions_match(ctx: Context) -> bool:
     """Ledger positions equal broker positions (qty and average price)."""
     broker = {p.symbol: (round(p.qty, 6), round(p.avg_price, 4)) for p in ctx.broker.positions() if abs(p.qty) > 1e-9}
-    ledger = {s: (round(q, 6), round(a, 4)) for s, q, a in ctx.ledger.rows("SELECT symbol, qty, avg_price FROM positions")}
+    ledger = {s: (round(q, 6), round(a, 4)) for s, q, a in ctx.ledger.read(position_store.quantities)}
     return broker == ledger
+
+
+def ledger_positions(ctx: Context) -> dict:
+    """The ledger's positions by symbol (tradebook.phases.positions.LedgerPosition)."""
+    from tradebook.phases.positions import load_positions
+
+    return ctx.ledger.read(load_positions)
+
+
+def fills(ctx: Context) -> list[dict]:
+    """The ledger's fills, oldest first."""
+    from tradebook.ledger import fills as fill_store
+
+    return ctx.ledger.read(fill_store.history)
+
+
+def trades(ctx: Context, kind: str | None = None) -> list[dict]:
+    """The ledger's trades, oldest first, optionally only those of ``kind``."""
+    return [t for t in ctx.ledger.read(trade_store.history) if kind is None or t["kind"] == kind]
+
+
+def incidents(ctx: Context, kind: str | None = None) -> list[dict]:
+    """The ledger's incidents, oldest first, optionally only those of ``kind``."""
+    from tradebook.ledger import controls as control_store
+
+    return [i for i in ctx.ledger.read(control_store.incident_history) if kind is None or i["kind"] == kind]
+
+
+def control_rows(ctx: Context) -> list[dict]:
+    """The ledger's control rows (trading-state changes), oldest first."""
+    from tradebook.ledger import controls as control_store
+
+    return ctx.ledger.read(control_store.control_history)
 
 
 def table_counts(ctx: Context) -> dict[str, int]:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradebook.errors import ConfigError
+from tradebook.ledger import events
 from tradebook.logs import alert_urls_of, get_logger, log_event, redactor
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _is_ledger(target: Any) -> bool:
 
 def _store(target: Any, kind: str, message: str, data: dict[str, Any], run_id: str | None,
            now: datetime | None) -> bool:
-    from tradebook.ledger.db import Ledger, record_event
+    from tradebook.ledger.db import Ledger
 
     payload = {"alert": kind, **data}
     if target is None:
@@ -116,13 +117,13 @@ def _store(target: Any, kind: str, message: str, data: dict[str, Any], run_id: s
     if isinstance(target, Ledger):
         try:
             with target.transaction() as con:
-                record_event(con, EVENT_KIND, run_id=run_id, reason=message, data=payload, ts=now)
+                events.record(con, EVENT_KIND, run_id=run_id, reason=message, data=payload, ts=now)
             return True
         except Exception as exc:  # a locked/corrupt ledger must not swallow the alert itself
             log_event(_log, "error", f"alert {kind} could not be stored in the ledger: {exc}", alert=kind)
             return False
     # An open connection: the caller's transaction decides; its errors are the caller's.
-    record_event(target, EVENT_KIND, run_id=run_id, reason=message, data=payload, ts=now)
+    events.record(target, EVENT_KIND, run_id=run_id, reason=message, data=payload, ts=now)
     return True
 
 
@@ -159,15 +160,8 @@ def deliver(kind: str, message: str, *, params: "Params | None" = None,
 
 def recent_alerts(ledger: Any, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Stored alerts, newest first (for status views and tests)."""
-    import json
-
-    sql = ("SELECT ts, run_id, reason, data FROM events WHERE kind = ? "
-           + ("AND json_extract_string(data, '$.alert') = ? " if kind else "")
-           + "ORDER BY event_id DESC LIMIT ?")
-    args: list[Any] = [EVENT_KIND, *([kind] if kind else []), limit]
-    rows = ledger.rows(sql, args)
-    return [{"ts": ts, "run_id": rid, "message": reason, **json.loads(data or "{}")}
-            for ts, rid, reason, data in rows]
+    stored = ledger.read(events.find, EVENT_KIND, alert=kind or None, newest_first=True, limit=limit)
+    return [{"ts": e.ts, "run_id": e.run_id, "message": e.reason, **(e.data or {})} for e in stored]
 
 
 def _scheme(url: str) -> str:

@@ -274,6 +274,7 @@ def _print_runs(console, ctx, status) -> None:
     from rich.table import Table
 
     from tradebook.safety.controls import STATUS_LOCK_TIMEOUT_S
+    from tradebook.ledger import runs as run_store
     from tradebook.ledger.db import Ledger
     from tradebook.engine.run_liveness import identities, is_gone
 
@@ -284,21 +285,21 @@ def _print_runs(console, ctx, status) -> None:
         return
     try:
         with Ledger(path, lock_timeout_s=STATUS_LOCK_TIMEOUT_S, create=False).connect() as con:
-            rows = con.execute(
-                "SELECT started_at, phase, status, ended_at, coalesce(error, ''), coalesce(notebook_path, ''), "
-                "run_id FROM runs ORDER BY started_at DESC LIMIT 10").fetchall()
-            running = identities(con, [r[6] for r in rows if r[2] == "RUNNING"])
+            rows = run_store.latest(con, 10)
+            running = identities(con, [r.run_id for r in rows if r.status == "RUNNING"])
     except TradebookError as exc:
         console.print(f"runs: ledger busy or unreadable ({exc})", markup=False, highlight=False)
         return
     table = Table(title="last 10 runs")
     for col in ("started", "phase", "status", "ended", "error", "notebook"):
         table.add_column(col, overflow="fold")  # a narrow terminal wraps a cell, never cuts a path to "…"
-    for started, phase, state, ended, error, nb, run_id in rows:
-        if state == "RUNNING" and is_gone(running.get(run_id)):  # marked at the next start; shown now
+    for run in rows:
+        state, error = run.status, run.error or ""
+        if state == "RUNNING" and is_gone(running.get(run.run_id)):  # marked at the next start; shown now
             state, error = "ABANDONED", "its process is gone (killed or crashed)"
-        table.add_row(f"{started:%Y-%m-%d %H:%M:%S}", phase, state, f"{ended:%H:%M:%S}" if ended else "-",
-                      error[:60], _under_root(nb, ctx.root))
+        table.add_row(f"{run.started_at:%Y-%m-%d %H:%M:%S}", run.phase, state,
+                      f"{run.ended_at:%H:%M:%S}" if run.ended_at else "-", error[:60],
+                      _under_root(run.notebook_path or "", ctx.root))
     console.print(table if rows else "runs: none yet")
 
 

@@ -178,10 +178,11 @@ def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
 
 def _export_report(ctx: Context) -> Path | None:
     """Write runs/report.html from the newest executed report notebook."""
+    from tradebook.ledger import runs
     from tradebook.report.build import export_html
 
-    latest = ctx.ledger.scalar("SELECT notebook_path FROM runs WHERE phase = 'report' AND status = 'OK' "
-                               "ORDER BY started_at DESC LIMIT 1")
+    with ctx.ledger.connect() as con:
+        latest = runs.latest_notebook(con, "report")
     if not latest:
         return None
     out = ctx.runs_dir / "report.html"

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradebook.ledger import heartbeats as heartbeat_store
+from tradebook.ledger import events, runs
 
 if TYPE_CHECKING:
     import duckdb
@@ -73,16 +74,12 @@ def identities(con: "duckdb.DuckDBPyConnection", run_ids: list[str]) -> dict[str
 
 def mark_abandoned(con: "duckdb.DuckDBPyConnection", now: datetime) -> list[str]:
     """RUNNING rows whose process died become ABANDONED (with an event); returns their run ids."""
-    from tradebook.ledger.db import record_event
-
-    running = [r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = 'RUNNING'").fetchall()]
-    gone = [(run_id, ident) for run_id, ident in identities(con, running).items() if is_gone(ident)]
+    gone = [(run_id, ident) for run_id, ident in identities(con, runs.running(con)).items() if is_gone(ident)]
     for run_id, ident in gone:
         why = (f"process {ident['pid']} on {ident['host']} ended while the run was RUNNING "
                "(killed or crashed); found at the next start")
-        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE run_id = ? AND status = 'RUNNING'",
-                    [ABANDONED, now, why, run_id])
-        record_event(con, ABANDONED_EVENT, run_id=run_id, reason=why, data=ident, ts=now)
+        runs.end_if_running(con, run_id, ABANDONED, now, why)
+        events.record(con, ABANDONED_EVENT, run_id=run_id, reason=why, data=ident, ts=now)
         record_end(con, run_id)
     return [run_id for run_id, _ in gone]
 

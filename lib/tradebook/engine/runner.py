@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradebook.engine.code_version import code_version
+from tradebook.ledger import events, runs
 from tradebook.errors import ConfigError, PhaseFailed
 from tradebook.engine.kernelclient import connect_client
 from tradebook.engine.kernelpool import KernelPool
@@ -170,28 +171,24 @@ def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", s
 
     with ledger.transaction() as con:
         run_liveness.mark_abandoned(con, started)  # runs whose process died never stay RUNNING
-        con.execute(
-            "INSERT INTO runs (run_id, phase, params_hash, params_json, started_at, status, notebook_path, "
-            "sim_time, code_version) VALUES (?, ?, ?, ?, ?, 'RUNNING', ?, ?, ?)",
-            [run_id, phase, params.digest(), json.dumps(params.as_dict(), sort_keys=True), started,
-             str(output), sim_time, version])
+        runs.start(con, run_id, phase, params_hash=params.digest(),
+                   params_json=json.dumps(params.as_dict(), sort_keys=True), started_at=started,
+                   notebook_path=str(output), sim_time=sim_time, code_version=version)
         run_liveness.record_start(con, run_id, phase, started)
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
                 output: Path, outcome: "_Outcome | None" = None, *, sim_time: datetime | None = None) -> datetime:
-    from tradebook.ledger.db import record_event
     from tradebook.engine.run_liveness import record_end
 
     ended = _utcnow()
     pid, early = (outcome.kernel_pid, outcome.stopped_early) if outcome else (None, None)
     with ledger.transaction() as con:
-        con.execute("UPDATE runs SET status = ?, ended_at = ?, error = ?, kernel_pid = ?, stopped_early = ? "
-                    "WHERE run_id = ?", [status, ended, error, pid, early, run_id])
+        runs.finish(con, run_id, status, ended, error, kernel_pid=pid, stopped_early=early)
         record_end(con, run_id)
         if status == "FAILED":  # audit trail for alerting (OPS-5): the run, the error, the notebook
-            record_event(con, "RUN_FAILED", run_id=run_id, reason=error,
-                         data={"phase": phase, "notebook": str(output)}, ts=sim_time or ended)  # one clock
+            events.record(con, "RUN_FAILED", run_id=run_id, reason=error,
+                          data={"phase": phase, "notebook": str(output)}, ts=sim_time or ended)  # one clock
     return ended
 
 

@@ -88,12 +88,12 @@ def backup(ledger_path: str | Path, dest_dir: str | Path | None = None, now: dat
 
 def daily_backup(ledger: "Ledger", session: date, now: datetime, retention_days: int) -> Path:
     """The daemon's backup after a session's report, recorded as a BACKUP event (schedule.phase_done)."""
-    from tradebook.ledger.db import record_event
+    from tradebook.ledger import events
 
     path = backup(ledger.path, now=now, retention_days=retention_days)
     with ledger.transaction() as con:
-        record_event(con, BACKUP_EVENT, reason=f"daily backup {path.name}",
-                     data={"session": session.isoformat(), "path": str(path)}, ts=now)
+        events.record(con, BACKUP_EVENT, reason=f"daily backup {path.name}",
+                      data={"session": session.isoformat(), "path": str(path)}, ts=now)
     return path
 
 

@@ -8,7 +8,6 @@ DuckDB database is reported as corrupt with the backup to restore, never replace
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -301,18 +300,6 @@ def after_commit(con: duckdb.DuckDBPyConnection, fn: Any) -> None:
         fn()
     else:
         hooks.append(fn)
-
-
-def record_event(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | None = None,
-                 symbol: str | None = None, qty: float | None = None, price: float | None = None,
-                 reason: str | None = None, data: dict[str, Any] | None = None,
-                 ts: datetime | None = None) -> None:
-    """Append an audit event inside the caller's transaction (REC-6 and friends)."""
-    con.execute(
-        "INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason, data) VALUES (?,?,?,?,?,?,?,?)",
-        [ts or utcnow(), run_id, kind, symbol, qty, price, reason,
-         json.dumps(data, default=str) if data is not None else None],
-    )
 
 
 def _env_lock_timeout() -> float:

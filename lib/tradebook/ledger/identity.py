@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable
 
 from tradebook.ledger import meta as ledger_meta
+from tradebook.ledger import runs
 from tradebook.errors import BrokerError, LedgerError, SecretsError
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def verify(ledger: "Ledger", params: "Params", broker_factory: Callable[[], Any]
     with ledger.transaction() as con:
         stored = ledger_meta.get(con, KEY)
         if stored is None:
-            past = _past_modes(con)
+            past = runs.modes(con)
             if past and past != {me.mode}:
                 raise LedgerMismatch(_message(ledger, params, Identity(sorted(past)[0], None), me, legacy=True))
             if me.account is not None:
@@ -73,12 +74,6 @@ def verify(ledger: "Ledger", params: "Params", broker_factory: Callable[[], Any]
         if owner.mode != me.mode or (me.account is not None and owner.account != me.account):
             raise LedgerMismatch(_message(ledger, params, owner, me))
     return me
-
-
-def _past_modes(con) -> set[str]:
-    rows = con.execute("SELECT DISTINCT json_extract_string(params_json, '$.mode') FROM runs "
-                       "WHERE params_json IS NOT NULL").fetchall()
-    return {r[0] for r in rows if r[0]}
 
 
 def _message(ledger: "Ledger", params: "Params", owner: Identity, me: Identity, legacy: bool = False) -> str:

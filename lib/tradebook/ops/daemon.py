@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from tradebook import alerts
 from tradebook.ops import schedule
 from tradebook.errors import TradebookError
+from tradebook.ledger import events
 from tradebook.ops.health import (DaemonLock, Heartbeat, heartbeat_path, read_heartbeat, record_heartbeat, sd_notify,
                               stale_after_s, watchdog_interval_s, write_heartbeat)
 from tradebook.logs import log_event, setup_logging
@@ -75,8 +76,7 @@ class Daemon:
         self._alert("DAEMON_START", f"daemon started, pid {os.getpid()}, mode {self.params.mode}, "
                                     f"clock {self.clock.now().isoformat()}{down}")
         # Slots missed before the daemon first ran on this ledger were never its job: logged, not alerted.
-        self.quiet_before = self.ledger.scalar(
-            "SELECT min(ts) FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'DAEMON_START'")
+        self.quiet_before = self.ledger.read(events.first_ts, "ALERT", alert="DAEMON_START")
         crash = None
         try:
             self._run_phase("reconcile", reason="startup")

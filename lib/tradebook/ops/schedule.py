@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterator
 
+from tradebook.ledger import events, runs
 from tradebook.ledger.backup import BACKUP_EVENT
 
 if TYPE_CHECKING:
@@ -117,20 +118,14 @@ def day_plan(day: date, params: "Params") -> list[Slot]:
 def phase_done(ledger: "Ledger", slot: Slot) -> bool:
     """True when this slot already ran (any status), so a restarted daemon never repeats it."""
     if slot.phase == "backup":
-        return bool(ledger.scalar(
-            "SELECT count(*) FROM events WHERE kind = ? AND json_extract_string(data, '$.session') = ?",
-            [BACKUP_EVENT, slot.session.isoformat()]))
-    return bool(ledger.scalar(
-        "SELECT count(*) FROM runs WHERE phase = ? AND coalesce(sim_time, started_at) >= ? "
-        "AND coalesce(sim_time, started_at) < ?",
-        [slot.phase, slot.done_from, slot.done_until]))
+        return bool(ledger.read(events.count, BACKUP_EVENT, session=slot.session.isoformat()))
+    return bool(ledger.read(runs.count, phase=slot.phase, since=slot.done_from, until=slot.done_until))
 
 
 def missed_alert_sent(ledger: "Ledger", slot: Slot) -> bool:
     """True when the MISSED_WINDOW alert for this slot is already in the ledger (alert once)."""
-    return bool(ledger.scalar(
-        "SELECT count(*) FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW' "
-        "AND data->>'$.phase' = ? AND data->>'$.session' = ?", [slot.phase, slot.session.isoformat()]))
+    return bool(ledger.read(events.count, "ALERT", alert="MISSED_WINDOW", phase=slot.phase,
+                            session=slot.session.isoformat()))
 
 
 def planned_intents(ledger: "Ledger") -> int:

@@ -245,14 +245,14 @@ def _exposure_table(rows: list[ExposureLine]) -> str:
 def recent_runs(ctx: Context, limit: int = RUN_ROWS) -> list[tuple]:
     """The last runs (phase, status, broker time, notebook path, error); short lock wait (OPS-1)."""
     from tradebook.safety.controls import QUICK_LOCK_TIMEOUT_S
+    from tradebook.ledger import runs
     from tradebook.ledger.db import Ledger
 
     path = ctx.params.ledger_path(ctx.root)
     if not path.exists():
         return []
-    return Ledger(path, lock_timeout_s=QUICK_LOCK_TIMEOUT_S, create=False).rows(
-        "SELECT phase, status, coalesce(sim_time, started_at), coalesce(notebook_path, ''), coalesce(error, '') "
-        "FROM runs ORDER BY started_at DESC LIMIT ?", [limit])
+    latest = Ledger(path, lock_timeout_s=QUICK_LOCK_TIMEOUT_S, create=False).read(runs.latest, limit)
+    return [(r.phase, r.status, r.at, r.notebook_path or "", r.error or "") for r in latest]
 
 
 def _runs_html(ctx: Context, status: ControlStatus) -> str:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Collection
 
 from tradebook.broker.base import is_final
+from tradebook.ledger import events
 from tradebook.errors import BrokerRejected, BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -96,14 +97,12 @@ def wait_final(ctx: "Context", cids: list[str]) -> bool:
 
 
 def _record_requests(ctx: "Context", orders: list["Order"], now: datetime, why: str) -> None:
-    from tradebook.ledger.db import record_event
-
     with ctx.ledger.transaction() as con:
         for o in orders:
-            record_event(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=o.symbol, qty=o.qty, ts=now,
-                         reason=f"cancel first: {why} on {o.symbol} waits until {o.client_order_id} "
+            events.record(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=o.symbol, qty=o.qty, ts=now,
+                          reason=f"cancel first: {why} on {o.symbol} waits until {o.client_order_id} "
                                 f"({o.side} {o.status}) is final (VEN-2)",
-                         data={"client_order_id": o.client_order_id, "status": o.status})
+                          data={"client_order_id": o.client_order_id, "status": o.status})
 
 
 def _sync_ours(ctx: "Context", cids: list[str]) -> None:

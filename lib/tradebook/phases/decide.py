@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from tradebook.phases import intents as it
+from tradebook.ledger import events
 from tradebook.errors import TradebookError
 from tradebook.phases.positions import EPS, LedgerPosition, decide_entry, load_positions
 
@@ -99,11 +100,9 @@ def _decide(ctx: "Context") -> DecideReport:
 
 
 def _record_strategy_error(ctx: "Context", now: datetime, exc: Exception) -> None:
-    from tradebook.ledger.db import record_event
-
     with ctx.ledger.transaction() as con:
-        record_event(con, "STRATEGY_ERROR", run_id=ctx.run_id, symbol=getattr(exc, "symbol", None), ts=now,
-                     reason=str(exc), data={"strategy": getattr(exc, "strategy", None)})
+        events.record(con, "STRATEGY_ERROR", run_id=ctx.run_id, symbol=getattr(exc, "symbol", None), ts=now,
+                      reason=str(exc), data={"strategy": getattr(exc, "strategy", None)})
 
 
 def history_start(day: date, sessions: int) -> date:
@@ -199,15 +198,10 @@ def _set(d: Decision, approved: bool, code: str, reason: str) -> Decision:
 
 def _record(ctx: "Context", report: DecideReport, active: list[it.Intent]) -> None:
     """DECISION events (once per decision id) and intents (once per id), superseding older plans."""
-    from tradebook.ledger.db import record_event
-
     ids = [d.decision_id for d in report.decisions]
     if not ids:
         return
-    with ctx.ledger.connect() as con:
-        logged = {r[0] for r in con.execute(
-            "SELECT data->>'$.decision_id' FROM events WHERE kind = 'DECISION' AND ts >= ?",
-            [report.now - timedelta(days=1)]).fetchall()}
+    logged = ctx.ledger.read(events.values, "DECISION", "decision_id", since=report.now - timedelta(days=1))
     todo = []
     for d in report.decisions:  # once per id: also when a signal list repeats a symbol
         if d.decision_id not in logged:
@@ -217,9 +211,9 @@ def _record(ctx: "Context", report: DecideReport, active: list[it.Intent]) -> No
         return
     with ctx.ledger.transaction() as con:
         for d in todo:
-            record_event(con, "DECISION", run_id=ctx.run_id, symbol=d.symbol, qty=d.qty, price=d.price, ts=report.now,
-                         reason=f"{'APPROVED' if d.approved else 'REJECTED'} {d.code}: {d.reason}",
-                         data={"decision_id": d.decision_id, "kind": d.kind, "approved": d.approved, "code": d.code,
+            events.record(con, "DECISION", run_id=ctx.run_id, symbol=d.symbol, qty=d.qty, price=d.price, ts=report.now,
+                          reason=f"{'APPROVED' if d.approved else 'REJECTED'} {d.code}: {d.reason}",
+                          data={"decision_id": d.decision_id, "kind": d.kind, "approved": d.approved, "code": d.code,
                                "confidence": d.confidence})
             if d.approved and it.insert(con, _intent(ctx, d, report.now)):
                 report.created.append(d.decision_id)

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradebook.phases import intents as it
+from tradebook.ledger import events
 from tradebook.errors import BrokerUnavailable
 from tradebook.phases.exit_split import split_large_exits
 from tradebook.phases.execute_audit import refusal_text
@@ -131,7 +132,6 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
                     now: datetime) -> ExecuteReport:
     """The shared order path (execute and monitor): gate, record, submit, record the answer."""
     from tradebook.safety import controls
-    from tradebook.ledger.db import record_event
     from tradebook.phases.reconcile import sync_orders
 
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
@@ -147,8 +147,8 @@ def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteRep
         if time.monotonic() > deadline:
             report.timed_out = True
             with ctx.ledger.transaction() as con:
-                record_event(con, "EXECUTION_TIMEOUT", run_id=ctx.run_id, ts=now,
-                             reason=f"run budget {ctx.params.execution_timeout_s:g}s spent; "
+                events.record(con, "EXECUTION_TIMEOUT", run_id=ctx.run_id, ts=now,
+                              reason=f"run budget {ctx.params.execution_timeout_s:g}s spent; "
                                     f"{len(ordered) - n} intent(s) left for the next run (EXE-3)")
             break
         _refresh_state(ctx, run, report)   # the kill switch is read again right before each order

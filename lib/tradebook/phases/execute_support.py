@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook.ledger import closed_today
 from tradebook.ledger import cooldowns as cooldown_store
+from tradebook.ledger import events
 from tradebook.ledger import orders as order_store
 from tradebook.ledger import positions as position_store
 from tradebook.phases import intents as it
@@ -155,10 +156,7 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
             late.append((i, w))
     if not late:
         return []
-    with ctx.ledger.connect() as con:
-        done = {r[0] for r in con.execute(
-            "SELECT data->>'$.intent_id' FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW'"
-        ).fetchall()}
+    done = ctx.ledger.read(events.values, "ALERT", "intent_id", alert="MISSED_WINDOW")
     new = [(i, w) for i, w in late if i.intent_id not in done]
     if new:
         with ctx.ledger.transaction() as con:
@@ -172,7 +170,6 @@ def alert_missed_windows(ctx: "Context", planned: list[it.Intent], sessions: lis
 
 def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
     """Cancel our still-working orders of planned intents whose window is over; record the result."""
-    from tradebook.ledger.db import record_event
     from tradebook.phases.order_sync import LOCAL_OPEN, open_order_rows, window_end
     from tradebook.phases.reconcile import sync_orders
 
@@ -193,9 +190,9 @@ def cancel_after_window(ctx: "Context", now: datetime) -> list[str]:
         return []
     with ctx.ledger.transaction() as con:
         for r in asked:
-            record_event(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=r.symbol, qty=r.qty, ts=now,
-                         reason="execution window over: unfilled rest of a planned order cancelled (EXIT-1)",
-                         data={"client_order_id": r.client_order_id, "intent_id": r.intent_id})
+            events.record(con, "ORDER_CANCEL_REQUESTED", run_id=ctx.run_id, symbol=r.symbol, qty=r.qty, ts=now,
+                          reason="execution window over: unfilled rest of a planned order cancelled (EXIT-1)",
+                          data={"client_order_id": r.client_order_id, "intent_id": r.intent_id})
     from tradebook.phases.cancel_first import wait_final
 
     wait_final(ctx, [r.client_order_id for r in asked])   # bounded: cancels may be asynchronous (VEN-2)

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from tradebook.phases import intents as it
+from tradebook.ledger import events
 
 if TYPE_CHECKING:
     from tradebook.broker.base import Quote
@@ -98,8 +99,6 @@ def split_large_exits(ctx: "Context", intents: list[it.Intent], quotes: dict[str
 def _record_split(ctx: "Context", plans: list[tuple[it.Intent, list[float]]],
                   now: datetime) -> dict[str, list[it.Intent]]:
     """Children in, parents CANCELLED, one transaction (a crash leaves either the parent or its children)."""
-    from tradebook.ledger.db import record_event
-
     out: dict[str, list[it.Intent]] = {}
     cap = ctx.params.max_order_notional
     with ctx.ledger.transaction() as con:
@@ -113,8 +112,8 @@ def _record_split(ctx: "Context", plans: list[tuple[it.Intent, list[float]]],
             ids = ", ".join(k.intent_id for k in kids)
             reason = (f"split into {len(kids)} child orders within max_order_notional {cap:g} (EXIT-6): {ids}")
             it.transition(con, parent.intent_id, it.CANCELLED, reason=reason, now=now, run_id=ctx.run_id)
-            record_event(con, "EXIT_SPLIT", run_id=ctx.run_id, symbol=parent.symbol, qty=sum(sizes), ts=now,
-                         reason=reason, data={"intent_id": parent.intent_id, "children": [k.intent_id for k in kids],
+            events.record(con, "EXIT_SPLIT", run_id=ctx.run_id, symbol=parent.symbol, qty=sum(sizes), ts=now,
+                          reason=reason, data={"intent_id": parent.intent_id, "children": [k.intent_id for k in kids],
                                               "sizes": sizes, "cap": cap})
             out[parent.intent_id] = kids
     return out

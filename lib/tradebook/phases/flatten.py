@@ -27,7 +27,7 @@ from tradebook.broker.base import needs_cancel_first
 from tradebook.clock import operator_now
 from tradebook.safety.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
 from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, LedgerCorrupt, OrderOutcomeUnknown
-from tradebook.ledger.db import record_event
+from tradebook.ledger import events
 from tradebook.sessions import session_date
 
 if TYPE_CHECKING:
@@ -77,8 +77,8 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
     prefix = f"flat-{session_date(now):%Y%m%d}-"
     try:
         with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is locked
-            record_event(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
-                         data={"actor": actor, "source": source}, ts=now)
+            events.record(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
+                          data={"actor": actor, "source": source}, ts=now)
             ended = _ended_today(con, prefix)
     except LedgerCorrupt as exc:  # OPS-7: never write a damaged ledger; close at the broker, record later
         from tradebook.phases.flatten_offline import flatten_at_broker
@@ -91,7 +91,7 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
     closing = tuple(c.key for c in closes if c.outcome == "closing")
     with ctx.ledger.transaction() as con:
         freeze(con, f"flatten: {reason}", actor, source, now)
-        record_event(con, "FLATTEN_DONE", run_id=ctx.run_id, ts=now, reason=(
+        events.record(con, "FLATTEN_DONE", run_id=ctx.run_id, ts=now, reason=(
             f"cancelled {len(cancelled)}, submitted {len(submitted)}, already closing {len(closing)}, "
             f"failed {len(failed)}"), data={"cancelled": cancelled, "submitted": submitted,
                                             "already_closing": closing, "failed": failed})
@@ -126,12 +126,12 @@ def _cancel_others(ctx: "Context", prefix: str, now: datetime) -> tuple[list[str
     wait_final(ctx, [o.client_order_id for o in cancelled])  # bounded; a close still refused retries below
     with ctx.ledger.transaction() as con:
         for order in cancelled:
-            record_event(con, "FLATTEN_CANCEL", run_id=ctx.run_id, symbol=order.symbol, qty=order.qty,
-                         price=order.limit_price, reason=f"flatten cancelled {order.client_order_id}",
-                         data={"client_order_id": order.client_order_id}, ts=now)
+            events.record(con, "FLATTEN_CANCEL", run_id=ctx.run_id, symbol=order.symbol, qty=order.qty,
+                          price=order.limit_price, reason=f"flatten cancelled {order.client_order_id}",
+                          data={"client_order_id": order.client_order_id}, ts=now)
         for cid, error in failed:
-            record_event(con, "FLATTEN_CANCEL_FAILED", run_id=ctx.run_id, reason=error,
-                         data={"client_order_id": cid}, ts=now)
+            events.record(con, "FLATTEN_CANCEL_FAILED", run_id=ctx.run_id, reason=error,
+                          data={"client_order_id": cid}, ts=now)
     return [o.client_order_id for o in cancelled], failed
 
 
@@ -219,8 +219,8 @@ def _record_submit(con, ctx: "Context", cid: str, attempt: int, pos: "Position",
         intents.transition(con, cid, intents.SUBMITTED, reason=f"flatten: {reason}", now=now,
                            run_id=ctx.run_id, attempt=attempt)
     order_store.insert_or_reset_pending(con, cid, cid, attempt, pos.symbol, side, qty, "market", "day", now)
-    record_event(con, "FLATTEN_SUBMIT", run_id=ctx.run_id, symbol=pos.symbol, qty=qty, price=pos.market_price,
-                 reason=f"flatten: {reason}", data={"client_order_id": cid}, ts=now)
+    events.record(con, "FLATTEN_SUBMIT", run_id=ctx.run_id, symbol=pos.symbol, qty=qty, price=pos.market_price,
+                  reason=f"flatten: {reason}", data={"client_order_id": cid}, ts=now)
 
 
 def _record_order(con, ctx: "Context", cid: str, order: "Order", now: datetime) -> None:
@@ -231,9 +231,9 @@ def _record_order(con, ctx: "Context", cid: str, order: "Order", now: datetime) 
         update = order_update(row, order, window_over=False, now=now)
         if update is not None:
             apply_order_update(con, update, ctx, now)
-    record_event(con, "FLATTEN_ORDER", run_id=ctx.run_id, symbol=order.symbol, qty=order.qty,
-                 price=order.filled_avg_price, reason=f"closing order {order.status}",
-                 data={"client_order_id": cid, "broker_id": order.broker_id}, ts=now)
+    events.record(con, "FLATTEN_ORDER", run_id=ctx.run_id, symbol=order.symbol, qty=order.qty,
+                  price=order.filled_avg_price, reason=f"closing order {order.status}",
+                  data={"client_order_id": cid, "broker_id": order.broker_id}, ts=now)
 
 
 def _record_end(con, ctx: "Context", cid: str, pos: "Position", status: str, intent_state: str, why: str,
@@ -245,5 +245,5 @@ def _record_end(con, ctx: "Context", cid: str, pos: "Position", status: str, int
     order_store.set_status(con, cid, status, why, now)
     transition(con, cid, intent_state, reason=why, now=now, run_id=ctx.run_id)
     kind = {"FAILED": "FLATTEN_FAILED", "PLANNED": "FLATTEN_WAITING"}.get(intent_state, "FLATTEN_NOTHING")
-    record_event(con, kind, run_id=ctx.run_id,
-                 symbol=pos.symbol, qty=abs(pos.qty), reason=why, data={"client_order_id": cid}, ts=now)
+    events.record(con, kind, run_id=ctx.run_id,
+                  symbol=pos.symbol, qty=abs(pos.qty), reason=why, data={"client_order_id": cid}, ts=now)

@@ -27,6 +27,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Iterator
 
 from tradebook.errors import TradebookError
+from tradebook.ledger import events
 from tradebook.ledger import intents as store
 # The row type and its plain reads/writes are the store's; re-exported because every phase says it.Intent.
 from tradebook.ledger.intents import COLUMNS, Intent, in_states, insert, load  # noqa: F401
@@ -121,8 +122,6 @@ def client_order_id(intent: str, attempt: int) -> str:
 def transition(con: "duckdb.DuckDBPyConnection", iid: str, to: str, *, reason: str, now: datetime,
                run_id: str | None = None, attempt: int | None = None) -> Intent:
     """Move an intent to ``to`` (checked against TRANSITIONS) and record an audit event."""
-    from tradebook.ledger.db import record_event
-
     current = load(con, iid)
     if current is None:
         raise InvalidTransition(f"intent {iid} does not exist")
@@ -130,9 +129,9 @@ def transition(con: "duckdb.DuckDBPyConnection", iid: str, to: str, *, reason: s
         raise InvalidTransition(f"intent {iid}: {current.state} -> {to} is not allowed")
     new_attempt = current.attempt if attempt is None else attempt
     store.set_state(con, iid, to, new_attempt, now)
-    record_event(con, f"INTENT_{to}", run_id=run_id, symbol=current.symbol, qty=current.qty,
-                 price=current.decision_price, reason=reason, ts=now,
-                 data={"intent_id": iid, "from": current.state, "to": to, "kind": current.kind,
+    events.record(con, f"INTENT_{to}", run_id=run_id, symbol=current.symbol, qty=current.qty,
+                  price=current.decision_price, reason=reason, ts=now,
+                  data={"intent_id": iid, "from": current.state, "to": to, "kind": current.kind,
                        "attempt": new_attempt})
     return load(con, iid)  # type: ignore[return-value]
 

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tradebook.phases import intents as it
+from tradebook.ledger import events
 from tradebook.phases.exits import ExitCheck, check_positions
 
 if TYPE_CHECKING:
@@ -165,7 +166,6 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
     """Immediate EXIT intents for the checks (skipping exits already under way), in one transaction."""
     from tradebook.safety import controls
     from tradebook.phases.exit_split import parent_of
-    from tradebook.ledger.db import record_event
 
     now, out = report.now, []
     state = controls.effective_state(ctx.params, ctx.root, ctx.ledger).state
@@ -187,8 +187,8 @@ def _plan_immediate(ctx: "Context", checks: list[ExitCheck], active: list[it.Int
             intent = it.Intent(iid, now, ctx.run_id, "EXIT", c.symbol, "sell", c.qty, "market", None, "immediate",
                                None, c.price, now, f"{c.code}: {c.reason}", it.PLANNED, 0, None, None, now)
             it.insert(con, intent)
-            record_event(con, "EXIT_TRIGGERED", run_id=ctx.run_id, symbol=c.symbol, qty=c.qty, price=c.price, ts=now,
-                         reason=f"{c.code}: {c.reason}", data={"intent_id": iid, "code": c.code})
+            events.record(con, "EXIT_TRIGGERED", run_id=ctx.run_id, symbol=c.symbol, qty=c.qty, price=c.price, ts=now,
+                          reason=f"{c.code}: {c.reason}", data={"intent_id": iid, "code": c.code})
             for old in active:  # the immediate exit replaces a planned one for the same symbol
                 if old.symbol == c.symbol and old.state == it.PLANNED:
                     it.transition(con, old.intent_id, it.EXPIRED, reason=f"superseded by {iid} ({c.code})",
@@ -201,8 +201,6 @@ def _warn_unpriced(ctx: "Context", report: MonitorReport, unpriced: dict[str, st
     """A position whose stop could not be checked (no usable quote) is a warning, every tick."""
     import logging
 
-    from tradebook.ledger.db import record_event
-
     if not unpriced:
         return
     report.warnings = [f"{s}: protective exits not checked, {why}; checked again next tick"
@@ -211,8 +209,8 @@ def _warn_unpriced(ctx: "Context", report: MonitorReport, unpriced: dict[str, st
         logging.getLogger("tradebook.phases.monitor").warning(w)
     with ctx.ledger.transaction() as con:
         for s, why in sorted(unpriced.items()):
-            record_event(con, "EXIT_CHECK_SKIPPED", run_id=ctx.run_id, symbol=s, ts=report.now,
-                         reason=f"no usable quote: {why}", data={"symbol": s})
+            events.record(con, "EXIT_CHECK_SKIPPED", run_id=ctx.run_id, symbol=s, ts=report.now,
+                          reason=f"no usable quote: {why}", data={"symbol": s})
 
 
 def _still_triggered(ctx: "Context", leftover: list[it.Intent], checks: list[ExitCheck],

@@ -26,6 +26,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from tradebook.ledger import cooldowns as cooldown_store
+from tradebook.ledger import events
 from tradebook.ledger import orders as order_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import needs_cancel_first
@@ -141,7 +142,6 @@ def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", n
     """Record a gate refusal; a temporary one (EXIT-7, gate_rules.REASON_CODES) leaves the intent PLANNED."""
     from tradebook.safety import gate
     from tradebook.safety.rules import refusal_state
-    from tradebook.ledger.db import record_event
 
     codes = [v.code for v in result.verdicts if v.rejected]
     to = refusal_state(codes, intent.kind)
@@ -153,8 +153,8 @@ def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", n
             it.transition(con, intent.intent_id, to, reason=reason, now=now, run_id=ctx.run_id)
         if to == it.PLANNED:
             reason += "; temporary refusal: stays PLANNED for the next run or window (EXIT-7)"
-            record_event(con, "INTENT_DEFERRED", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
-                         reason=reason, ts=now, data={"intent_id": intent.intent_id, "codes": codes,
+            events.record(con, "INTENT_DEFERRED", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                          reason=reason, ts=now, data={"intent_id": intent.intent_id, "codes": codes,
                                                       "kind": intent.kind})
     it.crash_point("after_gate_recorded")
     return _outcome(intent, to, reason)
@@ -348,11 +348,9 @@ def _mark_order(ctx: "Context", intent: it.Intent, cid: str, status: str, reason
 
 
 def _set_order(con, ctx: "Context", intent: it.Intent, cid: str, status: str, reason: str, now: datetime) -> None:
-    from tradebook.ledger.db import record_event
-
     order_store.set_status(con, cid, status, reason, now)
-    record_event(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
-                 reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
+    events.record(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
+                  reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
 
 
 def _fail(ctx: "Context", intent: it.Intent, reason: str, now: datetime, already: bool,

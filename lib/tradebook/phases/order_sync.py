@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Iterable
 
 from tradebook.broker.base import FINAL_STATUSES, is_known_status
+from tradebook.ledger import events
 from tradebook.errors import BrokerUnavailable
 from tradebook.ledger import orders as order_store
 from tradebook.phases.positions import EPS
@@ -169,15 +170,14 @@ def apply_order_update(con: "duckdb.DuckDBPyConnection", u: OrderUpdate, ctx: "C
     """Record one order update inside the caller's transaction: row, fill, intent state, event."""
     from tradebook.sessions import session_date
     from tradebook.phases.intents import transition
-    from tradebook.ledger.db import record_event
     from tradebook.phases.positions import FillInfo, apply_fill
 
     r = u.row
     order_store.record_broker_view(con, r.client_order_id, u.status, u.broker_id, u.filled_qty, u.filled_avg_price,
                                    u.reject_reason, now)
-    record_event(con, f"ORDER_{u.status.upper()}", run_id=ctx.run_id, symbol=r.symbol, qty=u.filled_qty,
-                 price=u.filled_avg_price, reason=u.reason, ts=now,
-                 data={"client_order_id": r.client_order_id, "intent_id": r.intent_id, "from": r.status})
+    events.record(con, f"ORDER_{u.status.upper()}", run_id=ctx.run_id, symbol=r.symbol, qty=u.filled_qty,
+                  price=u.filled_avg_price, reason=u.reason, ts=now,
+                  data={"client_order_id": r.client_order_id, "intent_id": r.intent_id, "from": r.status})
     if u.fill_qty > EPS:
         ts = u.fill_ts or now
         apply_fill(con, FillInfo(r.client_order_id, r.intent_id, r.symbol, r.side, u.fill_qty, u.fill_price or 0.0,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from tradebook.ledger import events
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger import positions as position_store
 from tradebook.ledger import trades as trade_store
@@ -148,7 +149,6 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
     buys; removed at zero, which also marks ``closed_today``) and the ticker cooldown.
     """
     from tradebook.ledger import cooldowns as cooldown_store
-    from tradebook.ledger.db import record_event
 
     slip = slippage_bps(fill.side, fill.price, fill.decision_price)
     fill_store.insert(con, fill.client_order_id, fill.intent_id, fill.symbol, fill.side, fill.qty, fill.price,
@@ -158,9 +158,9 @@ def apply_fill(con: "duckdb.DuckDBPyConnection", fill: FillInfo, params: "Params
     trade_store.append(con, fill.ts, fill.symbol, fill.side, fill.qty, fill.price, "FILL", realized,
                        f"fill of {fill.client_order_id}", run_id)
     cooldown_store.touch(con, fill.symbol, fill.ts)
-    record_event(con, "FILL", run_id=run_id, symbol=fill.symbol, qty=fill.qty, price=fill.price, ts=fill.ts,
-                 reason=f"{fill.side} fill of {fill.client_order_id}",
-                 data={"intent_id": fill.intent_id, "client_order_id": fill.client_order_id,
+    events.record(con, "FILL", run_id=run_id, symbol=fill.symbol, qty=fill.qty, price=fill.price, ts=fill.ts,
+                  reason=f"{fill.side} fill of {fill.client_order_id}",
+                  data={"intent_id": fill.intent_id, "client_order_id": fill.client_order_id,
                        "slippage_bps": slip, "realized_pnl": realized})
     return realized
 

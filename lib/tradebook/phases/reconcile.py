@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
-from tradebook.ledger import closed_today
+from tradebook.ledger import closed_today, events
 from tradebook.ledger import intents as intent_store
 from tradebook.ledger import orders as order_store
 from tradebook.ledger import meta as ledger_meta
@@ -337,10 +337,7 @@ def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | Non
     position_store.apply_reconcile_actions(con, now)
     closed_today.mark_external_closes(con, day, now)
     trade_store.append_reconcile_actions(con, now, run_id)
-    con.execute("INSERT INTO events (ts, run_id, kind, symbol, qty, price, reason, data) "
-                "SELECT ?, ?, 'RECONCILE_' || kind, symbol, qty, price, reason, json_object('ledger_qty', ledger_qty, "
-                "'ledger_price', ledger_price, 'broker_qty', qty, 'broker_price', price) FROM rec_actions",
-                [now, run_id])
+    events.record_reconcile_actions(con, now, run_id)
 
 
 def _raise_divergence(con: "duckdb.DuckDBPyConnection", report: ReconcileReport, ctx: "Context") -> None:

@@ -21,6 +21,7 @@ from tradebook.ledger import equity as equity_store
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger import intents as intent_store
 from tradebook.ledger import positions as position_store
+from tradebook.ledger import runs as run_store
 from tradebook.ledger import trades as trade_store
 from tradebook.ledger import verdicts as verdict_store
 
@@ -34,16 +35,6 @@ if TYPE_CHECKING:
 TZ = "America/New_York"
 OPEN_STATES = ("PLANNED", "SUBMITTED")  # PARTIAL is terminal (see tradebook.phases.intents)
 SECTIONS = ("summary", "pnl", "exposure", "fills", "rejections", "controls", "intents", "runs")
-
-SQL = {
-    # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
-    "runs": """SELECT phase, count(*) AS runs, count(*) FILTER (WHERE status NOT IN ('OK', 'RUNNING')) AS failed,
-                      max(coalesce(sim_time, started_at)) AS last_run,
-                      arg_max(status, coalesce(sim_time, started_at)) AS last_status
-               FROM runs GROUP BY phase ORDER BY phase""",
-    "failed_runs": "SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
-                   "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT 10",
-}
 
 
 @dataclass
@@ -112,15 +103,14 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
 
 def _read_frames(con: "duckdb.DuckDBPyConnection", limit: int) -> dict[str, "pd.DataFrame"]:
     """The ledger's listings and aggregations, one frame per name (the newest ``limit`` rows of listings)."""
-    def sql(name: str) -> "pd.DataFrame":
-        return con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
-
     return {"equity": equity_store.daily(con, TZ), "positions": position_store.open_listing(con),
             "fills": fill_store.recent(con, limit), "slippage": fill_store.slippage(con),
             "rejections": verdict_store.rejection_counts(con), "warnings": verdict_store.warning_counts(con),
             "incidents": control_store.recent_incidents(con, limit),
-            "controls": control_store.recent_controls(con, limit), "intents": intent_store.open_listing(con, OPEN_STATES), "runs": sql("runs"),
-            "failed_runs": sql("failed_runs")}
+            "controls": control_store.recent_controls(con, limit),
+            "intents": intent_store.open_listing(con, OPEN_STATES),
+            # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
+            "runs": run_store.by_phase(con), "failed_runs": run_store.failed(con, 10)}
 
 
 def _broker_snapshot(ctx: "Context") -> dict[str, Any]:

@@ -37,6 +37,7 @@ from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Literal, Mapping
 
 from tradebook.ledger import equity as equity_store
+from tradebook.ledger import events
 from tradebook.errors import BrokerError
 from tradebook.sessions import EXCHANGE_TZ, session_date
 
@@ -171,22 +172,18 @@ def record_start_of_day(ctx: "Context") -> float | None:
 def reset_peak(con: "duckdb.DuckDBPyConnection", now: datetime, equity: float, reason: str,
                actor: str = "operator") -> None:
     """Operator: restart the BRK-2 high-water mark at ``equity`` (recorded with who and why)."""
-    from tradebook.ledger.db import record_event
-
     if not reason or not reason.strip():
         raise ValueError("reset_peak needs a reason; nothing changed")
     if not (math.isfinite(equity) and equity > 0):
         raise ValueError(f"reset_peak needs a positive equity, got {equity!r}")
     equity_store.append_snapshot(con, now, session_date(now), "PEAK_RESET", equity)
-    record_event(con, "PEAK_RESET", reason=reason.strip(), data={"equity": equity, "actor": actor}, ts=now)
+    events.record(con, "PEAK_RESET", reason=reason.strip(), data={"equity": equity, "actor": actor}, ts=now)
 
 
 def _alerted_codes(con: "duckdb.DuckDBPyConnection", now: datetime) -> set[str]:
     """Breaker codes already alerted during ``now``'s exchange date."""
     midnight = datetime.combine(session_date(now), time(0), EXCHANGE_TZ)
-    return {r[0] for r in con.execute(
-        "SELECT DISTINCT json_extract_string(data, '$.code') FROM events WHERE kind = 'ALERT' "
-        "AND json_extract_string(data, '$.alert') = ? AND ts >= ? AND ts <= ?", [ALERT_KIND, midnight, now]).fetchall()}
+    return events.values(con, "ALERT", "code", since=midnight, until=now, alert=ALERT_KIND)
 
 
 def session_tripped(con: "duckdb.DuckDBPyConnection", now: datetime) -> bool:
@@ -195,10 +192,7 @@ def session_tripped(con: "duckdb.DuckDBPyConnection", now: datetime) -> bool:
     The monitor may pass ``health_ok=False`` to ``controls.try_rearm`` while this holds.
     """
     midnight = datetime.combine(session_date(now), time(0), EXCHANGE_TZ)
-    return con.execute(
-        "SELECT count(*) FROM events WHERE kind = 'ALERT' AND json_extract_string(data, '$.alert') = ? "
-        "AND json_extract_string(data, '$.code') = 'SESSION_DRAWDOWN' AND ts >= ? AND ts <= ?",
-        [ALERT_KIND, midnight, now]).fetchone()[0] > 0
+    return events.count(con, "ALERT", since=midnight, until=now, alert=ALERT_KIND, code="SESSION_DRAWDOWN") > 0
 
 
 # --- acting on trips -------------------------------------------------------------------------
@@ -213,11 +207,9 @@ def run_breakers(ctx: "Context") -> list[BreakerTrip]:
     try:
         account = ctx.broker.account()
     except BrokerError as exc:  # blind for this tick: skip the breakers, never the exits after them
-        from tradebook.ledger.db import record_event
-
         with ctx.ledger.transaction() as con:
-            record_event(con, "BREAKERS_SKIPPED", run_id=ctx.run_id, ts=now,
-                         reason=f"account read failed ({type(exc).__name__}: {exc}); breakers skipped this tick")
+            events.record(con, "BREAKERS_SKIPPED", run_id=ctx.run_id, ts=now,
+                          reason=f"account read failed ({type(exc).__name__}: {exc}); breakers skipped this tick")
         return []
     with ctx.ledger.transaction() as con:
         if math.isfinite(account.equity):

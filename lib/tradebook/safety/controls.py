@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from tradebook.clock import operator_now
+from tradebook.ledger import events
 from tradebook.ledger.controls import append_control, append_incident, episode, incidents_on
 from tradebook.errors import ControlRefused
 from tradebook.safety.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
@@ -138,16 +139,14 @@ def _tx(ledger_or_con: Any) -> Iterator["duckdb.DuckDBPyConnection"]:
 def _set_state(con: "duckdb.DuckDBPyConnection", state: TradingState, reason: str, actor: str, source: str,
                now: datetime) -> bool:
     """Escalate to ``state`` (row + event); a lower request is only noted. True if written."""
-    from tradebook.ledger.db import record_event
-
     current = ledger_state(con)
     data = {"from": current, "to": state, "actor": actor, "source": source}
     if RANK[state] < RANK[current]:
-        record_event(con, "CONTROL_NOTED", reason=f"{state} requested while {current}: {reason}",
-                     data=data, ts=now)
+        events.record(con, "CONTROL_NOTED", reason=f"{state} requested while {current}: {reason}",
+                      data=data, ts=now)
         return False
     append_control(con, now, state, reason, actor, source)
-    record_event(con, f"CONTROL_{state}", reason=reason, data=data, ts=now)
+    events.record(con, f"CONTROL_{state}", reason=reason, data=data, ts=now)
     return True
 
 
@@ -222,7 +221,7 @@ def reduce_only(ledger: "Ledger | duckdb.DuckDBPyConnection", reason: str, sourc
 def resume(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
            *, now: datetime | None = None) -> ControlStatus:
     """CTL-2: the only way out of FROZEN/HALTED: needs a reason; recorded; removes the flag file."""
-    from tradebook.ledger.db import Ledger, record_event
+    from tradebook.ledger.db import Ledger
 
     reason = clean_reason(reason)
     if not reason:
@@ -239,7 +238,7 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
             note = "already RUNNING; nothing to resume"
         else:
             append_control(con, now, TradingState.RUNNING, reason, actor, source)
-            record_event(con, "CONTROL_RESUME", reason=reason, ts=now, data={
+            events.record(con, "CONTROL_RESUME", reason=reason, ts=now, data={
                 "from": before, "flag": flag.reason if flag else None, "actor": actor, "source": source})
             path.unlink(missing_ok=True)  # inside the transaction: a failure here rolls the row back
             note = f"resumed from {before}" + (" and removed the kill-switch flag" if flag else "")
@@ -249,10 +248,8 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
 
 def record_incident(con: "duckdb.DuckDBPyConnection", kind: str, detail: str, now: datetime) -> None:
     """Append an incident (and its audit event) inside the caller's transaction."""
-    from tradebook.ledger.db import record_event
-
     append_incident(con, now, session_date(now), kind, detail)
-    record_event(con, "INCIDENT", reason=f"{kind}: {detail}", data={"kind": kind}, ts=now)
+    events.record(con, "INCIDENT", reason=f"{kind}: {detail}", data={"kind": kind}, ts=now)
 
 
 def rearm_blocker(con: "duckdb.DuckDBPyConnection", params: "Params", health_ok: bool,
@@ -281,13 +278,11 @@ def rearm_blocker(con: "duckdb.DuckDBPyConnection", params: "Params", health_ok:
 
 def try_rearm(ctx: "Context", health_ok: bool, now: datetime) -> bool:
     """CTL-3: REDUCE_ONLY (auto trip) -> RUNNING after the cooldown if healthy and few incidents."""
-    from tradebook.ledger.db import record_event
-
     with ctx.ledger.transaction() as con:
         if rearm_blocker(con, ctx.params, bool(health_ok), now) is not None:
             return False
         reason = (f"auto re-arm: cooldown {ctx.params.rearm_cooldown_min:g} min passed, health ok, "
                   f"{incidents_on(con, session_date(now))} incidents today")
         append_control(con, now, TradingState.RUNNING, reason, AUTO_ACTOR, "rearm")
-        record_event(con, "CONTROL_REARM", run_id=ctx.run_id, reason=reason, ts=now)
+        events.record(con, "CONTROL_REARM", run_id=ctx.run_id, reason=reason, ts=now)
     return True
