@@ -157,6 +157,22 @@ def test_report_when_populated_then_every_section_renders_tables_and_figures(bui
     assert "equity 100,200.00" in summary and "fills 3" in summary and "positions 2" in summary
 
 
+def test_show_when_every_section_shown_then_each_figure_drawn_once(built, monkeypatch, capsys):
+    """§7 speed: the report notebook shows four sections with figures; the figures are built once, not per section."""
+    import dataclasses
+
+    from tradebook.report import plots, sections
+
+    calls = []
+    real = plots.report_figures
+    monkeypatch.setattr(plots, "report_figures", lambda report: calls.append(1) or real(report))
+    fresh = dataclasses.replace(built)   # nothing cached from other tests
+    for section in rpt.SECTIONS:
+        sections.show_section(fresh, section)
+    assert len(calls) == 1
+    assert set(fresh.figures()) == {"pnl", "exposure", "fills", "rejections"} and len(calls) == 1
+
+
 def test_report_when_ledger_empty_then_clear_none_yet_messages_and_no_crash(ctx):
     report = rpt.build_report(ctx, use_broker=False)
     assert report.figures() == {}

@@ -144,3 +144,43 @@ def test_monitor_when_the_circuit_opens_on_a_stop_exit_send_then_the_order_path_
     assert len(sent) == 2 and sent[0] == sent[1] and sent[0].startswith("sell AAPL")
     assert [i.state for i in stored_intents(ctx.ledger)] == ["FILLED"] and ctx.broker.positions() == []
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state is TradingState.REDUCE_ONLY
+
+
+@pytest.fixture
+def alpaca_ctx(root, monkeypatch):
+    """A context whose broker is the real AlpacaBroker against the loopback Alpaca fake at midday; its API
+    circuit opens on the first failure."""
+    from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
+    from trading_helpers import EXEC_DAY, ny
+
+    monkeypatch.setenv("APCA_API_KEY_ID", "PKCIRCUITTEST0001")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "SKCIRCUITTESTSECRET0001")
+    with FakeAlpacaServer(start=ny(EXEC_DAY, 12)) as fake:
+        ctx = make_ctx(root, **fake.overrides(), api_breaker_failures=1,
+                       **{"alpaca.retries": 2, "alpaca.backoff_s": 0.01, "alpaca.max_backoff_s": 0.02})
+        yield ctx, fake
+
+
+def test_monitor_when_alpaca_circuit_opens_on_the_stop_exit_send_then_it_gets_out_through_the_order_path(
+        alpaca_ctx):
+    """EXE-4/EXIT-4 against the Alpaca fake: the dropped send of a stop exit opens the API circuit; the adapter
+    reports CircuitOpen (looked up, not at Alpaca, not resubmitted by it); the order path sends the exit again
+    under the same client_order_id, GATE-1 passes it under REDUCE_ONLY, and the position is closed."""
+    from tradebook.ledger import positions as position_store
+    from tradebook.ledger import trades as trade_store
+    from tradebook.phases.monitor import run_monitor
+
+    ctx, fake = alpaca_ctx
+    price = ctx.broker.quotes(["AAPL"])["AAPL"].mid * 1.10   # 9% under water: the 5% stop is breached
+    fake.seed_position("AAPL", 10, price)
+    now = ctx.now()
+    with ctx.ledger.transaction() as con:
+        position_store.insert(con, "AAPL", 10, price, "STRATEGY", now, 0.7, None, None, now)
+        trade_store.append(con, now, "AAPL", "buy", 10, price, "FILL", None, "test set-up")
+    fake.inject("drop_connection", path="/v2/orders", method="POST")
+    report = run_monitor(ctx)
+    assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
+    assert ctx.broker.circuit_open and fake.count("POST", "/v2/orders") == 2
+    assert ctx.ledger.rows("SELECT state FROM intents") == [("FILLED",)] and ctx.broker.positions() == []
+    status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
+    assert status.state is TradingState.REDUCE_ONLY and "via api_breaker" in " ".join(status.reasons)

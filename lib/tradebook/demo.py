@@ -112,7 +112,9 @@ def replay(ctx: Context, clock: Any, days: int, run_step: Callable[[str], None],
             if on_step:
                 on_step(str(session.day), step)
             if step == "monitor":
-                run_monitor(ctx)
+                # Simulated venue, nothing waits: one attachment for the tick's dozen ledger calls.
+                with ctx.ledger.held():
+                    run_monitor(ctx)
             else:
                 run_step(step)
     return sessions

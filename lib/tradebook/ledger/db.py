@@ -2,7 +2,8 @@
 
 DuckDB lets one process hold a file for writing and then refuses every other
 process, even read-only (OPS-1). So the ledger is never held open: each call opens
-a short-lived connection, retries while another process holds the lock, and runs
+a short-lived connection (the file ATTACHed to this process's in-memory DuckDB,
+:mod:`tradebook.ledger.attach`), retries while another process holds the lock, and runs
 each state change inside one transaction (OPS-2). A file that exists but is not a
 DuckDB database is reported as corrupt with the backup to restore, never replaced.
 """
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 import duckdb
 
+from tradebook.ledger import attach as ledger_attach
 from tradebook.ledger import file as ledger_file
 from tradebook.ledger.file import corrupt_message, newest_backup, newest_good_backup  # noqa: F401 (re-exported)
 from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
@@ -129,6 +131,10 @@ class Ledger:
 
     # connections ---------------------------------------------------------------------
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        read_only = read_only and self.path.exists()
+        if ledger_attach.is_attached(self.path):
+            # Held by this process already: no other process can have written it since it was checked.
+            return self._cursor(read_only)
         started = time.monotonic()
         deadline = started + self.lock_timeout_s
         delay = 0.02
@@ -144,7 +150,7 @@ class Ledger:
             if problem is not None:
                 raise LedgerCorrupt(corrupt_message(self.path, problem))
             try:
-                return duckdb.connect(str(self.path), read_only=read_only and self.path.exists())
+                return self._cursor(read_only)
             except duckdb.Error as exc:
                 text = str(exc)
                 if any(m in text for m in LOCK_MARKERS):
@@ -160,6 +166,12 @@ class Ledger:
                 if is_corrupt_error(exc):
                     raise LedgerCorrupt(corrupt_message(self.path, text)) from None
                 raise LedgerError(f"cannot open ledger {self.path}: {text}") from None
+
+    def _cursor(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        try:
+            return ledger_attach.open_cursor(self.path, read_only)
+        except ledger_attach.ModeConflict as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from None
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -182,8 +194,20 @@ class Ledger:
             raise
         finally:
             con.close()
-            if clean:
+            # Trusted only once detached: DuckDB has checkpointed and let go of these exact bytes.
+            if ledger_attach.release(self.path) and clean:
                 ledger_file.trust(self.path)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep the file attached across a short burst of calls (one checkpoint, one file check).
+
+        For a few milliseconds of ledger-only work that would otherwise open and close the
+        file many times (the demo's monitor tick). While held, no other process can open the
+        ledger (OPS-1): never wrap a notebook, network calls or anything that waits.
+        """
+        with self.connect():
+            yield
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -273,8 +297,8 @@ def read_all(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     ``count(*)`` alone is answered from metadata and would call a half-missing table fine.
     """
     tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema='main' AND table_type='BASE TABLE' "
-        "ORDER BY table_name").fetchall()]
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema='main' AND table_type='BASE TABLE' ORDER BY table_name").fetchall()]
     return {t: con.execute(f'SELECT count(*), bit_xor(hash(COLUMNS(*))) FROM "{t}"').fetchone()[0]
             for t in tables}
 
