@@ -181,6 +181,6 @@ def test_monitor_when_alpaca_circuit_opens_on_the_stop_exit_send_then_it_gets_ou
     report = run_monitor(ctx)
     assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
     assert ctx.broker.circuit_open and fake.count("POST", "/v2/orders") == 2
-    assert ctx.ledger.rows("SELECT state FROM intents") == [("FILLED",)] and ctx.broker.positions() == []
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["FILLED"] and ctx.broker.positions() == []
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     assert status.state is TradingState.REDUCE_ONLY and "via api_breaker" in " ".join(status.reasons)
