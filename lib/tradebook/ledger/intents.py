@@ -8,7 +8,7 @@ caller's connection or transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import date, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
@@ -168,7 +168,3 @@ def open_listing(con: "duckdb.DuckDBPyConnection", open_states: Iterable[str]) -
                    FROM intents WHERE state IN ({_marks(states)}) ORDER BY created_at, intent_id""",
                        states).df()
 
-
-def decided_between(con: "duckdb.DuckDBPyConnection", start: date | datetime, end: date | datetime) -> list[Intent]:
-    """Intents whose decision time is in [start, end), oldest first."""
-    return _intents(con, "decision_time >= ? AND decision_time < ?", [start, end])

@@ -113,12 +113,6 @@ def every(con: "duckdb.DuckDBPyConnection") -> list[OrderRecord]:
         f"{_SELECT} ORDER BY submitted_at NULLS LAST, client_order_id").fetchall()]
 
 
-def of_intent(con: "duckdb.DuckDBPyConnection", intent_id: str) -> list[OrderRecord]:
-    """An intent's order rows, by attempt."""
-    return [OrderRecord(*r) for r in con.execute(
-        f"{_SELECT} WHERE intent_id = ? ORDER BY attempt, client_order_id", [intent_id]).fetchall()]
-
-
 def count(con: "duckdb.DuckDBPyConnection") -> int:
     """How many order rows the ledger holds."""
     return con.execute("SELECT count(*) FROM orders").fetchone()[0]
