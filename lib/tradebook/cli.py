@@ -258,8 +258,12 @@ _EXIT_MEANING = {2: "params invalid", 3: "trading is not RUNNING", 4: "the ledge
 def _print_account(console, ctx) -> bool:
     from rich.table import Table
 
+    from tradebook.broker import make_broker
+
     try:
-        account, positions = ctx.broker.account(), ctx.broker.positions()
+        # Read-only: no ledger needed (OPS-1), and failures never count toward the trading breaker (EXE-4).
+        broker = make_broker(ctx.params, ctx.root, read_only=True)
+        account, positions = broker.account(), broker.positions()
     except Exception as exc:  # status must still show the control state when the broker is down
         console.print(f"broker unavailable: {type(exc).__name__}: {exc}", style="yellow", markup=False)
         return False

@@ -206,7 +206,7 @@ def _broker_problems(params: "Params", root: Path | None, broker: Any, notes: li
         if broker is None:
             from tradebook.broker import make_broker
 
-            broker = make_broker(params, root or Path.cwd())
+            broker = make_broker(params, root or Path.cwd(), read_only=True)
         clock = broker.clock()
     except Exception as exc:  # any failure to reach it is the answer
         return [(EXIT_BROKER, f"broker unreachable: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")]
