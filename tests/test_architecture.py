@@ -87,15 +87,14 @@ def test_import_contracts_when_broker_imports_ledger_inside_a_function_then_brok
 
 
 # Tables whose SQL lives in one store module (``tradebook.ledger.<store>``). Only the owner writes its
-# table; other stores may read it (a join), nothing outside ``tradebook.ledger`` may touch it at all,
-# except the read-only listings named in READ_ONLY_EXCEPTIONS (to be emptied: see docs/architecture.md).
+# table; other stores may read it (a join), nothing outside ``tradebook.ledger`` may touch it at all.
 OWNED_TABLES = {"controls": "tradebook.ledger.controls", "incidents": "tradebook.ledger.controls",
-                "verdicts": "tradebook.ledger.verdicts", "equity_snapshots": "tradebook.ledger.equity",
+                "verdicts": "tradebook.ledger.verdicts", "intents": "tradebook.ledger.intents",
+                "orders": "tradebook.ledger.orders", "equity_snapshots": "tradebook.ledger.equity",
                 "cooldowns": "tradebook.ledger.cooldowns", "heartbeats": "tradebook.ledger.heartbeats",
                 "closed_today": "tradebook.ledger.closed_today", "positions": "tradebook.ledger.positions",
                 "trades": "tradebook.ledger.trades", "fills": "tradebook.ledger.fills", "events": "tradebook.ledger.events",
                 "runs": "tradebook.ledger.runs", "ledger_meta": "tradebook.ledger.meta"}
-READ_ONLY_EXCEPTIONS = {"verdicts": {"tradebook.report.build", "tradebook.phases.execute_audit"}}
 
 
 def _module_name(path: Path, lib: Path = REPO / "lib") -> str:
@@ -114,15 +113,14 @@ def _table_offenders(tables: dict[str, str], lib: Path = REPO / "lib") -> list[s
             for match in sql.finditer(path.read_text()):
                 writes = not match.group(1).upper().startswith(("FROM", "JOIN"))
                 in_ledger = module.startswith("tradebook.ledger.")
-                excepted = module in READ_ONLY_EXCEPTIONS.get(table, set())
-                if writes or not (in_ledger or excepted):
+                if writes or not in_ledger:
                     offenders.append(f"{module}: {match.group(0)}")
     return offenders
 
 
 def test_ledger_tables_when_sql_searched_then_only_their_store_writes_them_and_only_ledger_reads_them():
     """One owner per ledger table: only the table's store writes it; only modules of ``tradebook.ledger``
-    read it (the listed read-only exceptions aside)."""
+    read it."""
     assert not _table_offenders(OWNED_TABLES)
 
 
@@ -159,15 +157,6 @@ SQL_OUTSIDE_LEDGER = {
     "tradebook.marketdata.store": "the market data store: Parquet files of bars read and written through DuckDB",
     "tradebook.strategies.external": "external signal files (CSV or Parquet) read through DuckDB",
     "tradebook.research.table": "the sweep results database, a file of its own (refused if it is the ledger)",
-}
-# Ledger-table SQL still outside tradebook.ledger while it moves into the stores (issue 15 item 3). This list
-# only shrinks: a module whose SQL has moved must leave it (the test below fails on a stale entry).
-NOT_YET_MOVED = {
-    "tradebook.demo", "tradebook.ops.schedule", "tradebook.phases.cancel_first", "tradebook.phases.execute",
-    "tradebook.phases.execute_audit", "tradebook.phases.execute_support", "tradebook.phases.flatten",
-    "tradebook.phases.intent_settle", "tradebook.phases.intents", "tradebook.phases.monitor",
-    "tradebook.phases.order_path", "tradebook.phases.order_sync", "tradebook.phases.reconcile",
-    "tradebook.report.build", "tradebook.safety.gate",
 }
 _SQL = re.compile(r"\b(SELECT\b[\s\S]*?\bFROM\b|INSERT\s+(OR\s+\w+\s+)?INTO\b|UPDATE\s+\w+\s+SET\b|DELETE\s+FROM\b"
                   r"|CREATE\s+(OR\s+REPLACE\s+)?(TEMP\s+)?(TABLE|INDEX|VIEW|SEQUENCE)\b|ALTER\s+TABLE\b"
@@ -213,13 +202,11 @@ def _ledger_tables() -> set[str]:
 
 def test_sql_when_searched_in_lib_then_only_the_ledger_and_the_named_non_ledger_databases_hold_it():
     """Issue 15: no SQL string outside ``tradebook.ledger`` in lib/, but for the named databases that are not
-    the ledger (SimBroker's state, the data store, signal files, sweep results) and the shrinking list of
-    modules whose ledger SQL is still moving into the stores. Both lists are exact: no stale entry."""
+    the ledger (SimBroker's state, the data store, signal files, sweep results). The list is exact: no stale
+    entry."""
     found = _modules_with_sql()
-    assert set(found) - SQL_OUTSIDE_LEDGER.keys() - NOT_YET_MOVED == set(), "SQL outside tradebook.ledger"
+    assert set(found) - SQL_OUTSIDE_LEDGER.keys() == set(), "SQL outside tradebook.ledger"
     assert SQL_OUTSIDE_LEDGER.keys() - found.keys() == set(), "stale SQL_OUTSIDE_LEDGER entries: no SQL left"
-    assert NOT_YET_MOVED - found.keys() == set(), "moved: remove these from NOT_YET_MOVED"
-    assert not SQL_OUTSIDE_LEDGER.keys() & NOT_YET_MOVED
 
 
 def test_sql_when_a_named_exception_is_searched_then_it_names_no_ledger_table():

@@ -26,6 +26,7 @@ from tradebook.research import backtest
 from tradebook.context import Context
 from tradebook.safety.controls import session_date
 from tradebook.demo import run_demo
+from trading_helpers import stored_intents
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 DAYS = 8          # 2011-07-26 .. 2011-08-04: entries, add-ons, signal exits and the first August stops
@@ -40,7 +41,7 @@ def _demo_and_backtest(tmp_path: Path, use: str):
     summary = run_demo(DAYS, overrides=overrides, root=tmp_path)
     assert summary.failures == []
     ctx = Context.load(None, overrides, root=tmp_path)
-    rows = ctx.ledger.rows("SELECT intent_id, created_at, symbol, side, qty, kind FROM intents")
+    rows = [(i.intent_id, i.created_at, i.symbol, i.side, i.qty, i.kind) for i in stored_intents(ctx.ledger)]
     decided = sorted((session_date(c), s, side, q, k) for i, c, s, side, q, k in rows if i.count("-") == 2)
     stops = sorted((session_date(c), s, i.rsplit("-", 1)[1]) for i, c, s, *_ in rows if i.count("-") == 3)
     result = backtest.run_backtest(ctx.params, root=tmp_path, start=date_of(summary.first_day),

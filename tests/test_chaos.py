@@ -17,8 +17,8 @@ from tradebook.phases import intents as it
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decide_time, hold, incidents, ledger_positions, make_ctx, mid,
-                             ny, plant, positions_match, window_time)
+from trading_helpers import (EXEC_DAY, broker_orders, decide_time, gate_passed_intents, hold, incidents, intent_states,
+                             ledger_positions, make_ctx, mid, ny, plant, positions_match, stored_orders, window_time)
 
 CHILD = """
 import sys
@@ -65,18 +65,17 @@ def _restart(root):
 
 
 def _check(ctx, planted: list[str]) -> tuple[int, int]:
-    ids = [r[0] for r in ctx.ledger.rows("SELECT intent_id FROM intents")]
+    states = intent_states(ctx.ledger)
+    ids = list(states)
     assert set(planted) <= set(ids)
     orders = broker_orders(ctx)
     per_intent = {i: [o for o in orders if o[0].startswith(f"tb-{i}-")] for i in ids}
     duplicates = sum(max(0, len(v) - 1) for v in per_intent.values())
-    states = dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
     lost = sum(states[i] not in it.TERMINAL for i in ids)
     assert positions_match(ctx), (ctx.broker.positions(), ledger_positions(ctx))
     assert incidents(ctx) == []   # nothing diverged
-    passed = {r[0] for r in ctx.ledger.rows(
-        "SELECT intent_id FROM verdicts GROUP BY intent_id, ts HAVING bool_and(severity <> 'reject')")}
-    sent = dict(ctx.ledger.rows("SELECT client_order_id, intent_id FROM orders"))
+    passed = gate_passed_intents(ctx.ledger)
+    sent = {o.client_order_id: o.intent_id for o in stored_orders(ctx.ledger)}
     assert all(sent.get(o[0]) in passed for o in orders)   # no order without a passing verdict
     return duplicates, lost
 
@@ -93,7 +92,7 @@ def test_chaos_when_execute_killed_or_faulted_then_no_duplicate_no_lost_intent_l
     assert (code == -signal.SIGKILL) == bool(crash)
     ctx = _restart(root)
     duplicates, lost = _check(ctx, ids)
-    states = dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
+    states = intent_states(ctx.ledger)
     print(f"\nchaos {crash or fault}: runs=2 killed={code == -signal.SIGKILL} orders={len(broker_orders(ctx))} "
           f"duplicates={duplicates} lost={lost} states={sorted(states.values())}")
     assert duplicates == 0 and lost == 0
@@ -109,8 +108,8 @@ def test_chaos_when_crash_after_submit_then_restart_adopts_instead_of_resending(
     """EXE-1 in detail: killed right after the broker accepted, the order is adopted by reconcile."""
     ctx, ids = _setup(root)
     assert _child(root, "after_broker_submit") == -signal.SIGKILL
-    assert ctx.ledger.rows("SELECT status FROM orders") == [("pending_submit",)]
+    assert [o.status for o in stored_orders(ctx.ledger)] == ["pending_submit"]
     report = run_reconcile(make_ctx(root))
     assert [u.reason for u in report.order_updates] == ["adopted: found at the broker by client_order_id"]
-    assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [ids[0]]) == "FILLED"
+    assert intent_states(ctx.ledger)[ids[0]] == "FILLED"
     assert len(broker_orders(ctx)) == 1

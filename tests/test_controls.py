@@ -17,6 +17,7 @@ from tradebook.phases.flatten import flatten
 from tradebook.ledger import controls as control_store
 from tradebook.ledger import trades as trade_store
 from tradebook.ledger.db import Ledger
+from trading_helpers import stored_intents, stored_verdicts
 
 T0 = datetime(2011, 7, 5, 14, 0, tzinfo=timezone.utc)  # 10:00 in New York
 
@@ -338,9 +339,9 @@ def test_ctl5_flatten_when_positions_and_open_orders_in_session_then_cancelled_c
     assert broker.positions() == [] and broker.open_orders() == []
     assert result.status.state == "FROZEN" and effective_state(params, root).state == "FROZEN"
     assert json.loads(flag_path(params, root).read_text())["state"] == "FROZEN"
-    rows = ctx.ledger.rows("SELECT kind, urgency, order_type, state, gate_status FROM intents ORDER BY intent_id")
+    rows = [(i.kind, i.urgency, i.order_type, i.state, i.gate_status) for i in stored_intents(ctx.ledger)]
     assert rows == [("EXIT", "immediate", "market", "FILLED", "bypass")] * 2
-    assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE rule = 'CTL-5'") == 2
+    assert len([v for v in stored_verdicts(ctx.ledger) if v.rule == "CTL-5"]) == 2
     assert sorted((t["symbol"], t["side"], t["kind"]) for t in ctx.ledger.read(trade_store.history)) == [
         ("AAPL", "sell", "FILL"), ("MSFT", "sell", "FILL")]
     kinds = _event_kinds(ctx.ledger)
@@ -372,7 +373,7 @@ def test_ctl5_flatten_when_close_fails_then_reported_and_next_flatten_uses_a_new
     failed = flatten(ctx, "first try")
     assert failed.submitted == () and failed.failed[0][0] == "AAPL" and "503" in failed.failed[0][1]
     assert failed.status.state == "FROZEN" and len(broker.positions()) == 1
-    assert ctx.ledger.scalar("SELECT state FROM intents") == "FAILED"
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["FAILED"]
     retry = flatten(ctx, "second try")
     assert retry.submitted == (f"flat-{now:%Y%m%d}-AAPL-2",) and broker.positions() == []
 
@@ -387,7 +388,7 @@ def test_ctl5_flatten_when_submit_outcome_unknown_then_looked_up_not_resent(ctx)
     again = flatten(ctx, "timeout test again")
     assert len(result.submitted) == 1 and again.submitted == () and broker.positions() == []
     assert [(f.symbol, f.qty) for f in broker.fills()] == [("MSFT", 20.0)]
-    assert ctx.ledger.scalar("SELECT state FROM intents") == "FILLED"
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["FILLED"]
 
 
 def test_ctl5_flatten_when_reason_blank_then_refused_and_nothing_sent(ctx, params, root):

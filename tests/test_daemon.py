@@ -28,8 +28,8 @@ from tradebook.broker.sim.broker import SimBroker
 from tradebook.ops.health import DaemonAlreadyRunning, DaemonLock, check_health, heartbeat_path, read_heartbeat
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger.db import Ledger
-from tradebook.phases import intents as it
 from tradebook.ops.schedule import day_plan, parse_clock_time
+from trading_helpers import stored_intents, stored_orders
 
 from webhook import WebhookReceiver
 
@@ -183,18 +183,19 @@ def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_
                          [ny("2011-11-25T00:00"), ny("2011-11-26T00:00")]) == ny("2011-11-25T13:15")
 
     # EXIT-3: what Monday's decide planned stayed PLANNED through Tuesday (no order sent then).
-    monday = [r[0] for r in ledger.rows("SELECT intent_id FROM intents WHERE decision_time >= ? AND "
-                                        "decision_time < ?", [ny("2011-11-21T16:00"), ny("2011-11-22T00:00")])]
-    tuesday_orders = ledger.scalar("SELECT count(*) FROM orders WHERE submitted_at >= ? AND submitted_at < ?",
-                                   [ny("2011-11-22T00:00"), ny("2011-11-23T00:00")])
-    assert tuesday_orders == 0
-    assert ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED' AND decision_time < ?",
-                         [ny("2011-11-25T00:00")]) == 0, "intents left behind after the next windows"
+    intents, orders = stored_intents(ledger), stored_orders(ledger)
+    monday = [i.intent_id for i in intents
+              if i.decision_time and ny("2011-11-21T16:00") <= i.decision_time < ny("2011-11-22T00:00")]
+    tuesday_orders = [o for o in orders
+                      if o.submitted_at and ny("2011-11-22T00:00") <= o.submitted_at < ny("2011-11-23T00:00")]
+    assert tuesday_orders == []
+    assert [i.intent_id for i in intents if i.state == "PLANNED" and i.decision_time
+            and i.decision_time < ny("2011-11-25T00:00")] == [], "intents left behind after the next windows"
 
     # No duplicate orders: one client id per intent attempt, fills never exceed the intent.
-    assert ledger.scalar("SELECT count(*) FROM (SELECT intent_id, attempt FROM orders GROUP BY ALL "
-                         "HAVING count(*) > 1)") == 0
-    intended = {i.intent_id: i.qty for i in ledger.read(it.query)}
+    attempts = [(o.intent_id, o.attempt) for o in orders]
+    assert len(attempts) == len(set(attempts))
+    intended = {i.intent_id: i.qty for i in intents}
     fills = ledger.read(fill_store.history)
     filled = {iid: sum(f["qty"] for f in fills if f["intent_id"] == iid) for iid in {f["intent_id"] for f in fills}}
     assert [iid for iid, q in filled.items() if iid in intended and q > intended[iid] + 1e-9] == []

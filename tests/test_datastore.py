@@ -18,7 +18,7 @@ from tradebook.params import Params
 from tradebook.marketdata import store as datastore
 from tradebook.marketdata.store import DataStoreError
 from tradebook.sessions import sessions
-from trading_helpers import make_ctx, ny
+from trading_helpers import make_ctx, ny, stored_intents
 
 KEYS = {"APCA_API_KEY_ID": "PKTESTDATASTORE0000000", "APCA_API_SECRET_KEY": "SKTESTDATASTORE00000000000000000000000000"}
 
@@ -117,7 +117,7 @@ def test_data1_when_the_store_is_gapped_or_corrupt_then_clear_error_and_nothing_
 
     with pytest.raises(TradebookError, match=re.escape(message)):
         run_decide(ctx)
-    assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert stored_intents(ctx.ledger) == []
 
 
 @pytest.mark.integration

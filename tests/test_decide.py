@@ -7,7 +7,8 @@ import pytest
 
 from tradebook.phases.decide import plan, run_decide
 from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
-from trading_helpers import DECIDE_DAY, decide_time, hold, make_ctx, mid, ny, plant, table_counts
+from trading_helpers import (DECIDE_DAY, decide_time, hold, intent_state, make_ctx, mid, ny, plant, stored_intents,
+                             table_counts)
 
 
 @pytest.fixture
@@ -35,8 +36,8 @@ def test_exit1_exit2_when_exit_signal_for_held_position_then_exit_planned_limit_
     hold(dctx, "MSFT", 100, 25.0)
     price = mid(dctx, "MSFT")
     report = plan(dctx, Signals([], [_exit("MSFT", price)]), dctx.now())
-    row = dctx.ledger.rows("SELECT intent_id, kind, side, qty, order_type, limit_price, urgency, decision_price, "
-                           "decision_time, state FROM intents")
+    row = [(i.intent_id, i.kind, i.side, i.qty, i.order_type, i.limit_price, i.urgency, i.decision_price,
+            i.decision_time, i.state) for i in stored_intents(dctx.ledger)]
     assert row == [("20110720-MSFT-EXIT", "EXIT", "sell", 100.0, "limit", price, "normal", price,
                     decide_time(), "PLANNED")]
     assert report.tables()["approved (intents)"]["code"].tolist() == ["EXIT_PLANNED"]
@@ -47,12 +48,13 @@ def test_exit2_when_exit_signal_is_immediate_then_market_intent(dctx):
     """EXIT-2: market orders only for urgency=immediate."""
     hold(dctx, "MSFT", 100, 25.0)
     plan(dctx, Signals([], [_exit("MSFT", urgency="immediate")]), dctx.now())
-    assert dctx.ledger.rows("SELECT order_type, urgency, limit_price FROM intents") == [("market", "immediate", None)]
+    assert [(i.order_type, i.urgency, i.limit_price) for i in stored_intents(dctx.ledger)] == [
+        ("market", "immediate", None)]
 
 
 def test_decide_when_exit_signal_for_symbol_not_held_then_rejected_not_held(dctx):
     plan(dctx, Signals([], [_exit("IBM")]), dctx.now())
-    assert dctx.ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert stored_intents(dctx.ledger) == []
     assert "REJECTED NOT_HELD" in _decisions(dctx)[0][1]
 
 
@@ -60,7 +62,7 @@ def test_pos1_when_entry_signal_for_external_position_then_no_add_on_and_logged(
     """POS-1: EXTERNAL only → no add-on, ever; the rejection is a DECISION event with its reason."""
     hold(dctx, "AAPL", 5, 300.0, origin="EXTERNAL")
     plan(dctx, Signals([_entry("AAPL", 0.99)], []), dctx.now())
-    assert dctx.ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert stored_intents(dctx.ledger) == []
     symbol, reason = _decisions(dctx)[0]
     assert symbol == "AAPL" and reason.startswith("REJECTED EXTERNAL_ONLY")
 
@@ -70,7 +72,7 @@ def test_pos2_when_add_on_signal_confident_and_below_max_then_add_on_intent(dctx
     hold(dctx, "MSFT", 50, 25.0)   # ~1.4% of 100k
     report = plan(dctx, Signals([_entry("MSFT", 0.9, 27.0)], []), dctx.now())
     assert [(d.kind, d.code) for d in report.decisions] == [("ADD_ON", "ADD_ON_APPROVED")]
-    assert dctx.ledger.rows("SELECT intent_id, kind, order_type, confidence FROM intents") == [
+    assert [(i.intent_id, i.kind, i.order_type, i.confidence) for i in stored_intents(dctx.ledger)] == [
         ("20110720-MSFT-ADD_ON", "ADD_ON", "limit", 0.9)]
     assert _decisions(dctx)[0][1].startswith("APPROVED ADD_ON_APPROVED")
 
@@ -106,7 +108,7 @@ def test_exit3_when_new_plan_for_symbol_then_older_planned_intent_superseded(dct
     old = plant(dctx, "MSFT", "EXIT", 100, price=25.0, when=decide_time() - timedelta(days=1))
     report = plan(dctx, Signals([], [_exit("MSFT")]), dctx.now())
     assert report.superseded == [old.intent_id]
-    assert dctx.ledger.rows("SELECT state FROM intents WHERE intent_id = ?", [old.intent_id]) == [("EXPIRED",)]
+    assert intent_state(dctx, old.intent_id) == "EXPIRED"
     assert "superseded by 20110720-MSFT-EXIT" in dctx.ledger.scalar(
         "SELECT reason FROM events WHERE kind = 'INTENT_EXPIRED'")
 
@@ -118,7 +120,7 @@ def test_decide_when_strategy_runs_on_sim_bars_then_every_decision_logged_and_ap
     report = run_decide(ctx)
     assert report.n_entry_signals >= 1
     approved = {d.decision_id for d in report.decisions if d.approved}
-    assert {r[0] for r in ctx.ledger.rows("SELECT intent_id FROM intents")} == approved
+    assert {i.intent_id for i in stored_intents(ctx.ledger)} == approved
     assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'DECISION'") == len(report.decisions)
     for d in report.decisions:
         assert d.price > 0 and d.reason

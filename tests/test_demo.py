@@ -9,6 +9,7 @@ import pytest
 from tradebook.demo import PHASES, run_demo
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger.db import Ledger
+from trading_helpers import stored_intents, stored_orders, stored_verdicts
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 DAYS = 3
@@ -46,12 +47,13 @@ def test_demo_when_run_then_ledger_has_runs_intents_with_verdicts_orders_and_fil
     ledger = Ledger(demo_root / "runs" / "ledger.duckdb")
     assert ledger.scalar("SELECT count(*) FROM runs WHERE status = 'OK'") == DAYS * len(PHASES)
     assert ledger.scalar("SELECT count(*) FROM runs WHERE params_hash IS NULL") == 0
-    assert ledger.scalar("SELECT count(*) FROM intents") > 0
+    intents, orders = stored_intents(ledger), stored_orders(ledger)
+    assert intents
     # every intent that reached the broker has its verdicts stored, and a passing one
-    assert ledger.scalar("""SELECT count(*) FROM orders o WHERE NOT EXISTS
-        (SELECT 1 FROM intents i WHERE i.intent_id = o.intent_id AND i.gate_status = 'pass')""") == 0
-    assert ledger.scalar("SELECT count(DISTINCT intent_id) FROM verdicts") > 0
-    assert ledger.scalar("SELECT count(*) FROM orders") > 0
+    passed = {i.intent_id for i in intents if i.gate_status == "pass"}
+    assert [o.client_order_id for o in orders if o.intent_id not in passed] == []
+    assert {v.intent_id for v in stored_verdicts(ledger)}
+    assert orders
     assert ledger.read(fill_store.count) > 0
 
 
@@ -66,10 +68,10 @@ def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(dem
     before = ledger.scalar("SELECT max(sim_time) FROM runs")
     summary = run_demo(1, root=demo_root)
     assert ledger.scalar("SELECT min(sim_time) FROM runs WHERE sim_time > ?", [before]) is not None
-    assert ledger.scalar("SELECT count(*) - count(DISTINCT client_order_id) FROM orders") == 0
+    cids = [o.client_order_id for o in stored_orders(ledger)]
+    assert len(cids) == len(set(cids))
     # Issue 13 item 5: the summary counts this demo's own sessions, not the whole ledger's history.
     assert summary.fills == ledger.read(fill_store.count_since, before)
     assert summary.fills < ledger.read(fill_store.count)
-    own_rejects = ledger.scalar("SELECT count(*) FROM intents WHERE gate_status = 'reject' AND updated_at > ?",
-                                [before])
+    own_rejects = sum(i.gate_status == "reject" and i.updated_at > before for i in stored_intents(ledger))
     assert sum(summary.rejects_by_reason.values()) == own_rejects

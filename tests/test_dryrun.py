@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 
 import notebook_fixture
 from tradebook.context import Context
+from trading_helpers import stored_intents
 
 pytestmark = [pytest.mark.integration]
 
@@ -35,9 +36,8 @@ def test_execute_notebook_when_opened_by_hand_then_dry_run_sends_and_writes_noth
 
     direct_phase("reconcile", Context.load("params/sim.yaml", {}, root=root))  # today's reconcile, for real
     before = _state(root)
-    planned = Context.load("params/sim.yaml", {}, root=root).ledger.scalar(
-        "SELECT count(*) FROM intents WHERE state = 'PLANNED'")
-    assert planned > 0, "the fixture must leave intents to send"
+    planned = [i for i in stored_intents(Context.load("params/sim.yaml", {}, root=root).ledger) if i.state == "PLANNED"]
+    assert planned, "the fixture must leave intents to send"
     monkeypatch.setenv("TRADEBOOK_ROOT", str(root))
     monkeypatch.delenv("TRADEBOOK_PHASE_WRITES", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")

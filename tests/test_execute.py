@@ -11,8 +11,9 @@ from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, fills, hold, intent_state,
-                             ledger_positions, make_ctx, mid, ny, plant, positions_match, window_time)
+from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, fills, hold, intent_state, intent_states,
+                             ledger_positions, make_ctx, mid, ny, plant, positions_match, record_order, stored_intents,
+                             stored_orders, stored_verdicts, window_time)
 
 
 @pytest.fixture
@@ -25,7 +26,11 @@ EXIT_ID, AAPL_ID, IBM_ID = "20110720-MSFT-EXIT", "20110720-AAPL-ENTRY", "2011072
 
 
 def _states(ctx) -> dict[str, str]:
-    return dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
+    return intent_states(ctx.ledger)
+
+
+def _orders_of(ctx, iid: str) -> list:
+    return [o for o in stored_orders(ctx.ledger) if o.intent_id == iid]
 
 
 def test_exit1_when_before_window_then_nothing_sent_and_intents_stay_planned(ectx):
@@ -42,7 +47,7 @@ def test_exit1_exit2_when_in_window_then_exits_first_with_limit_orders(ectx):
     report = run_execute(ectx)
     assert [o.intent_id for o in report.outcomes] == [EXIT_ID, AAPL_ID, IBM_ID]
     assert _states(ectx) == {EXIT_ID: "FILLED", AAPL_ID: "FILLED", IBM_ID: "FILLED"}
-    assert {r[0] for r in ectx.ledger.rows("SELECT order_type FROM orders")} == {"limit"}
+    assert {o.order_type for o in stored_orders(ectx.ledger)} == {"limit"}
     assert sorted(o[0] for o in broker_orders(ectx)) == sorted(it.client_order_id(i, 1) for i in (EXIT_ID, AAPL_ID, IBM_ID))
     assert positions_match(ectx)
 
@@ -80,7 +85,7 @@ def test_exit3_when_restarted_next_window_then_exit_executes_and_stale_entries_e
     run_reconcile(fresh)                                      # REC-8: the day's reconcile comes first
     run_execute(fresh)
     assert _states(fresh) == {EXIT_ID: "FILLED", AAPL_ID: "EXPIRED", IBM_ID: "EXPIRED"}
-    assert fresh.ledger.scalar("SELECT gate_reason FROM intents WHERE intent_id = ?", [AAPL_ID]) == "STALE_SIGNAL"
+    assert {i.intent_id: i.gate_reason for i in stored_intents(fresh.ledger)}[AAPL_ID] == "STALE_SIGNAL"
 
 
 def test_exe1_when_submit_times_out_after_accept_then_looked_up_and_adopted_once(ectx):
@@ -110,7 +115,7 @@ def test_exe1_when_submit_keeps_failing_with_http_500_then_next_run_resends_same
     ectx.broker.advance_to(window_time())
     first = run_execute(ectx)
     assert first.outcomes[0].state == "SUBMITTED" and "unknown" in first.outcomes[0].reason
-    assert ectx.ledger.scalar("SELECT status FROM orders WHERE intent_id = ?", [EXIT_ID]) == "unknown"
+    assert [o.status for o in _orders_of(ectx, EXIT_ID)] == ["unknown"]
     run_execute(ectx)
     exit_orders = [o for o in broker_orders(ectx) if o[1] == "MSFT"]
     assert [o[0] for o in exit_orders] == [it.client_order_id(EXIT_ID, 1)]
@@ -133,13 +138,11 @@ def test_exe1_when_pending_order_never_reached_broker_after_window_then_new_atte
     ectx.broker.advance_to(window_time())
     now = ectx.now()
     with ectx.ledger.transaction() as con:  # what a crash right after recording SUBMITTED leaves behind
-        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, "
-                    "time_in_force, status, submitted_at, updated_at) VALUES (?,?,1,'MSFT','sell',100,'limit','day',"
-                    "'pending_submit',?,?)", [it.client_order_id(EXIT_ID, 1), EXIT_ID, now, now])
+        record_order(con, it.client_order_id(EXIT_ID, 1), EXIT_ID, "MSFT", "sell", 100, now=now)
         it.transition(con, EXIT_ID, "SUBMITTED", reason="test", now=now, attempt=1)
     ectx.broker.advance_to(ny(EXEC_DAY, 10, 30))
     run_reconcile(ectx)
-    assert ectx.ledger.scalar("SELECT status FROM orders WHERE intent_id = ?", [EXIT_ID]) == "not_found"
+    assert [o.status for o in _orders_of(ectx, EXIT_ID)] == ["not_found"]
     assert intent_state(ectx, EXIT_ID) == "PLANNED"
     ectx.broker.advance_to(window_time(EXEC_DAY + timedelta(days=1)))
     run_execute(ectx)
@@ -155,15 +158,16 @@ def test_exe3_when_run_budget_spent_then_no_new_order_and_timeout_event(ectx):
     assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'EXECUTION_TIMEOUT'") == 1
 
 
-def test_exe5_when_fractional_refused_then_one_whole_share_retry_as_next_attempt(ectx):
+def test_exe5_when_fractional_refused_then_one_whole_share_retry_as_next_attempt(root):
     """EXE-5: a fractional reject falls back to whole shares (floor) as attempt+1, logged."""
-    with ectx.ledger.transaction() as con:
-        con.execute("UPDATE intents SET qty = 10.5 WHERE intent_id = ?", [AAPL_ID])
-        con.execute("UPDATE intents SET state = 'CANCELLED' WHERE intent_id <> ?", [AAPL_ID])  # only AAPL due
+    ectx = make_ctx(root)
+    ectx.broker.advance_to(decide_time())
+    plant(ectx, "AAPL", "ENTRY", 10.5)   # only AAPL due
+    run_reconcile(ectx)
     ectx.broker.advance_to(window_time())
     ectx.broker.inject_fault("fractional_reject")
     run_execute(ectx)
-    rows = ectx.ledger.rows("SELECT client_order_id, qty, status FROM orders ORDER BY attempt")
+    rows = [(o.client_order_id, o.qty, o.status) for o in _orders_of(ectx, AAPL_ID)]
     assert rows == [(it.client_order_id(AAPL_ID, 1), 10.5, "rejected"), (it.client_order_id(AAPL_ID, 2), 10.0, "filled")]
     assert intent_state(ectx, AAPL_ID) == "FILLED"
     assert "whole-share retry" in ectx.ledger.scalar("SELECT reason FROM events WHERE kind = 'INTENT_SUBMITTED' "
@@ -176,9 +180,9 @@ def test_exe2_when_broker_rejects_for_business_reason_then_failed_without_retry(
     ectx.broker.advance_to(window_time())
     report = run_execute(ectx)
     assert report.outcomes[0].state == "FAILED" and "INSUFFICIENT_BUYING_POWER" in report.outcomes[0].reason
-    assert ectx.ledger.rows("SELECT status FROM orders WHERE intent_id = ?", [EXIT_ID]) == [("rejected",)]
+    assert [o.status for o in _orders_of(ectx, EXIT_ID)] == ["rejected"]
     run_execute(ectx)
-    assert ectx.ledger.scalar("SELECT count(*) FROM orders WHERE intent_id = ?", [EXIT_ID]) == 1
+    assert len(_orders_of(ectx, EXIT_ID)) == 1
 
 
 def test_gate1_when_halted_then_no_order_and_rejections_recorded_with_verdicts(ectx):
@@ -190,7 +194,7 @@ def test_gate1_when_halted_then_no_order_and_rejections_recorded_with_verdicts(e
     assert broker_orders(ectx) == []
     assert _states(ectx) == {EXIT_ID: "PLANNED", AAPL_ID: "REJECTED", IBM_ID: "REJECTED"}
     assert report.control_state == "HALTED" and len(report.tables()["rejected / expired / failed"]) == 2
-    assert ectx.ledger.scalar("SELECT count(DISTINCT intent_id) FROM verdicts WHERE reason_code = 'HALTED'") == 3
+    assert len({v.intent_id for v in stored_verdicts(ectx.ledger) if v.reason_code == "HALTED"}) == 3
 
 
 def test_exit7_when_halt_lifted_inside_window_then_planned_exit_executes(ectx):
@@ -233,7 +237,7 @@ def test_pos3_when_symbol_closed_today_or_in_cooldown_then_entry_rejected(ectx):
         con.execute("INSERT INTO closed_today VALUES ('AAPL', ?, ?)", [EXEC_DAY, now])
         con.execute("INSERT INTO cooldowns VALUES ('IBM', ?)", [now - timedelta(minutes=5)])
     run_execute(ectx)
-    reasons = dict(ectx.ledger.rows("SELECT intent_id, gate_reason FROM intents"))
+    reasons = {i.intent_id: i.gate_reason for i in stored_intents(ectx.ledger)}
     assert (reasons[AAPL_ID], reasons[IBM_ID], reasons[EXIT_ID]) == ("REENTRY", "COOLDOWN", "OK")
 
 
@@ -298,9 +302,8 @@ def test_exit6_when_planned_exit_exceeds_max_order_notional_then_split_into_chil
     orders = broker_orders(ctx)
     assert [o[0] for o in orders] == [it.client_order_id(p, 1) for p in parts]
     assert sum(o[5] for o in orders) == qty and ctx.broker.positions() == [] and positions_match(ctx)
-    rows = ctx.ledger.rows("SELECT qty * limit_price FROM orders")
-    assert all(n <= ctx.params.max_order_notional for (n,) in rows)
-    assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE reason_code = 'MAX_ORDER_NOTIONAL'") == 0
+    assert all(o.qty * o.limit_price <= ctx.params.max_order_notional for o in stored_orders(ctx.ledger))
+    assert not [v for v in stored_verdicts(ctx.ledger) if v.reason_code == "MAX_ORDER_NOTIONAL"]
 
 
 def test_exit6_when_split_exit_children_then_they_count_once_against_order_rates(root):

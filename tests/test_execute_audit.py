@@ -98,3 +98,20 @@ def test_run_summary_when_phase_prints_its_line_then_cli_shows_it_not_the_header
     path = tmp_path / f"{phase}.ipynb"
     path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     assert printed_summary(path, phase) == line
+
+
+def test_order_slippage_when_an_order_fills_in_parts_then_quantity_weighted(tmp_path):
+    """EXE-6: the audit's slippage of an order weighs each partial fill by its quantity; an order whose
+    fills carry no slippage shows none; an order without fills is absent."""
+    from datetime import datetime, timezone
+
+    from tradebook.ledger import fills as fill_store
+    from tradebook.ledger.db import Ledger
+
+    ledger, ts = Ledger(tmp_path / "ledger.duckdb"), datetime(2011, 7, 21, 13, 36, tzinfo=timezone.utc)
+    with ledger.transaction() as con:
+        fill_store.insert(con, "c1", "i1", "AAPL", "buy", 30, 100.1, ts, 100.0, 10.0)
+        fill_store.insert(con, "c1", "i1", "AAPL", "buy", 10, 100.5, ts, 100.0, 50.0)
+        fill_store.insert(con, "c2", "i2", "IBM", "buy", 5, 100.0, ts, None, None)
+    by_order = ledger.read(fill_store.slippage_by_order, ["c1", "c2", "c3"])
+    assert by_order == {"c1": pytest.approx(20.0), "c2": None}

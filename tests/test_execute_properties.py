@@ -24,8 +24,8 @@ from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
-from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, fills, hold, make_ctx, mid, ny,
-                             positions_match)
+from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, fills, gate_passed_intents, hold,
+                             make_ctx, mid, ny, positions_match, stored_orders)
 
 ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.sampled_from([0.05, 0.3, 0.65, 0.9]))
 EXIT = st.tuples(st.just("exit"), st.sampled_from(SYMBOLS), st.just(0.0))
@@ -61,14 +61,13 @@ def _control(ctx, action: str) -> None:
 
 
 def _verdict_passed_intents(ctx) -> set[str]:
-    return {r[0] for r in ctx.ledger.rows(
-        "SELECT intent_id FROM verdicts GROUP BY intent_id, ts HAVING bool_and(severity <> 'reject')")}
+    return gate_passed_intents(ctx.ledger)
 
 
 def _check_step(ctx, before: set[str], state: str, equity: float) -> None:
     orders = broker_orders(ctx)
     new = [o for o in orders if o[0] not in before]
-    sent = dict(ctx.ledger.rows("SELECT client_order_id, intent_id FROM orders"))
+    sent = {o.client_order_id: o.intent_id for o in stored_orders(ctx.ledger)}
     passed = _verdict_passed_intents(ctx)
     assert all(sent.get(o[0]) in passed for o in orders), "order at the broker without a passing verdict"
     if state in ("HALTED", "FROZEN"):

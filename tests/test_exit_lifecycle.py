@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 
+from tradebook.ledger import orders as order_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import Order, OrderRequest
 from tradebook.phases.flatten import flatten
@@ -25,6 +26,9 @@ from trading_helpers import (
     ny,
     plant,
     positions_match,
+    record_order,
+    stored_intents,
+    stored_orders,
     window_time,
 )
 
@@ -38,6 +42,11 @@ def _ctx(root, **overrides):
     return ctx
 
 
+def _order(ctx, cid: str):
+    with ctx.ledger.connect() as con:
+        return order_store.load(con, cid)
+
+
 def _working(ctx, intent: it.Intent, *, side: str, limit: float, status: str = "new") -> str:
     """Our order for ``intent`` resting at the venue, recorded in the ledger as ``status``."""
     cid = it.client_order_id(intent.intent_id, 1)
@@ -45,10 +54,7 @@ def _working(ctx, intent: it.Intent, *, side: str, limit: float, status: str = "
                                    Decimal(f"{limit:.2f}")))
     now = ctx.now()
     with ctx.ledger.transaction() as con:
-        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, "
-                    "limit_price, time_in_force, status, filled_qty, submitted_at, updated_at) "
-                    "VALUES (?, ?, 1, ?, ?, ?, 'limit', ?, 'day', ?, 0, ?, ?)",
-                    [cid, intent.intent_id, intent.symbol, side, intent.qty, limit, status, now, now])
+        record_order(con, cid, intent.intent_id, intent.symbol, side, intent.qty, now=now, status=status, limit=limit)
         it.transition(con, intent.intent_id, it.SUBMITTED, attempt=1, reason="test: sent", now=now)
     return cid
 
@@ -64,11 +70,10 @@ def test_ven1_when_row_is_pending_cancel_then_looked_up_until_final_and_fill_rec
     ctx.broker.inject_fault("cancel_fill_race", op="cancel")
     ctx.broker.cancel(cid)
     sync_orders(ctx)
-    assert ctx.ledger.scalar("SELECT status FROM orders WHERE client_order_id = ?", [cid]) == "pending_cancel"
+    assert _order(ctx, cid).status == "pending_cancel"
     for _ in range(3):
         sync_orders(ctx)
-    assert ctx.ledger.rows("SELECT status, filled_qty FROM orders WHERE client_order_id = ?", [cid]) == [
-        ("filled", 10.0)]
+    assert (_order(ctx, cid).status, _order(ctx, cid).filled_qty) == ("filled", 10.0)
     assert intent_state(ctx, exit_.intent_id) == "FILLED"
     assert ledger_positions(ctx) == {} and positions_match(ctx)
 
@@ -83,14 +88,14 @@ def test_ven1_when_broker_reports_unknown_status_then_working_plus_incident(root
     odd = Order(real.broker_id, cid, "AAPL", "sell", 10.0, "limit", "frozen_by_exchange", real.limit_price)
     monkeypatch.setattr(ctx.broker, "open_orders", lambda: [odd])
     sync_orders(ctx)
-    assert ctx.ledger.scalar("SELECT status FROM orders WHERE client_order_id = ?", [cid]) == "frozen_by_exchange"
+    assert _order(ctx, cid).status == "frozen_by_exchange"
     assert len(incidents(ctx, "ORDER_STATUS_UNKNOWN")) == 1
     assert intent_state(ctx, exit_.intent_id) == "SUBMITTED"
     monkeypatch.undo()
     ctx.broker.cancel(cid)
     for _ in range(3):
         sync_orders(ctx)
-    assert ctx.ledger.scalar("SELECT status FROM orders WHERE client_order_id = ?", [cid]) == "canceled"
+    assert _order(ctx, cid).status == "canceled"
     assert intent_state(ctx, exit_.intent_id) == "CANCELLED"
 
 
@@ -106,11 +111,8 @@ def test_exit3_when_crash_after_fractional_rejection_then_sync_puts_intent_back_
     ctx.broker.advance_to(window_time())
     now = ctx.now()
     with ctx.ledger.transaction() as con:   # the state the crash leaves behind
-        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, "
-                    "time_in_force, status, reject_reason, submitted_at, updated_at) VALUES (?, ?, 1, 'MSFT', "
-                    "'sell', 10.5, 'limit', 'day', 'rejected', ?, ?, ?)",
-                    [it.client_order_id(exit_.intent_id, 1), exit_.intent_id,
-                     "FRACTIONAL_NOT_SUPPORTED: fractional orders are not accepted", now, now])
+        record_order(con, it.client_order_id(exit_.intent_id, 1), exit_.intent_id, "MSFT", "sell", 10.5, now=now,
+                     status="rejected", reason="FRACTIONAL_NOT_SUPPORTED: fractional orders are not accepted")
         it.transition(con, exit_.intent_id, it.SUBMITTED, attempt=1, reason="test: sent", now=now)
     report = run_execute(ctx)
     assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_PLANNED' AND reason LIKE "
@@ -124,10 +126,8 @@ def test_exit3_when_current_order_rejected_for_other_reason_then_failed_not_stra
     exit_ = plant(ctx, "IBM", "EXIT", 5, urgency="immediate")
     now = ctx.now()
     with ctx.ledger.transaction() as con:
-        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, "
-                    "time_in_force, status, reject_reason, submitted_at, updated_at) VALUES (?, ?, 1, 'IBM', "
-                    "'sell', 5, 'market', 'day', 'rejected', 'ASSET_NOT_TRADABLE: halted', ?, ?)",
-                    [it.client_order_id(exit_.intent_id, 1), exit_.intent_id, now, now])
+        record_order(con, it.client_order_id(exit_.intent_id, 1), exit_.intent_id, "IBM", "sell", 5, now=now,
+                     order_type="market", status="rejected", reason="ASSET_NOT_TRADABLE: halted")
         it.transition(con, exit_.intent_id, it.SUBMITTED, attempt=1, reason="test: sent", now=now)
     assert sync_orders(ctx).settled == [(exit_.intent_id, "FAILED")]
 
@@ -202,7 +202,7 @@ def test_ven2_when_flatten_cancel_never_confirmed_then_intent_planned_not_failed
     _working(ctx, exit_, side="sell", limit=mid(ctx, "AAPL") * 1.3)
     result = flatten(ctx, "test", actor="tester")
     assert [k for k, _ in result.failed] == ["AAPL"] and "run flatten again" in result.failed[0][1]
-    assert ctx.ledger.rows("SELECT state FROM intents WHERE intent_id LIKE 'flat-%'") == [("PLANNED",)]
+    assert [i.state for i in stored_intents(ctx.ledger) if i.intent_id.startswith("flat-")] == ["PLANNED"]
 
 
 # --- EXIT-8 / item 5: immediate intents never replay later --------------------------------------
@@ -226,7 +226,7 @@ def test_exit8_when_flatten_order_timed_out_then_never_sent_on_a_later_session(r
     hold(ctx, "IBM", 5, mid(ctx, "IBM"))
     run_execute(ctx)
     run_monitor(ctx)
-    flat = ctx.ledger.rows("SELECT intent_id, state FROM intents WHERE intent_id LIKE 'flat-%'")
+    flat = [(i.intent_id, i.state) for i in stored_intents(ctx.ledger) if i.intent_id.startswith("flat-")]
     assert [s for _, s in flat] == ["EXPIRED"]
     assert all(not o[0].startswith(("flat-", "tb-flat-")) for o in broker_orders(ctx))
     assert ctx.broker.get_order(it.client_order_id(flat[0][0], 1)) is None
@@ -300,7 +300,7 @@ def test_exit3_when_process_killed_between_fractional_rejection_and_whole_share_
     ctx.broker.inject_fault("fractional_reject")
     assert _child(root, "before_gate@2") == -signal.SIGKILL
     assert intent_state(ctx, exit_.intent_id) == "SUBMITTED"          # what the kill leaves behind
-    assert ctx.ledger.rows("SELECT status FROM orders") == [("rejected",)]
+    assert [o.status for o in stored_orders(ctx.ledger)] == ["rejected"]
     again = make_ctx(root)
     run_execute(again)
     assert intent_state(again, exit_.intent_id) == "FILLED"

@@ -39,7 +39,8 @@ from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import sync_orders
 from tradebook.safety.controls import session_date
 from conftest import REPO
-from trading_helpers import EXEC_DAY, hold, make_ctx, mid, ny, plant, positions_match
+from trading_helpers import (EXEC_DAY, hold, make_ctx, mid, ny, plant, positions_match, record_order, stored_intents,
+                             stored_orders)
 
 N_CASES = 30
 NEXT_DAY = EXEC_DAY + timedelta(days=1)            # Fri 2011-07-22
@@ -72,10 +73,7 @@ def _working(ctx, symbol: str, side: str, qty: float, limit: float, intent: it.I
         return
     now = ctx.now()
     with ctx.ledger.transaction() as con:
-        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, "
-                    "limit_price, time_in_force, status, filled_qty, submitted_at, updated_at) "
-                    "VALUES (?, ?, 1, ?, ?, ?, 'limit', ?, 'day', 'new', 0, ?, ?)",
-                    [cid, intent.intent_id, symbol, side, qty, limit, now, now])
+        record_order(con, cid, intent.intent_id, symbol, side, qty, now=now, status="new", limit=limit)
         it.transition(con, intent.intent_id, it.SUBMITTED, attempt=1, reason="test: sent", now=now)
 
 
@@ -137,7 +135,7 @@ def _arm_kill(monkeypatch, kill, tick: int) -> None:
 
 def _venue_orders(ctx) -> dict:
     """Every venue order of ours (by the ledger's client ids), cid -> Order."""
-    cids = [r[0] for r in ctx.ledger.rows("SELECT client_order_id FROM orders")]
+    cids = [o.client_order_id for o in stored_orders(ctx.ledger)]
     return {c: o for c in cids if (o := ctx.broker.get_order(c)) is not None}
 
 
@@ -155,8 +153,8 @@ def _check(ctx, case: dict, before: dict) -> None:
     outside = ctx.broker.get_order("manual-sell-1").filled_qty if case["obstacle"] == "outside_sell" else 0.0
     assert abs(sold + outside - (10 + bought - held.get("AAPL", 0.0))) < 1e-9, "sold more (or less) than held"
     assert not [o for o in sent.values() if o.is_open and o.side == "sell"] or case["halted"]
-    created = dict(ctx.ledger.rows("SELECT o.client_order_id, i.created_at FROM orders o JOIN intents i "
-                                   "USING (intent_id) WHERE i.urgency = 'immediate'"))
+    immediate = {i.intent_id: i.created_at for i in stored_intents(ctx.ledger) if i.urgency == "immediate"}
+    created = {o.client_order_id: immediate[o.intent_id] for o in stored_orders(ctx.ledger) if o.intent_id in immediate}
     for cid, order in sent.items():
         if cid in created:
             assert session_date(order.submitted_at) == session_date(created[cid]), f"{cid} sent on a later session"

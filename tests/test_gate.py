@@ -494,16 +494,19 @@ def test_gate_when_custom_rules_passed_then_only_those_run():
 
 def test_record_when_gate_evaluated_then_every_verdict_stored(tmp_path):
     """Gate verdicts are stored with the intent: one row per rule, intent updated."""
+    from tradebook.ledger import intents as intent_store
+    from tradebook.ledger import verdicts as verdict_store
     from tradebook.ledger.db import Ledger
 
     ledger = Ledger(tmp_path / "ledger.duckdb")
     result = evaluate(make_order(qty=200), make_view(), make_ctx())
     with ledger.transaction() as con:
-        con.execute("INSERT INTO intents (intent_id, created_at, kind, symbol, side, qty, order_type, state, "
-                    "updated_at) VALUES ('i1', ?, 'ENTRY', 'AAPL', 'buy', 200, 'limit', 'PLANNED', ?)", [NOW, NOW])
+        intent_store.insert(con, intent_store.Intent("i1", NOW, None, "ENTRY", "AAPL", "buy", 200, "limit", None,
+                                                     "normal", None, None, None, None, "PLANNED", 0, None, None, NOW))
         record(con, "i1", "run-1", NOW, result)
-    assert ledger.scalar("SELECT count(*) FROM verdicts WHERE intent_id = 'i1'") == 14
-    assert ledger.rows("SELECT gate_status, gate_reason FROM intents") == [("reject", "MAX_POSITION")]
+    with ledger.connect() as con:
+        assert len(verdict_store.of_intent(con, "i1")) == 14
+        assert [(i.gate_status, i.gate_reason) for i in intent_store.every(con)] == [("reject", "MAX_POSITION")]
 
 
 def test_view_when_built_then_aggregates_match_holdings():

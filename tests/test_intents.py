@@ -9,9 +9,10 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from tradebook.ledger import intents as intent_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import Session
-from trading_helpers import NY, make_ctx, plant, ny
+from trading_helpers import NY, make_ctx, plant, ny, stored_intents
 
 
 def test_exe1_when_ids_are_derived_then_same_inputs_give_same_ids():
@@ -47,7 +48,7 @@ def test_exit3_when_transition_requested_then_state_machine_decides(root, src, d
     intent = plant(ctx, "AAPL", "ENTRY", 10, price=100.0, when=ny(date(2011, 7, 20), 16, 15))
     now = intent.created_at
     with ctx.ledger.transaction() as con:
-        con.execute("UPDATE intents SET state = ? WHERE intent_id = ?", [src, intent.intent_id])
+        intent_store.set_state(con, intent.intent_id, src, intent.attempt, now)   # put it there, unchecked
     if allowed:
         with ctx.ledger.transaction() as con:
             after = it.transition(con, intent.intent_id, dst, reason="test", now=now)
@@ -58,7 +59,7 @@ def test_exit3_when_transition_requested_then_state_machine_decides(root, src, d
         with pytest.raises(it.InvalidTransition):
             with ctx.ledger.transaction() as con:
                 it.transition(con, intent.intent_id, dst, reason="test", now=now)
-        assert ctx.ledger.scalar("SELECT state FROM intents") == src
+        assert [i.state for i in stored_intents(ctx.ledger)] == [src]
 
 
 def test_exit3_when_intent_inserted_twice_then_one_row(root):
@@ -68,7 +69,7 @@ def test_exit3_when_intent_inserted_twice_then_one_row(root):
     with ctx.ledger.transaction() as con:
         assert it.insert(con, first) is False
         assert it.load(con, first.intent_id).display_state == "EXIT_PLANNED"
-    assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 1
+    assert [i.intent_id for i in stored_intents(ctx.ledger)] == [first.intent_id]
 
 
 def _session(day: date) -> Session:

@@ -11,6 +11,7 @@ import notebook_fixture
 from test_cli import tradebook
 from tradebook.broker.sim.broker import SimBroker
 from tradebook.context import Context
+from trading_helpers import stored_intents, stored_orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("killswitch")]
 
@@ -35,15 +36,14 @@ def _broker_orders(root: Path) -> int:
 def test_ctl1_when_env_kill_switch_then_execute_run_sends_nothing(traded_root: Path):
     """CTL-1/GATE-1: with KILL_SWITCH=1 the execute notebook runs and every intent is refused."""
     ctx = Context.load(None, {}, root=traded_root)
-    planned = ctx.ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED'")
-    assert planned >= 1  # the fixture leaves the clock in a window with an entry planned by decide
+    planned = [i for i in stored_intents(ctx.ledger) if i.state == "PLANNED"]
+    assert planned  # the fixture leaves the clock in a window with an entry planned by decide
     before = _broker_orders(traded_root)
     out = tradebook(traded_root, "run", "execute", env={"KILL_SWITCH": "1"})
     assert out.returncode == 0, out.stderr
     assert _broker_orders(traded_root) == before
-    assert ctx.ledger.scalar("SELECT count(*) FROM intents WHERE gate_reason = 'HALTED'") >= 1
-    assert ctx.ledger.scalar("SELECT count(*) FROM orders") == ctx.ledger.scalar(
-        "SELECT count(*) FROM orders WHERE submitted_at < ?", [ctx.now()])
+    assert [i for i in stored_intents(ctx.ledger) if i.gate_reason == "HALTED"]
+    assert [o.client_order_id for o in stored_orders(ctx.ledger) if not o.submitted_at < ctx.now()] == []
 
 
 def test_ctl1_when_env_kill_switch_and_ledger_locked_by_another_process_then_no_order(traded_root: Path):

@@ -175,7 +175,7 @@ from tradebook.ledger.db import Ledger
 ledger = Ledger(sys.argv[1])
 n = 0
 while True:  # each transaction opens, commits and closes: DuckDB checkpoints at every close
-    with ledger.transaction() as con:
+    with ledger.transaction() as con:  # raw bulk rows on purpose: the subject is the file (see big_ledger)
         con.execute("INSERT INTO trades (ts, symbol, side, qty, price, kind, reason) SELECT now(), 'IBM', "
                     "'buy', i, 1.0 * i, 'FILL', repeat('r', 80) FROM range(3000) r(i)")
         event_store.record(con, "TEST", reason=f"batch {n}")

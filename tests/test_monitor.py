@@ -5,7 +5,8 @@ import pytest
 
 from tradebook.phases import intents as it
 from tradebook.phases.monitor import run_monitor
-from trading_helpers import EXEC_DAY, broker_orders, hold, ledger_positions, make_ctx, mid, ny, plant, positions_match
+from trading_helpers import (EXEC_DAY, broker_orders, hold, intent_state, intent_states, ledger_positions, make_ctx, mid,
+                             ny, plant, positions_match, stored_intents, stored_orders, stored_verdicts)
 
 MIDDAY = ny(EXEC_DAY, 12)
 
@@ -23,9 +24,9 @@ def test_exit4_when_stop_loss_hit_then_immediate_market_exit_through_gate(root):
     report = run_monitor(ctx)
     assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
     iid = "20110721-AAPL-EXIT-STOP_LOSS"
-    assert ctx.ledger.rows("SELECT state, urgency, order_type FROM intents") == [("FILLED", "immediate", "market")]
-    assert ctx.ledger.rows("SELECT order_type FROM orders WHERE intent_id = ?", [iid]) == [("market",)]
-    assert ctx.ledger.scalar("SELECT count(*) FROM verdicts WHERE intent_id = ?", [iid]) > 0   # it passed the gate
+    assert [(i.state, i.urgency, i.order_type) for i in stored_intents(ctx.ledger)] == [("FILLED", "immediate", "market")]
+    assert [o.order_type for o in stored_orders(ctx.ledger) if o.intent_id == iid] == ["market"]
+    assert [v for v in stored_verdicts(ctx.ledger) if v.intent_id == iid]   # it passed the gate
     assert ledger_positions(ctx) == {} and positions_match(ctx)
     assert ctx.ledger.rows("SELECT symbol, qty FROM events WHERE kind = 'EXIT_TRIGGERED'") == [("AAPL", 10.0)]
     assert ctx.ledger.rows("SELECT symbol FROM closed_today") == [("AAPL",)]
@@ -61,7 +62,7 @@ def test_exit4_when_exit_order_still_working_then_skipped(root):
     hold(ctx, "AAPL", 10, mid(ctx, "AAPL") * 1.10)
     planned = plant(ctx, "AAPL", "EXIT", 10, urgency="immediate", suffix="OPERATOR")
     with ctx.ledger.transaction() as con:
-        con.execute("UPDATE intents SET state = 'SUBMITTED' WHERE intent_id = ?", [planned.intent_id])
+        it.transition(con, planned.intent_id, it.SUBMITTED, reason="test: sent", now=ctx.now())
     report = run_monitor(ctx)
     assert report.skipped == ["AAPL"] and broker_orders(ctx) == []
 
@@ -101,7 +102,7 @@ def test_monitor_when_tick_runs_then_breakers_run_and_planned_exit_superseded(ro
     old = plant(ctx, "AAPL", "EXIT", 10)
     run_monitor(ctx)
     assert len(calls) == 1
-    assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [old.intent_id]) == "EXPIRED"
+    assert intent_state(ctx, old.intent_id) == "EXPIRED"
     assert it.client_order_id("20110721-AAPL-EXIT-STOP_LOSS", 1) in {o[0] for o in broker_orders(ctx)}
 
 
@@ -114,7 +115,7 @@ def test_exit4_when_frozen_then_no_exit_intent_and_report_says_why(root):
     controls.freeze(ctx.ledger, "test freeze", "operator", "test", now=ctx.now())
     report = run_monitor(ctx)
     assert report.blocked_by == "FROZEN" and report.skipped == ["AAPL"] and "FROZEN" in report.summary()
-    assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0 and broker_orders(ctx) == []
+    assert stored_intents(ctx.ledger) == [] and broker_orders(ctx) == []
 
 
 def test_exit2_when_immediate_exit_is_planned_then_next_tick_sends_it_as_market_order(root):
@@ -124,8 +125,8 @@ def test_exit2_when_immediate_exit_is_planned_then_next_tick_sends_it_as_market_
     hold(ctx, "MSFT", 100, mid(ctx, "MSFT"))
     planned = plant(ctx, "MSFT", "EXIT", 100, urgency="immediate")
     run_monitor(ctx)
-    assert ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [planned.intent_id]) == "FILLED"
-    assert ctx.ledger.rows("SELECT order_type FROM orders") == [("market",)] and positions_match(ctx)
+    assert intent_state(ctx, planned.intent_id) == "FILLED"
+    assert [o.order_type for o in stored_orders(ctx.ledger)] == ["market"] and positions_match(ctx)
 
 
 def test_ctl3_when_auto_trip_cooldown_passed_and_healthy_then_monitor_rearms(root):
@@ -166,8 +167,8 @@ def test_exit6_when_stop_loss_exceeds_max_order_notional_then_closed_in_one_tick
     hold(ctx, "AAPL", qty, mid(ctx, "AAPL") * 1.10)
     run_monitor(ctx)
     iid = "20110721-AAPL-EXIT-STOP_LOSS"
-    states = dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
+    states = intent_states(ctx.ledger)
     assert states == {iid: "CANCELLED", f"{iid}-part1": "FILLED", f"{iid}-part2": "FILLED"}
     assert ctx.broker.positions() == [] and positions_match(ctx)
     limit = ctx.params.max_order_notional
-    assert all(q * mid(ctx, "AAPL") <= limit * 1.01 for (q,) in ctx.ledger.rows("SELECT qty FROM orders"))
+    assert all(o.qty * mid(ctx, "AAPL") <= limit * 1.01 for o in stored_orders(ctx.ledger))

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 import notebook_fixture
+from tradebook.ledger import intents as intent_store
+from tradebook.ledger import orders as order_store
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -248,6 +250,14 @@ def _ledger_rows(root: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
+def _ledger_read(root: Path, read):
+    """``read(con)`` on a short read-only connection (the panel's server may hold the ledger next)."""
+    from tradebook.ledger.db import Ledger
+
+    with Ledger(_ctx(root).params.ledger_path(root), lock_timeout_s=10, create=False).connect(read_only=True) as con:
+        return read(con)
+
+
 def _ledger_controls(root: Path) -> list[tuple]:
     """(state, reason, source) of every control row, oldest first (short read-only connection)."""
     from tradebook.ledger import controls as control_store
@@ -292,14 +302,13 @@ def _halt_and_check(page, panel: Panel) -> tuple[float, float]:
 
 def _execute_places_nothing(panel: Panel, intent_id: str) -> None:
     """CTL-1: `tradebook run execute` while halted: no order row, nothing at the broker."""
-    orders = "SELECT count(*) FROM orders"
-    before = (_ledger_rows(panel.root, orders), len(_ctx(panel.root).broker.open_orders()))
+    before = (_ledger_read(panel.root, order_store.count), len(_ctx(panel.root).broker.open_orders()))
     proc = subprocess.run([sys.executable, "-m", "tradebook.cli", "run", "execute"], cwd=panel.root,
                           env=_env(panel.root), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "execute: OK" in proc.stdout
-    assert (_ledger_rows(panel.root, orders), len(_ctx(panel.root).broker.open_orders())) == before
-    state = _ledger_rows(panel.root, f"SELECT state FROM intents WHERE intent_id = '{intent_id}'")[0][0]
+    assert (_ledger_read(panel.root, order_store.count), len(_ctx(panel.root).broker.open_orders())) == before
+    state = _ledger_read(panel.root, lambda con: intent_store.load(con, intent_id).state)
     assert state in ("PLANNED", "REJECTED")  # refused by the gate (GATE-1) or left for later, never sent
 
 
@@ -367,8 +376,8 @@ def _flatten_checked(page, panel: Panel) -> None:
     expect(page.locator(".tb-exposure")).to_contain_text("Positions none", timeout=SLOW_MS)
     _shot(page, "07-flattened-frozen")
     assert _ctx(panel.root).broker.positions() == []
-    assert _ledger_rows(panel.root, "SELECT count(*) FROM orders WHERE starts_with(client_order_id, 'flat-')") \
-        == [(len(held),)]
+    assert _ledger_read(panel.root, lambda con: [o.client_order_id.startswith("flat-") for o in order_store.every(con)]) \
+        .count(True) == len(held)
     assert effective_state(_ctx(panel.root).params, panel.root).state == "FROZEN"
     assert _ledger_controls(panel.root)[-1][:2] == ("FROZEN", "flatten: browser test: end of drill")
 

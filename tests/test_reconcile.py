@@ -251,7 +251,7 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     from tradebook.broker.base import OrderRequest
     from tradebook.errors import BrokerUnavailable
     from tradebook.ledger import meta as ledger_meta
-    from trading_helpers import EXEC_DAY, mid, plant, positions_match
+    from trading_helpers import EXEC_DAY, mid, plant, positions_match, record_order
 
     ctx = make_ctx(root)
     ctx.broker.advance_to(ny(EXEC_DAY, 9, 36))
@@ -260,11 +260,8 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     cid = it.client_order_id(intent.intent_id, 1)
     now = ctx.now()
     with ctx.ledger.transaction() as con:  # the ledger saw the order accepted, not yet its fill
-        con.execute("UPDATE intents SET state = 'SUBMITTED', attempt = 1 WHERE intent_id = ?", [intent.intent_id])
-        con.execute("INSERT INTO orders (client_order_id, intent_id, attempt, broker_id, symbol, side, qty, order_type, "
-                    "limit_price, time_in_force, status, filled_qty, submitted_at, updated_at) "
-                    "VALUES (?, ?, 1, 'b-1', 'MSFT', 'sell', 100, 'market', NULL, 'day', 'new', 0, ?, ?)",
-                    [cid, intent.intent_id, now, now])
+        record_order(con, cid, intent.intent_id, "MSFT", "sell", 100, now=now, status="new", order_type="market")
+        it.transition(con, intent.intent_id, it.SUBMITTED, attempt=1, reason="test: sent", now=now)
     ctx.broker.submit(OrderRequest("MSFT", "sell", Decimal(100), cid, "market", None, "day"))
     ctx.broker.inject_fault("http_500", times=2, op="get_order")  # both REC-7 checks
     report = run_reconcile(ctx)
@@ -289,4 +286,6 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
 
 
 def intent_state_of(ctx, iid):
-    return ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [iid])
+    from trading_helpers import intent_state
+
+    return intent_state(ctx, iid)

@@ -15,7 +15,7 @@ from tradebook.params import load_params
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
 from trading_helpers import (DECIDE_DAY, EXEC_DAY, broker_orders, control_rows, decide_time, hold, incidents,
-                             make_ctx, ny, plant, window_time)
+                             intent_states, make_ctx, ny, plant, stored_intents, stored_verdicts, window_time)
 
 EXIT_ID, ENTRY_ID = "20110720-MSFT-EXIT", "20110720-AAPL-ENTRY"
 
@@ -39,7 +39,11 @@ def _fail_reconcile(ctx) -> None:
 
 
 def _states(ctx) -> dict[str, str]:
-    return dict(ctx.ledger.rows("SELECT intent_id, state FROM intents"))
+    return intent_states(ctx.ledger)
+
+
+def _gate_reason(ctx, iid: str) -> str | None:
+    return {i.intent_id: i.gate_reason for i in stored_intents(ctx.ledger)}[iid]
 
 
 def test_rec8_when_positions_read_fails_then_incident_alert_and_reduce_only(fctx):
@@ -70,7 +74,7 @@ def test_rec8_when_operator_resumes_after_failed_reconcile_then_entries_still_wa
     fctx.broker.advance_to(window_time())
     report = run_execute(fctx)
     assert _states(fctx) == {EXIT_ID: "FILLED", ENTRY_ID: "REJECTED"}
-    assert fctx.ledger.scalar("SELECT gate_reason FROM intents WHERE intent_id = ?", [ENTRY_ID]) == "NOT_RECONCILED"
+    assert _gate_reason(fctx, ENTRY_ID) == "NOT_RECONCILED"
     assert "failed" in report.entry_blocker
 
 
@@ -93,8 +97,8 @@ def test_rec8_when_only_an_earlier_session_was_reconciled_then_entry_refused_not
     plant(ctx, "AAPL", "ENTRY", 10)
     ctx.broker.advance_to(window_time())     # 2011-07-21: never reconciled
     run_execute(ctx)
-    assert ctx.ledger.scalar("SELECT gate_reason FROM intents WHERE intent_id = ?", [ENTRY_ID]) == "NOT_RECONCILED"
-    detail = ctx.ledger.scalar("SELECT detail FROM verdicts WHERE reason_code = 'NOT_RECONCILED'")
+    assert _gate_reason(ctx, ENTRY_ID) == "NOT_RECONCILED"
+    [detail] = [v.detail for v in stored_verdicts(ctx.ledger) if v.reason_code == "NOT_RECONCILED"]
     assert "2011-07-21" in detail and "2011-07-20" in detail
     assert broker_orders(ctx) == []
 

@@ -14,6 +14,8 @@ from tradebook.ledger import positions as position_store
 from tradebook.ledger import trades as trade_store
 from tradebook.report import build as rpt
 from tradebook.context import Context
+from tradebook.ledger import intents as intent_store
+from tradebook.ledger.verdicts import append_verdicts
 from tradebook.report.sections import section_blocks
 from tradebook.style import style
 
@@ -33,9 +35,7 @@ def populate(ctx: Context) -> None:
                          (at(D2, 11), D2, "PEAK", 100_800.0, 92_000.0),
                          (at(D3, 9, 15), D3, "START_OF_DAY", 100_200.0, 96_000.0)]:
             equity_store.append_snapshot(con, *snapshot)
-        con.executemany(
-            "INSERT INTO intents (intent_id, created_at, kind, symbol, side, qty, order_type, limit_price, confidence, "
-            "decision_price, reason, state, gate_status, gate_reason, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", [
+        for row in [
                 ["i-aapl", at(D1, 16, 15), "ENTRY", "AAPL", "buy", 100, "limit", 45.5, 0.4, 45.0, "PULLBACK", "FILLED",
                  "pass", "OK", at(D2, 9, 36)],
                 ["i-ibm", at(D1, 16, 15), "ENTRY", "IBM", "buy", 25, "limit", 146.0, 0.3, 146.0, "PULLBACK", "FILLED",
@@ -48,13 +48,18 @@ def populate(ctx: Context) -> None:
                  None, None, at(D3, 16, 15)],
                 ["i-aapl-x", at(D3, 16, 15), "EXIT", "AAPL", "sell", 100, "limit", 46.0, None, 46.0, "TREND_BREAK",
                  "PLANNED", None, None, at(D3, 16, 15)],
-            ])
-        con.executemany("INSERT INTO verdicts VALUES (?, NULL, ?, ?, ?, ?, '{}')", [
+        ]:
+            iid, created, kind, symbol, side, qty, order_type, limit, confidence, price, why, state, gate, code, updated = row
+            intent_store.insert(con, intent_store.Intent(iid, created, None, kind, symbol, side, qty, order_type, limit,
+                                                         "normal", confidence, price, None, why, state, 0, gate, code,
+                                                         updated))
+        for iid, ts, rule, severity, code in [
             ["i-goog", at(D3, 9, 36), "GATE-5", "reject", "MAX_ORDER_NOTIONAL"],
             ["i-goog", at(D3, 9, 36), "GATE-3", "reject", "MAX_POSITION"],
             ["i-aapl", at(D2, 9, 36), "GATE-3", "pass", "OK"],
             ["i-ibm", at(D2, 9, 36), "GATE-12", "warn", "TIER_CAP_BUFFER"],
-        ])
+        ]:
+            append_verdicts(con, iid, None, ts, [(rule, severity, code, {})])
         fill_store.insert(con, "c1", "i-aapl", "AAPL", "buy", 100, 45.09, at(D2, 9, 36), 45.0, 20.0)
         fill_store.insert(con, "c2", "i-ibm", "IBM", "buy", 25, 145.854, at(D2, 9, 36), 146.0, None)
         fill_store.insert(con, "c3", "i-ibm-x", "IBM", "sell", 25, 150.15, at(D3, 9, 36), 150.0, -10.0)

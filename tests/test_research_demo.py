@@ -11,6 +11,7 @@ import pytest
 from test_research_model import _choice, _train
 from tradebook.demo import run_demo
 from tradebook.ledger.db import Ledger
+from trading_helpers import stored_intents
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def test_str2_when_demo_runs_external_signals_then_fresh_files_become_intents(tm
     summary = run_demo(2, overrides={"strategy.use": "external_signals"}, root=root)
     assert summary.failures == []
     ledger = Ledger(root / "runs" / "ledger.duckdb")
-    assert ledger.rows("SELECT symbol, side FROM intents") == [("MSFT", "buy")]
+    assert [(i.symbol, i.side) for i in stored_intents(ledger)] == [("MSFT", "buy")]
     assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'DECISION' AND reason LIKE '%LOW_CONFIDENCE%'") == 1
     assert summary.fills == 1
 
@@ -45,7 +46,7 @@ def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_
     ledger = Ledger(root / "runs" / "ledger.duckdb")
     reasons = [r[0] for r in ledger.rows("SELECT reason FROM events WHERE kind = 'DECISION'")]
     assert reasons and all("MODEL" in r for r in reasons)
-    assert ledger.scalar("SELECT count(*) FROM intents") >= 1, "the trained model's signals must become intents"
+    assert stored_intents(ledger), "the trained model's signals must become intents"
 
 
 def test_str2_when_demo_runs_a_model_whose_hash_differs_then_refused_with_a_clear_message(tmp_path):
@@ -58,6 +59,6 @@ def test_str2_when_demo_runs_a_model_whose_hash_differs_then_refused_with_a_clea
     assert summary.failures, "a model whose hash differs must fail the decide run"
     assert any("params pin " + sha in str(f) and "refusing" in str(f) for f in summary.failures), summary.failures
     ledger = Ledger(root / "runs" / "ledger.duckdb")
-    assert ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert stored_intents(ledger) == []
     assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'STRATEGY_ERROR' AND reason LIKE ?",
                          [f"%params pin {sha}; refusing%"]) >= 1

@@ -16,7 +16,7 @@ from tradebook.research import StrategyError, training
 from tradebook.strategies import features
 from tradebook.strategies.loader import load_strategy
 from tradebook.strategies.model import save_model
-from trading_helpers import make_ctx, ny
+from trading_helpers import make_ctx, ny, stored_intents
 
 # A hand-written classifier with only predict_proba: the strategy needs the interface, not a library.
 # It lives in the project's strategies/ folder so that any process (decide kernels, the demo) can
@@ -146,7 +146,7 @@ def test_str2_when_model_file_hash_differs_then_refused_at_start_and_nothing_tra
 
     with pytest.raises(StrategyError, match="refusing"):
         run_decide(ctx)
-    assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert stored_intents(ctx.ledger) == []
 
 
 def test_str2_when_model_params_incomplete_then_refused_when_params_load(root):

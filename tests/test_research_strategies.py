@@ -16,7 +16,7 @@ from tradebook.params import Params, load_params
 from tradebook.research import Held, StrategyError
 from tradebook.strategies.base import call_strategy
 from tradebook.strategies.loader import build, load_strategy
-from trading_helpers import make_ctx, ny
+from trading_helpers import make_ctx, ny, stored_intents
 
 BROKEN = '''
 from tradebook.research import EntrySignal, Signals, Strategy, StrategyParams
@@ -141,7 +141,7 @@ def test_str1_when_strategy_raises_in_decide_then_nothing_planned_and_error_reco
 
     with pytest.raises(StrategyError, match="symbol IBM"):
         run_decide(ctx)
-    assert ctx.ledger.scalar("SELECT count(*) FROM intents") == 0
+    assert stored_intents(ctx.ledger) == []
     assert ctx.ledger.rows("SELECT symbol FROM events WHERE kind = 'STRATEGY_ERROR'") == [("IBM",)]
 
 

@@ -10,7 +10,8 @@ from tradebook.safety import controls, gate
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.safety.state import STATES, TradingState, strictest
-from trading_helpers import control_rows, decide_time, hold, make_ctx, plant, window_time
+from trading_helpers import (control_rows, decide_time, hold, make_ctx, plant, stored_intents, stored_verdicts,
+                             window_time)
 
 
 def test_strictest_when_states_mixed_then_most_restrictive_member():
@@ -54,9 +55,9 @@ def test_execute_when_adapter_reports_circuit_open_then_order_path_records_reduc
     run_execute(ctx)
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     assert status.state is TradingState.REDUCE_ONLY and "via api_breaker" in " ".join(status.reasons)
-    states = dict(ctx.ledger.rows("SELECT symbol, state FROM intents"))
+    states = {i.symbol: i.state for i in stored_intents(ctx.ledger)}
     assert states == {"MSFT": "FILLED", "AAPL": "REJECTED"}
-    codes = {r[0] for r in ctx.ledger.rows("SELECT reason_code FROM verdicts WHERE rule = 'GATE-1'")}
+    codes = {v.reason_code for v in stored_verdicts(ctx.ledger) if v.rule == "GATE-1"}
     assert "REDUCE_ONLY" in codes
     assert [c["source"] for c in control_rows(ctx)].count("api_breaker") == 1
 
@@ -117,13 +118,13 @@ def test_execute_when_the_circuit_opens_on_an_entry_send_then_the_order_path_hol
     sent = _adapter_reporting_circuit_open_once(ctx.broker, monkeypatch)
     run_execute(ctx)
     assert [s.split()[:2] for s in sent] == [["buy", "AAPL"]]   # sent once; not again by the order path
-    assert ctx.ledger.rows("SELECT state FROM intents") == [("SUBMITTED",)]   # outcome unknown: looked up next
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["SUBMITTED"]   # outcome unknown: looked up next
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state is TradingState.REDUCE_ONLY
     run_execute(ctx)
     assert len(sent) == 1 and ctx.broker.open_orders() == [] and ctx.broker.positions() == []
-    assert ctx.ledger.rows("SELECT state FROM intents") == [("REJECTED",)]
-    assert ctx.ledger.rows("SELECT reason_code FROM verdicts WHERE rule = 'GATE-1' AND severity = 'reject'") == [
-        ("REDUCE_ONLY",)]
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["REJECTED"]
+    refused = [v.reason_code for v in stored_verdicts(ctx.ledger) if v.rule == "GATE-1" and v.severity == "reject"]
+    assert refused == ["REDUCE_ONLY"]
 
 
 def test_monitor_when_the_circuit_opens_on_a_stop_exit_send_then_the_order_path_sends_it_again_and_it_gets_out(
@@ -141,7 +142,7 @@ def test_monitor_when_the_circuit_opens_on_a_stop_exit_send_then_the_order_path_
     report = run_monitor(ctx)
     assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
     assert len(sent) == 2 and sent[0] == sent[1] and sent[0].startswith("sell AAPL")
-    assert ctx.ledger.rows("SELECT state FROM intents") == [("FILLED",)] and ctx.broker.positions() == []
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["FILLED"] and ctx.broker.positions() == []
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state is TradingState.REDUCE_ONLY
 
 
@@ -180,6 +181,6 @@ def test_monitor_when_alpaca_circuit_opens_on_the_stop_exit_send_then_it_gets_ou
     report = run_monitor(ctx)
     assert [(e.code, e.symbol) for e in report.exits] == [("STOP_LOSS", "AAPL")]
     assert ctx.broker.circuit_open and fake.count("POST", "/v2/orders") == 2
-    assert ctx.ledger.rows("SELECT state FROM intents") == [("FILLED",)] and ctx.broker.positions() == []
+    assert [i.state for i in stored_intents(ctx.ledger)] == ["FILLED"] and ctx.broker.positions() == []
     status = controls.effective_state(ctx.params, ctx.root, ctx.ledger)
     assert status.state is TradingState.REDUCE_ONLY and "via api_breaker" in " ".join(status.reasons)

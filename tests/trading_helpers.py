@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tradebook.ledger import intents as intent_store
+from tradebook.ledger import orders as order_store
 from tradebook.ledger import positions as position_store
 from tradebook.ledger import trades as trade_store
+from tradebook.ledger import verdicts as verdict_store
 from tradebook.phases import intents as it
 from tradebook.context import Context
 from tradebook.params import load_params
 from tradebook.sessions import EXCHANGE_TZ as NY
+
+if TYPE_CHECKING:
+    from tradebook.ledger.db import Ledger
 
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params"
 DECIDE_DAY = date(2011, 7, 20)
@@ -80,15 +87,60 @@ def plant(ctx: Context, symbol: str, kind: str, qty: float, *, price: float | No
     return intent
 
 
-def intent_state(ctx: Context, iid: str) -> str:
-    return ctx.ledger.scalar("SELECT state FROM intents WHERE intent_id = ?", [iid])
+def intent_state(ctx: Context, iid: str) -> str | None:
+    """The intent's state in the ledger (None: no such intent)."""
+    with ctx.ledger.connect() as con:
+        intent = intent_store.load(con, iid)
+    return intent.state if intent else None
+
+
+def stored_intents(ledger: "Ledger") -> list[it.Intent]:
+    """Every intent in the ledger, oldest first (through its store)."""
+    with ledger.connect() as con:
+        return intent_store.every(con)
+
+
+def intent_states(ledger: "Ledger") -> dict[str, str]:
+    """intent id -> state of every intent in the ledger."""
+    return {i.intent_id: i.state for i in stored_intents(ledger)}
+
+
+def stored_orders(ledger: "Ledger") -> list[order_store.OrderRecord]:
+    """Every order row in the ledger, in the order sent (through its store)."""
+    with ledger.connect() as con:
+        return order_store.every(con)
+
+
+def stored_verdicts(ledger: "Ledger") -> list[verdict_store.Verdict]:
+    """Every verdict row in the ledger, oldest first (through its store)."""
+    with ledger.connect() as con:
+        return verdict_store.every(con)
+
+
+def gate_passed_intents(ledger: "Ledger") -> set[str]:
+    """Intents with at least one gate evaluation (verdicts of one timestamp) that rejected nothing."""
+    rejected: dict[tuple[str, datetime], bool] = {}
+    for v in stored_verdicts(ledger):
+        key = (v.intent_id, v.ts)
+        rejected[key] = rejected.get(key, False) or v.severity == "reject"
+    return {iid for (iid, _), bad in rejected.items() if not bad}
+
+
+def record_order(con, cid: str, intent_id: str, symbol: str, side: str, qty: float, *, now: datetime,
+                 status: str = "pending_submit", order_type: str = "limit", limit: float | None = None,
+                 reason: str | None = None, attempt: int = 1) -> None:
+    """An order row as the order path writes it before sending (pending_submit), then moved to
+    ``status`` (with ``reason``) as a later broker answer would: the state a test starts from."""
+    order_store.insert_pending(con, cid, intent_id, attempt, symbol, side, qty, order_type, limit, "day", now)
+    if status != "pending_submit":
+        order_store.set_status(con, cid, status, reason, now)
 
 
 def broker_orders(ctx: Context, max_attempts: int = 4) -> list[tuple]:
     """Orders the venue has for any intent in the ledger, found through the public Broker API:
     every client_order_id tradebook could have used (attempts 1..max) plus any id with a fill.
     Tuples (client_order_id, symbol, side, qty, status, filled_qty), in submit order."""
-    ids = [r[0] for r in ctx.ledger.rows("SELECT intent_id FROM intents")]
+    ids = [i.intent_id for i in stored_intents(ctx.ledger)]
     cids = {it.client_order_id(i, a) for i in ids for a in range(1, max_attempts + 1)}
     cids |= {f.client_order_id for f in ctx.broker.fills()}
     found = [o for o in (ctx.broker.get_order(c) for c in sorted(cids)) if o is not None]

@@ -173,10 +173,10 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
 def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:
     """Fills and gate rejections of this demo's sessions only (the ledger may hold earlier runs)."""
     from tradebook.ledger import fills as fill_store
+    from tradebook.ledger import intents as intent_store
 
     fills = ctx.ledger.read(fill_store.count_since, since) or 0
-    rejects = dict(ctx.ledger.rows("SELECT gate_reason, count(*) FROM intents WHERE gate_status = 'reject' "
-                                   "AND updated_at > ? GROUP BY 1", [since]))
+    rejects = ctx.ledger.read(intent_store.gate_rejections_since, since)
     return fills, rejects
 
 

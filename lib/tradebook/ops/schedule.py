@@ -129,7 +129,11 @@ def missed_alert_sent(ledger: "Ledger", slot: Slot) -> bool:
 
 
 def planned_intents(ledger: "Ledger") -> int:
-    return int(ledger.scalar("SELECT count(*) FROM intents WHERE state = 'PLANNED'") or 0)
+    """How many intents wait PLANNED (the daemon's catch-up decides whether execute still has work)."""
+    from tradebook.ledger import intents as intent_store
+
+    with ledger.connect() as con:
+        return int(intent_store.count_in_state(con, "PLANNED") or 0)
 
 
 # --- clocks: what "now" is and how the daemon waits for the next slot -----------------------

@@ -66,16 +66,12 @@ def renew_stuck_exits(ctx: "Context", now: datetime) -> list[str]:
     """EXIT-9: an immediate exit whose order is still working at a later tick (a market order
     partly filled and stuck, a venue that sat on it) is cancelled, so this tick's checks send a
     fresh exit for what is still held. Returns the symbols cleared."""
+    from tradebook.ledger import orders as order_store
+    from tradebook.phases.intents import FLATTEN_PREFIX
     from tradebook.phases.order_sync import LEDGER_FINAL, LOCAL_OPEN
 
-    skip = sorted(LEDGER_FINAL | LOCAL_OPEN)
-    marks = ", ".join("?" for _ in skip)
-    with ctx.ledger.connect() as con:
-        symbols = [r[0] for r in con.execute(
-            "SELECT DISTINCT o.symbol FROM orders o JOIN intents i USING (intent_id) WHERE i.state = 'SUBMITTED' "
-            "AND i.urgency = 'immediate' AND i.kind = 'EXIT' AND NOT starts_with(i.intent_id, 'flat-') "
-            f"AND o.attempt = i.attempt AND o.status NOT IN ({marks}) AND o.submitted_at < ? ORDER BY 1",
-            [*skip, now]).fetchall()]
+    with ctx.ledger.connect() as con:   # flatten's own exits are flatten's to renew
+        symbols = order_store.working_immediate_exit_symbols(con, LEDGER_FINAL | LOCAL_OPEN, now, FLATTEN_PREFIX)
     return [s for s in symbols if clear_symbol(ctx, s, now, why="renew a stuck immediate exit")]
 
 

@@ -123,9 +123,9 @@ def _due(intent: it.Intent, window: tuple[datetime, datetime] | None) -> bool:
 
 def resumable(con) -> list[it.Intent]:
     """SUBMITTED intents whose current order never got a broker answer (crash / unknown outcome)."""
-    return it.query(con, "state = 'SUBMITTED' AND EXISTS (SELECT 1 FROM orders o WHERE o.intent_id = "
-                         "intents.intent_id AND o.attempt = intents.attempt AND o.status IN ('pending_submit', "
-                         "'unknown'))")
+    from tradebook.ledger import intents as intent_store
+
+    return intent_store.unanswered(con)
 
 
 def execute_intents(ctx: "Context", intents: list[it.Intent], report: ExecuteReport, deadline: float,

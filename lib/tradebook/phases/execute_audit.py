@@ -21,37 +21,29 @@ ORDER_COLUMNS = ["client_order_id", "symbol", "side", "qty", "order_type", "limi
 REFUSAL_COLUMNS = ["intent_id", "symbol", "kind", "side", "qty", "rule", "reason_code", "numbers"]
 
 
-def _marks(items: list[Any]) -> str:
-    return ", ".join("?" for _ in items)
-
-
 def orders(ctx: "Context", cids: Iterable[str]) -> list[dict[str, Any]]:
     """One row per order: limit, fill price, decision price and quantity-weighted slippage (bps)."""
+    from tradebook.ledger import fills as fill_store
+    from tradebook.ledger import orders as order_store
+
     cids = sorted(set(cids))
     if not cids:
         return []
-    from tradebook.ledger import fills as fill_store
-
-    sql = (f"SELECT o.client_order_id, o.symbol, o.side, o.qty, o.order_type, o.limit_price, o.status, "
-           f"o.filled_qty, o.filled_avg_price, i.decision_price "
-           f"FROM orders o LEFT JOIN intents i ON i.intent_id = o.intent_id "
-           f"WHERE o.client_order_id IN ({_marks(cids)}) ORDER BY o.submitted_at NULLS LAST, o.client_order_id")
     with ctx.ledger.connect() as con:
-        rows = con.execute(sql, cids).fetchall()
+        rows = order_store.audit_rows(con, cids)
         slippage = fill_store.slippage_by_order(con, cids)
     return [dict(zip(ORDER_COLUMNS, [*r, slippage.get(r[0])])) for r in rows]
 
 
 def refusals(ctx: "Context", intent_ids: Iterable[str], since: datetime) -> list[dict[str, Any]]:
     """The run's rejecting verdicts (at or after ``since``) with the numbers the rule reported."""
+    from tradebook.ledger import verdicts as verdict_store
+
     ids = sorted(set(intent_ids))
     if not ids:
         return []
-    sql = (f"SELECT v.intent_id, i.symbol, i.kind, i.side, i.qty, v.rule, v.reason_code, v.detail "
-           f"FROM verdicts v JOIN intents i ON i.intent_id = v.intent_id "
-           f"WHERE v.severity = 'reject' AND v.ts >= ? AND v.intent_id IN ({_marks(ids)}) "
-           f"ORDER BY v.ts, v.intent_id, v.rule")
-    rows = ctx.ledger.rows(sql, [since, *ids])
+    with ctx.ledger.connect() as con:
+        rows = verdict_store.rejections_with_intent(con, ids, since)
     return [dict(zip(REFUSAL_COLUMNS, [*r[:7], numbers(r[7])])) for r in rows]
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tradebook.ledger import closed_today
 from tradebook.ledger import cooldowns as cooldown_store
 from tradebook.ledger import events
+from tradebook.ledger import orders as order_store
 from tradebook.ledger import positions as position_store
 from tradebook.phases import intents as it
 from tradebook.errors import BrokerRejected, BrokerUnavailable, TradebookError
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 EPS = 1e-9
 MAX_LOOKBACK_DAYS = 60
+# Intent ids of the second and later parts of a split exit (EXIT-6): they ride on part 1's order count.
+LATER_SPLIT_PART = "-EXIT.*-part([2-9]|[1-9][0-9]+)$"
 
 
 def _day(ts: datetime):
@@ -99,10 +102,7 @@ def _ledger_inputs(ctx: "Context", now: datetime):
     with ctx.ledger.connect() as con:
         origins = position_store.origins(con)
         # the later parts of a split exit ride on part 1's count (EXIT-6, gate_rules.orders)
-        by_symbol = dict(con.execute(
-            "SELECT symbol, count(*) FROM orders WHERE submitted_at >= ? AND status NOT IN ('not_found', "
-            "'not_sent') AND NOT regexp_matches(intent_id, '-EXIT.*-part([2-9]|[1-9][0-9]+)$') GROUP BY symbol",
-            [day_start]).fetchall())
+        by_symbol = order_store.sent_since_by_symbol(con, day_start, LATER_SPLIT_PART)
         closed = closed_today.symbols(con, today)
         last = cooldown_store.last_orders(con)
     return origins, by_symbol, closed, last

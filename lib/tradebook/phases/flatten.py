@@ -102,11 +102,10 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
 
 def _ended_today(con, prefix: str) -> set[str]:
     """Today's closing-order ids whose intent already ended: never reused (see _next_attempt)."""
+    from tradebook.ledger import intents as intent_store
     from tradebook.phases.intents import TERMINAL
 
-    marks = ", ".join("?" for _ in TERMINAL)
-    return {r[0] for r in con.execute(f"SELECT intent_id FROM intents WHERE starts_with(intent_id, ?) "
-                                      f"AND state IN ({marks})", [prefix, *TERMINAL]).fetchall()}
+    return intent_store.ids_with_prefix(con, prefix, TERMINAL)
 
 
 def _cancel_others(ctx: "Context", prefix: str, now: datetime) -> tuple[list[str], list[tuple[str, str]]]:
@@ -207,6 +206,7 @@ def _record_submit(con, ctx: "Context", cid: str, attempt: int, pos: "Position",
                    now: datetime) -> None:
     """EXIT intent (urgency immediate, gate bypass recorded as a CTL-5 verdict), SUBMITTED, order row."""
     from tradebook.phases import intents
+    from tradebook.ledger import orders as order_store
     from tradebook.ledger.verdicts import append_verdicts
 
     side, qty = ("sell" if pos.qty > 0 else "buy"), abs(pos.qty)
@@ -218,11 +218,7 @@ def _record_submit(con, ctx: "Context", cid: str, attempt: int, pos: "Position",
     if intents.load(con, cid).state == intents.PLANNED:
         intents.transition(con, cid, intents.SUBMITTED, reason=f"flatten: {reason}", now=now,
                            run_id=ctx.run_id, attempt=attempt)
-    con.execute(
-        "INSERT INTO orders (client_order_id, intent_id, attempt, symbol, side, qty, order_type, time_in_force, "
-        "status, submitted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'market', 'day', 'pending_submit', ?, ?) "
-        "ON CONFLICT (client_order_id) DO UPDATE SET status = 'pending_submit', updated_at = excluded.updated_at",
-        [cid, cid, attempt, pos.symbol, side, qty, now, now])
+    order_store.insert_or_reset_pending(con, cid, cid, attempt, pos.symbol, side, qty, "market", "day", now)
     events.record(con, "FLATTEN_SUBMIT", run_id=ctx.run_id, symbol=pos.symbol, qty=qty, price=pos.market_price,
                   reason=f"flatten: {reason}", data={"client_order_id": cid}, ts=now)
 
@@ -243,10 +239,10 @@ def _record_order(con, ctx: "Context", cid: str, order: "Order", now: datetime) 
 def _record_end(con, ctx: "Context", cid: str, pos: "Position", status: str, intent_state: str, why: str,
                 now: datetime) -> None:
     """A closing order that ended without reaching the venue (rejected) or had nothing to close."""
+    from tradebook.ledger import orders as order_store
     from tradebook.phases.intents import transition
 
-    con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
-                [status, why, now, cid])
+    order_store.set_status(con, cid, status, why, now)
     transition(con, cid, intent_state, reason=why, now=now, run_id=ctx.run_id)
     kind = {"FAILED": "FLATTEN_FAILED", "PLANNED": "FLATTEN_WAITING"}.get(intent_state, "FLATTEN_NOTHING")
     events.record(con, kind, run_id=ctx.run_id,

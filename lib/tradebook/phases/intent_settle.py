@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from tradebook.ledger import intents as intent_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import CANCEL_FIRST_CODES, CANCEL_FIRST_MESSAGES
 from tradebook.phases.order_sync import LEDGER_FINAL, intent_state_for
@@ -43,13 +44,8 @@ def settle_intents(ctx: "Context", now: datetime) -> list[tuple[str, str]]:
 
 
 def _resolve_stranded(ctx: "Context", now: datetime) -> list[tuple[str, str]]:
-    marks = ", ".join("?" for _ in LEDGER_FINAL)
     with ctx.ledger.connect() as con:
-        stranded = con.execute(
-            "SELECT i.intent_id, o.client_order_id, o.status, o.filled_qty, o.reject_reason, i.urgency "
-            "FROM intents i JOIN orders o ON o.intent_id = i.intent_id AND o.attempt = i.attempt "
-            f"WHERE i.state = 'SUBMITTED' AND o.status IN ({marks}) ORDER BY i.intent_id",
-            sorted(LEDGER_FINAL)).fetchall()
+        stranded = intent_store.stranded(con, LEDGER_FINAL)
     if not stranded:
         return []
     done = []
@@ -67,7 +63,7 @@ def _resolve_stranded(ctx: "Context", now: datetime) -> list[tuple[str, str]]:
 
 def _expire_immediate(ctx: "Context", now: datetime) -> list[tuple[str, str]]:
     with ctx.ledger.connect() as con:
-        planned = it.query(con, "state = 'PLANNED' AND urgency = 'immediate'")
+        planned = intent_store.planned_immediate(con)
     closes: dict = {}
     late = [i for i in planned if now >= session_close_after(ctx, i.created_at, closes)]
     if not late:

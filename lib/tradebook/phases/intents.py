@@ -23,12 +23,14 @@ import hashlib
 import os
 import signal
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from tradebook.errors import TradebookError
 from tradebook.ledger import events
+from tradebook.ledger import intents as store
+# The row type and its plain reads/writes are the store's; re-exported because every phase says it.Intent.
+from tradebook.ledger.intents import COLUMNS, Intent, in_states, insert, load  # noqa: F401
 
 if TYPE_CHECKING:
     import duckdb
@@ -92,38 +94,6 @@ def phase_session(ctx: "Context") -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True)
-class Intent:
-    intent_id: str
-    created_at: datetime
-    run_id: str | None
-    kind: str
-    symbol: str
-    side: str
-    qty: float
-    order_type: str
-    limit_price: float | None
-    urgency: str
-    confidence: float | None
-    decision_price: float | None
-    decision_time: datetime | None
-    reason: str | None
-    state: str
-    attempt: int
-    gate_status: str | None
-    gate_reason: str | None
-    updated_at: datetime
-
-    @property
-    def display_state(self) -> str:
-        """EXIT intents read as EXIT_PLANNED etc. in tables (the seed's vocabulary)."""
-        return f"EXIT_{self.state}" if self.kind == "EXIT" else self.state
-
-
-COLUMNS = tuple(f.name for f in fields(Intent))
-_SELECT = f"SELECT {', '.join(COLUMNS)} FROM intents"
-
-
 def intent_id(day: date, symbol: str, kind: str, suffix: str | None = None) -> str:
     """Deterministic id from (session date, symbol, kind): deciding twice never duplicates."""
     if kind not in KINDS:
@@ -148,35 +118,7 @@ def client_order_id(intent: str, attempt: int) -> str:
     return f"tb-{digest}-a{attempt}"
 
 
-# --- rows -------------------------------------------------------------------------------------
-def insert(con: "duckdb.DuckDBPyConnection", intent: Intent) -> bool:
-    """Insert an intent unless its id exists; True when a row was written."""
-    placeholders = ", ".join("?" for _ in COLUMNS)
-    before = con.execute("SELECT count(*) FROM intents WHERE intent_id = ?", [intent.intent_id]).fetchall()[0][0]
-    if before:
-        return False
-    con.execute(f"INSERT INTO intents ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-                [getattr(intent, c) for c in COLUMNS])
-    return True
-
-
-def load(con: "duckdb.DuckDBPyConnection", iid: str) -> Intent | None:
-    rows = con.execute(f"{_SELECT} WHERE intent_id = ?", [iid]).fetchall()
-    return Intent(*rows[0]) if rows else None
-
-
-def query(con: "duckdb.DuckDBPyConnection", where: str = "TRUE", params: list | None = None) -> list[Intent]:
-    """Intents matching a SQL condition, oldest first."""
-    rows = con.execute(f"{_SELECT} WHERE {where} ORDER BY created_at, intent_id", params or []).fetchall()
-    return [Intent(*r) for r in rows]
-
-
-def in_states(con: "duckdb.DuckDBPyConnection", states: Iterable[str]) -> list[Intent]:
-    states = list(states)
-    marks = ", ".join("?" for _ in states)
-    return query(con, f"state IN ({marks})", states)
-
-
+# --- rows (stored by tradebook.ledger.intents) -------------------------------------------------
 def transition(con: "duckdb.DuckDBPyConnection", iid: str, to: str, *, reason: str, now: datetime,
                run_id: str | None = None, attempt: int | None = None) -> Intent:
     """Move an intent to ``to`` (checked against TRANSITIONS) and record an audit event."""
@@ -186,8 +128,7 @@ def transition(con: "duckdb.DuckDBPyConnection", iid: str, to: str, *, reason: s
     if to not in TRANSITIONS[current.state]:
         raise InvalidTransition(f"intent {iid}: {current.state} -> {to} is not allowed")
     new_attempt = current.attempt if attempt is None else attempt
-    con.execute("UPDATE intents SET state = ?, attempt = ?, updated_at = ? WHERE intent_id = ?",
-                [to, new_attempt, now, iid])
+    store.set_state(con, iid, to, new_attempt, now)
     events.record(con, f"INTENT_{to}", run_id=run_id, symbol=current.symbol, qty=current.qty,
                   price=current.decision_price, reason=reason, ts=now,
                   data={"intent_id": iid, "from": current.state, "to": to, "kind": current.kind,

@@ -137,14 +137,14 @@ def _protective_exits(ctx: "Context", report: MonitorReport, close: datetime) ->
     from tradebook.phases.positions import load_positions
 
     from tradebook.phases.cancel_first import renew_stuck_exits
+    from tradebook.ledger import intents as intent_store
 
     now = report.now
     renew_stuck_exits(ctx, now)
     with ctx.ledger.connect() as con:
         positions = load_positions(con)
         active = it.in_states(con, [it.PLANNED, it.SUBMITTED])
-        known = {r[0] for r in con.execute("SELECT intent_id FROM intents WHERE intent_id LIKE ?",
-                                           [f"{_day(now):%Y%m%d}-%"]).fetchall()}
+        known = intent_store.ids_with_prefix(con, f"{_day(now):%Y%m%d}-")
         # immediate intents left over (planned by decide, or a tick that died before sending) go now too
         # (flatten's own intents excepted: only flatten sends them, EXIT-8)
         leftover = [i for i in active if i.urgency == "immediate" and i.state == it.PLANNED and not it.is_flatten(i)]

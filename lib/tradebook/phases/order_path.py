@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from tradebook.ledger import cooldowns as cooldown_store
 from tradebook.ledger import events
+from tradebook.ledger import orders as order_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import needs_cancel_first
 from tradebook.errors import (BrokerRejected, BrokerUnavailable, CircuitOpen, DuplicateClientOrderId,
@@ -162,18 +163,14 @@ def _record_rejection(ctx: "Context", intent: it.Intent, result: "GateResult", n
 def _unsend(con, intent: it.Intent, now: datetime) -> None:
     """A resumed intent stopped before sending: its pending row never reached the broker (looked up)."""
     if intent.state == it.SUBMITTED:
-        con.execute("UPDATE orders SET status = 'not_sent', updated_at = ? WHERE intent_id = ? AND attempt = ? "
-                    "AND status IN ('pending_submit', 'unknown')", [now, intent.intent_id, intent.attempt])
+        order_store.mark_not_sent(con, intent.intent_id, intent.attempt, now)
 
 
 def _insert_order_row(con, request: "OrderRequest", intent: it.Intent, attempt: int, now: datetime) -> None:
-    con.execute("INSERT OR REPLACE INTO orders (client_order_id, intent_id, attempt, broker_id, symbol, side, qty, "
-                "order_type, limit_price, time_in_force, status, filled_qty, filled_avg_price, reject_reason, "
-                "submitted_at, updated_at) VALUES (?,?,?,NULL,?,?,?,?,?,?,'pending_submit',0,NULL,NULL,?,?)",
-                [request.client_order_id, intent.intent_id, attempt, request.symbol, request.side,
-                 float(request.qty), request.order_type,
-                 None if request.limit_price is None else float(request.limit_price), request.time_in_force,
-                 now, now])
+    order_store.insert_pending(con, request.client_order_id, intent.intent_id, attempt, request.symbol, request.side,
+                               float(request.qty), request.order_type,
+                               None if request.limit_price is None else float(request.limit_price),
+                               request.time_in_force, now)
 
 
 def _send(ctx: "Context", run: "GateRun", intent: it.Intent, proposed: "ProposedOrder", request: "OrderRequest",
@@ -266,7 +263,7 @@ def _adopt(ctx: "Context", intent: it.Intent, cid: str, attempt: int, order: "Or
     from tradebook.broker.base import OrderRequest, to_qty
 
     with ctx.ledger.connect() as con:
-        known = con.execute("SELECT count(*) FROM orders WHERE client_order_id = ?", [cid]).fetchall()[0][0]
+        known = order_store.exists(con, cid)
     if not known:  # the ledger lost the row (e.g. restored from a backup): rebuild it from the broker
         request = OrderRequest(order.symbol, order.side, to_qty(order.qty), cid, order.order_type,
                                None if order.limit_price is None else Decimal(str(order.limit_price)), "day")
@@ -327,8 +324,7 @@ def _siblings(ctx: "Context", intent: it.Intent) -> set[str]:
     if parent == intent.intent_id:
         return set()
     with ctx.ledger.connect() as con:
-        rows = con.execute("SELECT client_order_id, intent_id FROM orders WHERE symbol = ? "
-                           "AND starts_with(intent_id, ?)", [intent.symbol, parent]).fetchall()
+        rows = order_store.ids_on_symbol_with_prefix(con, intent.symbol, parent)
     return {cid for cid, iid in rows if parent_of(iid) == parent}
 
 
@@ -352,8 +348,7 @@ def _mark_order(ctx: "Context", intent: it.Intent, cid: str, status: str, reason
 
 
 def _set_order(con, ctx: "Context", intent: it.Intent, cid: str, status: str, reason: str, now: datetime) -> None:
-    con.execute("UPDATE orders SET status = ?, reject_reason = ?, updated_at = ? WHERE client_order_id = ?",
-                [status, reason, now, cid])
+    order_store.set_status(con, cid, status, reason, now)
     events.record(con, f"ORDER_{status.upper()}", run_id=ctx.run_id, symbol=intent.symbol, qty=intent.qty,
                   reason=reason, ts=now, data={"client_order_id": cid, "intent_id": intent.intent_id})
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable
 from tradebook.broker.base import FINAL_STATUSES, is_known_status
 from tradebook.ledger import events
 from tradebook.errors import BrokerUnavailable
+from tradebook.ledger import orders as order_store
 from tradebook.phases.positions import EPS
 
 if TYPE_CHECKING:
@@ -55,23 +56,9 @@ class OrderRow:
     intent_attempt: int
 
 
-ORDER_ROW_SQL = (
-    "SELECT o.client_order_id, o.intent_id, o.attempt, o.broker_id, o.symbol, o.side, o.qty, o.status, "
-    "o.filled_qty, o.filled_avg_price, o.submitted_at, i.urgency, i.decision_price, i.confidence, i.state, "
-    "i.attempt FROM orders o JOIN intents i USING (intent_id)")
-
-
 def open_order_rows(con: "duckdb.DuckDBPyConnection", cids: Iterable[str] | None = None) -> list[OrderRow]:
     """Our orders the ledger still considers working, whatever their status (VEN-1); optionally only ``cids``."""
-    marks = ", ".join("?" for _ in LEDGER_FINAL)
-    sql, params = f"{ORDER_ROW_SQL} WHERE o.status NOT IN ({marks})", sorted(LEDGER_FINAL)
-    if cids is not None:
-        cids = list(cids)
-        if not cids:
-            return []
-        sql += f" AND o.client_order_id IN ({', '.join('?' for _ in cids)})"
-        params += cids
-    return [OrderRow(*r) for r in con.execute(sql + " ORDER BY o.submitted_at, o.client_order_id", params).fetchall()]
+    return [OrderRow(*r) for r in order_store.with_intent(con, LEDGER_FINAL, cids)]
 
 
 @dataclass(frozen=True)
@@ -186,10 +173,8 @@ def apply_order_update(con: "duckdb.DuckDBPyConnection", u: OrderUpdate, ctx: "C
     from tradebook.phases.positions import FillInfo, apply_fill
 
     r = u.row
-    con.execute("UPDATE orders SET status = ?, broker_id = coalesce(?, broker_id), filled_qty = ?, "
-                "filled_avg_price = ?, reject_reason = coalesce(?, reject_reason), updated_at = ? "
-                "WHERE client_order_id = ?",
-                [u.status, u.broker_id, u.filled_qty, u.filled_avg_price, u.reject_reason, now, r.client_order_id])
+    order_store.record_broker_view(con, r.client_order_id, u.status, u.broker_id, u.filled_qty, u.filled_avg_price,
+                                   u.reject_reason, now)
     events.record(con, f"ORDER_{u.status.upper()}", run_id=ctx.run_id, symbol=r.symbol, qty=u.filled_qty,
                   price=u.filled_avg_price, reason=u.reason, ts=now,
                   data={"client_order_id": r.client_order_id, "intent_id": r.intent_id, "from": r.status})

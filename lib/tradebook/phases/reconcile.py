@@ -23,6 +23,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from tradebook.ledger import closed_today, events
+from tradebook.ledger import intents as intent_store
+from tradebook.ledger import orders as order_store
 from tradebook.ledger import meta as ledger_meta
 from tradebook.ledger import positions as position_store
 from tradebook.ledger import trades as trade_store
@@ -169,13 +171,10 @@ class _LedgerMoved(LedgerError):
     """The ledger changed between our read and our write (another writer): redo the reconcile."""
 
 
-_FINGERPRINT = ("SELECT (SELECT count(*) FROM orders), (SELECT max(updated_at) FROM orders), "
-                "(SELECT max(updated_at) FROM intents)")
-
-
 def _fingerprint(con: "duckdb.DuckDBPyConnection") -> tuple:
     """What changes whenever another writer touches orders, intents, positions or trades."""
-    return (*con.execute(_FINGERPRINT).fetchall()[0], *position_store.version(con), trade_store.count(con))
+    return (*order_store.fingerprint(con), intent_store.last_update(con), *position_store.version(con),
+            trade_store.count(con))
 
 
 def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
@@ -239,8 +238,7 @@ def _read_ledger(ctx: "Context", cids: Iterable[str] | None, light: bool):
     with ctx.ledger.connect() as con:
         rows = open_order_rows(con, cids)
         positions = load_quantities(con)
-        first = not positions and not (trade_store.count(con)
-                                       + con.execute("SELECT count(*) FROM orders").fetchone()[0])
+        first = not positions and not (trade_store.count(con) + order_store.count(con))
         mark = None if light else ledger_meta.get(con, ledger_meta.RECONCILE_KEY)
         return rows, positions, first, _fingerprint(con), mark
 

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any, Mapping
 from tradebook.ledger import controls as control_store
 from tradebook.ledger import equity as equity_store
 from tradebook.ledger import fills as fill_store
+from tradebook.ledger import intents as intent_store
 from tradebook.ledger import positions as position_store
 from tradebook.ledger import runs as run_store
 from tradebook.ledger import trades as trade_store
+from tradebook.ledger import verdicts as verdict_store
 
 if TYPE_CHECKING:
     import duckdb
@@ -33,21 +35,6 @@ if TYPE_CHECKING:
 TZ = "America/New_York"
 OPEN_STATES = ("PLANNED", "SUBMITTED")  # PARTIAL is terminal (see tradebook.phases.intents)
 SECTIONS = ("summary", "pnl", "exposure", "fills", "rejections", "controls", "intents", "runs")
-
-SQL = {
-    "rejections": """
-        SELECT rule, reason_code, count(*) AS rejections, max(ts) AS last_seen
-        FROM verdicts WHERE severity = 'reject' GROUP BY ALL ORDER BY rejections DESC, rule""",
-    "warnings": "SELECT rule, reason_code, count(*) AS warnings FROM verdicts WHERE severity = 'warn' "
-                "GROUP BY ALL ORDER BY warnings DESC",
-    "intents": f"""SELECT created_at, intent_id, kind, symbol, side, qty, order_type, limit_price, urgency,
-                          confidence, decision_price,
-                          CASE WHEN kind = 'EXIT' THEN 'EXIT_' || state ELSE state END AS state,
-                          attempt, gate_status, gate_reason, reason
-                   FROM intents WHERE state IN {OPEN_STATES} ORDER BY created_at, intent_id""",
-    "counts": f"""SELECT (SELECT count(*) FROM intents WHERE state IN {OPEN_STATES}),
-                        (SELECT count(*) FROM intents WHERE gate_status = 'reject')""",
-}
 
 
 @dataclass
@@ -104,8 +91,8 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
         con.execute(f"SET TimeZone = '{TZ}'")
         frames = _read_frames(con, limit)
         hist = fill_store.slippage_histogram(con)
-        counts = (fill_store.count(con), *trade_store.totals(con), *con.execute(SQL["counts"]).fetchone(),
-                  control_store.open_incidents(con))
+        counts = (fill_store.count(con), *trade_store.totals(con), intent_store.count_open(con, OPEN_STATES),
+                  intent_store.count_gate_rejected(con), control_store.open_incidents(con))
         stamps = [fill_store.last_ts(con), control_store.last_ts(con), equity_store.last_ts(con)]
     asof = live.get("now") or max((t for t in stamps if t is not None), default=None)
     price_map = dict(live.get("prices", {}), **(prices or {}))
@@ -123,14 +110,12 @@ def build_report(ctx: "Context", *, prices: Mapping[str, float] | None = None, u
 
 def _read_frames(con: "duckdb.DuckDBPyConnection", limit: int) -> dict[str, "pd.DataFrame"]:
     """The ledger's listings and aggregations, one frame per name (the newest ``limit`` rows of listings)."""
-    def sql(name: str) -> "pd.DataFrame":
-        return con.execute(SQL[name], [limit] if "?" in SQL[name] else []).df()
-
     return {"equity": equity_store.daily(con, TZ), "positions": position_store.open_listing(con),
             "fills": fill_store.recent(con, limit), "slippage": fill_store.slippage(con),
-            "rejections": sql("rejections"), "warnings": sql("warnings"),
+            "rejections": verdict_store.rejection_counts(con), "warnings": verdict_store.warning_counts(con),
             "incidents": control_store.recent_incidents(con, limit),
-            "controls": control_store.recent_controls(con, limit), "intents": sql("intents"),
+            "controls": control_store.recent_controls(con, limit),
+            "intents": intent_store.open_listing(con, OPEN_STATES),
             # In sim mode a run's time that matters is the simulated clock (sim_time), not the wall clock.
             "runs": run_store.by_phase(con), "failed_runs": run_store.failed(con, 10)}
 

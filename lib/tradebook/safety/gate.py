@@ -247,11 +247,11 @@ def evaluate(order: ProposedOrder, view: PortfolioView, ctx: GateContext,
 def record(con: "duckdb.DuckDBPyConnection", intent_id: str, run_id: str | None, ts: datetime,
            result: GateResult) -> None:
     """Store every verdict with the intent, inside the caller's transaction."""
+    from tradebook.ledger import intents as intent_store
     from tradebook.ledger.verdicts import append_verdicts
 
     append_verdicts(con, intent_id, run_id, ts, ((v.rule, v.severity, v.code, v.detail) for v in result.verdicts))
-    con.execute("UPDATE intents SET gate_status = ?, gate_reason = ?, updated_at = ? WHERE intent_id = ?",
-                ["pass" if result.passed else "reject", result.reason, ts, intent_id])
+    intent_store.set_gate(con, intent_id, "pass" if result.passed else "reject", result.reason, ts)
 
 
 class GateRun:
