@@ -9,6 +9,7 @@ import pytest
 
 from tradebook import alerts
 from tradebook.errors import ConfigError
+from tradebook.ledger import events
 from tradebook.ledger.db import Ledger
 from tradebook.logs import reset_logging, setup_logging
 
@@ -31,7 +32,7 @@ def webhook():
 
 
 def stored(ledger: Ledger) -> list[tuple]:
-    return ledger.rows("SELECT kind, reason, data FROM events WHERE kind = 'ALERT' ORDER BY event_id")
+    return [(e.kind, e.reason, e.data) for e in ledger.read(events.find, "ALERT")]
 
 
 def test_ops5_when_alert_with_apprise_url_then_delivered_stored_and_logged(make_params, root: Path, webhook):
@@ -47,7 +48,7 @@ def test_ops5_when_alert_with_apprise_url_then_delivered_stored_and_logged(make_
     assert "daily loss limit hit" in webhook.received[0]["message"]
     assert webhook.received[0]["type"] == "failure"
     (kind, reason, data), = stored(ledger)
-    assert reason == "daily loss limit hit" and json.loads(data) == {"alert": "FREEZE", "loss_pct": 0.021}
+    assert reason == "daily loss limit hit" and data == {"alert": "FREEZE", "loss_pct": 0.021}
     log = [json.loads(x) for p in logs_dir.glob("*.jsonl") for x in p.read_text().splitlines()]
     assert any(line["message"] == "ALERT FREEZE: daily loss limit hit" and line["level"] == "CRITICAL"
                for line in log)

@@ -27,7 +27,7 @@ def make_ledger(path: Path, events: int = 3) -> Ledger:
 
 
 def count_events(path: Path) -> int:
-    return Ledger(path, create=False).scalar("SELECT count(*) FROM events WHERE kind = 'TEST'")
+    return Ledger(path, create=False).read(event_store.count, "TEST")
 
 
 def test_ops3_when_backup_taken_then_named_copy_opens_with_same_rows(tmp_path: Path):
@@ -101,13 +101,15 @@ def test_ops1_when_another_process_holds_the_ledger_then_backup_waits_for_it(tmp
     """OPS-1: the copy is taken under DuckDB's lock, after the writer lets go, never half-way."""
     path = tmp_path / "runs" / "ledger.duckdb"
     make_ledger(path, events=1)
-    holder = subprocess.Popen([sys.executable, "-c", (
+    holder = subprocess.Popen([sys.executable, "-c", (  # a raw connection: it holds DuckDB's lock for a second
         "import duckdb, sys, time\n"
+        "from tradebook.ledger import events\n"
         f"con = duckdb.connect({str(path)!r})\n"
-        "con.execute(\"INSERT INTO events (ts, kind, reason) VALUES (now(), 'TEST', 'held')\")\n"
+        "events.record(con, 'TEST', reason='held')\n"
         "print('held', flush=True)\n"
         "time.sleep(1.0)\n"
-        "con.close()\n")], stdout=subprocess.PIPE, text=True)
+        "con.close()\n")], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")})
     try:
         assert holder.stdout.readline().strip() == "held"
         made = backup(path, now=T0)

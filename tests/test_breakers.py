@@ -17,6 +17,7 @@ from tradebook.safety.breakers import (check_breakers, current_peak, reset_peak,
 from tradebook.context import Context
 from tradebook.errors import BrokerError
 from tradebook.ledger import equity as equity_store
+from tradebook.ledger import events
 from tradebook.ledger.db import Ledger
 from tradebook.params import Params
 from trading_helpers import control_rows
@@ -124,7 +125,7 @@ def test_reset_peak_when_operator_accepts_loss_then_peak_restarts(tmp_path):
         assert update_snapshots(con, T0 + timedelta(hours=2), 101_000.0, None).peak == 101_000.0
         with pytest.raises(ValueError):
             reset_peak(con, T0, 100_000.0, "  ")
-    assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'PEAK_RESET'") == 1
+    assert ledger.read(events.count, "PEAK_RESET") == 1
 
 
 # --- run_breakers (SimBroker + controls) ---------------------------------------------------
@@ -151,14 +152,12 @@ def test_run_breakers_when_daily_loss_then_frozen_with_alerts_once(sim_ctx):
     trips = run_breakers(ctx)
     assert {("BRK-1", "DAILY_LOSS"), ("BRK-2", "SESSION_DRAWDOWN")} <= {(t.brk, t.code) for t in trips}
     assert controls.effective_state(ctx.params, ctx.root, ctx.ledger).state == "FROZEN"
-    alerts = ctx.ledger.rows("SELECT json_extract_string(data, '$.code') FROM events WHERE kind = 'ALERT' "
-                             "AND json_extract_string(data, '$.alert') = 'BREAKER' ORDER BY event_id")
-    assert ("DAILY_LOSS",) in alerts and ("SESSION_DRAWDOWN",) in alerts
+    alerts = [e.data["code"] for e in ctx.ledger.read(events.find, "ALERT", alert="BREAKER")]
+    assert "DAILY_LOSS" in alerts and "SESSION_DRAWDOWN" in alerts
     assert [(c["actor"], c["source"]) for c in control_rows(ctx)] == [("breaker", "BRK-1")]
     assert run_breakers(ctx)                                # still tripped ...
     assert len(control_rows(ctx)) == 1                      # ... no new row
-    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' "
-                             "AND json_extract_string(data, '$.alert') = 'BREAKER'") == len(alerts)
+    assert ctx.ledger.read(events.count, "ALERT", alert="BREAKER") == len(alerts)
 
 
 def test_run_breakers_when_session_drawdown_then_reduce_only_and_sticky_for_session(sim_ctx):
@@ -259,7 +258,7 @@ def test_monitor_when_account_read_fails_then_breakers_skipped_and_stop_loss_sti
     report = run_monitor(ctx)
     assert report.breaker_trips == [] and [e.code for e in report.exits] == ["STOP_LOSS"]
     assert ctx.broker.positions() == []
-    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'BREAKERS_SKIPPED'") == 1
+    assert ctx.ledger.read(events.count, "BREAKERS_SKIPPED") == 1
 
 
 def test_brk1_when_alpaca_account_has_last_equity_then_adapter_reports_it():

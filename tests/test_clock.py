@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from tradebook.safety import controls
 from tradebook.clock import operator_now
+from tradebook.ledger import events
 from tradebook.safety.killswitch import flag_path, read_flag
 from trading_helpers import EXEC_DAY, control_rows, make_ctx, ny
 
@@ -19,7 +20,7 @@ def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_c
     assert read_flag(flag_path(ctx.params, root)).since == sim_time
     controls.resume(ctx.params, root, "drill over")
     stamps = [c["ts"] for c in control_rows(ctx)]
-    stamps += [ts for (ts,) in ctx.ledger.rows("SELECT ts FROM events WHERE kind LIKE 'CONTROL_%'")]
+    stamps += [e.ts for e in ctx.ledger.read(events.find, kind_prefix="CONTROL_")]
     assert len(stamps) == 4 and set(stamps) == {sim_time}
 
 
@@ -45,7 +46,7 @@ def test_run_failed_event_when_sim_phase_fails_then_stamped_with_the_simulated_c
     record = run_phase("reconcile", root=root, notebook=broken, raise_on_failure=False,
                        overrides={"sim.start_date": "2011-07-01"})
     assert record.status == "FAILED"
-    assert ctx.ledger.scalar("SELECT ts FROM events WHERE kind = 'RUN_FAILED'") == sim_time
+    assert [e.ts for e in ctx.ledger.read(events.find, "RUN_FAILED")] == [sim_time]
 
 
 def test_fallback_now_when_params_invalid_then_sim_state_clock_unless_file_says_paper_or_live(root):

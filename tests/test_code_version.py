@@ -8,13 +8,14 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from tradebook.engine import code_version as cv
 from tradebook.engine import kernelpool
 from tradebook.engine.kernelpool import KernelPool
 from tradebook.engine.runner import run_phase
+from tradebook.ledger import runs
+from tradebook.ledger.db import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +30,9 @@ def _run(project: Path, pool, name: str):
 
 
 def _row(project: Path, run_id: str) -> tuple:
-    con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
-    try:
-        return con.execute("SELECT code_version, kernel_pid, stopped_early FROM runs WHERE run_id = ?",
-                           [run_id]).fetchone()
-    finally:
-        con.close()
+    with Ledger(project / "runs" / "ledger.duckdb", create=False).connect(read_only=True) as con:
+        row = runs.get(con, run_id)
+    return row["code_version"], row["kernel_pid"], row["stopped_early"]
 
 
 def test_code_version_when_sources_outside_git_edited_then_hash_changes(tmp_path):

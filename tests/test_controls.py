@@ -15,6 +15,7 @@ from tradebook.safety.controls import (effective_state, flag_path, freeze, halt,
 from tradebook.errors import ControlRefused, LedgerLocked
 from tradebook.phases.flatten import flatten
 from tradebook.ledger import controls as control_store
+from tradebook.ledger import events
 from tradebook.ledger import trades as trade_store
 from tradebook.ledger.db import Ledger
 from trading_helpers import stored_intents, stored_verdicts
@@ -57,7 +58,7 @@ def _controls(ledger: Ledger) -> list[tuple]:
 
 
 def _event_kinds(ledger: Ledger) -> list[str]:
-    return [r[0] for r in ledger.rows("SELECT kind FROM events ORDER BY event_id")]
+    return [e.kind for e in ledger.read(events.find)]
 
 
 # --- CTL-1: sources ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,9 @@ import pytest
 
 from tradebook.broker.sim.broker import SimBroker
 from tradebook.ops.health import DaemonAlreadyRunning, DaemonLock, check_health, heartbeat_path, read_heartbeat
+from tradebook.ledger import events, heartbeats, runs
 from tradebook.ledger import fills as fill_store
+from tradebook.ledger.backup import BACKUP_EVENT
 from tradebook.ledger.db import Ledger
 from tradebook.ops.schedule import day_plan, parse_clock_time
 from trading_helpers import stored_intents, stored_orders
@@ -94,9 +96,10 @@ class RecordingRunner:
         run_id = f"{now:%Y%m%d%H%M%S}-{phase}-{len(self.calls)}"
         self.calls.append((phase, now))
         status = "FAILED" if phase in self.fail else "OK"
-        self.ledger.execute("INSERT INTO runs (run_id, phase, started_at, status, sim_time, error) "
-                            "VALUES (?, ?, now(), ?, ?, ?)", [run_id, phase, status, now,
-                                                             "ValueError: boom" if status == "FAILED" else None])
+        with self.ledger.transaction() as con:
+            runs.start(con, run_id, phase, started_at=datetime.now(timezone.utc), sim_time=now)
+            runs.finish(con, run_id, status, datetime.now(timezone.utc),
+                        "ValueError: boom" if status == "FAILED" else None)
         if status == "FAILED":
             raise PhaseFailed(f"phase {phase} failed", run_id=run_id, phase=phase, error="ValueError: boom",
                               notebook_path=f"runs/{run_id}.ipynb")
@@ -126,9 +129,7 @@ def run_counts(ledger: Ledger, params) -> dict[tuple[date, str], int]:
             if slot.phase == "backup":
                 continue
             lo = slot.done_from if slot.phase != "reconcile" else slot.done_from.replace(hour=0, minute=0)
-            counts[(day, slot.phase)] = ledger.scalar(
-                "SELECT count(*) FROM runs WHERE phase = ? AND sim_time >= ? AND sim_time < ?",
-                [slot.phase, lo, slot.done_until])
+            counts[(day, slot.phase)] = ledger.read(runs.count, phase=slot.phase, since=lo, until=slot.done_until)
     return counts
 
 
@@ -171,16 +172,15 @@ def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_
         assert counts[(day, "execute")] == (0 if day == date(2011, 11, 22) else 1), (day, counts)
         assert counts[(day, "decide")] == 1 and counts[(day, "report")] == 1, (day, counts)
         assert counts[(day, "reconcile")] >= 1, (day, counts)
-    assert ledger.scalar("SELECT count(*) FROM runs WHERE status <> 'OK'") == 0, ledger.rows(
-        "SELECT phase, status, error FROM runs WHERE status <> 'OK'")
+    every_run = sorted(ledger.read(runs.latest, None), key=lambda r: (r.sim_time, r.started_at))
+    assert [(r.phase, r.status, r.error) for r in every_run if r.status != "OK"] == []
 
     # The holiday: no execute; Wednesday's decide caught up on Thursday, before Friday's open.
-    holiday = ledger.rows("SELECT phase FROM runs WHERE sim_time >= ? AND sim_time < ? ORDER BY sim_time",
-                          [ny("2011-11-24T00:00"), ny("2011-11-25T00:00")])
-    assert [p for (p,) in holiday] == ["reconcile", "decide", "report"]
+    holiday = [r.phase for r in every_run if ny("2011-11-24T00:00") <= r.sim_time < ny("2011-11-25T00:00")]
+    assert holiday == ["reconcile", "decide", "report"]
     # The half day: decide after the 13:00 close.
-    assert ledger.scalar("SELECT sim_time FROM runs WHERE phase = 'decide' AND sim_time >= ? AND sim_time < ?",
-                         [ny("2011-11-25T00:00"), ny("2011-11-26T00:00")]) == ny("2011-11-25T13:15")
+    assert [r.sim_time for r in every_run if r.phase == "decide"
+            and ny("2011-11-25T00:00") <= r.sim_time < ny("2011-11-26T00:00")] == [ny("2011-11-25T13:15")]
 
     # EXIT-3: what Monday's decide planned stayed PLANNED through Tuesday (no order sent then).
     intents, orders = stored_intents(ledger), stored_orders(ledger)
@@ -203,20 +203,19 @@ def test_ops4_when_daemon_runs_a_week_killed_and_restarted_then_each_phase_once_
     assert len(fills) == len(broker_ids)
 
     # Alerts stored and delivered to the local webhook.
-    stored = {r[0] for r in ledger.rows("SELECT data->>'$.alert' FROM events WHERE kind = 'ALERT'")}
+    stored = {e.data["alert"] for e in ledger.read(events.find, "ALERT")}
     assert {"DAEMON_START", "DAEMON_STOP", "MISSED_WINDOW"} <= stored
     assert alerts_seen.count("[tradebook sim] DAEMON_START") == 3
     assert alerts_seen.count("[tradebook sim] DAEMON_STOP") == 2  # the SIGKILLed one could not say goodbye
     assert "[tradebook sim] MISSED_WINDOW" in alerts_seen
-    missed = ledger.rows("SELECT reason FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'MISSED_WINDOW' "
-                         "AND data->>'$.phase' = 'execute'")
-    assert len(missed) == 1 and "execute for 2011-11-22 missed" in missed[0][0]
+    missed = [e.reason for e in ledger.read(events.find, "ALERT", alert="MISSED_WINDOW", phase="execute")]
+    assert len(missed) == 1 and "execute for 2011-11-22 missed" in missed[0]
     assert monday  # Monday's decide planned something, so the missed window mattered
 
     # Liveness and backups.
     assert read_heartbeat(heartbeat_path(params, root)).state == "stopped"
-    assert ledger.scalar("SELECT count(*) FROM heartbeats WHERE component = 'daemon'") == 1
-    backups = {r[0] for r in ledger.rows("SELECT data->>'$.session' FROM events WHERE kind = 'BACKUP'")}
+    assert list(ledger.read(heartbeats.details, ["daemon"])) == ["daemon"]
+    backups = {e.data["session"] for e in ledger.read(events.find, BACKUP_EVENT)}
     assert {d.isoformat() for d in SESSIONS} <= backups
     assert len(list((root / "runs" / "backups").glob("ledger-2011112*"))) >= 5
 

@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import pytest
 
+from tradebook.ledger import events
 from tradebook.phases.decide import plan, run_decide
 from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
 from trading_helpers import (DECIDE_DAY, decide_time, hold, intent_state, make_ctx, mid, ny, plant, stored_intents,
@@ -27,7 +28,7 @@ def _exit(symbol: str, price: float = 100.0, urgency: str = "normal") -> ExitSig
 
 
 def _decisions(ctx) -> list[tuple]:
-    return ctx.ledger.rows("SELECT symbol, reason FROM events WHERE kind = 'DECISION' ORDER BY event_id")
+    return [(e.symbol, e.reason) for e in ctx.ledger.read(events.find, "DECISION")]
 
 
 def test_exit1_exit2_when_exit_signal_for_held_position_then_exit_planned_limit_intent(dctx):
@@ -109,8 +110,8 @@ def test_exit3_when_new_plan_for_symbol_then_older_planned_intent_superseded(dct
     report = plan(dctx, Signals([], [_exit("MSFT")]), dctx.now())
     assert report.superseded == [old.intent_id]
     assert intent_state(dctx, old.intent_id) == "EXPIRED"
-    assert "superseded by 20110720-MSFT-EXIT" in dctx.ledger.scalar(
-        "SELECT reason FROM events WHERE kind = 'INTENT_EXPIRED'")
+    expired, = dctx.ledger.read(events.find, "INTENT_EXPIRED")
+    assert "superseded by 20110720-MSFT-EXIT" in expired.reason
 
 
 def test_decide_when_strategy_runs_on_sim_bars_then_every_decision_logged_and_approved_ones_planned(root):
@@ -121,7 +122,7 @@ def test_decide_when_strategy_runs_on_sim_bars_then_every_decision_logged_and_ap
     assert report.n_entry_signals >= 1
     approved = {d.decision_id for d in report.decisions if d.approved}
     assert {i.intent_id for i in stored_intents(ctx.ledger)} == approved
-    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'DECISION'") == len(report.decisions)
+    assert ctx.ledger.read(events.count, "DECISION") == len(report.decisions)
     for d in report.decisions:
         assert d.price > 0 and d.reason
     assert set(report.tables()) >= {"decisions", "approved (intents)", "rejected (with reason)"}

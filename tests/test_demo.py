@@ -8,6 +8,7 @@ import pytest
 
 from tradebook.demo import PHASES, run_demo
 from tradebook.ledger import fills as fill_store
+from tradebook.ledger import runs
 from tradebook.ledger.db import Ledger
 from trading_helpers import stored_intents, stored_orders, stored_verdicts
 
@@ -45,8 +46,8 @@ def test_demo_when_run_then_every_phase_of_every_day_has_an_executed_notebook(de
 
 def test_demo_when_run_then_ledger_has_runs_intents_with_verdicts_orders_and_fills(demo_root: Path):
     ledger = Ledger(demo_root / "runs" / "ledger.duckdb")
-    assert ledger.scalar("SELECT count(*) FROM runs WHERE status = 'OK'") == DAYS * len(PHASES)
-    assert ledger.scalar("SELECT count(*) FROM runs WHERE params_hash IS NULL") == 0
+    assert ledger.read(runs.count, status="OK") == DAYS * len(PHASES)
+    assert all(r.params_hash for r in ledger.read(runs.latest, None))
     intents, orders = stored_intents(ledger), stored_orders(ledger)
     assert intents
     # every intent that reached the broker has its verdicts stored, and a passing one
@@ -65,9 +66,9 @@ def test_demo_when_run_then_report_html_is_written(demo_root: Path):
 def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(demo_root: Path):
     """A second demo continues after the first one's sessions (the sim state persists)."""
     ledger = Ledger(demo_root / "runs" / "ledger.duckdb")
-    before = ledger.scalar("SELECT max(sim_time) FROM runs")
+    before = max(r.sim_time for r in ledger.read(runs.latest, None) if r.sim_time)
     summary = run_demo(1, root=demo_root)
-    assert ledger.scalar("SELECT min(sim_time) FROM runs WHERE sim_time > ?", [before]) is not None
+    assert any(r.sim_time and r.sim_time > before for r in ledger.read(runs.latest, None))
     cids = [o.client_order_id for o in stored_orders(ledger)]
     assert len(cids) == len(set(cids))
     # Issue 13 item 5: the summary counts this demo's own sessions, not the whole ledger's history.

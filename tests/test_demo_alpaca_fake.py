@@ -14,6 +14,7 @@ from tradebook.testing.alpaca_fake.server import DEMO_KEYS
 from tradebook.demo import PHASES, run_demo
 from tradebook.ledger import controls as control_store
 from tradebook.ledger import positions as position_store
+from tradebook.ledger import runs
 from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
@@ -28,12 +29,11 @@ def test_demo_on_alpaca_fake_when_run_then_phases_ok_and_no_secret_anywhere(root
     assert summary.failures == [] and summary.notebooks == 2 * len(PHASES)
     ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper has its own default ledger
     assert not (root / "runs" / "ledger.duckdb").exists()
-    assert ledger.scalar("SELECT count(*) FROM runs WHERE status = 'OK'") == 2 * len(PHASES)
+    assert ledger.read(runs.count, status="OK") == 2 * len(PHASES)
     # One clock: notebooks are filed under the fake's simulated session dates, not today's.
     days = sorted(p.name for p in (root / "runs").glob("20*") if p.is_dir())
     assert len(days) == 2 and all(d.startswith("2011-07-") for d in days), days
-    assert ledger.scalar("SELECT count(DISTINCT json_extract_string(params_json, '$.mode')) FROM runs") == 1
-    assert ledger.scalar("SELECT any_value(json_extract_string(params_json, '$.mode')) FROM runs") == "paper"
+    assert ledger.read(runs.modes) == {"paper"}
 
     secrets = [*USER_KEYS, *DEMO_KEYS]
     files = [p for p in (root / "runs").rglob("*") if p.is_file()]

@@ -9,6 +9,7 @@ import pytest
 from tradebook.safety import controls
 from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
+from tradebook.ledger import closed_today, cooldowns, events
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
 from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, fills, hold, intent_state, intent_states,
@@ -69,9 +70,8 @@ def test_exit3_when_window_missed_then_alert_once_and_intent_stays_planned(ectx)
     report = run_execute(ectx)
     assert sorted(report.missed) == sorted([EXIT_ID, AAPL_ID, IBM_ID]) and broker_orders(ectx) == []
     run_execute(ectx)
-    alerts = ectx.ledger.rows("SELECT data->>'$.intent_id' FROM events WHERE kind = 'ALERT' "
-                              "AND data->>'$.alert' = 'MISSED_WINDOW'")
-    assert sorted(a[0] for a in alerts) == sorted([EXIT_ID, AAPL_ID, IBM_ID])
+    alerts = ectx.ledger.read(events.find, "ALERT", alert="MISSED_WINDOW")
+    assert sorted(a.data["intent_id"] for a in alerts) == sorted([EXIT_ID, AAPL_ID, IBM_ID])
     assert set(_states(ectx).values()) == {"PLANNED"}
 
 
@@ -130,7 +130,8 @@ def test_exe1_when_broker_already_has_the_client_id_then_adopted_not_resent(ectx
     run_execute(ectx)
     assert [o[0] for o in broker_orders(ectx)].count(cid) == 1
     assert _states(ectx)[AAPL_ID] == "FILLED"
-    assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_SUBMITTED' AND reason LIKE 'adopted%'") == 1
+    submitted = ectx.ledger.read(events.find, "INTENT_SUBMITTED")
+    assert len([e for e in submitted if e.reason.startswith("adopted")]) == 1
 
 
 def test_exe1_when_pending_order_never_reached_broker_after_window_then_new_attempt_new_id(ectx):
@@ -155,7 +156,7 @@ def test_exe3_when_run_budget_spent_then_no_new_order_and_timeout_event(ectx):
     report = run_execute(ectx, budget_s=0.0)
     assert report.timed_out and broker_orders(ectx) == []
     assert set(_states(ectx).values()) == {"PLANNED"}
-    assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'EXECUTION_TIMEOUT'") == 1
+    assert ectx.ledger.read(events.count, "EXECUTION_TIMEOUT") == 1
 
 
 def test_exe5_when_fractional_refused_then_one_whole_share_retry_as_next_attempt(root):
@@ -170,8 +171,8 @@ def test_exe5_when_fractional_refused_then_one_whole_share_retry_as_next_attempt
     rows = [(o.client_order_id, o.qty, o.status) for o in _orders_of(ectx, AAPL_ID)]
     assert rows == [(it.client_order_id(AAPL_ID, 1), 10.5, "rejected"), (it.client_order_id(AAPL_ID, 2), 10.0, "filled")]
     assert intent_state(ectx, AAPL_ID) == "FILLED"
-    assert "whole-share retry" in ectx.ledger.scalar("SELECT reason FROM events WHERE kind = 'INTENT_SUBMITTED' "
-                                                     "AND data->>'$.attempt' = '2'")
+    retry, = ectx.ledger.read(events.find, "INTENT_SUBMITTED", attempt=2)
+    assert "whole-share retry" in retry.reason
 
 
 def test_exe2_when_broker_rejects_for_business_reason_then_failed_without_retry(ectx):
@@ -204,8 +205,7 @@ def test_exit7_when_halt_lifted_inside_window_then_planned_exit_executes(ectx):
     ectx.broker.advance_to(window_time(minutes_after_open=6))
     run_execute(ectx)
     assert intent_state(ectx, EXIT_ID) == "PLANNED"
-    assert ectx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_DEFERRED' "
-                              "AND data->>'$.intent_id' = ?", [EXIT_ID]) == 1
+    assert ectx.ledger.read(events.count, "INTENT_DEFERRED", intent_id=EXIT_ID) == 1
     controls.resume(ectx.params, ectx.root, "halt over")
     ectx.broker.advance_to(window_time(minutes_after_open=12))
     run_execute(ectx)
@@ -234,8 +234,8 @@ def test_pos3_when_symbol_closed_today_or_in_cooldown_then_entry_rejected(ectx):
     ectx.broker.advance_to(window_time())
     now = ectx.now()
     with ectx.ledger.transaction() as con:
-        con.execute("INSERT INTO closed_today VALUES ('AAPL', ?, ?)", [EXEC_DAY, now])
-        con.execute("INSERT INTO cooldowns VALUES ('IBM', ?)", [now - timedelta(minutes=5)])
+        closed_today.mark(con, "AAPL", EXEC_DAY, now)
+        cooldowns.touch(con, "IBM", now - timedelta(minutes=5))
     run_execute(ectx)
     reasons = {i.intent_id: i.gate_reason for i in stored_intents(ectx.ledger)}
     assert (reasons[AAPL_ID], reasons[IBM_ID], reasons[EXIT_ID]) == ("REENTRY", "COOLDOWN", "OK")

@@ -10,6 +10,7 @@ from tradebook.phases import intents as it
 from tradebook.broker.base import Order, OrderRequest
 from tradebook.phases.flatten import flatten
 from tradebook.errors import BrokerRejected
+from tradebook.ledger import events
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import sync_orders
@@ -115,8 +116,7 @@ def test_exit3_when_crash_after_fractional_rejection_then_sync_puts_intent_back_
                      status="rejected", reason="FRACTIONAL_NOT_SUPPORTED: fractional orders are not accepted")
         it.transition(con, exit_.intent_id, it.SUBMITTED, attempt=1, reason="test: sent", now=now)
     report = run_execute(ctx)
-    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_PLANNED' AND reason LIKE "
-                             "'%not under way%'") == 1
+    assert len([e for e in ctx.ledger.read(events.find, "INTENT_PLANNED") if "not under way" in e.reason]) == 1
     assert intent_state(ctx, exit_.intent_id) == "FILLED", report.summary()
     assert ledger_positions(ctx) == {} and positions_match(ctx)
 
@@ -241,7 +241,7 @@ def test_exit8_when_stop_intent_left_planned_from_yesterday_then_expired_not_sen
     report = run_monitor(ctx)
     assert intent_state(ctx, stale.intent_id) == "EXPIRED" and broker_orders(ctx) == []
     assert stale.intent_id in dict(report.reconcile.settled)
-    assert ctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'INTENT_EXPIRED' AND reason LIKE '%EXIT-8%'")
+    assert [e for e in ctx.ledger.read(events.find, "INTENT_EXPIRED") if "EXIT-8" in e.reason]
 
 
 def test_exit8_when_monitor_exit_left_planned_and_trigger_no_longer_true_then_expired_not_sent(root):

@@ -35,6 +35,7 @@ from tradebook.safety import controls
 from tradebook.phases import intents as it
 from tradebook.broker.base import OrderRequest
 from tradebook.errors import TradebookError
+from tradebook.ledger import events
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import sync_orders
 from tradebook.safety.controls import session_date
@@ -147,7 +148,7 @@ def _check(ctx, case: dict, before: dict) -> None:
     if case["halted"]:
         assert sent == {}, f"orders sent while HALTED: {sorted(sent)}"
     else:
-        assert "AAPL" not in held, f"stop not closed within 3 ticks: {held} {ctx.ledger.rows(_TRAIL)}"
+        assert "AAPL" not in held, f"stop not closed within 3 ticks: {held} {_trail(ctx)}"
     sold = sum(o.filled_qty for o in venue.values() if o.symbol == "AAPL" and o.side == "sell")
     bought = sum(o.filled_qty for o in venue.values() if o.symbol == "AAPL" and o.side == "buy")
     outside = ctx.broker.get_order("manual-sell-1").filled_qty if case["obstacle"] == "outside_sell" else 0.0
@@ -161,7 +162,10 @@ def _check(ctx, case: dict, before: dict) -> None:
     assert positions_match(ctx), "ledger and broker differ"
 
 
-_TRAIL = "SELECT kind, symbol, reason FROM events WHERE kind LIKE 'INTENT_%' OR kind LIKE 'ORDER_%' ORDER BY ts"
+def _trail(ctx) -> list[tuple]:
+    """The intents' and orders' audit events in time order (for a failure message)."""
+    found = [*ctx.ledger.read(events.find, kind_prefix="INTENT_"), *ctx.ledger.read(events.find, kind_prefix="ORDER_")]
+    return [(e.kind, e.symbol, e.reason) for e in sorted(found, key=lambda e: e.ts)]
 
 
 @settings(max_examples=N_CASES, deadline=None, derandomize=True,

@@ -3,13 +3,16 @@
 The paper side runs against the loopback Alpaca fake (account number PA3FAKE00001)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 
 import pytest
 
 from tradebook.ledger import meta as ledger_meta
+from tradebook.ledger import runs
 from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.context import Context
 from tradebook.ledger.identity import KEY, LedgerMismatch
@@ -98,13 +101,13 @@ def test_ops8_when_another_paper_account_then_refused(root, fake):
         run_reconcile(_paper(root, fake))
 
 
-def test_ops8_when_ledger_predates_identities_then_judged_by_the_modes_of_its_runs(root, fake, sim_ledger):
+def test_ops8_when_ledger_predates_identities_then_judged_by_the_modes_of_its_runs(root, fake):
     """OPS-8: a ledger without a recorded identity but with sim runs is not adopted by paper."""
-    path = sim_ledger.params.ledger_path(root)
-    with Ledger(path).transaction() as con:
-        con.execute("DELETE FROM ledger_meta WHERE key = ?", [KEY])
-        con.execute("INSERT INTO runs (run_id, phase, params_json, started_at, status) VALUES "
-                    "('r1', 'reconcile', '{\"mode\": \"sim\"}', now(), 'OK')")
+    path = make_ctx(root).params.ledger_path(root)
+    with Ledger(path).transaction() as con:  # written before identities were recorded: a run, no identity
+        runs.start(con, "r1", "reconcile", params_json=json.dumps({"mode": "sim"}), started_at=datetime.now(timezone.utc))
+        runs.finish(con, "r1", "OK", datetime.now(timezone.utc), None)
+        assert ledger_meta.get(con, KEY) is None
     with pytest.raises(LedgerMismatch, match="was used by sim runs"):
         _ = _paper(root, fake, ledger_file="ledger.duckdb").ledger
 

@@ -12,6 +12,7 @@ import pytest
 from tradebook.ledger import intents as intent_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import Session
+from tradebook.ledger import events
 from trading_helpers import NY, make_ctx, plant, ny, stored_intents
 
 
@@ -53,8 +54,8 @@ def test_exit3_when_transition_requested_then_state_machine_decides(root, src, d
         with ctx.ledger.transaction() as con:
             after = it.transition(con, intent.intent_id, dst, reason="test", now=now)
         assert after.state == dst
-        events = ctx.ledger.rows("SELECT kind, symbol, reason FROM events WHERE kind = ?", [f"INTENT_{dst}"])
-        assert events == [(f"INTENT_{dst}", "AAPL", "test")]
+        recorded = ctx.ledger.read(events.find, f"INTENT_{dst}")
+        assert [(e.kind, e.symbol, e.reason) for e in recorded] == [(f"INTENT_{dst}", "AAPL", "test")]
     else:
         with pytest.raises(it.InvalidTransition):
             with ctx.ledger.transaction() as con:

@@ -46,10 +46,10 @@ def test_transaction_when_body_raises_then_nothing_is_written(tmp_path):
         with ledger.transaction() as con:
             event_store.record(con, "TEST", reason="half-done")
             raise RuntimeError("crash mid-change")
-    assert ledger.scalar("SELECT count(*) FROM events") == 0
+    assert ledger.read(event_store.count) == 0
     with ledger.transaction() as con:
         event_store.record(con, "TEST", reason="done", data={"x": 1})
-    assert ledger.scalar("SELECT count(*) FROM events") == 1
+    assert ledger.read(event_store.count) == 1
 
 
 def test_connection_when_closed_then_another_process_can_open_the_file(tmp_path):
@@ -120,8 +120,8 @@ def test_record_event_when_written_then_queryable(tmp_path):
     ledger = Ledger(tmp_path / "ledger.duckdb")
     with ledger.transaction() as con:
         event_store.record(con, "BACKFILL", symbol="AAPL", qty=10, price=101.5, reason="external", ts=utcnow())
-    row = ledger.rows("SELECT kind, symbol, qty, price, reason FROM events")[0]
-    assert row == ("BACKFILL", "AAPL", 10.0, 101.5, "external")
+    event, = ledger.read(event_store.find)
+    assert (event.kind, event.symbol, event.qty, event.price, event.reason) == ("BACKFILL", "AAPL", 10.0, 101.5, "external")
 
 
 def test_lock_timeout_when_env_value_is_bad_then_config_error_naming_env(tmp_path, monkeypatch):

@@ -11,12 +11,13 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from tradebook.errors import LedgerCorrupt, LedgerError
-from tradebook.ledger import attach
+from tradebook.ledger import attach, events, heartbeats
 from tradebook.ledger.db import Ledger, read_all
 
 
@@ -30,14 +31,14 @@ def test_connect_when_nested_then_one_attachment_released_only_after_the_outer_c
     path = tmp_path / "ledger.duckdb"
     ledger = Ledger(path)
     with ledger.transaction() as outer:
-        outer.execute("INSERT INTO heartbeats VALUES ('outer', now(), NULL)")
+        heartbeats.put(outer, "outer", datetime.now(timezone.utc), {})
         with ledger.connect() as inner:   # a second connection of the same process: no lock wait
-            assert inner.execute("SELECT count(*) FROM heartbeats").fetchone()[0] == 0  # not committed yet
+            assert heartbeats.components(inner) == []  # not committed yet
         assert attach.is_attached(path)
         assert not _other_process_opens(path)
     assert not attach.is_attached(path)
     assert _other_process_opens(path)
-    assert ledger.scalar("SELECT count(*) FROM heartbeats") == 1
+    assert ledger.read(heartbeats.components) == ["outer"]
 
 
 def test_connect_when_a_connection_sets_timezone_then_the_next_connection_does_not_see_it(tmp_path):
@@ -56,14 +57,14 @@ def test_connect_when_file_damaged_after_a_clean_close_then_refused(tmp_path):
     """OPS-7: this process trusted the bytes it closed; bytes changed behind its back are checked again."""
     path = tmp_path / "ledger.duckdb"
     ledger = Ledger(path)
-    with ledger.transaction() as con:
+    with ledger.transaction() as con:  # raw bulk SQL on purpose: the subject is a file of many blocks
         con.execute("INSERT INTO events (ts, kind, reason) SELECT now(), 'TEST', 'row ' || i FROM range(30000) r(i)")
-    assert ledger.scalar("SELECT count(*) FROM events") == 30000   # trusted, attached and detached again
+    assert ledger.read(events.count) == 30000   # trusted, attached and detached again
     os.truncate(path, path.stat().st_size // 2)
     old = time.time() - 60
     os.utime(path, (old, old))
     with pytest.raises(LedgerCorrupt):
-        Ledger(path).scalar("SELECT count(*) FROM events")
+        Ledger(path).read(events.count)
     assert not attach.is_attached(path)
 
 
@@ -93,18 +94,20 @@ def test_connect_when_forked_child_writes_then_parent_reads_it_and_neither_share
     """A forked kernel makes its own DuckDB instance (never the parent's) and releases the file."""
     path = tmp_path / "ledger.duckdb"
     ledger = Ledger(path)
-    ledger.execute("INSERT INTO heartbeats VALUES ('parent', now(), NULL)")
+    with ledger.transaction() as con:
+        heartbeats.put(con, "parent", datetime.now(timezone.utc), {})
     pid = os.fork()
     if pid == 0:  # child
         code = 1
         try:
-            Ledger(path).execute("INSERT INTO heartbeats VALUES ('child', now(), NULL)")
+            with Ledger(path).transaction() as con:
+                heartbeats.put(con, "child", datetime.now(timezone.utc), {})
             code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert sorted(r[0] for r in ledger.rows("SELECT component FROM heartbeats")) == ["child", "parent"]
+    assert ledger.read(heartbeats.components) == ["child", "parent"]
 
 
 def test_held_when_calls_made_inside_then_one_check_one_attachment_and_released_after(tmp_path, monkeypatch):
@@ -122,8 +125,9 @@ def test_held_when_calls_made_inside_then_one_check_one_attachment_and_released_
     monkeypatch.setattr(attach, "_attach", lambda *a: attaches.append(a) or real_attach(*a))
     with ledger.held():
         for k in range(5):
-            ledger.execute("INSERT INTO heartbeats VALUES (?, now(), NULL)", [f"c{k}"])
-            assert ledger.scalar("SELECT count(*) FROM heartbeats") == k + 1
+            with ledger.transaction() as con:
+                heartbeats.put(con, f"c{k}", datetime.now(timezone.utc), {})
+            assert len(ledger.read(heartbeats.components)) == k + 1
         assert not _other_process_opens(path)
     assert len(checks) == 1 and len(attaches) == 1
     assert _other_process_opens(path)

@@ -20,6 +20,7 @@ from tradebook.ledger import file as ledger_file
 from tradebook.ledger.backup import backup, check
 from tradebook.errors import LedgerCorrupt
 from tradebook.ledger import controls as control_store
+from tradebook.ledger import cooldowns
 from tradebook.ledger.db import Ledger
 
 BLOCK = 262144
@@ -198,5 +199,6 @@ def test_ledger_check_when_tradebook_writer_killed_mid_checkpoint_then_ok_with_e
     committed = max([committed] + [int(line) for line in proc.stdout.read().split()])
     result = check(path)
     assert result.counts["events"] >= committed and result.counts["trades"] >= committed * 3000
-    Ledger(path).execute("INSERT INTO cooldowns VALUES ('IBM', now())")
+    with Ledger(path).transaction() as con:  # the next write works
+        cooldowns.touch(con, "IBM", datetime.now(timezone.utc))
     assert check(path).counts["cooldowns"] == 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tradebook.ledger import closed_today, events
 from tradebook.phases import intents as it
 from tradebook.phases.monitor import run_monitor
 from trading_helpers import (EXEC_DAY, broker_orders, hold, intent_state, intent_states, ledger_positions, make_ctx, mid,
@@ -28,8 +29,8 @@ def test_exit4_when_stop_loss_hit_then_immediate_market_exit_through_gate(root):
     assert [o.order_type for o in stored_orders(ctx.ledger) if o.intent_id == iid] == ["market"]
     assert [v for v in stored_verdicts(ctx.ledger) if v.intent_id == iid]   # it passed the gate
     assert ledger_positions(ctx) == {} and positions_match(ctx)
-    assert ctx.ledger.rows("SELECT symbol, qty FROM events WHERE kind = 'EXIT_TRIGGERED'") == [("AAPL", 10.0)]
-    assert ctx.ledger.rows("SELECT symbol FROM closed_today") == [("AAPL",)]
+    assert [(e.symbol, e.qty) for e in ctx.ledger.read(events.find, "EXIT_TRIGGERED")] == [("AAPL", 10.0)]
+    assert ctx.ledger.read(closed_today.symbols, EXEC_DAY) == ["AAPL"]
 
 
 def test_exit4_when_profit_target_hit_then_exit(root):

@@ -5,6 +5,7 @@ from datetime import date
 
 import pytest
 
+from tradebook.ledger import closed_today, cooldowns
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger import trades as trade_store
 from tradebook.phases.positions import (EXTERNAL, STRATEGY, FillInfo, LedgerPosition, apply_fill, decide_entry,
@@ -90,8 +91,8 @@ def test_exe6_pos3_when_fills_recorded_then_position_trade_pnl_closed_today_and_
         assert (held.origin, held.confidence, held.qty) == ("STRATEGY", 0.8, 10.0)
         assert apply_fill(con, sell, ctx.params, t1.date()) == pytest.approx(100.0)
     assert ctx.ledger.read(load_positions) == {}
-    assert ctx.ledger.rows("SELECT symbol, session_date FROM closed_today") == [("AAPL", date(2011, 7, 21))]
-    assert ctx.ledger.scalar("SELECT last_order_at FROM cooldowns WHERE symbol = 'AAPL'") == t1
+    assert ctx.ledger.read(closed_today.symbols, date(2011, 7, 21)) == ["AAPL"]
+    assert ctx.ledger.read(cooldowns.last_orders) == {"AAPL": t1}
     slips = [round(f["slippage_bps"], 2) for f in ctx.ledger.read(fill_store.history)]
     assert slips == [round(1 / 99 * 1e4, 2), round(1 / 111 * 1e4, 2)]
     trades = [(t["kind"], t["realized_pnl"]) for t in ctx.ledger.read(trade_store.history)]

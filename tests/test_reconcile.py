@@ -7,6 +7,7 @@ from tradebook.safety import controls
 from tradebook.phases.order_sync import OrderRow, order_update
 from tradebook.phases.reconcile import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff, run_reconcile
 from tradebook.broker.base import Order
+from tradebook.ledger import closed_today, events
 from tradebook.ledger import positions as position_store
 from tradebook.phases.positions import LedgerPosition
 from trading_helpers import DECIDE_DAY, hold, incidents, ledger_positions, make_ctx, ny, table_counts, trades
@@ -133,7 +134,7 @@ def test_rec3_when_ledger_position_missing_at_broker_then_external_close(rctx):
     assert ledger_positions(rctx) == {}
     closing = [t for t in trades(rctx) if t["kind"] != "FILL"][0]
     assert (closing["kind"], closing["qty"]) == ("EXTERNAL_CLOSE", 10.0) and "not found at the broker" in closing["reason"]
-    assert rctx.ledger.rows("SELECT symbol FROM closed_today") == [("IBM",)]
+    assert rctx.ledger.read(closed_today.symbols, DECIDE_DAY) == ["IBM"]
 
 
 def test_rec4_when_qty_and_price_differ_then_broker_wins_with_correction(rctx):
@@ -178,11 +179,10 @@ def test_rec6_when_actions_taken_then_each_is_an_audit_event(rctx):
     rctx.broker.seed_position("AAPL", 7, 50.0)
     rctx.broker.seed_position("MSFT", 90, 25.0)
     report = run_reconcile(rctx)
-    events = rctx.ledger.rows("SELECT kind, symbol, qty, price, reason FROM events WHERE kind LIKE 'RECONCILE_%' "
-                              "ORDER BY symbol")
-    assert [(k, s, q, p) for k, s, q, p, _ in events] == [
+    recorded = sorted(rctx.ledger.read(events.find, kind_prefix="RECONCILE_"), key=lambda e: e.symbol)
+    assert [(e.kind, e.symbol, e.qty, e.price) for e in recorded] == [
         ("RECONCILE_BACKFILL", "AAPL", 7.0, 50.0), ("RECONCILE_CORRECTION", "MSFT", 90.0, 25.0)]
-    assert all(r for *_, r in events) and len(events) == len(report.actions)
+    assert all(e.reason for e in recorded) and len(recorded) == len(report.actions)
 
 
 def test_rec7_when_divergence_seen_on_two_checks_then_incident_alert_reduce_only(rctx):
@@ -192,7 +192,7 @@ def test_rec7_when_divergence_seen_on_two_checks_then_incident_alert_reduce_only
     report = run_reconcile(rctx)
     assert report.divergence and report.checks == 2
     assert [i["kind"] for i in incidents(rctx)] == ["RECONCILE_DIVERGENCE"]
-    assert rctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' AND data->>'$.alert' = 'DIVERGENCE'") == 1
+    assert rctx.ledger.read(events.count, "ALERT", alert="DIVERGENCE") == 1
     assert controls.effective_state(rctx.params, rctx.root, rctx.ledger).state == "REDUCE_ONLY"
 
 

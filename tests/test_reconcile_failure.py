@@ -10,6 +10,7 @@ from tradebook.safety import controls
 from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 from tradebook.context import Context
 from tradebook.errors import BrokerUnavailable
+from tradebook.ledger import events
 from tradebook.phases.execute import run_execute
 from tradebook.params import load_params
 from tradebook.phases.reconcile import run_reconcile
@@ -54,7 +55,7 @@ def test_rec8_when_positions_read_fails_then_incident_alert_and_reduce_only(fctx
     assert "HTTP 500" in recorded[0]["detail"]
     status = controls.effective_state(fctx.params, fctx.root)
     assert status.state == "REDUCE_ONLY" and "reconcile failed" in status.reasons[0]
-    assert fctx.ledger.scalar("SELECT count(*) FROM events WHERE kind = 'ALERT' AND reason LIKE '%reconcile failed%'") == 1
+    assert len([e for e in fctx.ledger.read(events.find, "ALERT") if "reconcile failed" in e.reason]) == 1
     assert [c["ts"] for c in control_rows(fctx)] == [fctx.now()]   # the simulated clock
 
 

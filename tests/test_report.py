@@ -11,6 +11,7 @@ from tradebook.ledger import controls as control_store
 from tradebook.ledger import equity as equity_store
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger import positions as position_store
+from tradebook.ledger import runs as run_store
 from tradebook.ledger import trades as trade_store
 from tradebook.report import build as rpt
 from tradebook.context import Context
@@ -72,11 +73,12 @@ def populate(ctx: Context) -> None:
         control_store.append_control(con, at(D2, 12), "HALTED", "checking a data glitch", "operator", "cli")
         control_store.append_control(con, at(D2, 12, 30), "RUNNING", "glitch understood", "operator", "cli")
         control_store.append_incident(con, at(D3, 9, 15), D3, "RECONCILE_DIVERGENCE", "XOM seen at the broker twice")
-        con.executemany("INSERT INTO runs (run_id, phase, started_at, ended_at, status, error) VALUES (?,?,?,?,?,?)", [
-            ["r1", "decide", at(D1, 16, 15), at(D1, 16, 16), "OK", None],
-            ["r2", "execute", at(D2, 9, 35), at(D2, 9, 36), "OK", None],
-            ["r3", "execute", at(D3, 9, 35), at(D3, 9, 36), "FAILED", "BrokerUnavailable: 503"],
-        ])
+        for run_id, phase, started, ended, status, error in [
+                ("r1", "decide", at(D1, 16, 15), at(D1, 16, 16), "OK", None),
+                ("r2", "execute", at(D2, 9, 35), at(D2, 9, 36), "OK", None),
+                ("r3", "execute", at(D3, 9, 35), at(D3, 9, 36), "FAILED", "BrokerUnavailable: 503")]:
+            run_store.start(con, run_id, phase, started_at=started)
+            run_store.finish(con, run_id, status, ended, error)
 
 
 @pytest.fixture

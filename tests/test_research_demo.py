@@ -10,6 +10,7 @@ import pytest
 
 from test_research_model import _choice, _train
 from tradebook.demo import run_demo
+from tradebook.ledger import events
 from tradebook.ledger.db import Ledger
 from trading_helpers import stored_intents
 
@@ -33,7 +34,7 @@ def test_str2_when_demo_runs_external_signals_then_fresh_files_become_intents(tm
     assert summary.failures == []
     ledger = Ledger(root / "runs" / "ledger.duckdb")
     assert [(i.symbol, i.side) for i in stored_intents(ledger)] == [("MSFT", "buy")]
-    assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'DECISION' AND reason LIKE '%LOW_CONFIDENCE%'") == 1
+    assert len([e for e in ledger.read(events.find, "DECISION") if "LOW_CONFIDENCE" in e.reason]) == 1
     assert summary.fills == 1
 
 
@@ -44,7 +45,7 @@ def test_str2_when_demo_runs_a_pinned_model_then_its_signals_become_intents(tmp_
     summary = run_demo(2, overrides={"strategy": _choice(sha)}, root=root)
     assert summary.failures == []
     ledger = Ledger(root / "runs" / "ledger.duckdb")
-    reasons = [r[0] for r in ledger.rows("SELECT reason FROM events WHERE kind = 'DECISION'")]
+    reasons = [e.reason for e in ledger.read(events.find, "DECISION")]
     assert reasons and all("MODEL" in r for r in reasons)
     assert stored_intents(ledger), "the trained model's signals must become intents"
 
@@ -60,5 +61,4 @@ def test_str2_when_demo_runs_a_model_whose_hash_differs_then_refused_with_a_clea
     assert any("params pin " + sha in str(f) and "refusing" in str(f) for f in summary.failures), summary.failures
     ledger = Ledger(root / "runs" / "ledger.duckdb")
     assert stored_intents(ledger) == []
-    assert ledger.scalar("SELECT count(*) FROM events WHERE kind = 'STRATEGY_ERROR' AND reason LIKE ?",
-                         [f"%params pin {sha}; refusing%"]) >= 1
+    assert [e for e in ledger.read(events.find, "STRATEGY_ERROR") if f"params pin {sha}; refusing" in e.reason]

@@ -11,6 +11,7 @@ import pytest
 
 from tradebook.research import backtest
 from tradebook.errors import ConfigError
+from tradebook.ledger import events
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
 from tradebook.research import Held, StrategyError
@@ -142,7 +143,7 @@ def test_str1_when_strategy_raises_in_decide_then_nothing_planned_and_error_reco
     with pytest.raises(StrategyError, match="symbol IBM"):
         run_decide(ctx)
     assert stored_intents(ctx.ledger) == []
-    assert ctx.ledger.rows("SELECT symbol FROM events WHERE kind = 'STRATEGY_ERROR'") == [("IBM",)]
+    assert [e.symbol for e in ctx.ledger.read(events.find, "STRATEGY_ERROR")] == ["IBM"]
 
 
 def test_str1_when_strategy_raises_in_backtest_then_those_sessions_trade_nothing(root):

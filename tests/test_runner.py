@@ -10,15 +10,16 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
 
-from tradebook.errors import ConfigError, PhaseFailed
+from tradebook.errors import ConfigError, PhaseFailed, TradebookError
 from tradebook.engine.kernelfork import FORK_SUPPORTED
 from tradebook.engine.kernelpool import KernelPool
 from tradebook.engine.notebook_files import NOTEBOOK_PARAMETERS
 from tradebook.params import load_params
 from tradebook.engine.runner import PHASES, run_phase, validate_notebook_parameters
+from tradebook.ledger import events, runs
+from tradebook.ledger.db import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +34,15 @@ def _run(project: Path, pool: KernelPool, name: str, **kwargs):
                      notebook=NOTEBOOKS / f"{name}.ipynb", **kwargs)
 
 
+def _read(project: Path, reader, *args, lock_timeout_s: float = 15, **kwargs):
+    """A store reader on a read-only connection to the project's ledger."""
+    ledger = Ledger(project / "runs" / "ledger.duckdb", lock_timeout_s=lock_timeout_s, create=False)
+    with ledger.connect(read_only=True) as con:
+        return reader(con, *args, **kwargs)
+
+
 def _row(project: Path, run_id: str) -> dict:
-    con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
-    try:
-        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        names = [d[0] for d in cur.description]
-        row = cur.fetchone()
-        return dict(zip(names, row)) if row else {}
-    finally:
-        con.close()
+    return _read(project, runs.get, run_id) or {}
 
 
 def _report(notebook: Path) -> dict:
@@ -124,12 +125,7 @@ def test_run_phase_when_cell_raises_then_failed_row_kept_notebook_and_phase_fail
     assert [e["ename"] for e in errors] == ["ValueError"]
     never = [c for c in nb["cells"] if "never runs" in "".join(c["source"])]
     assert never[0]["execution_count"] is None
-    con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
-    try:
-        events = con.execute("SELECT kind FROM events WHERE run_id = ?", [failure.run_id]).fetchall()
-    finally:
-        con.close()
-    assert events == [("RUN_FAILED",)]
+    assert [e.kind for e in _read(project, events.find, run_id=failure.run_id)] == ["RUN_FAILED"]
 
 
 def test_run_phase_when_notebook_exits_zero_then_ok_and_stopped_early(project, pool):
@@ -354,21 +350,19 @@ def test_run_phase_when_previous_runner_was_killed_then_its_row_is_abandoned_at_
             f"now=datetime(2011, 7, 6, 13, 40, tzinfo=timezone.utc), timeout_s=300)")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO / "lib")},
                             start_new_session=True)
-    con_sql = "SELECT run_id FROM runs WHERE status = 'RUNNING' AND phase = 'execute'"
     deadline = time.monotonic() + 120
     running = []
     while not running and time.monotonic() < deadline:
         time.sleep(0.5)
         try:
-            con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
-            running = con.execute(con_sql).fetchall()
-            con.close()
-        except duckdb.Error:
+            latest = _read(project, runs.latest, 20, lock_timeout_s=0)
+        except TradebookError:  # held by the run for a moment: look again
             continue
+        running = [r.run_id for r in latest if r.status == "RUNNING" and r.phase == "execute"]
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its kernel, as a crash or an OOM kill would
     proc.wait()
     assert running, "the killed run never recorded its RUNNING row"
-    (dead_id,), = running
+    dead_id, = running
     status = subprocess.run([sys.executable, "-m", "tradebook.cli", "status"], cwd=project, capture_output=True,
                             text=True, timeout=120, env={**os.environ, "TRADEBOOK_ROOT": str(project),
                                                         "PYTHONPATH": str(REPO / "lib"), "COLUMNS": "250"})
@@ -376,12 +370,7 @@ def test_run_phase_when_previous_runner_was_killed_then_its_row_is_abandoned_at_
     _run(project, pool, "ok")
     row = _row(project, dead_id)
     assert row["status"] == "ABANDONED" and row["ended_at"] is not None and "ended while" in row["error"]
-    con = duckdb.connect(str(project / "runs" / "ledger.duckdb"), read_only=True)
-    try:
-        assert con.execute("SELECT count(*) FROM events WHERE kind = 'RUN_ABANDONED' AND run_id = ?",
-                           [dead_id]).fetchone()[0] == 1
-    finally:
-        con.close()
+    assert _read(project, events.count, "RUN_ABANDONED", run_id=dead_id) == 1
 
 
 def test_kernel_log_when_zmq_socket_closed_at_shutdown_then_dropped_and_other_errors_kept():

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -10,6 +10,7 @@ import pytest
 
 from tradebook.errors import ConfigError
 from tradebook.ledger import events as event_store
+from tradebook.ledger import runs
 from tradebook.ledger.db import Ledger
 from tradebook.ops.schedule import (BACKUP_EVENT, SimClock, day_plan, monitor_ticks, next_monitor_tick, parse_speed,
                                 phase_done, slots_around)
@@ -81,9 +82,11 @@ def test_ops4_when_between_sessions_then_slots_around_cover_both(make_params):
     assert all(s.session in (date(2011, 11, 23), date(2011, 11, 25)) for s in slots)
 
 
-def insert_run(ledger: Ledger, run_id: str, phase: str, at: datetime, status: str = "ok") -> None:
-    ledger.execute("INSERT INTO runs (run_id, phase, started_at, status, sim_time) VALUES (?, ?, now(), ?, ?)",
-                   [run_id, phase, status, at])
+def insert_run(ledger: Ledger, run_id: str, phase: str, at: datetime, status: str = "OK") -> None:
+    """A run of ``phase`` at simulated time ``at`` that ended with ``status``."""
+    with ledger.transaction() as con:
+        runs.start(con, run_id, phase, started_at=datetime.now(timezone.utc), sim_time=at)
+        runs.finish(con, run_id, status, datetime.now(timezone.utc), None)
 
 
 def test_ops4_when_run_recorded_in_the_slot_window_then_phase_done(make_params, root: Path):
@@ -92,7 +95,7 @@ def test_ops4_when_run_recorded_in_the_slot_window_then_phase_done(make_params, 
     ledger = Ledger(params.ledger_path(root))
     plan = by_phase(day_plan(date(2011, 11, 23), params))
     assert not phase_done(ledger, plan["decide"])
-    insert_run(ledger, "r1", "decide", ny("2011-11-24", "08:00"), status="failed")  # late, failed: still done
+    insert_run(ledger, "r1", "decide", ny("2011-11-24", "08:00"), status="FAILED")  # late, failed: still done
     insert_run(ledger, "r2", "execute", ny("2011-11-22", "09:35"))                 # the day before: not today's
     assert phase_done(ledger, plan["decide"])
     assert not phase_done(ledger, plan["execute"])

@@ -61,7 +61,7 @@ def record_reconcile_actions(con: "duckdb.DuckDBPyConnection", ts: datetime, run
 def _where(kind: str | None, kind_prefix: str | None, run_id: str | None, since: datetime | None,
            until: datetime | None, fields: dict[str, Any]) -> tuple[str, list[Any]]:
     """The WHERE clause (and its arguments) of the filters that are not None; the time range is inclusive."""
-    terms: list[tuple[str, Any]] = [("kind = ?", kind), ("kind LIKE ? || '%'", kind_prefix), ("run_id = ?", run_id),
+    terms: list[tuple[str, Any]] = [("kind = ?", kind), ("starts_with(kind, ?)", kind_prefix), ("run_id = ?", run_id),
                                     ("ts >= ?", since), ("ts <= ?", until)]
     for name, value in fields.items():
         if not _FIELD.match(name):

@@ -23,6 +23,11 @@ def remove(con: "duckdb.DuckDBPyConnection", component: str) -> None:
     con.execute("DELETE FROM heartbeats WHERE component = ?", [component])
 
 
+def components(con: "duckdb.DuckDBPyConnection") -> list[str]:
+    """Every component that has a heartbeat row, in name order."""
+    return [r[0] for r in con.execute("SELECT component FROM heartbeats ORDER BY component").fetchall()]
+
+
 def details(con: "duckdb.DuckDBPyConnection", components: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The recorded detail of each of ``components`` that has a row with one."""
     wanted = list(components)

@@ -27,6 +27,7 @@ class Run:
     error: str | None
     notebook_path: str | None
     sim_time: datetime | None
+    params_hash: str | None
 
     @property
     def at(self) -> datetime:
@@ -34,8 +35,8 @@ class Run:
         return self.sim_time or self.started_at
 
 
-def start(con: "duckdb.DuckDBPyConnection", run_id: str, phase: str, *, params_hash: str | None,
-          params_json: str | None, started_at: datetime, notebook_path: str | None,
+def start(con: "duckdb.DuckDBPyConnection", run_id: str, phase: str, *, started_at: datetime,
+          params_hash: str | None = None, params_json: str | None = None, notebook_path: str | None = None,
           sim_time: datetime | None = None, code_version: str | None = None) -> None:
     """A new run, RUNNING from ``started_at``."""
     con.execute(
@@ -63,10 +64,10 @@ def running(con: "duckdb.DuckDBPyConnection") -> list[str]:
     return [r[0] for r in con.execute("SELECT run_id FROM runs WHERE status = 'RUNNING'").fetchall()]
 
 
-def latest(con: "duckdb.DuckDBPyConnection", limit: int) -> list[Run]:
-    """The ``limit`` most recently started runs, newest first."""
-    rows = con.execute("SELECT run_id, phase, status, started_at, ended_at, error, notebook_path, sim_time "
-                       "FROM runs ORDER BY started_at DESC LIMIT ?", [limit]).fetchall()
+def latest(con: "duckdb.DuckDBPyConnection", limit: int | None) -> list[Run]:
+    """The ``limit`` most recently started runs (None: all of them), newest first."""
+    rows = con.execute("SELECT run_id, phase, status, started_at, ended_at, error, notebook_path, sim_time, "
+                       "params_hash FROM runs ORDER BY started_at DESC LIMIT ?", [limit]).fetchall()
     return [Run(*row) for row in rows]
 
 

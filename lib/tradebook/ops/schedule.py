@@ -132,8 +132,7 @@ def planned_intents(ledger: "Ledger") -> int:
     """How many intents wait PLANNED (the daemon's catch-up decides whether execute still has work)."""
     from tradebook.ledger import intents as intent_store
 
-    with ledger.connect() as con:
-        return int(intent_store.count_in_state(con, "PLANNED") or 0)
+    return ledger.read(intent_store.count_in_state, "PLANNED")
 
 
 # --- clocks: what "now" is and how the daemon waits for the next slot -----------------------
