@@ -289,3 +289,14 @@ def intent_state_of(ctx, iid):
     from trading_helpers import intent_state
 
     return intent_state(ctx, iid)
+
+
+def test_rec2_when_outside_position_appears_after_session_already_reconciled_then_first_run_backfills_it(rctx):
+    """REC-2/REC-8: once the session is marked reconciled, the next full reconcile has no success mark to
+    write first; an outside buy seen then is backfilled by that run, not a RECONCILE_FAILED (a store read
+    left a DuckDB result open and the bulk write's frame could not be staged)."""
+    run_reconcile(rctx)                        # marks the session reconciled
+    rctx.broker.seed_position("MSFT", 10, 25.0)
+    report = run_reconcile(rctx)
+    assert [(a.kind, a.symbol) for a in report.actions] == [(BACKFILL, "MSFT")]
+    assert ledger_positions(rctx)["MSFT"].qty == 10.0

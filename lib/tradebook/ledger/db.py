@@ -303,6 +303,22 @@ def read_all(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             for t in tables}
 
 
+@contextmanager
+def staged(con: duckdb.DuckDBPyConnection, name: str, frame: "pd.DataFrame") -> Iterator[None]:
+    """Make ``frame`` readable as the temporary table ``name`` for the block, inside the caller's transaction.
+
+    A copy through ``execute`` rather than ``register``: DuckDB (2.x) refuses ``register`` while an
+    earlier ``fetchone()`` on the same connection left its result unfinished, which any store read may do.
+    """
+    if not name.isidentifier():
+        raise ValueError(f"not a table name: {name!r}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM frame")
+    try:
+        yield
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def is_corrupt_error(exc: BaseException) -> bool:
     """A DuckDB error that means damaged bytes rather than a bad query or a lock."""
     text = str(exc)

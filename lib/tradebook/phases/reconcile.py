@@ -28,6 +28,7 @@ from tradebook.ledger import orders as order_store
 from tradebook.ledger import meta as ledger_meta
 from tradebook.ledger import positions as position_store
 from tradebook.ledger import trades as trade_store
+from tradebook.ledger.db import staged
 from tradebook.phases import reconcile_outcome as outcome
 from tradebook.errors import LedgerError
 from tradebook.phases.order_sync import (OrderRow, OrderUpdate, apply_order_update, compute_updates, fetch_truth,
@@ -326,11 +327,8 @@ def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: 
         "sector": [p.symbol_sectors.get(a.symbol) for a in actions],
         "ledger_qty": [a.ledger_qty for a in actions], "ledger_price": [a.ledger_price for a in actions],
     })
-    con.register("rec_actions", frame)
-    try:
+    with staged(con, "rec_actions", frame):
         _bulk_sql(con, now, ctx.run_id, session_date(now))
-    finally:
-        con.unregister("rec_actions")
 
 
 def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | None, day) -> None:
