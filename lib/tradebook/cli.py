@@ -388,6 +388,10 @@ def ledger_restore_cmd(path: Optional[Path] = typer.Argument(None, help="backup 
     for aside in result.set_aside:
         typer.echo(f"kept the previous file as {aside}")
     typer.echo("rows: " + ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()) if v))
+    from tradebook.phases.flatten_adopt import restore_notes
+
+    for line in restore_notes(ctx.runs_dir, ctx.ledger):   # CTL-5/OPS-7: what the next reconcile adopts
+        typer.echo(line)
 
 
 @ledger_app.command("check")
