@@ -3,7 +3,7 @@
 Live without TRADEBOOK_LIVE=1, or paper/live without keys, used to be caught inside the
 notebook: after the mode's ledger, a FAILED run row and a notebook were created, and a paper
 reconcile then tripped REDUCE_ONLY (RECONCILE_FAILED) for a configuration mistake. Real CLI
-subprocesses, output captured.
+subprocesses, output captured. Also: the execute summary states the real trading state.
 """
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def test_run_when_paper_keys_missing_then_refused_and_no_ledger_no_reduce_only(r
     assert out.returncode == 2, out.stdout + out.stderr
     assert "APCA_API_KEY_ID" in out.stderr and "nothing written" in out.stderr and "Traceback" not in out.stderr
     assert _written(root) == []
+
+
+def test_run_execute_when_halted_and_nothing_due_then_summary_says_halted(root: Path):
+    """GATE-1 (CLI, piped): `run execute` with nothing due while HALTED prints "state HALTED", not RUNNING."""
+    assert tradebook(root, "halt", "-r", "drill").returncode == 0
+    out = tradebook(root, "run", "execute")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "state HALTED" in out.stdout and "state RUNNING" not in out.stdout, out.stdout
