@@ -220,3 +220,24 @@ def test_str1_when_tradebook_backtest_names_a_user_strategy_then_it_runs_and_a_b
     bad = tradebook("-p", "strategy.use=strategies.missing:Nope")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "strategy strategies.missing:Nope cannot be loaded" in bad.stderr
+
+
+def test_res1_when_strategy_keeps_no_indicator_table_then_signals_plot_shows_close_and_fills():
+    """RES-1 / STR-1: `result.show("signals", ...)` works for any strategy (old code: ValueError
+    "this result has no indicator table"); a symbol the backtest has no bars for is named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tradebook.research import figures
+
+    result = backtest.run_backtest(Params(symbols=["AAPL", "MSFT"]), strategy=build("sma_cross", {"fast": 10, "slow": 30}),
+                                   start=date(2011, 1, 3), end=date(2011, 12, 30))
+    assert result.indicators is None and len(result.fills)
+    fig = figures.signals_figure(result, "AAPL", 2011)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1 and [line.get_label() for line in ax.get_lines()] == ["close"]
+    markers = sum(len(c.get_offsets()) for c in ax.collections)
+    assert markers == int(((result.fills["symbol"] == "AAPL")
+                           & (pd.to_datetime(result.fills["date"]).dt.year == 2011)).sum()) > 0
+    with pytest.raises(ValueError, match="no bars for 'GOOG'.*AAPL, MSFT"):
+        figures.signals_figure(result, "GOOG", 2011)

@@ -26,6 +26,7 @@ class BacktestResult:
     def __init__(self, book: Book, cash: float):
         self.book, self.cash = book, cash
         self.indicators: "pd.DataFrame | None" = None  # the strategy's indicator table, for signal plots
+        self.closes: "pd.DataFrame | None" = None      # symbol, date, close: any strategy's signal plot
         self.rsi_levels: tuple[float, ...] = ()           # entry / exit RSI levels drawn on those plots
         self.strategy = ""                                # the strategy's label
         self.strategy_errors: list[tuple[date, str]] = []  # sessions a StrategyError kept from trading
