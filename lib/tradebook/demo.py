@@ -187,11 +187,13 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
         if fresh:
             archive_runs(ctx.runs_dir)
+        # Bound to the root now, so the fork server starts importing at once, while this process
+        # builds the broker and its session table (~1 s), instead of at the first notebook.
+        pool = stack.enter_context(KernelPool(root, fork=True))
         start_lines = start_state_lines(ctx)
         if on_start:
             on_start(start_lines)
         clock = fake or ctx.broker
-        pool = stack.enter_context(KernelPool(fork=True))
         started, failures, notebooks = time.monotonic(), [], 0
         equity_start, since = ctx.broker.account().equity, ctx.now()
 

@@ -30,6 +30,7 @@ import sys
 from typing import Iterable, NoReturn
 
 FORK_SUPPORTED = sys.platform.startswith("linux") and hasattr(os, "fork")
+PER_KERNEL = "+"   # warm-up spec prefix: run in each kernel after the fork, never in the fork server
 # What every ipykernel imports while it starts (debugpy alone is ~0.3 s); none starts a thread.
 KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.debugger",
                   "IPython.core.completerlib", "IPython.core.debugger", "IPython.extensions.storemagic",
@@ -45,7 +46,8 @@ def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
     # (kernels get their own environment back, this variable is the server's only).
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     warm_up(KERNEL_MODULES)  # the point: pay the kernel's own imports once
-    failed = warm_up(warm_modules)
+    failed = warm_up(s for s in warm_modules if not s.startswith(PER_KERNEL))
+    per_kernel = [s for s in warm_modules if s.startswith(PER_KERNEL)]
     # SIG_IGN: the OS reaps exited children (no zombies); each child restores SIG_DFL.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     import gc
@@ -60,17 +62,21 @@ def serve(req_fd: int, resp_fd: int, warm_modules: list[str]) -> None:
             _write_line(resp_fd, {"error": f"fork failed: {exc}"})
             continue
         if pid == 0:
-            _become_kernel(request, (req_fd, resp_fd))
+            _become_kernel(request, (req_fd, resp_fd), per_kernel)
         _write_line(resp_fd, {"pid": pid})
 
 
 def warm_up(specs: Iterable[str]) -> list[str]:
-    """Import each ``module`` (or call ``module:function()``); returns what failed, never raises."""
+    """Import each ``module`` (or call ``module:function()``); returns what failed, never raises.
+
+    A spec starting with PER_KERNEL runs in each kernel, never in the fork server: for
+    set-up that starts threads (a DuckDB instance), which must not be forked.
+    """
     import importlib
 
     failed = []
     for spec in specs:
-        name, _, function = spec.partition(":")
+        name, _, function = spec.removeprefix(PER_KERNEL).partition(":")
         try:
             module = importlib.import_module(name)
             if function:
@@ -98,7 +104,7 @@ def _write_line(fd: int, message: dict) -> None:
         data = data[os.write(fd, data):]
 
 
-def _become_kernel(request: dict, inherited_fds: tuple[int, ...]) -> NoReturn:
+def _become_kernel(request: dict, inherited_fds: tuple[int, ...], per_kernel: Iterable[str] = ()) -> NoReturn:
     """In the forked child: look like a freshly launched kernel process, then run it.
 
     It ends by raising SystemExit, like ``python -m ipykernel_launcher`` would, so the
@@ -118,6 +124,8 @@ def _become_kernel(request: dict, inherited_fds: tuple[int, ...]) -> NoReturn:
         os.environ.update(request["env"])
         os.environ["JPY_PARENT_PID"] = str(os.getppid())  # the poller exits if we are orphaned
         _reseed_random_state()
+        # A spare kernel does this while the previous notebook runs, not when its own starts.
+        warm_up(per_kernel)
         # IPKernelApp read JPY_PARENT_PID into a class default when the zygote imported it.
         sys.argv = ["ipykernel_launcher", *request["args"], f"--IPKernelApp.parent_handle={os.getppid()}"]
         quiet_shutdown_race()

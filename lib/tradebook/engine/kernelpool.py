@@ -35,7 +35,8 @@ from tradebook.engine.zygote import Zygote, ZygoteError, fork_provisioner
 log = logging.getLogger(__name__)
 
 # What phase notebooks import (missing ones are skipped), and "module:function" for a
-# zero-argument cache builder of static reference data (the XNYS session table, ~0.4 s).
+# zero-argument cache builder of static reference data (the XNYS session table, ~0.4 s);
+# a "+" spec runs in each kernel instead of once in the fork server (kernelfork.PER_KERNEL).
 # Not matplotlib.pyplot: its inline-backend hooks need the kernel's running IPython shell.
 DEFAULT_WARM_MODULES = (
     "tradebook.context", "tradebook.ledger.db", "tradebook.nb", "tradebook.phases.reconcile", "tradebook.phases.decide",
@@ -45,6 +46,9 @@ DEFAULT_WARM_MODULES = (
     "duckdb", "exchange_calendars",
     "bokeh_sampledata.stocks", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg",
     "matplotlib.font_manager", "tradebook.sessions:table",
+    # Per kernel, after the fork (they start threads): the in-memory DuckDB instances the ledger
+    # and the simulated venue attach their files to (~11 ms of CPU each, off the notebook's time).
+    "+tradebook.ledger.attach:prewarm", "+tradebook.broker.sim.store:_memory_connection",
 )
 KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]  # as nbclient does: no sqlite history per kernel
 

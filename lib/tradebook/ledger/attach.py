@@ -58,6 +58,12 @@ def _memory() -> duckdb.DuckDBPyConnection:
     return _instance
 
 
+def prewarm() -> None:
+    """Start this process's instance now (a spare kernel, before its notebook needs the ledger)."""
+    with _lock:
+        _memory()
+
+
 def key(path: str | Path) -> str:
     return str(Path(path).resolve())
 
