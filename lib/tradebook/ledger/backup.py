@@ -149,7 +149,8 @@ def restore(backup_path: str | Path | None, ledger_path: str | Path, *, force: b
     os.replace(partial, ledger_path)
     _fsync_dir(ledger_path.parent)
     counts = check(ledger_path).counts
-    log_event("backup", "warning", f"ledger restored from {source}", ledger=str(ledger_path),
+    # info, not warning: the command says it; a warning would be echoed to stderr a second time
+    log_event("backup", "info", f"ledger restored from {source}", ledger=str(ledger_path),
               set_aside=[str(p) for p in aside])
     return RestoreResult(source, ledger_path, aside, counts)
 
