@@ -101,7 +101,8 @@ def test_archive_when_fresh_sim_demo_then_paper_live_ledgers_and_kill_switch_sta
     from tradebook.demo import archive_runs
 
     runs_dir = tmp_path / "runs"
-    kept = ["paper-ledger.duckdb", "paper-ledger.duckdb.wal", "live-ledger.duckdb", "KILL_SWITCH",
+    kept = ["paper-ledger.duckdb", "paper-ledger.duckdb.wal", "live-ledger.duckdb", "KILL_SWITCH", "KILL_SWITCH-ledger",
+            "KILL_SWITCH-paper-ledger",
             "README.md", "demo-alpaca-fake", "backups"]
     moved = ["ledger.duckdb", "sim_state.duckdb", "report.html", "2011-07-05"]
     for name in kept + moved:

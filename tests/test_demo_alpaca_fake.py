@@ -99,8 +99,8 @@ def test_demo_on_alpaca_fake_when_paper_account_halted_then_own_ledger_and_scope
 
     paper = root / "runs" / "paper-ledger.duckdb"
     paper.write_bytes(b"the paper account's ledger (opaque to this test)")
-    flag = root / "runs" / killswitch.FLAG_FILE
-    killswitch.write_flag(flag, "HALTED", "paper account halted", "op", "cli", datetime.now(timezone.utc))
+    for flag in (killswitch.ledger_flag(paper), root / "runs" / killswitch.FLAG_FILE):   # paper's own, and all of runs/
+        killswitch.write_flag(flag, "HALTED", "paper account halted", "op", "cli", datetime.now(timezone.utc))
     before = {p.name: p.read_bytes() for p in (root / "runs").iterdir() if p.is_file()}
 
     summary = run_demo(2, root=root, broker="alpaca-fake", fresh=True)

@@ -74,7 +74,7 @@ def start_state_lines(ctx: Context) -> list[str]:
     Empty when trading is RUNNING. A halt or freeze is never cleared by the demo: it replays
     the sessions under it, so the lines say what that means and how to clear it.
     """
-    from tradebook.safety import controls
+    from tradebook.safety import controls, killswitch
 
     status = controls.effective_state(ctx.params, ctx.root)
     if status.state == "RUNNING":
@@ -83,8 +83,12 @@ def start_state_lines(ctx: Context) -> list[str]:
               else "no order (entry or exit) will be sent")
     lines = [f"trading is {status.state} at the start of this demo: {effect}."]
     lines += [f"  - {reason}" for reason in status.reasons]
-    lines.append(f"  `tradebook resume --reason ...` with the same --params/-p clears it "
-                 f"(ledger {ctx.params.ledger_path(ctx.root)}).")
+    hint = "`tradebook resume --reason ...` with the same --params/-p clears it"
+    if killswitch.all_accounts_flag(ctx.params, ctx.root).exists():
+        hint += " (with --all-accounts for the all-accounts flag)"
+    if "env" in status.sources:
+        hint += "; unset KILL_SWITCH in the environment first"
+    lines.append(f"  {hint}; ledger {ctx.params.ledger_path(ctx.root)}.")
     return lines
 
 
