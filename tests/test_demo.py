@@ -107,7 +107,7 @@ def test_archive_when_fresh_sim_demo_then_paper_live_ledgers_and_kill_switch_sta
     moved = ["ledger.duckdb", "sim_state.duckdb", "report.html", "2011-07-05"]
     for name in kept + moved:
         (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        if "." in name or name.isupper():
+        if "." in name or name.startswith("KILL_SWITCH"):
             (runs_dir / name).write_text(name)
         else:
             (runs_dir / name).mkdir()
