@@ -18,6 +18,7 @@ import pytest
 from test_fail_closed_cli import cli  # noqa: F401  (fixture)
 from test_ledger_integrity import age, truncate_to
 from trading_helpers import EXEC_DAY, fills, hold, incidents, make_ctx, ny, trades
+from tradebook.ledger import equity as equity_store
 from tradebook.ledger import events as event_store
 from tradebook.ledger.backup import backup, restore
 from tradebook.phases.flatten import flatten
@@ -78,6 +79,9 @@ def test_reconcile_when_restored_after_offline_flatten_then_sale_adopted_as_our_
     assert [f["client_order_id"] for f in fills(ctx)] == [CID]
     assert not trades(ctx, "EXTERNAL_CLOSE") and not incidents(ctx, "RECONCILE_DIVERGENCE")
     assert unapplied(ctx.runs_dir, ctx.ledger) == [] and journal.exists()  # kept as the audit record
+    days = ctx.ledger.read(lambda con: equity_store.daily(con, "America/New_York"))   # the report's per-day table
+    day = days[days["session_date"].astype(str) == str(EXEC_DAY)]
+    assert day["realized"].tolist() == [pytest.approx((truth.filled_avg_price - 300.0) * 10)]
 
     before = (_event_count(ctx), len(trades(ctx)), len(fills(ctx)))
     again = run_reconcile(make_ctx(root))
