@@ -17,8 +17,11 @@ def breaker_path(params: "Params", root: Path | None) -> Path:
     return params.runs_path(root) / f"api_breaker-{params.mode}.json"
 
 
-def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
+def make_broker(params: "Params", root: Path, *, read_only: bool = False, **overrides: Any) -> Broker:
     """The broker the params ask for: SimBroker for mode sim, AlpacaBroker for paper/live.
+
+    ``read_only``: for commands that only look (status, health, doctor): their failed calls
+    never count toward the shared API circuit breaker (EXE-4), which they still see.
 
     The broker layer never writes the ledger: an open API circuit is reported by the adapter
     (``circuit_open``, CircuitOpen) and turned into REDUCE_ONLY by the order path (EXE-4);
@@ -35,7 +38,8 @@ def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
             sim_path.symbol_bars.cache_clear()
         return SimBroker.from_params(params, root)
     from tradebook.broker.alpaca.broker import AlpacaBroker
-    from tradebook.broker.alpaca.breaker import BreakerFile
+    from tradebook.broker.alpaca.breaker import BreakerFile, ReadOnlyBreakerFile
 
-    overrides.setdefault("breaker_store", BreakerFile(breaker_path(params, root)))
+    store = ReadOnlyBreakerFile if read_only else BreakerFile
+    overrides.setdefault("breaker_store", store(breaker_path(params, root)))
     return AlpacaBroker.from_params(params, **overrides)

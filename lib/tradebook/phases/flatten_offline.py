@@ -1,6 +1,6 @@
-"""CTL-5 with a damaged ledger (OPS-7): close at the broker now, record later.
+"""CTL-5 with a damaged (OPS-7) or locked (OPS-1) ledger: close at the broker now, record later.
 
-A damaged ledger is never written to, but an operator who asks to flatten must still
+A damaged ledger is never written to, a locked one cannot be, but an operator who asks to flatten must still
 get out. This path needs only the broker and the flag file: it cancels every open
 order but today's closing orders, closes every position with the same deterministic
 client order ids as the normal path (``flat-<YYYYMMDD>-<SYMBOL>[-<attempt>]``, looked
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from tradebook.phases.flatten import FlattenResult
 
 
-def flatten_at_broker(ctx: "Context", reason: str, actor: str, source: str, ledger_problem: str) -> FlattenResult:
+def flatten_at_broker(ctx: "Context", reason: str, actor: str, source: str, ledger_problem: str,
+                      *, locked: bool = False) -> FlattenResult:
     """Cancel, close every position, freeze via the flag file; journal instead of the ledger."""
     from tradebook.phases.flatten import FlattenResult, _cid, _next_attempt
 
@@ -64,9 +65,14 @@ def flatten_at_broker(ctx: "Context", reason: str, actor: str, source: str, ledg
     raise_flag(flag_path(ctx.params, ctx.root), "FROZEN", f"flattened (ledger not recorded): {reason}", actor,
                source, now)
     status = effective_state(ctx.params, ctx.root)
-    note = (f"the ledger is damaged, so nothing was recorded in it; what was done is in {journal}. "
-            f"Restore the ledger (see the error above), then run `tradebook run reconcile`: it records "
-            f"these closing orders from the journal.")
+    if locked:
+        note = (f"the ledger is held by another process ({ledger_problem}), so nothing was recorded in it; what "
+                f"was done is in {journal}. When that process is done, run `tradebook run reconcile`: it "
+                f"records these closing orders from the journal.")
+    else:
+        note = (f"the ledger is damaged, so nothing was recorded in it; what was done is in {journal}. "
+                f"Restore the ledger (see the error above), then run `tradebook run reconcile`: it records "
+                f"these closing orders from the journal.")
     return FlattenResult(tuple(cancelled), tuple(submitted), tuple(closing), tuple(failed),
                          replace(status, notes=status.notes + (note,)))
 
