@@ -288,3 +288,19 @@ def test_bt1_when_strategy_fails_on_sessions_then_cli_says_so_first_and_exits_1(
     some = tradebook("strategies.buggy:Sometimes")   # 2011-01-03 and 2011-02-03
     assert some.returncode == 1 and some.stderr.startswith("error: the strategy failed on 2 of 39 sessions")
     assert some.stdout.startswith("strategy strategies.buggy:Sometimes: 2011-01-03")
+
+
+def test_bt1_when_strategy_fails_on_some_sessions_then_notebook_summary_says_so_first(root, monkeypatch):
+    """STR-1 / BT-1: the research notebook's summary section opens with the strategy's failures,
+    as the CLI does (old code: the statistics only, `result.strategy_errors` unseen)."""
+    import IPython.display
+
+    _project(root, buggy=RAISES_EVERYWHERE)
+    params = Params.model_validate({"strategy": {"use": "strategies.buggy:Sometimes"}})
+    result = backtest.run_backtest(params, root=root, start=date(2011, 1, 1), end=date(2011, 2, 28))
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    result.show("summary")
+    assert not result.failed_everywhere
+    assert shown[0].data.startswith("**Strategy failed:** the strategy failed on 2 of 39 sessions")
+    assert "First, 2011-01-03:" in shown[0].data and "bad third of the month" in shown[0].data

@@ -54,19 +54,15 @@ def backtest_cmd(symbols: Optional[str] = typer.Option(None, "--symbols", help="
     ctx = _context(params_file, param)
     result = run_backtest(ctx.params, root=ctx.root, symbols=_symbols(symbols), start=_day(start, "--start"),
                           end=_day(end, "--end"), use_gate=not no_gate, frictions=not no_frictions)
-    failed, sessions = len(result.strategy_errors), int(result.stats["sessions"])
-    if failed:   # said first: figures from sessions that traded nothing are not the strategy's
-        day, message = result.strategy_errors[0]
-        what = ("every session ({0} of {0}): nothing was traded, so there are no figures to show".format(sessions)
-                if failed >= sessions else f"{failed} of {sessions} sessions; those traded nothing, so the "
-                "figures below are not the strategy's")
-        typer.echo(f"error: the strategy failed on {what}. First, {day}: {message}", err=True)
-        if failed >= sessions:
+    failure = result.failure_note()
+    if failure:   # said first: figures from sessions that traded nothing are not the strategy's
+        typer.echo(f"error: {failure}", err=True)
+        if result.failed_everywhere:
             raise typer.Exit(EXIT_STRATEGY_FAILED)
     typer.echo(f"strategy {result.strategy}: {result.summary()}")
     for label, figure in result.stats_table().itertuples(index=False):
         typer.echo(f"  {label:<38} {figure}")
-    if failed:
+    if failure:
         raise typer.Exit(EXIT_STRATEGY_FAILED)
 
 
