@@ -18,6 +18,7 @@ import pytest
 from test_fail_closed_cli import cli  # noqa: F401  (fixture)
 from test_ledger_integrity import age, truncate_to
 from trading_helpers import EXEC_DAY, fills, hold, incidents, make_ctx, ny, trades
+from tradebook.ledger import equity as equity_store
 from tradebook.ledger import events as event_store
 from tradebook.ledger.backup import backup, restore
 from tradebook.phases.flatten import flatten
@@ -78,6 +79,9 @@ def test_reconcile_when_restored_after_offline_flatten_then_sale_adopted_as_our_
     assert [f["client_order_id"] for f in fills(ctx)] == [CID]
     assert not trades(ctx, "EXTERNAL_CLOSE") and not incidents(ctx, "RECONCILE_DIVERGENCE")
     assert unapplied(ctx.runs_dir, ctx.ledger) == [] and journal.exists()  # kept as the audit record
+    days = ctx.ledger.read(lambda con: equity_store.daily(con, "America/New_York"))   # the report's per-day table
+    day = days[days["session_date"].astype(str) == str(EXEC_DAY)]
+    assert day["realized"].tolist() == [pytest.approx((truth.filled_avg_price - 300.0) * 10)]
 
     before = (_event_count(ctx), len(trades(ctx)), len(fills(ctx)))
     again = run_reconcile(make_ctx(root))
@@ -237,3 +241,31 @@ def test_broker_incident_when_ledger_damaged_then_logged_and_broker_call_not_bro
 
     _incident_recorder(damaged)("skipped position XYZ: unknown asset class")
     assert any("skipped position XYZ" in r.getMessage() and r.levelno >= logging.ERROR for r in caplog.records)
+
+
+def test_reconcile_when_restored_ledger_predates_a_recorded_flatten_then_broker_lookup_adopts_it_once(root: Path):
+    """CTL-5/OPS-7/REC-5 with no journal: the flatten ran on a healthy ledger after the backup, then the
+    ledger was damaged. After the restore, the next reconcile looks the held symbols' flat- ids up at the
+    broker and books the sale as our FILL with realized P&L (no EXTERNAL_CLOSE, no divergence); the
+    restore's mark is cleared, so the look-up happens once."""
+    ctx = make_ctx(root)
+    ctx.broker.advance_to(ny(EXEC_DAY, 10))
+    hold(ctx, "AAPL", 10, 300.0)
+    run_reconcile(ctx)
+    ledger = ctx.params.ledger_path(ctx.root)
+    backup(ledger, now=ctx.now())
+    assert flatten(make_ctx(root), "get out", source="test").submitted == (CID,)   # recorded in the ledger
+    truncate_to(0.5)(ledger)
+    age(ledger)
+    restore(None, ledger)
+    assert not list((root / "runs").glob("flatten-unrecorded-*.json"))
+    ctx = make_ctx(root)
+    truth = ctx.broker.get_order(CID)
+
+    report = run_reconcile(ctx)
+
+    assert [a.client_order_id for a in report.adopted] == [CID] and not report.divergence, report.summary()
+    sale, = [t for t in trades(ctx) if t["side"] == "sell"]
+    assert sale["kind"] == "FILL" and sale["realized_pnl"] == pytest.approx((truth.filled_avg_price - 300.0) * 10)
+    assert not trades(ctx, "EXTERNAL_CLOSE") and not incidents(ctx, "RECONCILE_DIVERGENCE")
+    assert not run_reconcile(make_ctx(root)).wrote

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,7 @@ _ATTEMPT = re.compile(r"^flat-\d{8}-.+?(?:-(\d+))?$")
 class Adopted:
     """One closing order recorded from a journal: what the broker said about it."""
 
-    journal: str
+    source: str               # the journal's file name, or the broker look-up after a restore
     client_order_id: str
     symbol: str
     status: str
@@ -106,8 +106,49 @@ def adopt_journaled(ctx: "Context") -> list[Adopted]:
             events.record(con, "FLATTEN_JOURNAL_APPLIED", run_id=ctx.run_id, ts=now,
                           reason=f"unrecorded flatten journal {path.name} applied after a restore",
                           data={"journal": path.name, "orders": [cid for _, cid, _ in orders],
-                                "adopted": [a.client_order_id for a in out if a.journal == path.name]})
+                                "adopted": [a.client_order_id for a in out if a.source == path.name]})
         ledger_meta.put(con, META_KEY, {"applied": marks}, now)
+    return out
+
+
+def adopt_own_orders(ctx: "Context") -> list[Adopted]:
+    """Reconcile's first step: the journaled closing orders, then (once after a restore) any other."""
+    return adopt_journaled(ctx) + adopt_after_restore(ctx)
+
+
+def adopt_after_restore(ctx: "Context") -> list[Adopted]:
+    """Once after ``ledger restore``: flatten's orders on the held symbols sent after the backup's newest event.
+
+    Covers a flatten the lost ledger had recorded (after the backup) and a journal that is gone:
+    each held symbol's ``flat-<day>-<SYMBOL>[-n]`` ids, for every session from the backup's newest
+    event to now, are looked up at the broker; those it knows and the ledger lacks are recorded as
+    ours. The restore's mark is then cleared in the same transaction (never probed twice).
+    """
+    from tradebook.ledger import positions as position_store
+    from tradebook.sessions import session_date
+
+    with ctx.ledger.connect() as con:
+        mark = ledger_meta.get(con, ledger_meta.RESTORED_KEY)
+        if not (mark and mark.get("pending")):
+            return []
+        held = sorted(sym for sym, qty, _ in position_store.quantities(con) if abs(qty) > 1e-9)
+        newest = events.find(con, newest_first=True, limit=1)
+    now = ctx.now()
+    days = [s.day for s in ctx.broker.calendar(session_date(newest[0].ts if newest else now), session_date(now))]
+    found = sorted((o for day in days for sym in held for o in _closing_orders_of(ctx, day, sym)),
+                   key=lambda o: (o.submitted_at or now, o.client_order_id))
+    source, out = f"the broker, after restoring {mark.get('from')}", []
+    with ctx.ledger.transaction() as con:
+        for truth in found:
+            if not order_store.exists(con, truth.client_order_id):
+                _record(con, ctx, {"reason": "flatten"}, truth, now, source)
+                out.append(Adopted(source, truth.client_order_id, truth.symbol, truth.status, truth.filled_qty,
+                                   truth.filled_avg_price))
+        ledger_meta.put(con, ledger_meta.RESTORED_KEY, {**mark, "pending": False, "checked": now.isoformat()}, now)
+        events.record(con, "RESTORE_ORDERS_CHECKED", run_id=ctx.run_id, ts=now,
+                      reason=f"flatten orders looked up at the broker after restoring {mark.get('from')}",
+                      data={"symbols": held, "days": [str(d) for d in days],
+                            "adopted": [a.client_order_id for a in out]})
     return out
 
 
@@ -143,14 +184,21 @@ def _named(ctx: "Context", payload: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _probe(ctx: "Context", at: datetime, symbol: str) -> list[str]:
-    from tradebook.phases.flatten import MAX_ATTEMPTS, _cid
     from tradebook.sessions import session_date
 
-    base, found = f"flat-{session_date(at):%Y%m%d}-{symbol}", []
+    return [o.client_order_id for o in _closing_orders_of(ctx, session_date(at), symbol)]
+
+
+def _closing_orders_of(ctx: "Context", day: date, symbol: str) -> list["Order"]:
+    """flatten's orders on ``symbol`` that day at the broker, attempt by attempt up to the first unknown id."""
+    from tradebook.phases.flatten import MAX_ATTEMPTS, _cid
+
+    base, found = f"flat-{day:%Y%m%d}-{symbol}", []
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        if ctx.broker.get_order(_cid(base, attempt)) is None:
+        order = ctx.broker.get_order(_cid(base, attempt))
+        if order is None:
             break
-        found.append(_cid(base, attempt))
+        found.append(order)
     return found
 
 
@@ -184,7 +232,8 @@ def restore_notes(runs_dir: Path, ledger: "Ledger") -> list[str]:
     except LedgerError:
         pending = journals(runs_dir)   # cannot tell which were applied: name them all, adoption skips the rest
     if not pending:
-        return []
+        return ["next: `tradebook run reconcile` brings the ledger in line with the broker (flatten orders sent "
+                "after this backup are looked up by client id and recorded as ours)"]
     return [f"unrecorded flatten journal(s) not in this ledger: {', '.join(str(p) for p in pending)}",
             "the next `tradebook run reconcile` adopts their closing orders (looked up at the broker by client id) "
             "as our own fills and trades, before it compares positions; run it now"]

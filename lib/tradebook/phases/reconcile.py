@@ -195,9 +195,9 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
             return _reconcile(ctx, True)
         started = outcome.failure_time(ctx)
         try:
-            from tradebook.phases.flatten_adopt import adopt_journaled
+            from tradebook.phases.flatten_adopt import adopt_own_orders
 
-            adopted = adopt_journaled(ctx)  # before the comparison: our own fills, not EXTERNAL_CLOSEs
+            adopted = adopt_own_orders(ctx)  # before the comparison: our own fills, not EXTERNAL_CLOSEs
             report = _reconcile(ctx, False)
             report.adopted = adopted
         except LedgerError:
