@@ -66,7 +66,7 @@ class DaemonDriver:
 
     def wait_holding(self, proc: subprocess.Popen, at: datetime, timeout: float = 150.0) -> None:
         deadline = time.monotonic() + timeout
-        path = self.root / "runs" / "heartbeat.json"
+        path = self.root / "runs" / "heartbeat-ledger.json"
         while time.monotonic() < deadline:
             beat = read_heartbeat(path) if path.exists() else None
             if beat and beat.state == "holding" and beat.pid == proc.pid and beat.clock == at:

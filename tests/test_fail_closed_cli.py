@@ -71,7 +71,7 @@ def test_every_command_when_ledger_damaged_then_nonzero_naming_backup_bytes_unch
         assert "Traceback" not in text
     code, text = cli("halt", "--reason", "emergency")
     assert code == 0 and "HALTED" in text and "not recorded in the ledger" in text and str(good) in text
-    assert json.loads((root / "runs" / "KILL_SWITCH").read_text())["reason"] == "emergency"
+    assert json.loads((root / "runs" / "KILL_SWITCH-ledger").read_text())["reason"] == "emergency"
     code, text = cli("flatten", "--reason", "get out", "--yes")
     assert code == 0, text
     assert "submitted 1 closing order" in text and "flatten-unrecorded-" in text
@@ -80,7 +80,7 @@ def test_every_command_when_ledger_damaged_then_nonzero_naming_backup_bytes_unch
     assert broker.positions() == [] or len(closing) == 1  # closed, or closing while the market is shut
     journal, = (root / "runs").glob("flatten-unrecorded-*.json")
     assert json.loads(journal.read_text())["closing_orders"][0]["symbol"] == "AAPL"
-    assert json.loads((root / "runs" / "KILL_SWITCH").read_text())["state"] == "FROZEN"
+    assert json.loads((root / "runs" / "KILL_SWITCH-ledger").read_text())["state"] == "FROZEN"
     assert sha(ledger) == before and not Path(f"{ledger}.wal").exists()
 
 
@@ -130,7 +130,7 @@ def test_status_and_health_when_broker_down_then_exit_5_and_halt_still_works(roo
     code, text = cli("health", *down)
     assert code == 5 and "broker unreachable" in text, text
     code, text = cli("halt", "-r", "broker down", *down)
-    assert code == 0 and (root / "runs" / "KILL_SWITCH").exists(), text
+    assert code == 0 and (root / "runs" / "KILL_SWITCH-paper-ledger").exists(), text
     code, text = cli("status", *down)
     assert code == 5 and "HALTED" in text
 

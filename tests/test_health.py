@@ -105,7 +105,7 @@ def test_ops4_when_watchdog_usec_set_for_us_then_half_interval(monkeypatch):
 def test_ops4_when_cli_health_then_exit_code_tells_the_state(make_params, root: Path):
     """`tradebook health`: 0 when healthy, 1 with the reason when not."""
     params = make_params()
-    env = {"TRADEBOOK_ROOT": str(root), "PATH": "/usr/bin:/bin"}
+    env = {"TRADEBOOK_ROOT": str(root), "PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "tradebook.cli", "health"]
     out = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "no heartbeat" in out.stdout

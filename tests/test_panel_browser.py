@@ -293,7 +293,7 @@ def _halt_and_check(page, panel: Panel) -> tuple[float, float]:
     in_ledger = _wait_ledger_halted(panel.root) - clicked
     _state(page, "HALTED")
     on_page = time.monotonic() - clicked
-    flag = json.loads((panel.root / "runs" / "KILL_SWITCH").read_text())
+    flag = json.loads((panel.root / "runs" / "KILL_SWITCH-ledger").read_text())
     assert (flag["state"], flag["source"], flag["reason"]) == ("HALTED", "widget", "browser test: spreads blew out")
     assert _ledger_controls(panel.root)[-1] == ("HALTED", "browser test: spreads blew out", "widget")
     assert effective_state(_ctx(panel.root).params, panel.root).state == "HALTED"
@@ -342,7 +342,7 @@ def _busy_ledger_still_works(page, panel: Panel) -> None:
         expect(page.locator(".tb-log")).to_contain_text("not recorded in the ledger", timeout=SLOW_MS)
         _state(page, "HALTED")
         _shot(page, "05-ledger-busy-halt")
-        flag = json.loads((panel.root / "runs" / "KILL_SWITCH").read_text())
+        flag = json.loads((panel.root / "runs" / "KILL_SWITCH-ledger").read_text())
         assert flag["reason"] == "browser test: halt while the ledger is busy"
     finally:
         con.close()
@@ -359,7 +359,7 @@ def _resume_checked(page, panel: Panel) -> None:
     _act(page, "tb-resume", "browser test: spreads normal again", "RESUME")
     _state(page, "RUNNING")
     _shot(page, "06-resumed")
-    assert not (panel.root / "runs" / "KILL_SWITCH").exists()
+    assert not list((panel.root / "runs").glob("KILL_SWITCH*"))
     assert _ledger_controls(panel.root)[-1] == ("RUNNING", "browser test: spreads normal again", "widget")
 
 

@@ -62,24 +62,29 @@ def demo(days: int = typer.Option(20, "--days", min=1, max=2000, help="trading s
     """Replay N sessions through reconcile → execute → monitor → decide → report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tradebook.demo import run_demo
+    from tradebook.demo import check_broker, run_demo
     from tradebook.params import parse_override
 
+    check_broker(broker)   # bad input is refused before the progress bar is drawn
     overrides = dict(parse_override(p) for p in param or [])
     steps_per_day = 4
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=False) as progress:
+                  TimeElapsedColumn(), console=_console(), transient=False) as progress:
         task = progress.add_task("demo", total=days * steps_per_day)
 
         def on_step(day: str, step: str) -> None:
             if step != "monitor":
                 progress.update(task, advance=1, description=f"{day} {step:<9}")
 
+        def on_start(lines: list[str]) -> None:   # HALTED / REDUCE_ONLY: said before the first session
+            for line in lines:
+                progress.console.print(line, style="bold yellow", markup=False, highlight=False)
+
         summary = run_demo(days, params_file=str(params_file) if params_file else None,
-                           overrides=overrides, fresh=fresh, broker=broker, on_step=on_step)
+                           overrides=overrides, fresh=fresh, broker=broker, on_step=on_step, on_start=on_start)
     console = _console()
     for line in summary.lines():
-        console.print(line, highlight=False)
+        console.print(line, markup=False, highlight=False)
     for failure in summary.failures:
         console.print(f"[red]failed:[/] {failure}", highlight=False)
     if summary.failures:
@@ -129,10 +134,12 @@ def _print_control(console, status) -> None:
 @app.command("halt")
 def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r", help="why (recorded)"),
              params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
-    """Kill switch (CTL-1, CTL-6): write runs/KILL_SWITCH now, record it in the ledger if it can.
+    """Kill switch (CTL-1, CTL-6): write this account's flag runs/KILL_SWITCH-<ledger> now, record it
+    in the ledger if it can.
 
-    Needs nothing else: with invalid params, a damaged or locked ledger, or the broker down,
-    the flag file is still written and the output says what could not be done.
+    Needs nothing else: with a damaged or locked ledger, or the broker down, the flag file is
+    still written and the output says what could not be done. With invalid params the account
+    is unknown, so the all-accounts flag runs/KILL_SWITCH is written (it halts every account).
     """
     from tradebook.clock import fallback_now
     from tradebook.safety.controls import halt, halt_at
@@ -146,9 +153,10 @@ def halt_cmd(reason: str = typer.Option("halted from the CLI", "--reason", "-r",
         now, clock = fallback_now(where.mode, where.sim_state)   # one clock: a simulation's if there is one
         # Only an existing ledger is written: a guessed path must never start a new one.
         status = halt_at(where.flag, where.ledger, reason, _actor(), f"cli (params invalid; {clock})", now=now,
-                         create_ledger=False)
-        _plain(console, f"params invalid, so the flag file went to {where.flag} ({where.how}), stamped with "
-                        f"the {clock}:\n{problem}")
+                         create_ledger=False, also=where.flags)
+        _plain(console, f"params invalid, so the account is unknown: the all-accounts flag {where.flag} "
+                        f"({where.how}) halts EVERY account in {where.runs}; stamped with the {clock}. Clearing "
+                        f"it takes `tradebook resume -r <reason> --all-accounts`.\n{problem}")
     _print_control(console, status)
     _plain(console, "  note: the broker was not contacted: orders already sent stay open at the broker; "
                     "`tradebook flatten` cancels them and closes positions")
@@ -183,8 +191,11 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
                yes: bool = YesOpt, params_file: Optional[Path] = ParamsOpt,
                param: Optional[list[str]] = OverrideOpt,
                reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
-                                               "(BRK-2): restart the peak at today's equity, recorded")) -> None:
-    """Clear a halt or freeze (CTL-2): needs a reason; removes the flag file; recorded."""
+                                               "(BRK-2): restart the peak at today's equity, recorded"),
+               all_accounts: bool = typer.Option(False, "--all-accounts", help="also remove runs/KILL_SWITCH, "
+                                                 "the flag that halts every account (a halt without valid params)"),
+               ) -> None:
+    """Clear a halt or freeze (CTL-2): needs a reason; removes this account's flag file; recorded."""
     from tradebook.safety.controls import resume
 
     ctx = _context(params_file, param)
@@ -198,7 +209,7 @@ def resume_cmd(reason: str = typer.Option(..., "--reason", "-r", help="why it is
         equity = ctx.broker.account().equity
         with ctx.ledger.transaction() as con:
             reset(con, ctx.now(), equity, reason, _actor())
-    _print_control(_console(), resume(ctx.params, ctx.root, reason, _actor(), "cli"))
+    _print_control(_console(), resume(ctx.params, ctx.root, reason, _actor(), "cli", all_accounts=all_accounts))
 
 
 @app.command("flatten")
@@ -231,7 +242,7 @@ def status_cmd(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str
     ctx, fallback = _load_leniently(params_file, param)
     if ctx is None:  # CTL-6: the kill-switch state still shows
         where, problem = fallback
-        _print_control(console, state_at(where.flag, where.ledger))
+        _print_control(console, state_at(where.flags, where.ledger))
         _plain(console, f"params invalid: account, positions and runs need valid params; state read from "
                         f"{where.flag} ({where.how}):\n{problem}")
         raise typer.Exit(EXIT_PARAMS)
@@ -252,8 +263,12 @@ _EXIT_MEANING = {2: "params invalid", 3: "trading is not RUNNING", 4: "the ledge
 def _print_account(console, ctx) -> bool:
     from rich.table import Table
 
+    from tradebook.broker import make_broker
+
     try:
-        account, positions = ctx.broker.account(), ctx.broker.positions()
+        # Read-only: no ledger needed (OPS-1), and failures never count toward the trading breaker (EXE-4).
+        broker = make_broker(ctx.params, ctx.root, read_only=True)
+        account, positions = broker.account(), broker.positions()
     except Exception as exc:  # status must still show the control state when the broker is down
         console.print(f"broker unavailable: {type(exc).__name__}: {exc}", style="yellow", markup=False)
         return False
@@ -378,6 +393,10 @@ def ledger_restore_cmd(path: Optional[Path] = typer.Argument(None, help="backup 
     for aside in result.set_aside:
         typer.echo(f"kept the previous file as {aside}")
     typer.echo("rows: " + ", ".join(f"{k}={v}" for k, v in sorted(result.counts.items()) if v))
+    from tradebook.phases.flatten_adopt import restore_notes
+
+    for line in restore_notes(ctx.runs_dir, ctx.ledger):   # CTL-5/OPS-7: what the next reconcile adopts
+        typer.echo(line)
 
 
 @ledger_app.command("check")

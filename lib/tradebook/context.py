@@ -29,19 +29,29 @@ def project_root(start: Path | None = None) -> Path:
     return here
 
 
-def _incident_recorder(ledger: "Ledger") -> "Callable[[str], None]":
+def _incident_recorder(ledger: "Callable[[], Ledger]") -> "Callable[[str], None]":
     """An answer item the adapter had to skip becomes a ledger incident, once per distinct item
-    per process (the broker layer itself never writes the ledger)."""
+    per process (the broker layer itself never writes the ledger).
+
+    The ledger is opened only when an incident happens: a damaged ledger must not keep the
+    broker from working (OPS-7: `tradebook flatten` closes at the broker without it); such an
+    incident goes to the log instead."""
     reported: set[str] = set()
 
     def incident(detail: str) -> None:
         if detail in reported:
             return
         reported.add(detail)
+        from tradebook.errors import LedgerError
         from tradebook.safety import controls
 
-        with ledger.transaction() as con:
-            controls.record_incident(con, "BROKER_ITEM_SKIPPED", detail, controls.utcnow())
+        try:
+            with ledger().transaction() as con:
+                controls.record_incident(con, "BROKER_ITEM_SKIPPED", detail, controls.utcnow())
+        except LedgerError as exc:
+            from tradebook.logs import log_event
+
+            log_event("broker", "error", f"incident not recorded in the ledger ({exc}): {detail}")
 
     return incident
 
@@ -85,7 +95,7 @@ class Context:
 
         if self.params.mode == "sim":
             return make_broker(self.params, self.root)
-        return make_broker(self.params, self.root, on_incident=_incident_recorder(self.ledger))
+        return make_broker(self.params, self.root, on_incident=_incident_recorder(lambda: self.ledger))
 
     def now(self) -> "datetime":
         """The broker's clock (SimBroker's simulated time in sim mode)."""

@@ -9,7 +9,7 @@ from tradebook.broker.base import Broker
 if TYPE_CHECKING:
     from tradebook.params import Params
 
-__all__ = ["Broker", "make_broker", "breaker_path"]
+__all__ = ["Broker", "make_broker", "breaker_path", "check_can_start"]
 
 
 def breaker_path(params: "Params", root: Path | None) -> Path:
@@ -17,8 +17,21 @@ def breaker_path(params: "Params", root: Path | None) -> Path:
     return params.runs_path(root) / f"api_breaker-{params.mode}.json"
 
 
-def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
+def check_can_start(params: "Params") -> None:
+    """ConfigError (SecretsError) now if ``make_broker`` would refuse these params: live without
+    TRADEBOOK_LIVE=1, keys missing, bad feeds. No network, no file: callers check before they write."""
+    if params.mode == "sim":
+        return
+    from tradebook.broker.alpaca.broker import check_start
+
+    check_start(params)
+
+
+def make_broker(params: "Params", root: Path, *, read_only: bool = False, **overrides: Any) -> Broker:
     """The broker the params ask for: SimBroker for mode sim, AlpacaBroker for paper/live.
+
+    ``read_only``: for commands that only look (status, health, doctor): their failed calls
+    never count toward the shared API circuit breaker (EXE-4), which they still see.
 
     The broker layer never writes the ledger: an open API circuit is reported by the adapter
     (``circuit_open``, CircuitOpen) and turned into REDUCE_ONLY by the order path (EXE-4);
@@ -35,7 +48,8 @@ def make_broker(params: "Params", root: Path, **overrides: Any) -> Broker:
             sim_path.symbol_bars.cache_clear()
         return SimBroker.from_params(params, root)
     from tradebook.broker.alpaca.broker import AlpacaBroker
-    from tradebook.broker.alpaca.breaker import BreakerFile
+    from tradebook.broker.alpaca.breaker import BreakerFile, ReadOnlyBreakerFile
 
-    overrides.setdefault("breaker_store", BreakerFile(breaker_path(params, root)))
+    store = ReadOnlyBreakerFile if read_only else BreakerFile
+    overrides.setdefault("breaker_store", store(breaker_path(params, root)))
     return AlpacaBroker.from_params(params, **overrides)

@@ -149,9 +149,22 @@ def restore(backup_path: str | Path | None, ledger_path: str | Path, *, force: b
     os.replace(partial, ledger_path)
     _fsync_dir(ledger_path.parent)
     counts = check(ledger_path).counts
-    log_event("backup", "warning", f"ledger restored from {source}", ledger=str(ledger_path),
+    _mark_restored(ledger_path, source, now)
+    # info, not warning: the command says it; a warning would be echoed to stderr a second time
+    log_event("backup", "info", f"ledger restored from {source}", ledger=str(ledger_path),
               set_aside=[str(p) for p in aside])
     return RestoreResult(source, ledger_path, aside, counts)
+
+
+def _mark_restored(ledger_path: Path, source: Path, now: datetime | None) -> None:
+    """Tell the next reconcile to look up at the broker what the lost ledger may have recorded
+    (tradebook.phases.flatten_adopt.adopt_after_restore)."""
+    from tradebook.ledger import meta
+    from tradebook.ledger.db import Ledger
+
+    when = now or datetime.now(timezone.utc)
+    with Ledger(ledger_path).transaction() as con:
+        meta.put(con, meta.RESTORED_KEY, {"from": source.name, "at": when.isoformat(), "pending": True}, when)
 
 
 def check(ledger_path: str | Path) -> CheckResult:

@@ -81,7 +81,9 @@ def find(con: "duckdb.DuckDBPyConnection", kind: str | None = None, *, kind_pref
     sql = (f"SELECT {_COLUMNS} FROM events {where} ORDER BY event_id {'DESC' if newest_first else ''}"
            + (" LIMIT ?" if limit is not None else ""))
     rows = con.execute(sql, args + ([limit] if limit is not None else [])).fetchall()
-    return [Event(*row[:-1], json.loads(row[-1]) if row[-1] is not None else None) for row in rows]
+    names = _COLUMNS.split(", ")
+    return [Event(**{**dict(zip(names, row)), "data": json.loads(row[-1]) if row[-1] is not None else None})
+            for row in rows]
 
 
 def count(con: "duckdb.DuckDBPyConnection", kind: str | None = None, *, kind_prefix: str | None = None,

@@ -4,6 +4,8 @@
   (REC-8: no entry is sent on a session whose reconcile did not succeed).
 - ``broker_identity``: the broker account the ledger belongs to (OPS-8, see
   ``tradebook.ledger.identity``).
+- ``restored`` / ``flatten_journals``: a restore still to be checked against the broker, and
+  the unrecorded-flatten journals already applied (``tradebook.phases.flatten_adopt``).
 
 A value is written only when it changes, so a second identical reconcile still
 writes nothing (REC-5).
@@ -19,6 +21,9 @@ if TYPE_CHECKING:
     import duckdb
 
 RECONCILE_KEY = "reconcile"
+# Written by ``ledger restore`` ({"from": backup name, "pending": true}); the next full reconcile
+# looks up at the broker the orders the lost ledger may have recorded, then sets pending false.
+RESTORED_KEY = "restored"
 
 
 def get(con: "duckdb.DuckDBPyConnection", key: str) -> dict[str, Any] | None:

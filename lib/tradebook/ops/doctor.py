@@ -40,7 +40,7 @@ def run_doctor(params: "Params", root: "Path | None") -> list[Check]:
 
     out: list[Check] = []
     try:
-        broker: Any = make_broker(params, root)   # an AlpacaBroker: its raw account and URLs are read too
+        broker: Any = make_broker(params, root, read_only=True)   # an AlpacaBroker: its raw account and URLs are read too
     except TradebookError as exc:
         return [Check("keys and mode", FAIL, str(exc))]
     out.append(Check("keys", OK, "APCA_API_KEY_ID and APCA_API_SECRET_KEY set (values never shown)"))

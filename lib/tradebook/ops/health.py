@@ -1,7 +1,9 @@
 """Liveness (OPS-4): the daemon's heartbeat, systemd notifications, ``tradebook health``.
 
-The heartbeat lives in ``runs/heartbeat.json`` (written atomically) and in the ledger's
-``heartbeats`` table. ``tradebook health`` reads only the file and the control state
+The heartbeat lives next to the ledger it drives, named after it (``runs/heartbeat-ledger.json``
+for ``ledger.duckdb``, ``runs/heartbeat-paper-ledger.json``, ...; written atomically), so
+`health` for one account never reports another account's daemon; it is also kept in the
+ledger's ``heartbeats`` table. ``tradebook health`` reads only the file and the control state
 (which reads the kill-switch flag before the ledger), so it answers while another
 process holds the ledger (OPS-1). A heartbeat is stale after 3 x reconcile_interval_s
 of the clock the daemon runs on, converted to wall seconds (never below a floor that
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from tradebook.ledger.db import Ledger
     from tradebook.params import Params
 
-HEARTBEAT_FILE = "heartbeat.json"
+HEARTBEAT_PREFIX = "heartbeat-"
 COMPONENT = "daemon"
 STALE_INTERVALS = 3
 MIN_STALE_S = 120.0  # a notebook run (kernel start, execute timeout) blocks the loop this long at most
@@ -66,7 +68,13 @@ def stale_after_s(interval_s: float, speed: float | None) -> float:
 
 
 def heartbeat_path(params: "Params", root: Path | None) -> Path:
-    return params.runs_path(root) / HEARTBEAT_FILE
+    """The heartbeat file of the daemon that drives this account's ledger."""
+    return heartbeat_at(params.ledger_path(root))
+
+
+def heartbeat_at(ledger: Path) -> Path:
+    """``heartbeat-<ledger stem>.json`` next to the ledger: one heartbeat per account."""
+    return ledger.with_name(f"{HEARTBEAT_PREFIX}{ledger.stem}.json")
 
 
 def write_heartbeat(path: Path, beat: Heartbeat) -> None:
@@ -181,10 +189,10 @@ def check_health_at(where: Any, params_problem: str, *, wall_now: datetime | Non
 
     wall_now = wall_now or datetime.now(timezone.utc)
     notes = [f"runs folder {where.runs} ({where.how}); the broker was not asked (it needs valid params)"]
-    beat = read_heartbeat(where.runs / HEARTBEAT_FILE)
+    beat = read_heartbeat(heartbeat_at(where.ledger))
     found = [(EXIT_PARAMS, f"params invalid: {' '.join(params_problem.split())}")]
     found += [(EXIT_DAEMON, p) for p in _heartbeat_problems(beat, wall_now, notes)]
-    found += _control_problems(controls.state_at(where.flag, where.ledger), notes)
+    found += _control_problems(controls.state_at(where.flags, where.ledger), notes)
     return _report(found, notes, beat)
 
 
@@ -198,7 +206,7 @@ def _broker_problems(params: "Params", root: Path | None, broker: Any, notes: li
         if broker is None:
             from tradebook.broker import make_broker
 
-            broker = make_broker(params, root or Path.cwd())
+            broker = make_broker(params, root or Path.cwd(), read_only=True)
         clock = broker.clock()
     except Exception as exc:  # any failure to reach it is the answer
         return [(EXIT_BROKER, f"broker unreachable: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}")]

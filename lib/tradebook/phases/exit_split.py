@@ -67,9 +67,15 @@ def split_sizes(qty: float, price: float, cap: float) -> list[float] | None:
         base, rest = divmod(int(qty), n)
         sizes = [float(base + (k < rest)) for k in range(n)]
     else:
+        # Children are cut to whole millionths and the last takes the rest, which can push it just past
+        # ``per``: one more child then (the rest shrinks as n grows).
         n = math.ceil(qty / per)
-        each = math.floor(qty / n * 1e6) / 1e6
-        sizes = [each] * (n - 1) + [round(qty - each * (n - 1), 9)]
+        while True:
+            each = math.floor(qty / n * 1e6) / 1e6
+            sizes = [each] * (n - 1) + [round(qty - each * (n - 1), 9)]
+            if sizes[-1] <= per or n > MAX_PARTS:
+                break
+            n += 1
     return sizes if 1 < len(sizes) <= MAX_PARTS else None
 
 

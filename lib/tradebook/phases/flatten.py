@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 from tradebook.broker.base import needs_cancel_first
 from tradebook.clock import operator_now
 from tradebook.safety.controls import ControlStatus, clean_reason, effective_state, flag_path, freeze, raise_flag
-from tradebook.errors import BrokerError, BrokerRejected, ControlRefused, LedgerCorrupt, OrderOutcomeUnknown
+from tradebook.errors import (BrokerError, BrokerRejected, ControlRefused, LedgerCorrupt, LedgerLocked,
+                              OrderOutcomeUnknown)
 from tradebook.ledger import events
 from tradebook.sessions import session_date
 
@@ -65,7 +66,13 @@ class FlattenResult:
 
 def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = "cli") -> FlattenResult:
     """CTL-5: halt via the flag file, cancel open orders, close every position at market, then freeze;
-    events at every step (see module doc). Safety (controls) only records the freeze."""
+    events at every step (see module doc). Safety (controls) only records the freeze.
+
+    A ledger that cannot be opened (damaged, OPS-7, or locked by another process, OPS-1) does not
+    stop the flatten: it closes at the broker and journals instead (``flatten_offline``). A broker
+    that does not answer before anything was closed raises ``ControlRefused`` saying nothing was
+    sold, with the flag's reason saying the flatten did not complete (trading stays HALTED).
+    """
     reason = clean_reason(reason)
     if not reason:
         raise ControlRefused("flatten needs a reason (e.g. --reason 'strategy broken'); nothing changed")
@@ -73,19 +80,20 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
     # Halt first: nothing else may trade while we unwind, even if a step below fails.
     raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source,
                operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
-    now = ctx.now()
-    prefix = f"flat-{session_date(now):%Y%m%d}-"
     try:
-        with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger is locked
+        now = ctx.now()
+        prefix = f"flat-{session_date(now):%Y%m%d}-"
+        with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger cannot be opened
             events.record(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
                           data={"actor": actor, "source": source}, ts=now)
             ended = _ended_today(con, prefix)
-    except LedgerCorrupt as exc:  # OPS-7: never write a damaged ledger; close at the broker, record later
-        from tradebook.phases.flatten_offline import flatten_at_broker
-
-        return flatten_at_broker(ctx, reason, actor, source, str(exc))
-    cancelled, failed = _cancel_others(ctx, prefix, now)
-    closes = [_close_one(ctx, pos, prefix, ended, reason, now) for pos in ctx.broker.positions() if pos.qty]
+        cancelled, failed = _cancel_others(ctx, prefix, now)
+        positions = [pos for pos in ctx.broker.positions() if pos.qty]
+    except (LedgerCorrupt, LedgerLocked) as exc:  # never write a damaged ledger; never wait on a busy one
+        return _offline(ctx, reason, actor, source, exc)
+    except BrokerError as exc:
+        _not_completed(ctx, reason, actor, source, exc)
+    closes = [_close_one(ctx, pos, prefix, ended, reason, now) for pos in positions]
     failed += [(c.key, c.detail) for c in closes if c.outcome == "failed"]
     submitted = tuple(c.key for c in closes if c.outcome == "submitted")
     closing = tuple(c.key for c in closes if c.outcome == "closing")
@@ -98,6 +106,30 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
     raise_flag(path, "FROZEN", f"flattened: {reason}", actor, source, now)
     return FlattenResult(tuple(cancelled), submitted, closing, tuple(failed),
                          effective_state(ctx.params, ctx.root, ctx.ledger))
+
+
+def _offline(ctx: "Context", reason: str, actor: str, source: str, exc: Exception) -> FlattenResult:
+    """Close at the broker without the ledger; a broker that does not answer either: not completed."""
+    from tradebook.phases.flatten_offline import flatten_at_broker
+
+    if "broker" not in ctx.__dict__:  # ctx.broker would record incidents in (and so open) the ledger
+        from tradebook.broker import make_broker
+
+        ctx.broker = make_broker(ctx.params, ctx.root)
+    try:
+        return flatten_at_broker(ctx, reason, actor, source, str(exc), locked=isinstance(exc, LedgerLocked))
+    except BrokerError as broker_exc:
+        _not_completed(ctx, reason, actor, source, broker_exc)
+        raise  # unreachable: _not_completed raises
+
+
+def _not_completed(ctx: "Context", reason: str, actor: str, source: str, exc: BrokerError) -> None:
+    """The broker did not answer before anything was closed: say so on the flag and to the operator."""
+    why, path = " ".join(str(exc).split()), flag_path(ctx.params, ctx.root)
+    raise_flag(path, "HALTED", f"flatten did NOT complete (broker unreachable: {why}); nothing was sold: {reason}",
+               actor, source, operator_now(ctx.params, ctx.root))
+    raise ControlRefused(f"flatten did not complete: the broker did not answer ({why}). Nothing was sold; "
+                         f"trading is HALTED ({path}); run flatten again when the broker answers") from exc
 
 
 def _ended_today(con, prefix: str) -> set[str]:

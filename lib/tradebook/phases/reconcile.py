@@ -120,10 +120,11 @@ class ReconcileReport:
     divergence: bool = False
     settled: list[tuple[str, str]] = field(default_factory=list)   # (intent_id, state): intent_settle
     unread: list[str] = field(default_factory=list)   # symbols left out: an order look-up failed
+    adopted: list[Any] = field(default_factory=list)  # journaled flatten orders recorded (flatten_adopt)
 
     @property
     def wrote(self) -> bool:
-        return bool(self.actions or self.order_updates or self.unread)
+        return bool(self.actions or self.order_updates or self.unread or self.adopted)
 
     def tables(self) -> dict[str, Any]:
         import pandas as pd
@@ -149,6 +150,9 @@ class ReconcileReport:
         text = (f"reconcile @ {self.now:%Y-%m-%d %H:%M %Z}: {len(self.broker_positions)} broker positions, "
                 f"{counts[BACKFILL]} backfilled as EXTERNAL, {counts[EXTERNAL_CLOSE]} closed externally, "
                 f"{counts[CORRECTION]} corrected, {len(self.order_updates)} order update(s)")
+        if self.adopted:
+            text += (f"; adopted {len(self.adopted)} closing order(s) of an unrecorded flatten: "
+                     + ", ".join(a.client_order_id for a in self.adopted))
         if self.first_sync:
             text += "; first sync of an empty ledger (adopted, not a divergence)"
         if self.divergence:
@@ -191,7 +195,11 @@ def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
             return _reconcile(ctx, True)
         started = outcome.failure_time(ctx)
         try:
+            from tradebook.phases.flatten_adopt import adopt_own_orders
+
+            adopted = adopt_own_orders(ctx)  # before the comparison: our own fills, not EXTERNAL_CLOSEs
             report = _reconcile(ctx, False)
+            report.adopted = adopted
         except LedgerError:
             raise  # nothing can be recorded in a ledger we cannot use; the error says what to do
         except Exception as exc:

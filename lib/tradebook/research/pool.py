@@ -164,6 +164,7 @@ def _alone(ctx: Any, job: Job, item: tuple[int, str, dict], bars: "pd.DataFrame"
 
 def _alone_worker(job: Job, item: tuple[int, str, dict], bars: "pd.DataFrame", send: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    answer: tuple[str, Any]
     try:
         answer = ("rows", runners.run_batch(job, [item], bars))
     except Exception as exc:   # a bug, not a crash: the parent raises it as the serial run would

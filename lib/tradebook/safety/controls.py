@@ -3,7 +3,8 @@
 States, least to most restrictive: RUNNING < REDUCE_ONLY < HALTED < FROZEN. The
 effective state is the most restrictive of every source (CTL-1):
 
-1. the flag file ``runs/KILL_SWITCH`` (``tradebook.safety.killswitch``) — read first, without the ledger, so the
+1. the flag files (``tradebook.safety.killswitch``): the account's ``runs/KILL_SWITCH-<ledger stem>``
+   and the all-accounts ``runs/KILL_SWITCH`` — read first, without the ledger, so the
    kill switch works while another process holds the ledger or the file is corrupt;
 2. the environment variable ``KILL_SWITCH=1``;
 3. the ledger's ``controls`` table: its rows since the last RUNNING row (an
@@ -25,7 +26,8 @@ from tradebook.clock import operator_now
 from tradebook.ledger import events
 from tradebook.ledger.controls import append_control, append_incident, episode, incidents_on
 from tradebook.errors import ControlRefused
-from tradebook.safety.killswitch import ENV_VAR, Part, env_part, flag_path, raise_flag, read_flag
+from tradebook.safety.killswitch import (ENV_VAR, Part, all_accounts_flag, env_part, flag_path, raise_flag,
+                                         read_flag)
 from tradebook.sessions import session_date
 from tradebook.safety.state import RANK, STATES, TradingState, strictest
 
@@ -113,12 +115,18 @@ def effective_state(params: "Params", root: Path, ledger: "Ledger | None" = None
     Without ``ledger`` the ledger is read with a short lock timeout; a ledger that
     cannot be read (locked, corrupt) makes the result HALTED with that reason.
     """
-    return state_at(flag_path(params, root), params.ledger_path(root), ledger)
+    flags = (flag_path(params, root), all_accounts_flag(params, root))
+    return state_at(flags, params.ledger_path(root), ledger)
 
 
-def state_at(flag: Path, ledger_path: Path | None, ledger: "Ledger | None" = None) -> ControlStatus:
-    """``effective_state`` from paths alone: what `status` shows when the params cannot be loaded (CTL-6)."""
-    parts = [p for p in (read_flag(flag), env_part()) if p]
+def state_at(flags: "Path | tuple[Path, ...]", ledger_path: Path | None,
+             ledger: "Ledger | None" = None) -> ControlStatus:
+    """``effective_state`` from paths alone: what `status` shows when the params cannot be loaded (CTL-6).
+
+    ``flags``: every flag file that halts this account (its own and the all-accounts one).
+    """
+    flags = (flags,) if isinstance(flags, Path) else tuple(dict.fromkeys(flags))
+    parts = [p for p in (*(read_flag(f) for f in flags), env_part()) if p]
     ledger_parts, error = _ledger_parts(ledger_path, ledger, quick=bool(parts))
     return _combine(parts + ledger_parts, error)
 
@@ -161,12 +169,18 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
     Either one halts; only when both fail is it an error (with what to do instead).
     """
     now = now or operator_now(params, root)   # one clock: the simulated one in sim mode
-    return halt_at(flag_path(params, root), params.ledger_path(root), reason, actor, source, now=now)
+    return halt_at(flag_path(params, root), params.ledger_path(root), reason, actor, source, now=now,
+                   also=(all_accounts_flag(params, root),))
 
 
 def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator", source: str = "cli",
-            *, now: datetime | None = None, create_ledger: bool = True) -> ControlStatus:
-    """CTL-6: ``halt`` from paths alone, so it works with no valid params; the flag file comes first."""
+            *, now: datetime | None = None, create_ledger: bool = True,
+            also: tuple[Path, ...] = ()) -> ControlStatus:
+    """CTL-6: ``halt`` from paths alone, so it works with no valid params; the flag file comes first.
+
+    ``path`` is the flag to write (an account's, or the all-accounts one when the params are
+    invalid); ``also`` are the other flags the resulting state is read from.
+    """
     reason = clean_reason(reason) or "halted without a reason"
     now = now or operator_now(None, None)   # no params: the wall clock (CTL-6)
     notes, failures = [], []
@@ -188,7 +202,7 @@ def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator",
         raise ControlRefused("halt could not be recorded anywhere (" + "; ".join(failures) + f"); set {ENV_VAR}=1 "
                              "in the environment of the scheduler and stop it")
     notes += [f"not recorded in the {f} — the other source alone keeps trading halted" for f in failures]
-    status = state_at(path, ledger_path)
+    status = state_at((path, *also), ledger_path)
     return replace(status, notes=status.notes + tuple(notes))
 
 
@@ -219,8 +233,13 @@ def reduce_only(ledger: "Ledger | duckdb.DuckDBPyConnection", reason: str, sourc
 
 
 def resume(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
-           *, now: datetime | None = None) -> ControlStatus:
-    """CTL-2: the only way out of FROZEN/HALTED: needs a reason; recorded; removes the flag file."""
+           *, now: datetime | None = None, all_accounts: bool = False) -> ControlStatus:
+    """CTL-2: the only way out of FROZEN/HALTED: needs a reason; recorded; removes this account's flag.
+
+    The all-accounts flag ``runs/KILL_SWITCH`` (a halt without valid params, or a `touch`) is
+    removed only with ``all_accounts``; otherwise it stays, trading stays HALTED and the note says so.
+    Another account's flag is never touched.
+    """
     from tradebook.ledger.db import Ledger
 
     reason = clean_reason(reason)
@@ -230,20 +249,37 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
         raise ControlRefused(f"environment {ENV_VAR} is set; unset it (`unset {ENV_VAR}`, and in the "
                              "service environment) before resuming; nothing changed")
     now = now or operator_now(params, root)
-    path = flag_path(params, root)
-    flag = read_flag(path)
+    path, shared_path = flag_path(params, root), all_accounts_flag(params, root)
+    flag, shared = read_flag(path), read_flag(shared_path)
+    clear_shared = shared is not None and all_accounts
     with Ledger(params.ledger_path(root)).transaction() as con:
         before = ledger_state(con)
-        if before == "RUNNING" and flag is None:
-            note = "already RUNNING; nothing to resume"
+        if before == "RUNNING" and flag is None and not clear_shared:
+            note = ("this account's ledger and flag already allow trading" if shared else
+                    "already RUNNING; nothing to resume")
         else:
             append_control(con, now, TradingState.RUNNING, reason, actor, source)
             events.record(con, "CONTROL_RESUME", reason=reason, ts=now, data={
-                "from": before, "flag": flag.reason if flag else None, "actor": actor, "source": source})
+                "from": before, "flag": flag.reason if flag else None, "actor": actor, "source": source,
+                "all_accounts_flag": shared.reason if clear_shared else None})
             path.unlink(missing_ok=True)  # inside the transaction: a failure here rolls the row back
+            if clear_shared:
+                shared_path.unlink(missing_ok=True)
             note = f"resumed from {before}" + (" and removed the kill-switch flag" if flag else "")
+    notes = (note,) + _shared_flag_note(shared_path, shared, clear_shared)
     status = effective_state(params, root)
-    return replace(status, notes=status.notes + (note,))
+    return replace(status, notes=status.notes + notes)
+
+
+def _shared_flag_note(path: Path, shared: Part | None, cleared: bool) -> tuple[str, ...]:
+    if shared is None:
+        return ()
+    if cleared:
+        return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} "
+                f"may trade again ({shared.reason})",)
+    return (f"still HALTED by the all-accounts kill-switch flag {path} ({shared.reason}); it halts every "
+            f"account in {path.parent} and was written by a halt without valid params or by hand. When every "
+            "account is safe, clear it with `tradebook resume -r <reason> --all-accounts`",)
 
 
 def record_incident(con: "duckdb.DuckDBPyConnection", kind: str, detail: str, now: datetime) -> None:

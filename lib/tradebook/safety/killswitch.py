@@ -1,4 +1,14 @@
-"""The kill switch's ledger-free sources (CTL-1): the flag file ``runs/KILL_SWITCH`` and env.
+"""The kill switch's ledger-free sources (CTL-1): the flag files and env.
+
+Two flag files, so one account's halt never leaks into another's (sim, paper and live
+ledgers may share one ``runs/`` folder):
+
+- the account's flag, next to its ledger and named after it (``runs/KILL_SWITCH-ledger``
+  for ``ledger.duckdb``, ``runs/KILL_SWITCH-paper-ledger`` for ``paper-ledger.duckdb``):
+  written by halt/flatten with valid params, removed by that account's ``resume``;
+- the all-accounts flag ``runs/KILL_SWITCH``: halts every account of the folder. A halt
+  with no valid params writes it (it cannot know whose account is meant, CTL-6), and so
+  does ``touch runs/KILL_SWITCH``. Only ``resume --all-accounts`` removes it.
 
 Nothing here opens the ledger (or imports duckdb): these sources must answer while
 another process holds the ledger, or when its file is corrupt. ``controls`` combines
@@ -31,8 +41,22 @@ class Part(NamedTuple):
 
 
 def flag_path(params: "Params", root: Path) -> Path:
-    """Where the flag file lives: ``<runs_dir>/KILL_SWITCH``."""
+    """This account's flag file: next to its ledger, named after it (``KILL_SWITCH-<ledger stem>``)."""
+    return ledger_flag(params.ledger_path(root))
+
+
+def ledger_flag(ledger: Path) -> Path:
+    """The flag file of the account whose ledger is ``ledger``."""
+    return ledger.with_name(f"{FLAG_FILE}-{ledger.stem}")
+
+
+def all_accounts_flag(params: "Params", root: Path) -> Path:
+    """The flag that halts every account of the runs folder: ``<runs_dir>/KILL_SWITCH``."""
     return params.runs_path(root) / FLAG_FILE
+
+
+def is_all_accounts(path: Path) -> bool:
+    return path.name == FLAG_FILE
 
 
 def read_flag(path: Path) -> Part | None:
@@ -51,7 +75,8 @@ def read_flag(path: Path) -> Part | None:
     state = data.get("state") if data.get("state") in ("HALTED", "FROZEN") else "HALTED"
     since = _parse_ts(data.get("ts")) or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
     who = f" ({data.get('actor', '?')} via {data.get('source', '?')})" if data else ""
-    return Part(state, f"kill-switch flag {path.name}: {data.get('reason') or 'present'}{who}",
+    scope = f" (halts every account in {path.parent})" if is_all_accounts(path) else ""
+    return Part(state, f"kill-switch flag {path.name}{scope}: {data.get('reason') or 'present'}{who}",
                 "flag_file", since)
 
 
@@ -91,14 +116,19 @@ def _parse_ts(value: Any) -> datetime | None:
 
 
 class Where(NamedTuple):
-    """Where the flag file and the ledger are, found without validating the params (CTL-6)."""
+    """Where the flag files and the ledger are, found without validating the params (CTL-6)."""
 
-    flag: Path
+    flag: Path     # the all-accounts flag: what a halt without valid params writes
     ledger: Path
     runs: Path
     how: str       # how runs_dir was found, for the operator
     mode: str | None = None        # as the file says, if it says sim/paper/live
     sim_state: Path | None = None  # where the sim state would be (its clock stamps a sim-mode halt)
+
+    @property
+    def flags(self) -> tuple[Path, Path]:
+        """Every flag that halts the located account: the all-accounts one and its own."""
+        return self.flag, ledger_flag(self.ledger)
 
 
 def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any] | None) -> Where:

@@ -92,6 +92,23 @@ class BreakerFile:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class ReadOnlyBreakerFile(BreakerFile):
+    """The shared state as seen by a read-only command (status, health, doctor): read, never written.
+
+    A monitoring cron running `tradebook status` against a broker that is down must not open
+    the trading breaker (EXE-4 counts failures of the processes that trade). It still sees a
+    breaker opened by those processes. The writer replaces the file atomically, so no lock is
+    needed to read it, and nothing (not even runs/) is created.
+    """
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyBreakerFile({str(self.path)!r})"
+
+    @contextmanager
+    def update(self) -> Iterator[BreakerState]:
+        yield self._read()   # changes made by the caller are dropped
+
+
 class CircuitBreaker:
     """EXE-4: ``failures`` transient failures within ``window_s`` open it; ``on_open(reason)`` is told once.
 
