@@ -139,3 +139,13 @@ def test_status_when_terminal_narrow_then_last_runs_notebook_path_relative_and_n
     assert "…" not in out.stdout and str(root) not in out.stdout
     cells = "".join(line.split("│")[-2].strip() for line in out.stdout.splitlines() if line.count("│") == 7)
     assert str(notebook) in cells, out.stdout
+
+
+def test_demo_when_broker_unknown_then_clear_error_before_any_progress_bar(root: Path):
+    """Bad input is refused first: `demo --broker ibkr` names the choices, exit 2, no progress bar
+    drawn and nothing under runs/ (the old code drew the bar, then failed)."""
+    out = tradebook(root, "demo", "--broker", "ibkr", "--days", "1")
+    assert out.returncode == 2 and "ibkr" in out.stderr and "alpaca-fake" in out.stderr
+    assert "demo" not in out.stdout and "0/4" not in out.stdout + out.stderr, out.stdout
+    assert "Traceback" not in out.stderr
+    assert sorted(p.name for p in (root / "runs").iterdir()) == []

@@ -76,3 +76,42 @@ def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(dem
     assert summary.fills < ledger.read(fill_store.count)
     own_rejects = sum(i.gate_status == "reject" and i.updated_at > before for i in stored_intents(ledger))
     assert sum(summary.rejects_by_reason.values()) == own_rejects
+
+
+def test_demo_when_trading_halted_at_start_then_first_lines_say_so(root: Path):
+    """CTL-1: a demo that starts HALTED says so before its first session (and at the head of the
+    summary), with the reason; the old summary only showed `gate rejections: HALTED=n`."""
+    from datetime import datetime, timezone
+
+    from tradebook.safety import killswitch
+
+    killswitch.write_flag(root / "runs" / killswitch.FLAG_FILE, "HALTED", "news at 9am", "op", "cli",
+                          datetime.now(timezone.utc))
+    told: list[str] = []
+    summary = run_demo(1, root=root, on_start=lambda lines: told.extend(lines),
+                       on_step=lambda day, step: told.append(f"step {step}"))
+    assert told[0].startswith("trading is HALTED at the start of this demo"), told
+    assert any("news at 9am" in line for line in told[:3])
+    assert summary.lines()[0] == told[0] and "tradebook resume" in " ".join(summary.lines()[:4])
+
+
+def test_archive_when_fresh_sim_demo_then_paper_live_ledgers_and_kill_switch_stay(tmp_path: Path):
+    """OPS-8 / CTL-1: `demo --fresh` moves the simulator's output aside, never the paper or live
+    account's ledger (or its WAL), the fake demo's folder, backups, or the kill-switch flag."""
+    from tradebook.demo import archive_runs
+
+    runs_dir = tmp_path / "runs"
+    kept = ["paper-ledger.duckdb", "paper-ledger.duckdb.wal", "live-ledger.duckdb", "KILL_SWITCH", "KILL_SWITCH-ledger",
+            "KILL_SWITCH-paper-ledger",
+            "README.md", "demo-alpaca-fake", "backups"]
+    moved = ["ledger.duckdb", "sim_state.duckdb", "report.html", "2011-07-05"]
+    for name in kept + moved:
+        (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        if "." in name or name.startswith("KILL_SWITCH"):
+            (runs_dir / name).write_text(name)
+        else:
+            (runs_dir / name).mkdir()
+    dest = archive_runs(runs_dir)
+    assert dest is not None
+    assert sorted(p.name for p in runs_dir.iterdir() if p.name != "archive") == sorted(kept)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(moved)

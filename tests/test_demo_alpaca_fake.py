@@ -6,11 +6,12 @@ output contains a key value.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from tradebook.testing.alpaca_fake.server import DEMO_KEYS
+from tradebook.testing.alpaca_fake.server import DEMO_KEYS, FAKE_LEDGER_FILE
 from tradebook.demo import PHASES, run_demo
 from tradebook.ledger import controls as control_store
 from tradebook.ledger import positions as position_store
@@ -18,6 +19,7 @@ from tradebook.ledger import runs
 from tradebook.ledger.db import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
+FAKE_RUNS = lambda root: root / "runs" / "demo-alpaca-fake"   # noqa: E731  the fake demo's own runs folder
 USER_KEYS = ("PKUSERKEYSHOULDNEVERLEAK01", "SKUSERSECRETSHOULDNEVERLEAK0123456789")
 
 
@@ -27,11 +29,11 @@ def test_demo_on_alpaca_fake_when_run_then_phases_ok_and_no_secret_anywhere(root
     monkeypatch.setenv("APCA_API_SECRET_KEY", USER_KEYS[1])
     summary = run_demo(2, root=root, broker="alpaca-fake")
     assert summary.failures == [] and summary.notebooks == 2 * len(PHASES)
-    ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper has its own default ledger
+    ledger = Ledger(FAKE_RUNS(root) / FAKE_LEDGER_FILE)   # OPS-8: the fake account has its own ledger
     assert not (root / "runs" / "ledger.duckdb").exists()
     assert ledger.read(runs.count, status="OK") == 2 * len(PHASES)
     # One clock: notebooks are filed under the fake's simulated session dates, not today's.
-    days = sorted(p.name for p in (root / "runs").glob("20*") if p.is_dir())
+    days = sorted(p.name for p in FAKE_RUNS(root).glob("20*") if p.is_dir())
     assert len(days) == 2 and all(d.startswith("2011-07-") for d in days), days
     assert ledger.read(runs.modes) == {"paper"}
 
@@ -80,8 +82,33 @@ def test_demo_on_alpaca_fake_when_venue_realistic_then_ledger_equals_broker_and_
     fake = seen[0]
     venue = fake.state.venue
     assert venue.margin and venue.cancel_delay_s > 0 and fake.limiter is not None
-    ledger = Ledger(root / "runs" / "paper-ledger.duckdb")   # OPS-8: paper keeps its own ledger
+    ledger = Ledger(FAKE_RUNS(root) / FAKE_LEDGER_FILE)   # OPS-8: the fake account keeps its own ledger
     ours = {s: round(q, 6) for s, q, _ in ledger.read(position_store.quantities) if q != 0}
     theirs = {s: round(float(h.qty), 6) for s, h in fake.state.positions.items()}
     assert ours == theirs
     assert ledger.read(control_store.incident_history) == []
+
+
+def test_demo_on_alpaca_fake_when_paper_account_halted_then_own_ledger_and_scope_and_paper_files_untouched(
+        root: Path):
+    """OPS-8 / CTL-1: the fake's account is not the paper account. With a paper ledger and a
+    kill-switch flag in runs/, the fake demo neither creates, binds nor moves the paper ledger,
+    nor obeys the paper account's halt: its ledger, flag and notebooks live in
+    runs/demo-alpaca-fake/ (old code: runs/paper-ledger.duckdb bound to PA3FAKE00001, HALTED=7)."""
+    from tradebook.safety import killswitch
+
+    paper = root / "runs" / "paper-ledger.duckdb"
+    paper.write_bytes(b"the paper account's ledger (opaque to this test)")
+    for flag in (killswitch.ledger_flag(paper), root / "runs" / killswitch.FLAG_FILE):   # paper's own, and all of runs/
+        killswitch.write_flag(flag, "HALTED", "paper account halted", "op", "cli", datetime.now(timezone.utc))
+    before = {p.name: p.read_bytes() for p in (root / "runs").iterdir() if p.is_file()}
+
+    summary = run_demo(2, root=root, broker="alpaca-fake", fresh=True)
+
+    assert summary.failures == [] and summary.start_lines == []
+    assert "HALTED" not in summary.rejects_by_reason, summary.rejects_by_reason
+    assert {p.name: p.read_bytes() for p in (root / "runs").iterdir() if p.is_file()} == before
+    assert summary.ledger_path == FAKE_RUNS(root) / FAKE_LEDGER_FILE
+    ledger = Ledger(summary.ledger_path)
+    assert ledger.read(runs.count, status="OK") == 2 * len(PHASES)
+    assert not list((root / "runs").glob("20*")), "notebooks belong under the fake demo's folder"

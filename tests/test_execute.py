@@ -322,3 +322,17 @@ def test_exit6_when_split_exit_children_then_they_count_once_against_order_rates
     from tradebook.phases.execute_support import _ledger_inputs
 
     assert _ledger_inputs(ctx, ctx.now())[1] == {"MSFT": 1}   # today's per-symbol count: one order
+
+
+@pytest.mark.parametrize("trip", ["halt", "reduce_only"])
+def test_execute_summary_when_nothing_due_and_not_running_then_states_the_real_state(ectx, trip):
+    """GATE-1/REC-8: with nothing due (before the window) the summary still says HALTED / REDUCE_ONLY,
+    never the RUNNING it used to assume."""
+    if trip == "halt":
+        controls.halt(ectx.params, ectx.root, "test halt")
+    else:
+        controls.reduce_only(ectx.ledger, "reconcile failed", "reconcile")
+    ectx.broker.advance_to(ny(EXEC_DAY, 9, 31))
+    report = run_execute(ectx)
+    want = "HALTED" if trip == "halt" else "REDUCE_ONLY"
+    assert report.control_state == want and f"state {want})" in report.summary() and broker_orders(ectx) == []

@@ -38,3 +38,27 @@ def test_notebooks_when_rerun_against_fixture_then_checked_outputs_match(tmp_pat
                           cwd=notebook_fixture.REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout
+
+
+def test_research_backtest_notebook_when_user_strategy_then_every_cell_runs(tmp_path: Path):
+    """RES-1 / STR-1, the README's path: papermill on notebooks/research/backtest.ipynb with
+    `strategy.use` set to the shipped example strategies/breakout.py runs to the end, the signals
+    cell included (old code: ValueError "this result has no indicator table")."""
+    import shutil
+
+    import nbformat
+
+    for folder in ("params", "notebooks", "strategies"):
+        shutil.copytree(notebook_fixture.REPO / folder, tmp_path / folder)
+    (tmp_path / "runs").mkdir()
+    out = tmp_path / "out.ipynb"
+    env = {**os.environ, "TRADEBOOK_ROOT": str(tmp_path), "MPLBACKEND": "Agg"}
+    proc = subprocess.run([sys.executable, "-m", "papermill", "notebooks/research/backtest.ipynb", str(out),
+                           "-y", '{"overrides": {"strategy.use": "strategies.breakout:Breakout"}}',
+                           "--cwd", str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cells = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"]
+    signals = next(c for c in cells if 'show("signals"' in c.source)
+    assert any("image/png" in o.get("data", {}) for o in signals.outputs), signals.outputs
+    assert "Breakout" in str(nbformat.read(out, as_version=4).metadata["papermill"]["parameters"])

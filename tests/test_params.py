@@ -125,3 +125,15 @@ def test_error_message_when_bad_value_then_value_not_echoed(tmp_path):
 def test_missing_file_when_loaded_then_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_load_params_when_overrides_is_a_string_then_config_error_saying_use_papermill_y():
+    """CFG-1: `papermill -p overrides '{...}'` hands the notebook a string; it is refused with what to
+    do (old code: AttributeError 'str' object has no attribute 'items' from load_params)."""
+    from tradebook.errors import ConfigError
+    from tradebook.params import load_params
+
+    with pytest.raises(ConfigError, match=r"overrides must be a mapping of key: value, got str .*-y '\{\"overrides\""):
+        load_params(None, '{"strategy.use": "strategies.breakout:Breakout"}')
+    with pytest.raises(ConfigError, match="got list"):
+        load_params(None, ["max_position_pct=0.03"])

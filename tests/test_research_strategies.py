@@ -19,6 +19,20 @@ from tradebook.strategies.base import call_strategy
 from tradebook.strategies.loader import build, load_strategy
 from trading_helpers import make_ctx, ny, stored_intents
 
+RAISES_EVERYWHERE = '''
+from tradebook.research import Signals, Strategy
+
+class Raises(Strategy):
+    def generate(self, bars, held):
+        return 1 / 0
+
+class Sometimes(Strategy):
+    def generate(self, bars, held):
+        if bars["date"].iloc[-1].day == 3:
+            raise ValueError("bad third of the month")
+        return Signals([], [])
+'''
+
 BROKEN = '''
 from tradebook.research import EntrySignal, Signals, Strategy, StrategyParams
 
@@ -220,3 +234,73 @@ def test_str1_when_tradebook_backtest_names_a_user_strategy_then_it_runs_and_a_b
     bad = tradebook("-p", "strategy.use=strategies.missing:Nope")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "strategy strategies.missing:Nope cannot be loaded" in bad.stderr
+
+
+def test_res1_when_strategy_keeps_no_indicator_table_then_signals_plot_shows_close_and_fills():
+    """RES-1 / STR-1: `result.show("signals", ...)` works for any strategy (old code: ValueError
+    "this result has no indicator table"); a symbol the backtest has no bars for is named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tradebook.research import figures
+
+    result = backtest.run_backtest(Params(symbols=["AAPL", "MSFT"]), strategy=build("sma_cross", {"fast": 10, "slow": 30}),
+                                   start=date(2011, 1, 3), end=date(2011, 12, 30))
+    assert result.indicators is None and len(result.fills)
+    fig = figures.signals_figure(result, "AAPL", 2011)
+    ax = fig.axes[0]
+    assert len(fig.axes) == 1 and [line.get_label() for line in ax.get_lines()] == ["close"]
+    markers = sum(len(c.get_offsets()) for c in ax.collections)
+    assert markers == int(((result.fills["symbol"] == "AAPL")
+                           & (pd.to_datetime(result.fills["date"]).dt.year == 2011)).sum()) > 0
+    with pytest.raises(ValueError, match="no bars for 'GOOG'.*AAPL, MSFT"):
+        figures.signals_figure(result, "GOOG", 2011)
+
+
+def test_str1_when_generate_raises_on_every_symbol_then_error_says_the_call_not_a_symbol(root):
+    """STR-1: a generate() that raises whatever the bars is reported as raising for the whole call
+    (old code: "symbol AAPL raised ZeroDivisionError", naming the first symbol tried)."""
+    _project(root, buggy=RAISES_EVERYWHERE)
+    with pytest.raises(StrategyError, match=r"strategies\.buggy:Raises raised ZeroDivisionError for the whole call") as err:
+        call_strategy(build("strategies.buggy:Raises", {}, root), load_bars(["AAPL", "MSFT"]), {})
+    assert err.value.symbol is None and "symbol AAPL" not in str(err.value)
+
+
+@pytest.mark.integration
+def test_bt1_when_strategy_fails_on_sessions_then_cli_says_so_first_and_exits_1(root):
+    """STR-1 / BT-1: `tradebook backtest` with a strategy that failed says so on its first line and
+    exits 1; on every session it prints no all-zero table (old code: "+0.0%" table, the failure
+    line last, exit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    _project(root, buggy=RAISES_EVERYWHERE)
+
+    def tradebook(use):
+        return subprocess.run([sys.executable, "-m", "tradebook.cli", "backtest", "-p", f"strategy.use={use}",
+                               "--start", "2011-01-01", "--end", "2011-02-28"], cwd=root, text=True,
+                              capture_output=True, timeout=120, env={**os.environ, "TRADEBOOK_ROOT": str(root)})
+
+    every = tradebook("strategies.buggy:Raises")
+    assert every.returncode == 1 and every.stdout == ""
+    assert every.stderr.startswith("error: the strategy failed on every session (39 of 39)"), every.stderr
+    some = tradebook("strategies.buggy:Sometimes")   # 2011-01-03 and 2011-02-03
+    assert some.returncode == 1 and some.stderr.startswith("error: the strategy failed on 2 of 39 sessions")
+    assert some.stdout.startswith("strategy strategies.buggy:Sometimes: 2011-01-03")
+
+
+def test_bt1_when_strategy_fails_on_some_sessions_then_notebook_summary_says_so_first(root, monkeypatch):
+    """STR-1 / BT-1: the research notebook's summary section opens with the strategy's failures,
+    as the CLI does (old code: the statistics only, `result.strategy_errors` unseen)."""
+    import IPython.display
+
+    _project(root, buggy=RAISES_EVERYWHERE)
+    params = Params.model_validate({"strategy": {"use": "strategies.buggy:Sometimes"}})
+    result = backtest.run_backtest(params, root=root, start=date(2011, 1, 1), end=date(2011, 2, 28))
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    result.show("summary")
+    assert not result.failed_everywhere
+    assert shown[0].data.startswith("**Strategy failed:** the strategy failed on 2 of 39 sessions")
+    assert "First, 2011-01-03:" in shown[0].data and "bad third of the month" in shown[0].data

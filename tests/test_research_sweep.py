@@ -205,3 +205,48 @@ def test_swp1_when_name_reused_with_another_grid_then_results_are_only_this_call
     assert (other.total, other.ran) == (2, 2)
     assert list(zip(other.results()["fast"], other.results()["slow"])) == [(30, 60), (5, 60)]
     assert len(table.results(db, "shared")) == 4
+
+
+RAISES_EVERYWHERE = '''
+from tradebook.research import Signals, Strategy, StrategyParams
+
+class Raises(Strategy):
+    class Params(StrategyParams):
+        x: int = 1
+
+    def generate(self, bars, held):
+        return 1 / 0
+'''
+
+
+@pytest.mark.integration
+def test_swp1_when_every_set_fails_then_error_first_no_empty_table_and_exit_1(root):
+    """SWP-1: a sweep where no set could run says so first and exits 1 (old code: "2 of 2 sets could
+    not run", then a raw `Empty DataFrame`, exit 0); the reason says the strategy raised for the
+    whole call, not "symbol AAPL"."""
+    (root / "strategies").mkdir()
+    (root / "strategies" / "buggy.py").write_text(RAISES_EVERYWHERE)
+    args = [sys.executable, "-m", "tradebook.cli", "sweep", "strategies.buggy:Raises", "--grid", "x=1,2",
+            "--start", "2011-01-01", "--end", "2011-02-28", "--workers", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib"), "TRADEBOOK_ROOT": str(root)}
+    done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    error = next(line for line in done.stderr.splitlines() if line.startswith("error: "))
+    assert error.startswith("error: none of the 2 sets could run")
+    assert "raised ZeroDivisionError for the whole call" in error and "symbol AAPL" not in error
+    assert "Empty DataFrame" not in done.stdout and "best 10" not in done.stdout
+
+
+def test_swp1_when_top_sets_printed_then_figures_formatted_like_the_backtest_and_round_trips_named():
+    """SWP-1 readability: equity with separators, signed percentages, two-decimal Sharpe, and the
+    round-trip count named `round_trips` (old: raw floats `0.0997548`, `101302`, and `trades`)."""
+    from tradebook.research import views
+
+    rows = pd.DataFrame([{"sweep": "s", "key": "k1", "params": '{"fast": 5}', "fast": 5, "final_equity": 101302.37,
+                          "cagr_pct": 0.0997548, "max_drawdown_pct": -1.53184, "sharpe": 0.136701, "trades": 294,
+                          "fills": 472, "rejections": 13, "costs": 419.089, "error": None}])
+    top = views.top_sets(rows, "sharpe", 5)
+    assert "trades" not in top.columns and top.loc[0, "round_trips"] == 294 and top.loc[0, "fills"] == 472
+    text = views.readable(top).iloc[0]
+    assert (text["final_equity"], text["cagr_pct"], text["max_drawdown_pct"], text["sharpe"], text["costs"],
+            text["round_trips"], text["fast"]) == ("101,302", "+0.10%", "-1.53%", "0.14", "419.09", "294", "5")

@@ -62,24 +62,29 @@ def demo(days: int = typer.Option(20, "--days", min=1, max=2000, help="trading s
     """Replay N sessions through reconcile → execute → monitor → decide → report."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tradebook.demo import run_demo
+    from tradebook.demo import check_broker, run_demo
     from tradebook.params import parse_override
 
+    check_broker(broker)   # bad input is refused before the progress bar is drawn
     overrides = dict(parse_override(p) for p in param or [])
     steps_per_day = 4
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), transient=False) as progress:
+                  TimeElapsedColumn(), console=_console(), transient=False) as progress:
         task = progress.add_task("demo", total=days * steps_per_day)
 
         def on_step(day: str, step: str) -> None:
             if step != "monitor":
                 progress.update(task, advance=1, description=f"{day} {step:<9}")
 
+        def on_start(lines: list[str]) -> None:   # HALTED / REDUCE_ONLY: said before the first session
+            for line in lines:
+                progress.console.print(line, style="bold yellow", markup=False, highlight=False)
+
         summary = run_demo(days, params_file=str(params_file) if params_file else None,
-                           overrides=overrides, fresh=fresh, broker=broker, on_step=on_step)
+                           overrides=overrides, fresh=fresh, broker=broker, on_step=on_step, on_start=on_start)
     console = _console()
     for line in summary.lines():
-        console.print(line, highlight=False)
+        console.print(line, markup=False, highlight=False)
     for failure in summary.failures:
         console.print(f"[red]failed:[/] {failure}", highlight=False)
     if summary.failures:

@@ -20,6 +20,13 @@ from tradebook.context import Context, project_root
 from tradebook.errors import ConfigError
 
 PHASES = ("reconcile", "execute", "decide", "report")
+BROKERS = ("sim", "alpaca-fake")
+# The loopback fake's account is not the paper account: its demo keeps everything (ledger,
+# kill-switch flag, heartbeat, notebooks) in a runs folder of its own, under the params' runs_dir.
+FAKE_RUNS_SUBDIR = "demo-alpaca-fake"
+# Other accounts' files a --fresh sim demo never moves aside (nor the kill-switch flag: a halt
+# is cleared only by `tradebook resume`, never by archiving).
+_NEVER_ARCHIVED = ("README.md", "archive", FAKE_RUNS_SUBDIR, "backups")
 
 
 @dataclass
@@ -35,6 +42,8 @@ class DemoSummary:
     first_day: str = ""
     last_day: str = ""
     failures: list[str] = field(default_factory=list)
+    start_lines: list[str] = field(default_factory=list)   # trading state at the start, when not RUNNING
+    ledger_path: Path | None = None
 
     @property
     def pnl(self) -> float:
@@ -43,18 +52,57 @@ class DemoSummary:
     def lines(self) -> list[str]:
         rejects = ", ".join(f"{k}={v}" for k, v in sorted(self.rejects_by_reason.items())) or "none"
         return [
+            *self.start_lines,
             f"sessions {self.days} ({self.first_day} → {self.last_day}), {self.notebooks} notebooks in {self.wall_s:.1f}s",
             f"fills {self.fills}, equity {self.equity_start:,.2f} → {self.equity_end:,.2f} (P&L {self.pnl:+,.2f})",
             f"gate rejections: {rejects}",
             f"report: {self.report_html or '(not written)'}",
+            *([f"ledger: {self.ledger_path}"] if self.ledger_path else []),
         ]
+
+
+def check_broker(broker: str) -> None:
+    """Refuse an unknown ``--broker`` before anything starts (no progress bar, no fake server)."""
+    if broker not in BROKERS:
+        raise ConfigError(f"demo broker must be 'sim' or 'alpaca-fake', not {broker!r}; "
+                          "use --broker sim (SimBroker) or --broker alpaca-fake (the loopback Alpaca fake)")
+
+
+def start_state_lines(ctx: Context) -> list[str]:
+    """What the operator must know before the first session: trading is not RUNNING (CTL-1).
+
+    Empty when trading is RUNNING. A halt or freeze is never cleared by the demo: it replays
+    the sessions under it, so the lines say what that means and how to clear it.
+    """
+    from tradebook.safety import controls, killswitch
+
+    status = controls.effective_state(ctx.params, ctx.root)
+    if status.state == "RUNNING":
+        return []
+    effect = ("entries are refused; exits and stops still go out" if status.state == "REDUCE_ONLY"
+              else "no order (entry or exit) will be sent")
+    lines = [f"trading is {status.state} at the start of this demo: {effect}."]
+    lines += [f"  - {reason}" for reason in status.reasons]
+    hint = "`tradebook resume --reason ...` with the same --params/-p clears it"
+    if killswitch.all_accounts_flag(ctx.params, ctx.root).exists():
+        hint += " (with --all-accounts for the all-accounts flag)"
+    if "env" in status.sources:
+        hint += "; unset KILL_SWITCH in the environment first"
+    lines.append(f"  {hint}; ledger {ctx.params.ledger_path(ctx.root)}.")
+    return lines
 
 
 def archive_runs(runs_dir: Path) -> Path | None:
     """Move previous demo output aside (never delete a ledger): runs/archive/<stamp>/."""
     if not runs_dir.exists():
         return None
-    movable = [p for p in runs_dir.iterdir() if p.name not in ("README.md", "archive")]
+    from tradebook.params import DEFAULT_LEDGER_FILES
+    from tradebook.safety.killswitch import FLAG_FILE
+
+    # A sim demo's --fresh must not move the paper/live ledgers (or their WAL) away with it.
+    others = tuple(name for mode, name in DEFAULT_LEDGER_FILES.items() if mode != "sim")
+    movable = [p for p in runs_dir.iterdir()
+               if p.name not in _NEVER_ARCHIVED and not p.name.startswith((FLAG_FILE, *others))]
     if not movable:
         return None
     dest = runs_dir / "archive" / datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -122,22 +170,22 @@ def replay(ctx: Context, clock: Any, days: int, run_step: Callable[[str], None],
 
 def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[str, Any] | None = None,
              root: Path | None = None, fresh: bool = False, broker: str = "sim",
-             on_step: Callable[[str, str], None] | None = None) -> DemoSummary:
-    """Replay ``days`` sessions through reconcile → execute → monitor → decide → report notebooks."""
+             on_step: Callable[[str, str], None] | None = None,
+             on_start: Callable[[list[str]], None] | None = None) -> DemoSummary:
+    """Replay ``days`` sessions through reconcile → execute → monitor → decide → report notebooks.
+
+    ``on_start`` gets the start lines (trading HALTED / REDUCE_ONLY at the start) before the
+    first session; they also head the summary.
+    """
     from tradebook.engine.runner import KernelPool, run_phase
 
+    check_broker(broker)
     root = (root or project_root()).resolve()
     overrides = dict(overrides or {})
     with ExitStack() as stack:
-        clock: Any = None
+        fake: Any = None
         if broker == "alpaca-fake":
-            from tradebook.testing.alpaca_fake.server import demo_fake
-
-            start = Context.load(params_file, overrides, root=root).params.sim.start_date
-            fake_overrides, clock = stack.enter_context(demo_fake(start=start))
-            overrides.update(fake_overrides)
-        elif broker != "sim":
-            raise ConfigError(f"demo broker must be 'sim' or 'alpaca-fake', not {broker!r}")
+            overrides, fake = _start_fake(stack, params_file, overrides, root)
         ctx = Context.load(params_file, overrides, root=root)
         if broker == "sim" and ctx.params.mode != "sim":
             raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
@@ -146,8 +194,10 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
         # Bound to the root now, so the fork server starts importing at once, while this process
         # builds the broker and its session table (~1 s), instead of at the first notebook.
         pool = stack.enter_context(KernelPool(root, fork=True))
-        fake = clock
-        clock = clock or ctx.broker
+        start_lines = start_state_lines(ctx)
+        if on_start:
+            on_start(start_lines)
+        clock = fake or ctx.broker
         started, failures, notebooks = time.monotonic(), [], 0
         equity_start, since = ctx.broker.account().equity, ctx.now()
 
@@ -167,7 +217,23 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             days=len(sessions), notebooks=notebooks, wall_s=time.monotonic() - started, fills=fills,
             equity_start=equity_start, equity_end=ctx.broker.account().equity, rejects_by_reason=rejects,
             report_html=html, first_day=str(sessions[0].day) if sessions else "",
-            last_day=str(sessions[-1].day) if sessions else "", failures=failures)
+            last_day=str(sessions[-1].day) if sessions else "", failures=failures,
+            start_lines=start_lines, ledger_path=ctx.params.ledger_path(root))
+
+
+def _start_fake(stack: ExitStack, params_file: str | None, overrides: dict[str, Any],
+                root: Path) -> tuple[dict[str, Any], Any]:
+    """Start the loopback fake; the overrides point the run at it and at its own runs folder.
+
+    The fake's account is not the paper account: its ledger (``FAKE_LEDGER_FILE``), kill-switch
+    flag, heartbeat and notebooks live in ``<runs_dir>/demo-alpaca-fake`` and win over the user's
+    overrides, so the demo never reads or writes the paper (or live) account's files.
+    """
+    from tradebook.testing.alpaca_fake.server import demo_fake
+
+    params = Context.load(params_file, overrides, root=root).params
+    fake_overrides, fake = stack.enter_context(demo_fake(start=params.sim.start_date))
+    return {**overrides, **fake_overrides, "runs_dir": str(Path(params.runs_dir) / FAKE_RUNS_SUBDIR)}, fake
 
 
 def _own_activity(ctx: Context, since: datetime) -> tuple[int, dict[str, int]]:

@@ -11,6 +11,7 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import yaml
@@ -275,6 +276,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Params:
     """Load a params YAML file, apply dotted-key overrides, validate; errors name key and file."""
+    _require_mapping(overrides)
     source = Path(path) if path else None
     data: dict[str, Any] = {}
     loaded_file: dict[str, Any] = {}
@@ -293,6 +295,17 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
         _set_dotted(data, key, value)
     return validate_params(data, source=str(source) if source else "<defaults>",
                            override_keys=set(overrides or {}), file_keys=_dotted_keys(loaded_file))
+
+
+def _require_mapping(overrides: Any) -> None:
+    """Overrides are a mapping; a string is the usual slip of `papermill -p overrides '{...}'`."""
+    if overrides is None or isinstance(overrides, Mapping):
+        return
+    hint = (" papermill's -p passes text: give the mapping as YAML with -y, e.g. "
+            "-y '{\"overrides\": {\"strategy.use\": \"strategies.breakout:Breakout\"}}'"
+            if isinstance(overrides, str) else "")
+    raise ConfigError(f"overrides must be a mapping of key: value, got {type(overrides).__name__} "
+                      f"{str(overrides)[:80]!r}.{hint}")
 
 
 def validate_params(data: dict[str, Any], source: str = "<params>", override_keys: set[str] | None = None,

@@ -9,12 +9,22 @@ from tradebook.broker.base import Broker
 if TYPE_CHECKING:
     from tradebook.params import Params
 
-__all__ = ["Broker", "make_broker", "breaker_path"]
+__all__ = ["Broker", "make_broker", "breaker_path", "check_can_start"]
 
 
 def breaker_path(params: "Params", root: Path | None) -> Path:
     """Where the API circuit breaker keeps its failure count (EXE-4), one file per mode."""
     return params.runs_path(root) / f"api_breaker-{params.mode}.json"
+
+
+def check_can_start(params: "Params") -> None:
+    """ConfigError (SecretsError) now if ``make_broker`` would refuse these params: live without
+    TRADEBOOK_LIVE=1, keys missing, bad feeds. No network, no file: callers check before they write."""
+    if params.mode == "sim":
+        return
+    from tradebook.broker.alpaca.broker import check_start
+
+    check_start(params)
 
 
 def make_broker(params: "Params", root: Path, *, read_only: bool = False, **overrides: Any) -> Broker:

@@ -88,6 +88,7 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     params_path = (params_path if params_path.is_absolute() else base / params_path).resolve()
     clean = _plain_overrides(overrides)
     params = load_params(params_path, clean)  # ConfigError: nothing is recorded or run
+    _check_broker_settings(params, phase)     # live opt-in, keys: refused before any ledger, row or notebook
     at = _exchange_time(now if now is not None else _broker_now(params, base))
     run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
     ledger = _ledger(params, base)   # OPS-8 refusal comes before any file or row
@@ -134,6 +135,17 @@ def _plain_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(overrides, dict):
         raise ConfigError("overrides must be a mapping of dotted key -> value")
     return json.loads(json.dumps(overrides, default=str))
+
+
+def _check_broker_settings(params: "Params", phase: str) -> None:
+    """A broker that cannot start must stop the run here, not inside the notebook after the
+    ledger, a FAILED row and a REDUCE_ONLY trip were written (REC-8 is for real outages)."""
+    from tradebook.broker import check_can_start
+
+    try:
+        check_can_start(params)
+    except ConfigError as exc:
+        raise type(exc)(f"{exc} (mode {params.mode}; phase {phase} not run, nothing written)") from None
 
 
 def _broker_now(params: "Params", root: Path) -> datetime:

@@ -301,6 +301,9 @@ def run_daemon(params_file: str | None, overrides: dict[str, Any] | None, root: 
     params = load_params(path, overrides)
     if params.mode != "sim" and (hold_at is not None or speed is not None):
         raise ConfigError("--speed and --hold-at change the simulated clock: sim mode only")
+    from tradebook.broker import check_can_start
+
+    check_can_start(params)  # live opt-in, keys: refused before the lock, the logs or the ledger
     with DaemonLock(params.runs_path(root) / LOCK_FILE):
         setup_logging(params, root, run_id="daemon", console=True)
         alerts.configure(params)  # ConfigError now, not a silent failure at the first freeze

@@ -42,7 +42,7 @@ POLLS = 3
 class ExecuteReport:
     now: datetime
     window: tuple[datetime, datetime] | None
-    control_state: str = "RUNNING"
+    control_state: str = "UNKNOWN"   # read from the controls by whoever fills the report, never assumed
     outcomes: list[Outcome] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)       # PLANNED intents not due now
     missed: list[str] = field(default_factory=list)
@@ -103,7 +103,10 @@ def _run(ctx: "Context", deadline: float) -> ExecuteReport:
         unanswered = resumable(con)
     sessions = sessions_around(ctx, now, planned)
     window = it.current_window(sessions, now, ctx.params)
-    report = ExecuteReport(now, window)
+    from tradebook.safety import controls
+
+    # The summary states the real trading state even when nothing is due (execute_intents re-reads it).
+    report = ExecuteReport(now, window, controls.effective_state(ctx.params, ctx.root, ctx.ledger).state)
     report.cancelled = cancel_after_window(ctx, now)
     report.missed = alert_missed_windows(ctx, planned, sessions, now)
     planned = [i for i in planned if not it.is_flatten(i)]   # only flatten sends its own intents (EXIT-8)

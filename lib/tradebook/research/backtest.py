@@ -189,6 +189,7 @@ def run_backtest(params: "Params | None" = None, *, strategy: "Strategy | None" 
     result = BacktestResult.build(book, cash)
     result.strategy = strategy.label
     result.strategy_errors = getattr(rules, "errors", [])
+    result.closes = bars[["symbol", "date", "close"]]
     if swing:
         result.indicators = rules.table
         result.rsi_levels = (strategy.params.rsi_entry, strategy.params.rsi_exit)  # type: ignore[attr-defined]

@@ -14,6 +14,8 @@ import typer
 
 ParamsOpt = typer.Option(None, "--params", help="params YAML file (default params/sim.yaml)")
 OverrideOpt = typer.Option(None, "-p", "--param", help="override as key=value (repeatable)")
+# `tradebook backtest` exits 1 when the strategy failed on any session: the figures are not its own.
+EXIT_STRATEGY_FAILED = 1
 
 
 def _context(params_file: Optional[Path], overrides: Optional[list[str]]):
@@ -52,13 +54,16 @@ def backtest_cmd(symbols: Optional[str] = typer.Option(None, "--symbols", help="
     ctx = _context(params_file, param)
     result = run_backtest(ctx.params, root=ctx.root, symbols=_symbols(symbols), start=_day(start, "--start"),
                           end=_day(end, "--end"), use_gate=not no_gate, frictions=not no_frictions)
+    failure = result.failure_note()
+    if failure:   # said first: figures from sessions that traded nothing are not the strategy's
+        typer.echo(f"error: {failure}", err=True)
+        if result.failed_everywhere:
+            raise typer.Exit(EXIT_STRATEGY_FAILED)
     typer.echo(f"strategy {result.strategy}: {result.summary()}")
     for label, figure in result.stats_table().itertuples(index=False):
         typer.echo(f"  {label:<38} {figure}")
-    if result.strategy_errors:
-        day, message = result.strategy_errors[0]
-        typer.echo(f"{len(result.strategy_errors)} session(s) traded nothing because the strategy failed; "
-                   f"first {day}: {message}", err=True)
+    if failure:
+        raise typer.Exit(EXIT_STRATEGY_FAILED)
 
 
 def data_fetch_cmd(symbols: str = typer.Option(..., "--symbols", help="comma-separated tickers"),

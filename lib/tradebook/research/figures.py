@@ -34,30 +34,41 @@ def trade_returns_figure(result: "BacktestResult") -> "Figure":
 
 
 def signals_figure(result: "BacktestResult", symbol: str, year: int | None = None) -> "Figure":
-    """One symbol's close with its SMAs, the short RSI with its levels, and the fills as markers."""
+    """One symbol's close and fills as markers; with the swing strategy's indicator table also
+    its SMAs and the short RSI with its levels. Any strategy gets at least the close and fills."""
     import pandas as pd
 
-    table = result.indicators
+    table = result.indicators if result.indicators is not None else result.closes
     if table is None:
-        raise ValueError("this result has no indicator table (run_strategy keeps one)")
+        raise ValueError("this result keeps no prices to plot (build it with run_backtest)")
     rows = table[table["symbol"] == symbol]
-    year = year or rows["date"].iloc[-1].year
+    if rows.empty:
+        have = ", ".join(sorted(table["symbol"].unique())) or "none"
+        raise ValueError(f"no bars for {symbol!r} in this backtest; its symbols: {have}")
+    year = year or pd.Timestamp(rows["date"].iloc[-1]).year
     rows = rows[pd.to_datetime(rows["date"]).dt.year == year]
     fills = result.fills[(result.fills["symbol"] == symbol) & (pd.to_datetime(result.fills["date"]).dt.year == year)]
-    fig, axes = new_figure(2, 1, height=2.6, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
-    ax, rx = axes[0, 0], axes[1, 0]
+    indicators = result.indicators is not None
+    fig, axes = (new_figure(2, 1, height=2.6, sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}) if indicators
+                 else new_figure(1, 1, height=3.2))
+    ax = axes[0, 0]
     ax.plot(rows["date"], rows["close"], color="black", lw=1.1, label="close")
-    ax.plot(rows["date"], rows["sma_trend"], color=BLUE, lw=1, label="trend SMA")
-    ax.plot(rows["date"], rows["sma_fast"], color=GREY, lw=1, label="fast SMA")
+    if indicators:
+        ax.plot(rows["date"], rows["sma_trend"], color=BLUE, lw=1, label="trend SMA")
+        ax.plot(rows["date"], rows["sma_fast"], color=GREY, lw=1, label="fast SMA")
+        _rsi_panel(axes[1, 0], rows, result.rsi_levels)
     for side, marker, colour in (("buy", "^", GREEN), ("sell", "v", RED)):
         f = fills[fills["side"] == side]
         ax.scatter(f["date"], f["price"], marker=marker, color=colour, s=45, zorder=3, label=f"{side} fill")
     ax.legend(frameon=False, ncol=5, fontsize=8)
     ax.set_title(f"{symbol} {year}: signals and fills", loc="left", fontsize=10)
+    fig.autofmt_xdate()
+    return fig
+
+
+def _rsi_panel(rx, rows, levels: tuple[float, ...]) -> None:
     rx.plot(rows["date"], rows["rsi"], color=AMBER, lw=1)
-    for level in result.rsi_levels:
+    for level in levels:
         rx.axhline(level, color="black", ls="--", lw=0.8)
     rx.set_ylabel("short RSI")
     rx.set_ylim(0, 100)
-    fig.autofmt_xdate()
-    return fig

@@ -26,6 +26,7 @@ class BacktestResult:
     def __init__(self, book: Book, cash: float):
         self.book, self.cash = book, cash
         self.indicators: "pd.DataFrame | None" = None  # the strategy's indicator table, for signal plots
+        self.closes: "pd.DataFrame | None" = None      # symbol, date, close: any strategy's signal plot
         self.rsi_levels: tuple[float, ...] = ()           # entry / exit RSI levels drawn on those plots
         self.strategy = ""                                # the strategy's label
         self.strategy_errors: list[tuple[date, str]] = []  # sessions a StrategyError kept from trading
@@ -90,6 +91,22 @@ class BacktestResult:
                 ("breaker freeze", s["frozen"] or "none")]
         return pd.DataFrame(rows, columns=["statistic", "figure"])
 
+    @property
+    def failed_everywhere(self) -> bool:
+        """The strategy failed on every session: nothing here is the strategy's."""
+        return bool(self.strategy_errors) and len(self.strategy_errors) >= int(self.stats["sessions"])
+
+    def failure_note(self) -> str | None:
+        """One plain sentence when the strategy failed on some sessions (None when it never did)."""
+        if not self.strategy_errors:
+            return None
+        failed, sessions = len(self.strategy_errors), int(self.stats["sessions"])
+        day, message = self.strategy_errors[0]
+        what = (f"every session ({sessions} of {sessions}): nothing was traded, so there are no figures to show"
+                if self.failed_everywhere else f"{failed} of {sessions} sessions; those traded nothing, so the "
+                "figures below are not the strategy's")
+        return f"the strategy failed on {what}. First, {day}: {message}"
+
     def by_exit_reason(self) -> "pd.DataFrame":
         """Round trips grouped by why they ended."""
         t = self.round_trips
@@ -106,6 +123,9 @@ class BacktestResult:
         from tradebook.style import png, style
 
         if section == "summary":
+            failure = self.failure_note()
+            if failure:   # first and plainly, as `tradebook backtest` does
+                display(Markdown(f"**Strategy failed:** {failure}"))
             display(Markdown(self.summary()))
             display(style(self.stats_table()))
         elif section == "equity":

@@ -14,6 +14,7 @@ import typer
 from tradebook.errors import ConfigError
 
 EXIT_INTERRUPTED = 130
+EXIT_NO_SET_RAN = 1   # every set failed; some failing is reported first, exit 0 (README)
 
 
 def sweep_cmd(
@@ -83,15 +84,19 @@ def _sweep(strategy: str, grid: dict, metric: str, top: int, opts: dict) -> None
     from tradebook.research.views import top_sets
 
     run = sweep(strategy, grid, **opts)
-    typer.echo(f"sweep {run.name}: {run.total} sets ({run.ran} run now, {run.skipped} already done) in "
-               f"{run.db} (table sweep_results, sweep = '{run.name}')")
     rows = run.results()
     failed = rows[rows["error"].notna()]
-    if len(failed):
-        typer.echo(f"{len(failed)} of {len(rows)} sets could not run (their rows hold the reason); the first: "
+    if len(failed):   # said first, plainly: a failed set has no figures
+        every = len(failed) == len(rows)
+        typer.echo(f"error: {f'none of the {len(rows)} sets' if every else f'{len(failed)} of {len(rows)} sets'} "
+                   f"{'could' if every else 'could not'} run (their rows hold the reason); the first, "
                    f"{failed.iloc[0]['params']}: {failed.iloc[0]['error']}", err=True)
+    typer.echo(f"sweep {run.name}: {run.total} sets ({run.ran} run now, {run.skipped} already done) in "
+               f"{run.db} (table sweep_results, sweep = '{run.name}')")
+    if len(failed) == len(rows):
+        raise typer.Exit(EXIT_NO_SET_RAN)   # nothing to rank: a script must not take this for a result
     if top:
-        _print_frame(top_sets(run.results(), metric, top), f"best {top} by {metric}")
+        _print_frame(top_sets(rows, metric, top), f"best {top} by {metric}")
 
 
 def _walk_forward(strategy: str, grid: dict, mode: str, in_sample: str, out_of_sample: str, metric: str,
@@ -107,18 +112,22 @@ def _walk_forward(strategy: str, grid: dict, mode: str, in_sample: str, out_of_s
 
 
 def _print_frame(frame, title: str) -> None:
-    """A rich table on a terminal; plain text (no wrapping) when piped."""
+    """A rich table on a terminal; plain text (no wrapping) when piped. Figures formatted like
+    the backtest's (``views.readable``)."""
     from rich.console import Console
     from rich.table import Table
 
+    from tradebook.research.views import readable
+
+    text = readable(frame)
     console = Console()
     if not console.is_terminal:
         typer.echo(title)
-        typer.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.6g}"))
+        typer.echo(text.to_string(index=False))
         return
     t = Table(title=title)
-    for col in frame.columns:
-        t.add_column(str(col), overflow="fold")
-    for row in frame.itertuples(index=False):
-        t.add_row(*[f"{v:.6g}" if isinstance(v, float) else str(v) for v in row])
+    for col in text.columns:
+        t.add_column(str(col), overflow="fold", justify="right" if col in frame.select_dtypes("number") else "left")
+    for row in text.itertuples(index=False):
+        t.add_row(*[str(v) for v in row])
     console.print(t)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from tradebook.params import Params
 
-SHOWN = ("final_equity", "cagr_pct", "max_drawdown_pct", "sharpe", "trades", "rejections", "costs")
+SHOWN = ("final_equity", "cagr_pct", "max_drawdown_pct", "sharpe", "trades", "fills", "rejections", "costs")
 
 
 def param_columns(frame: "pd.DataFrame") -> list[str]:
@@ -28,7 +28,35 @@ def top_sets(frame: "pd.DataFrame", metric: str = "sharpe", n: int = 10) -> "pd.
         raise ConfigError(f"no metric {metric!r} in the sweep table; choose one of {', '.join(SHOWN)}")
     ok = frame[frame["error"].isna()]
     cols = param_columns(frame) + [c for c in SHOWN if c in frame.columns] + ["key"]
-    return ok.sort_values(metric, ascending=False, kind="stable").head(n)[cols].reset_index(drop=True)
+    best = ok.sort_values(metric, ascending=False, kind="stable").head(n)[cols].reset_index(drop=True)
+    # The table's `trades` are round trips (flat to flat), what `tradebook backtest` calls them; fills are apart.
+    return best.rename(columns={"trades": "round_trips"})
+
+
+def readable(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """The sweep / walk-forward figures as text, formatted like `tradebook backtest`'s table:
+    equity and costs with thousands separators, percentages signed with two decimals and a %,
+    Sharpe with two decimals, counts as integers."""
+    import pandas as pd
+
+    out = frame.copy()
+    for col in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col]):
+            continue
+        out[col] = out[col].map(lambda v, fmt=_format_of(col, out[col]): "" if pd.isna(v) else fmt(v))
+    return out
+
+
+def _format_of(col: str, values: "pd.Series"):
+    import pandas as pd
+
+    if col.endswith("_pct"):
+        return lambda v: f"{v:+.2f}%"
+    if "equity" in col or col.endswith("costs"):
+        return lambda v: f"{v:,.0f}" if "equity" in col else f"{v:,.2f}"
+    if pd.api.types.is_integer_dtype(values) or (values.dropna() % 1 == 0).all():
+        return lambda v: f"{int(v):,}"
+    return lambda v: f"{v:.2f}" if abs(v) >= 0.01 or v == 0 else f"{v:.3g}"
 
 
 def heatmap_table(frame: "pd.DataFrame", x: str, y: str, metric: str = "sharpe") -> "pd.DataFrame":

@@ -105,7 +105,7 @@ def _window(k: int, span: tuple[date, date, date, date], job, sets: list, metric
             "oos_end": oos_end, "params": best["params"], f"is_{metric}": best[metric],
             f"oos_{metric}": outside[metric], "gap": best[metric] - outside[metric],
             "is_cagr_pct": best["cagr_pct"], "oos_cagr_pct": outside["cagr_pct"],
-            "oos_max_drawdown_pct": outside["max_drawdown_pct"], "oos_trades": outside["trades"],
+            "oos_max_drawdown_pct": outside["max_drawdown_pct"], "oos_round_trips": outside["trades"],
             "sets": len(inside)}
 
 

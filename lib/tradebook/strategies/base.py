@@ -141,18 +141,25 @@ def call_strategy(strategy: Strategy, bars: "pd.DataFrame", held: Mapping[str, H
     except Exception as exc:  # a user strategy may raise anything: the day must trade nothing
         symbol = _culprit(strategy, bars, held, universe)
         where = f", symbol {symbol}" if symbol else ""
-        raise StrategyError(f"strategy {strategy.label}{where} raised {type(exc).__name__}: {exc}; "
+        scope = "" if symbol or len(universe) < 2 else " for the whole call (on every symbol's bars)"
+        raise StrategyError(f"strategy {strategy.label}{where} raised {type(exc).__name__}{scope}: {exc}; "
                             "nothing is traded this session", strategy=strategy.label, symbol=symbol) from exc
     return check_signals(strategy.label, out, universe, held)
 
 
 def _culprit(strategy: Strategy, bars: "pd.DataFrame", held: Mapping[str, Held], universe: set[str]) -> str | None:
+    """The first symbol whose bars alone make ``generate`` raise, when others do not; None when
+    every symbol raises alone too (the call itself is broken: naming one symbol would mislead)."""
     if len(universe) < 2:
         return next(iter(universe), None)
+    raising, calm = [], False
     for symbol in sorted(universe):
         try:
             strategy.generate(bars[bars["symbol"] == symbol].reset_index(drop=True),
                               {s: h for s, h in held.items() if s == symbol})
+            calm = True
         except Exception:
-            return symbol
+            raising.append(symbol)
+        if raising and calm:
+            return raising[0]
     return None

@@ -63,6 +63,14 @@ def check_feeds(bars_feed: str, quotes_feed: str) -> None:
                           "sip (paid plan) or delayed_sip")
 
 
+def check_start(params: "Params") -> None:
+    """What the constructor refuses, checked without building a client or touching the network:
+    mode and the live opt-in, feeds, keys. Runs call it before any file or ledger is created."""
+    _check_mode(params.mode, params.alpaca.url_override)
+    check_feeds(params.alpaca.bars_feed, params.alpaca.feed)
+    _keys_from_env()
+
+
 def _keys_from_env() -> tuple[str, str]:
     """The key pair from the environment; SecretsError naming whatever is missing (never the values)."""
     values = [os.environ.get(name, "").strip() for name in KEY_VARS]

@@ -50,6 +50,7 @@ FAULT_KINDS = ("latency", "http_500", "http_503", "http_504", "http_429", "drop_
                "reply") + ORDER_FAULTS
 DEFAULT_SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT", "FB")
 DEFAULT_START = datetime(2011, 7, 1, 8, 0, tzinfo=NY)   # params.sim.start_date, before the open
+FAKE_LEDGER_FILE = "alpaca-fake-ledger.duckdb"   # never a paper/live default (OPS-8)
 
 
 class FakeAlpacaServer:
@@ -119,8 +120,13 @@ class FakeAlpacaServer:
         return url
 
     def overrides(self) -> dict[str, Any]:
-        """Params overrides pointing AlpacaBroker (paper mode) at this server."""
-        return {"mode": "paper", "alpaca.url_override": self.url, "alpaca.data_url_override": self.url}
+        """Params overrides pointing AlpacaBroker (paper mode) at this server, with a ledger of its own.
+
+        The fake's account is not the user's paper account (OPS-8): it never gets the paper
+        default ledger (``paper-ledger.duckdb``), which it would bind to the fake's identity.
+        """
+        return {"mode": "paper", "ledger_file": FAKE_LEDGER_FILE,
+                "alpaca.url_override": self.url, "alpaca.data_url_override": self.url}
 
     # clock (the demo drives it like SimBroker) -------------------------------------------------
     @property
