@@ -269,3 +269,36 @@ def test_reconcile_when_restored_ledger_predates_a_recorded_flatten_then_broker_
     assert sale["kind"] == "FILL" and sale["realized_pnl"] == pytest.approx((truth.filled_avg_price - 300.0) * 10)
     assert not trades(ctx, "EXTERNAL_CLOSE") and not incidents(ctx, "RECONCILE_DIVERGENCE")
     assert not run_reconcile(make_ctx(root)).wrote
+
+
+def test_reconcile_when_restored_backup_predates_executed_intents_then_their_orders_adopted_not_external(
+        root: Path):
+    """REC-2/REC-3/REC-5 after OPS-7's restore: intents decided before the backup and executed after it
+    (tb-<intent>-a<n> at the broker, not in the restored ledger) are recorded as our orders and fills:
+    intents FILLED, MSFT's exit with its realized P&L, AAPL/IBM as STRATEGY positions; no BACKFILL, no
+    EXTERNAL_CLOSE, no divergence; done once."""
+    from trading_helpers import decided_book, intent_states, ledger_positions, positions_match, window_time
+    from tradebook.phases.execute import run_execute
+
+    ctx = decided_book(root)
+    ledger = ctx.params.ledger_path(ctx.root)
+    backup(ledger, now=ctx.now())
+    ctx.broker.advance_to(window_time())
+    run_execute(ctx)
+    sent = {i: s for i, s in intent_states(ctx.ledger).items()}
+    assert set(sent.values()) == {"FILLED"}
+    truncate_to(0.5)(ledger)
+    age(ledger)
+    restore(None, ledger)
+    ctx = make_ctx(root)
+    assert set(intent_states(ctx.ledger).values()) == {"PLANNED"}
+
+    report = run_reconcile(ctx)
+
+    assert len(report.adopted) == 3 and not report.divergence and not report.actions, report.summary()
+    assert intent_states(ctx.ledger) == sent and positions_match(ctx)
+    assert {s: p.origin for s, p in ledger_positions(ctx).items()} == {"AAPL": "STRATEGY", "IBM": "STRATEGY"}
+    exit_sale, = [t for t in trades(ctx, "FILL") if t["side"] == "sell"]
+    assert exit_sale["symbol"] == "MSFT" and exit_sale["realized_pnl"] == pytest.approx((exit_sale["price"] - 25) * 100)
+    assert not trades(ctx, "BACKFILL") and not trades(ctx, "EXTERNAL_CLOSE")
+    assert not incidents(ctx, "RECONCILE_DIVERGENCE") and not run_reconcile(make_ctx(root)).wrote

@@ -99,7 +99,7 @@ def adopt_journaled(ctx: "Context") -> list[Adopted]:
                 continue  # another reconcile applied it between our read and our write
             for symbol, cid, truth in orders:
                 if truth is not None and not order_store.exists(con, cid):
-                    _record(con, ctx, payload, truth, now, path.name)
+                    record_closing(con, ctx, payload, truth, now, path.name)
                     out.append(Adopted(path.name, cid, symbol, truth.status, truth.filled_qty,
                                        truth.filled_avg_price))
             marks[path.name] = now.isoformat()
@@ -112,44 +112,10 @@ def adopt_journaled(ctx: "Context") -> list[Adopted]:
 
 
 def adopt_own_orders(ctx: "Context") -> list[Adopted]:
-    """Reconcile's first step: the journaled closing orders, then (once after a restore) any other."""
+    """Reconcile's first step: the journaled closing orders, then (once after a restore) any other of ours."""
+    from tradebook.phases.restore_adopt import adopt_after_restore
+
     return adopt_journaled(ctx) + adopt_after_restore(ctx)
-
-
-def adopt_after_restore(ctx: "Context") -> list[Adopted]:
-    """Once after ``ledger restore``: flatten's orders on the held symbols sent after the backup's newest event.
-
-    Covers a flatten the lost ledger had recorded (after the backup) and a journal that is gone:
-    each held symbol's ``flat-<day>-<SYMBOL>[-n]`` ids, for every session from the backup's newest
-    event to now, are looked up at the broker; those it knows and the ledger lacks are recorded as
-    ours. The restore's mark is then cleared in the same transaction (never probed twice).
-    """
-    from tradebook.ledger import positions as position_store
-    from tradebook.sessions import session_date
-
-    with ctx.ledger.connect() as con:
-        mark = ledger_meta.get(con, ledger_meta.RESTORED_KEY)
-        if not (mark and mark.get("pending")):
-            return []
-        held = sorted(sym for sym, qty, _ in position_store.quantities(con) if abs(qty) > 1e-9)
-        newest = events.find(con, newest_first=True, limit=1)
-    now = ctx.now()
-    days = [s.day for s in ctx.broker.calendar(session_date(newest[0].ts if newest else now), session_date(now))]
-    found = sorted((o for day in days for sym in held for o in _closing_orders_of(ctx, day, sym)),
-                   key=lambda o: (o.submitted_at or now, o.client_order_id))
-    source, out = f"the broker, after restoring {mark.get('from')}", []
-    with ctx.ledger.transaction() as con:
-        for truth in found:
-            if not order_store.exists(con, truth.client_order_id):
-                _record(con, ctx, {"reason": "flatten"}, truth, now, source)
-                out.append(Adopted(source, truth.client_order_id, truth.symbol, truth.status, truth.filled_qty,
-                                   truth.filled_avg_price))
-        ledger_meta.put(con, ledger_meta.RESTORED_KEY, {**mark, "pending": False, "checked": now.isoformat()}, now)
-        events.record(con, "RESTORE_ORDERS_CHECKED", run_id=ctx.run_id, ts=now,
-                      reason=f"flatten orders looked up at the broker after restoring {mark.get('from')}",
-                      data={"symbols": held, "days": [str(d) for d in days],
-                            "adopted": [a.client_order_id for a in out]})
-    return out
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -186,10 +152,10 @@ def _named(ctx: "Context", payload: dict[str, Any]) -> list[tuple[str, str]]:
 def _probe(ctx: "Context", at: datetime, symbol: str) -> list[str]:
     from tradebook.sessions import session_date
 
-    return [o.client_order_id for o in _closing_orders_of(ctx, session_date(at), symbol)]
+    return [o.client_order_id for o in closing_orders_of(ctx, session_date(at), symbol)]
 
 
-def _closing_orders_of(ctx: "Context", day: date, symbol: str) -> list["Order"]:
+def closing_orders_of(ctx: "Context", day: date, symbol: str) -> list["Order"]:
     """flatten's orders on ``symbol`` that day at the broker, attempt by attempt up to the first unknown id."""
     from tradebook.phases.flatten import MAX_ATTEMPTS, _cid
 
@@ -202,7 +168,7 @@ def _closing_orders_of(ctx: "Context", day: date, symbol: str) -> list["Order"]:
     return found
 
 
-def _record(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: dict[str, Any], truth: "Order",
+def record_closing(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: dict[str, Any], truth: "Order",
             now: datetime, journal: str) -> None:
     """As the normal flatten records a closing order (flatten._record_submit/_record_order), dated when sent."""
     from types import SimpleNamespace
