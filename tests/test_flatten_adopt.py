@@ -302,3 +302,19 @@ def test_reconcile_when_restored_backup_predates_executed_intents_then_their_ord
     assert exit_sale["symbol"] == "MSFT" and exit_sale["realized_pnl"] == pytest.approx((exit_sale["price"] - 25) * 100)
     assert not trades(ctx, "BACKFILL") and not trades(ctx, "EXTERNAL_CLOSE")
     assert not incidents(ctx, "RECONCILE_DIVERGENCE") and not run_reconcile(make_ctx(root)).wrote
+
+
+def test_reconcile_when_journal_belongs_to_another_ledger_then_not_applied_here(root: Path):
+    """OPS-8: sim and paper ledgers may share a runs folder; a journal of the paper ledger's flatten is
+    neither applied to nor marked in the sim ledger (it waits for its own), and restore does not list it."""
+    journal = _flatten_offline_and_restore(root)
+    payload = json.loads(journal.read_text())
+    assert payload["ledger"] == "ledger.duckdb"
+    journal.write_text(json.dumps({**payload, "ledger": "paper-ledger.duckdb"}))
+    ctx = make_ctx(root)
+    assert unapplied(ctx.runs_dir, ctx.ledger) == []
+
+    report = run_reconcile(ctx)
+
+    assert journal.name not in ctx.ledger.read(lambda con: applied(con))
+    assert all(a.source != journal.name for a in report.adopted)   # (the restore's own broker look-up may find it)

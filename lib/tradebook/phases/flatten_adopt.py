@@ -59,9 +59,22 @@ class Adopted:
     filled_avg_price: float | None
 
 
-def journals(runs_dir: Path) -> list[Path]:
-    """Every unrecorded-flatten journal in ``runs_dir``, oldest first (the stamp sorts by time)."""
-    return sorted(Path(runs_dir).glob(JOURNAL_GLOB)) if Path(runs_dir).is_dir() else []
+def journals(runs_dir: Path, ledger_name: str | None = None) -> list[Path]:
+    """Unrecorded-flatten journals in ``runs_dir``, oldest first (the stamp sorts by time).
+
+    With ``ledger_name``, only those of that ledger: sim and paper ledgers may share a runs
+    folder, and one account's closing orders never belong in another's ledger. A journal
+    that names no ledger (older) or cannot be read is kept (reading it says what is wrong)."""
+    found = sorted(Path(runs_dir).glob(JOURNAL_GLOB)) if Path(runs_dir).is_dir() else []
+    return found if ledger_name is None else [p for p in found if _of_ledger(p, ledger_name)]
+
+
+def _of_ledger(path: Path, name: str) -> bool:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return True
+    return not isinstance(payload, dict) or payload.get("ledger") in (None, name)
 
 
 def applied(con: "duckdb.DuckDBPyConnection") -> dict[str, str]:
@@ -71,7 +84,7 @@ def applied(con: "duckdb.DuckDBPyConnection") -> dict[str, str]:
 
 def unapplied(runs_dir: Path, ledger: "Ledger") -> list[Path]:
     """The journals this ledger has not applied yet (what the next reconcile will adopt)."""
-    found = journals(runs_dir)
+    found = journals(runs_dir, Path(ledger.path).name)
     if not found:
         return []
     done = ledger.read(applied)
@@ -86,7 +99,7 @@ def adopt_journaled(ctx: "Context") -> list[Adopted]:
     """
     with ctx.ledger.connect() as con:
         done = applied(con)
-    todo = [p for p in journals(ctx.runs_dir) if p.name not in done]
+    todo = [p for p in journals(ctx.runs_dir, ctx.params.ledger_path(ctx.root).name) if p.name not in done]
     if not todo:
         return []
     looked_up = [(path, payload, [(sym, cid, ctx.broker.get_order(cid)) for sym, cid in _named(ctx, payload)])
@@ -196,7 +209,7 @@ def restore_notes(runs_dir: Path, ledger: "Ledger") -> list[str]:
     try:
         pending = unapplied(runs_dir, ledger)
     except LedgerError:
-        pending = journals(runs_dir)   # cannot tell which were applied: name them all, adoption skips the rest
+        pending = journals(runs_dir, Path(ledger.path).name)   # cannot tell which were applied: name them all, adoption skips the rest
     if not pending:
         return ["next: `tradebook run reconcile` brings the ledger in line with the broker (flatten orders sent "
                 "after this backup are looked up by client id and recorded as ours)"]

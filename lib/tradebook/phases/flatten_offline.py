@@ -99,7 +99,8 @@ def _journal(ctx: "Context", now: datetime, reason: str, actor: str, source: str
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     path = runs / f"flatten-unrecorded-{stamp}.json"
     payload = {"at": now.isoformat(), "reason": reason, "actor": actor, "source": source,
-               "ledger_problem": problem, "cancelled": cancelled, "closing_orders": answers,
+               "ledger_problem": problem,
+               "ledger": ctx.params.ledger_path(ctx.root).name, "cancelled": cancelled, "closing_orders": answers,
                "already_closing": closing[0], "already_closing_orders": closing[1],
                "failed": [list(f) for f in failed]}
     tmp = path.with_name(f".{path.name}.tmp")
