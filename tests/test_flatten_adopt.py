@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from test_fail_closed_cli import cli  # noqa: F401  (fixture)
 from test_ledger_integrity import age, truncate_to
 from trading_helpers import EXEC_DAY, fills, hold, incidents, make_ctx, ny, trades
 from tradebook.ledger import equity as equity_store
@@ -318,3 +317,16 @@ def test_reconcile_when_journal_belongs_to_another_ledger_then_not_applied_here(
 
     assert journal.name not in ctx.ledger.read(lambda con: applied(con))
     assert all(a.source != journal.name for a in report.adopted)   # (the restore's own broker look-up may find it)
+
+
+def test_execute_when_ledger_just_restored_then_entries_blocked_until_a_full_reconcile(root: Path):
+    """REC-8 after OPS-7's restore: the backup's "reconciled this session" no longer holds (orders sent
+    after the backup are not adopted yet), so entries wait for the next full reconcile."""
+    from tradebook.ledger import meta as ledger_meta
+
+    _flatten_offline_and_restore(root)
+    ctx = make_ctx(root)
+    blocker = ctx.ledger.read(lambda con: ledger_meta.entry_blocker(con, ctx.now()))
+    assert blocker is not None and "restored" in blocker and "tradebook run reconcile" in blocker
+    run_reconcile(ctx)
+    assert ctx.ledger.read(lambda con: ledger_meta.entry_blocker(con, ctx.now())) is None

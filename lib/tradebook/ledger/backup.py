@@ -158,13 +158,17 @@ def restore(backup_path: str | Path | None, ledger_path: str | Path, *, force: b
 
 def _mark_restored(ledger_path: Path, source: Path, now: datetime | None) -> None:
     """Tell the next reconcile to look up at the broker what the lost ledger may have recorded
-    (tradebook.phases.flatten_adopt.adopt_after_restore)."""
+    (tradebook.phases.restore_adopt), and that no entry may go before it has run (REC-8)."""
     from tradebook.ledger import meta
     from tradebook.ledger.db import Ledger
 
     when = now or datetime.now(timezone.utc)
     with Ledger(ledger_path).transaction() as con:
         meta.put(con, meta.RESTORED_KEY, {"from": source.name, "at": when.isoformat(), "pending": True}, when)
+        last = meta.get(con, meta.RECONCILE_KEY)
+        if last is not None:   # REC-8: the backup's "reconciled" no longer holds; no entry before a new one
+            meta.put(con, meta.RECONCILE_KEY, {**last, "ok": False, "error": f"ledger restored from {source.name}; "
+                                               "run `tradebook run reconcile`"}, when)
 
 
 def check(ledger_path: str | Path) -> CheckResult:
