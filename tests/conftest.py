@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,26 @@ def make_params(root: Path):
         overrides.setdefault("runs_dir", str(root / "runs"))
         return load_params(root / "params" / "sim.yaml", overrides)
     return factory
+
+
+@pytest.fixture
+def cli(root: Path, monkeypatch, capsys):
+    """Run `tradebook <args>` in-process; returns (exit code, stdout + stderr with line breaks removed)."""
+    from tradebook.cli import main
+
+    monkeypatch.setenv("TRADEBOOK_ROOT", str(root))
+    monkeypatch.setenv("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "2")
+
+    def run(*args: str) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["tradebook", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out = capsys.readouterr()
+        return code, (out.out + out.err).replace("\n", "")
+    return run
 
 
 @pytest.fixture

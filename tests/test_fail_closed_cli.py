@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -23,26 +22,6 @@ from tradebook.context import Context
 @pytest.fixture(autouse=True)
 def _no_env_kill_switch(monkeypatch):
     monkeypatch.delenv("KILL_SWITCH", raising=False)
-
-
-@pytest.fixture
-def cli(root: Path, monkeypatch, capsys):
-    """Run `tradebook <args>` in-process; returns (exit code, stdout + stderr with line breaks removed)."""
-    from tradebook.cli import main
-
-    monkeypatch.setenv("TRADEBOOK_ROOT", str(root))
-    monkeypatch.setenv("TRADEBOOK_LEDGER_LOCK_TIMEOUT_S", "2")
-
-    def run(*args: str) -> tuple[int, str]:
-        monkeypatch.setattr(sys, "argv", ["tradebook", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out = capsys.readouterr()
-        return code, (out.out + out.err).replace("\n", "")
-    return run
 
 
 def sha(path: Path) -> str:

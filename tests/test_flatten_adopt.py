@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from test_fail_closed_cli import cli  # noqa: F401  (fixture)
 from test_ledger_integrity import age, truncate_to
 from trading_helpers import EXEC_DAY, fills, hold, incidents, make_ctx, ny, trades
 from tradebook.ledger import equity as equity_store
