@@ -1,9 +1,9 @@
-"""After a restore: adopt the closing orders a damaged-ledger flatten sent (CTL-5, OPS-7, REC-2/3/5).
+"""Adopt the closing orders an unrecorded flatten sent (CTL-5, OPS-7, OPS-1, REC-2/3/5).
 
-``tradebook flatten`` on a damaged ledger closes at the broker with its usual client
+``tradebook flatten`` on a damaged (or locked) ledger closes at the broker with its usual client
 order ids (``flat-<YYYYMMDD>-<SYMBOL>[-<attempt>]``) and writes what it did to
 ``runs/flatten-unrecorded-<stamp>.json`` instead of the ledger (flatten_offline). The
-restored ledger still holds the positions those orders closed; compared with the broker
+restored (or released) ledger still holds the positions those orders closed; compared with the broker
 alone, each would be booked as an EXTERNAL_CLOSE without a price and trip a divergence
 (REDUCE_ONLY) for something tradebook did itself.
 
@@ -117,7 +117,7 @@ def adopt_journaled(ctx: "Context") -> list[Adopted]:
                                        truth.filled_avg_price))
             marks[path.name] = now.isoformat()
             events.record(con, "FLATTEN_JOURNAL_APPLIED", run_id=ctx.run_id, ts=now,
-                          reason=f"unrecorded flatten journal {path.name} applied after a restore",
+                          reason=f"unrecorded flatten journal {path.name} applied",
                           data={"journal": path.name, "orders": [cid for _, cid, _ in orders],
                                 "adopted": [a.client_order_id for a in out if a.source == path.name]})
         ledger_meta.put(con, META_KEY, {"applied": marks}, now)
@@ -194,7 +194,7 @@ def record_closing(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: di
     price = next((a.get("market_price") for a in payload.get("closing_orders", [])
                   if a.get("client_order_id") == cid), None)
     pos = SimpleNamespace(symbol=truth.symbol, qty=held, market_price=price)
-    reason = f"{payload.get('reason') or 'flatten'} (recorded from {journal} after a restore)"
+    reason = f"{payload.get('reason') or 'flatten'} (recorded later, from {journal})"
     _record_submit(con, ctx, cid, _attempt(cid), pos, reason, sent)
     _record_order(con, ctx, cid, truth, now)
 
