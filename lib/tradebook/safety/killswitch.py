@@ -112,11 +112,10 @@ def all_accounts_note(path: Path, shared: Part | None, cleared: bool) -> tuple[s
     if shared is None:
         return ()
     if cleared:
-        return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} "
-                f"may trade again ({shared.reason})",)
-    return (f"still HALTED by the all-accounts kill-switch flag {path} ({shared.reason}); it halts every "
-            f"account in {path.parent} and was written by a halt without valid params or by hand. When every "
-            "account is safe, clear it with `tradebook resume -r <reason> --all-accounts`",)
+        return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} may trade again",)
+    return (f"still HALTED by the all-accounts kill-switch flag {path}: it halts every account in {path.parent} "
+            "(written by a halt without valid params, or by hand). When every account is safe, clear it with "
+            "`tradebook resume -r <reason> --all-accounts`",)
 
 
 def _parse_ts(value: Any) -> datetime | None:
