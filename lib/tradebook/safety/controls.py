@@ -26,8 +26,8 @@ from tradebook.clock import operator_now
 from tradebook.ledger import events
 from tradebook.ledger.controls import append_control, append_incident, episode, incidents_on
 from tradebook.errors import ControlRefused
-from tradebook.safety.killswitch import (ENV_VAR, Part, all_accounts_flag, env_part, flag_path, raise_flag,
-                                         read_flag)
+from tradebook.safety.killswitch import (ENV_VAR, Part, all_accounts_flag, all_accounts_note, env_part, flag_path,
+                                         raise_flag, read_flag)
 from tradebook.sessions import session_date
 from tradebook.safety.state import RANK, STATES, TradingState, strictest
 
@@ -266,20 +266,9 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
             if clear_shared:
                 shared_path.unlink(missing_ok=True)
             note = f"resumed from {before}" + (" and removed the kill-switch flag" if flag else "")
-    notes = (note,) + _shared_flag_note(shared_path, shared, clear_shared)
+    notes = (note,) + all_accounts_note(shared_path, shared, clear_shared)
     status = effective_state(params, root)
     return replace(status, notes=status.notes + notes)
-
-
-def _shared_flag_note(path: Path, shared: Part | None, cleared: bool) -> tuple[str, ...]:
-    if shared is None:
-        return ()
-    if cleared:
-        return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} "
-                f"may trade again ({shared.reason})",)
-    return (f"still HALTED by the all-accounts kill-switch flag {path} ({shared.reason}); it halts every "
-            f"account in {path.parent} and was written by a halt without valid params or by hand. When every "
-            "account is safe, clear it with `tradebook resume -r <reason> --all-accounts`",)
 
 
 def record_incident(con: "duckdb.DuckDBPyConnection", kind: str, detail: str, now: datetime) -> None:

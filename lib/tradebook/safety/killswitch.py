@@ -107,6 +107,18 @@ def raise_flag(path: Path, state: str, reason: str, actor: str, source: str, now
     write_flag(path, existing.state if keep else state, reason, actor, source, now)
 
 
+def all_accounts_note(path: Path, shared: Part | None, cleared: bool) -> tuple[str, ...]:
+    """What a resume says about the all-accounts flag: removed, or still halting every account."""
+    if shared is None:
+        return ()
+    if cleared:
+        return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} "
+                f"may trade again ({shared.reason})",)
+    return (f"still HALTED by the all-accounts kill-switch flag {path} ({shared.reason}); it halts every "
+            f"account in {path.parent} and was written by a halt without valid params or by hand. When every "
+            "account is safe, clear it with `tradebook resume -r <reason> --all-accounts`",)
+
+
 def _parse_ts(value: Any) -> datetime | None:
     try:
         ts = datetime.fromisoformat(str(value))
