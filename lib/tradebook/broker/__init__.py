@@ -50,6 +50,6 @@ def make_broker(params: "Params", root: Path, *, read_only: bool = False, **over
     from tradebook.broker.alpaca.broker import AlpacaBroker
     from tradebook.broker.alpaca.breaker import BreakerFile, ReadOnlyBreakerFile
 
-    store = ReadOnlyBreakerFile if read_only else BreakerFile
-    overrides.setdefault("breaker_store", store(breaker_path(params, root)))
+    breaker_file = ReadOnlyBreakerFile if read_only else BreakerFile   # read-only commands never count
+    overrides.setdefault("breaker_store", breaker_file(breaker_path(params, root)))
     return AlpacaBroker.from_params(params, **overrides)

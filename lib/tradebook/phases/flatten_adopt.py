@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tradebook.errors import LedgerError
 from tradebook.ledger import events
@@ -38,7 +38,7 @@ from tradebook.ledger import orders as order_store
 if TYPE_CHECKING:
     import duckdb
 
-    from tradebook.broker.base import Order
+    from tradebook.broker.base import Order, Position
     from tradebook.context import Context
     from tradebook.ledger.db import Ledger
 
@@ -193,7 +193,8 @@ def record_closing(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: di
     held = truth.qty if truth.side == "sell" else -truth.qty   # what the order closed (short: a buy)
     price = next((a.get("market_price") for a in payload.get("closing_orders", [])
                   if a.get("client_order_id") == cid), None)
-    pos = SimpleNamespace(symbol=truth.symbol, qty=held, market_price=price)
+    # The position as flatten saw it; no market price when the journal has none (slippage then unknown).
+    pos = cast("Position", SimpleNamespace(symbol=truth.symbol, qty=held, market_price=price))
     reason = f"{payload.get('reason') or 'flatten'} (recorded later, from {journal})"
     _record_submit(con, ctx, cid, _attempt(cid), pos, reason, sent)
     _record_order(con, ctx, cid, truth, now)
