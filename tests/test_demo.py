@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
 import nbformat
 import pytest
 
@@ -97,17 +98,23 @@ def test_demo_when_trading_halted_at_start_then_first_lines_say_so(root: Path):
 
 def test_archive_when_fresh_sim_demo_then_paper_live_ledgers_and_kill_switch_stay(tmp_path: Path):
     """OPS-8 / CTL-1: `demo --fresh` moves the simulator's output aside, never the paper or live
-    account's ledger (or its WAL), the fake demo's folder, backups, or the kill-switch flag."""
+    account's ledger (or its WAL), heartbeat or breaker state, a flatten journal, the fake demo's folder,
+    backups, or the kill-switch flag."""
     from tradebook.demo import archive_runs
 
     runs_dir = tmp_path / "runs"
     kept = ["paper-ledger.duckdb", "paper-ledger.duckdb.wal", "live-ledger.duckdb", "KILL_SWITCH", "KILL_SWITCH-ledger",
-            "KILL_SWITCH-paper-ledger",
-            "README.md", "demo-alpaca-fake", "backups"]
-    moved = ["ledger.duckdb", "sim_state.duckdb", "report.html", "2011-07-05"]
+            "KILL_SWITCH-paper-ledger", "heartbeat-paper-ledger.json", "api_breaker-live.json",
+            "flatten-unrecorded-20110823T150000Z.json", "README.md", "demo-alpaca-fake", "backups"]
+    moved = ["ledger.duckdb", "sim_state.duckdb", "report.html", "2011-07-05", "heartbeat-ledger.json",
+             "api_breaker-sim.json", "flatten-unrecorded-20110701T150000Z.json"]
+    journals = {"flatten-unrecorded-20110823T150000Z.json": "paper-ledger.duckdb",
+                "flatten-unrecorded-20110701T150000Z.json": "ledger.duckdb"}
     for name in kept + moved:
         (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        if "." in name or name.startswith("KILL_SWITCH"):
+        if name in journals:
+            (runs_dir / name).write_text(json.dumps({"ledger": journals[name]}))
+        elif "." in name or name.startswith("KILL_SWITCH"):
             (runs_dir / name).write_text(name)
         else:
             (runs_dir / name).mkdir()

@@ -8,6 +8,7 @@ fake's when ``broker="alpaca-fake"``.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from contextlib import ExitStack
@@ -99,10 +100,14 @@ def archive_runs(runs_dir: Path) -> Path | None:
     from tradebook.params import DEFAULT_LEDGER_FILES
     from tradebook.safety.killswitch import FLAG_FILE
 
-    # A sim demo's --fresh must not move the paper/live ledgers (or their WAL) away with it.
-    others = tuple(name for mode, name in DEFAULT_LEDGER_FILES.items() if mode != "sim")
-    movable = [p for p in runs_dir.iterdir()
-               if p.name not in _NEVER_ARCHIVED and not p.name.startswith((FLAG_FILE, *others))]
+    # A sim demo's --fresh must not move the paper/live accounts' files away with it: their ledgers (and
+    # WAL), heartbeats, API breaker state and unrecorded-flatten journals (the next reconcile of the
+    # ledger a journal belongs to adopts it).
+    others = [(mode, Path(name).stem) for mode, name in DEFAULT_LEDGER_FILES.items() if mode != "sim"]
+    kept = (FLAG_FILE, *(stem for _, stem in others),
+            *(f"heartbeat-{stem}" for _, stem in others), *(f"api_breaker-{mode}" for mode, _ in others))
+    movable = [p for p in runs_dir.iterdir() if p.name not in _NEVER_ARCHIVED and not p.name.startswith(kept)
+               and not _journal_of_another_ledger(p, DEFAULT_LEDGER_FILES["sim"])]
     if not movable:
         return None
     dest = runs_dir / "archive" / datetime.now().strftime("%Y%m%dT%H%M%S")
@@ -110,6 +115,16 @@ def archive_runs(runs_dir: Path) -> Path | None:
     for p in movable:
         shutil.move(str(p), dest / p.name)
     return dest
+
+
+def _journal_of_another_ledger(path: Path, sim_ledger: str) -> bool:
+    """An unrecorded-flatten journal that names a ledger other than the simulator's (or cannot be read)."""
+    if not (path.name.startswith("flatten-unrecorded-") and path.suffix == ".json"):
+        return False
+    try:
+        return json.loads(path.read_text()).get("ledger") != sim_ledger
+    except (OSError, ValueError, AttributeError):
+        return True   # unreadable: not ours to move
 
 
 def _schedule(session, params) -> list[tuple[datetime, str]]:
