@@ -9,7 +9,8 @@ import pytest
 
 from tradebook.errors import LedgerCorrupt, LedgerLocked
 from tradebook.ledger import events as event_store
-from tradebook.ledger.db import MIGRATIONS, Ledger, utcnow
+from tradebook.ledger.db import Ledger, utcnow
+from tradebook.ledger.schema import MIGRATIONS
 
 SPEC_TABLES = {"runs", "events", "intents", "verdicts", "orders", "fills", "positions", "trades",
                "closed_today", "cooldowns", "equity_snapshots", "controls", "incidents", "schema_version",

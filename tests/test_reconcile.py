@@ -5,7 +5,8 @@ import pytest
 
 from tradebook.safety import controls
 from tradebook.phases.order_sync import OrderRow, order_update
-from tradebook.phases.reconcile import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff, run_reconcile
+from tradebook.phases.reconcile import run_reconcile
+from tradebook.phases.reconcile_diff import BACKFILL, CORRECTION, EXTERNAL_CLOSE, Pos, diff
 from tradebook.broker.base import Order
 from tradebook.ledger import closed_today, events
 from tradebook.ledger import positions as position_store

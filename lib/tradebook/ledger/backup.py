@@ -179,6 +179,7 @@ def check(ledger_path: str | Path) -> CheckResult:
     import duckdb
 
     from tradebook.ledger.db import Ledger, corrupt_message, newest_good_backup, read_all
+    from tradebook.ledger.schema import current_version
 
     ledger_path = Path(ledger_path)
     ledger = Ledger(ledger_path, create=False)
@@ -186,8 +187,7 @@ def check(ledger_path: str | Path) -> CheckResult:
     with ledger.connect(read_only=True) as con:
         try:
             counts = read_all(con)
-            version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0] \
-                if "schema_version" in counts else 0
+            version = current_version(con) if "schema_version" in counts else 0
         except duckdb.Error as exc:
             raise LedgerCorrupt(corrupt_message(ledger_path, str(exc))) from None
     try:
@@ -202,6 +202,7 @@ def _verify(path: Path) -> None:
     import duckdb
 
     from tradebook.ledger.db import read_all
+    from tradebook.ledger.schema import current_version
 
     try:
         ledger_file.inspect(path)
@@ -210,7 +211,7 @@ def _verify(path: Path) -> None:
     try:
         con = duckdb.connect(str(path), read_only=True)
         try:
-            version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            version = current_version(con)
             read_all(con)
         finally:
             con.close()

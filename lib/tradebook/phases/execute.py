@@ -30,7 +30,8 @@ from tradebook.errors import BrokerUnavailable
 from tradebook.phases.exit_split import split_large_exits
 from tradebook.phases.execute_audit import refusal_text
 from tradebook.phases.execute_support import alert_missed_windows, build_gate_run, cancel_after_window, sessions_around
-from tradebook.phases.order_path import Outcome, execute_one
+from tradebook.phases.order_path import execute_one
+from tradebook.phases.order_record import Outcome
 
 if TYPE_CHECKING:
     from tradebook.context import Context

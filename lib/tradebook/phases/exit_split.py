@@ -82,7 +82,7 @@ def split_sizes(qty: float, price: float, cap: float) -> list[float] | None:
 def split_large_exits(ctx: "Context", intents: list[it.Intent], quotes: dict[str, "Quote"],
                       available: dict[str, float], now: datetime) -> tuple[list[it.Intent], list[it.Intent]]:
     """(intents with over-cap PLANNED exits replaced by their children, the parents that were split)."""
-    from tradebook.phases.order_path import propose
+    from tradebook.phases.order_proposal import propose
 
     cap = ctx.params.max_order_notional
     plans: list[tuple[it.Intent, list[float]]] = []

@@ -257,7 +257,7 @@ def _record_submit(con, ctx: "Context", cid: str, attempt: int, pos: "Position",
 
 def _record_order(con, ctx: "Context", cid: str, order: "Order", now: datetime) -> None:
     """The broker's answer through reconcile's order-update path: status, fill, position, intent."""
-    from tradebook.phases.reconcile import apply_order_update, open_order_rows, order_update
+    from tradebook.phases.order_sync import apply_order_update, open_order_rows, order_update
 
     for row in open_order_rows(con, [cid]):
         update = order_update(row, order, window_over=False, now=now)

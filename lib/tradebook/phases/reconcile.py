@@ -15,98 +15,39 @@
    an adoption of the account, not a divergence.
 5. Everything is written in one transaction, and only when something changed, so a
    second run writes nothing at all (REC-5). Every action is an event (REC-6).
+
+Here: the reads, the two checks and the report. The comparison is ``reconcile_diff``
+(pure), the one transaction that records it ``reconcile_write``, REC-8's failure and
+success marks ``reconcile_outcome``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable
 
-from tradebook.ledger import closed_today, events
-from tradebook.ledger import intents as intent_store
-from tradebook.ledger import orders as order_store
 from tradebook.ledger import meta as ledger_meta
+from tradebook.ledger import orders as order_store
 from tradebook.ledger import positions as position_store
 from tradebook.ledger import trades as trade_store
-from tradebook.ledger.db import staged
 from tradebook.phases import reconcile_outcome as outcome
 from tradebook.errors import LedgerError
-from tradebook.phases.order_sync import (OrderRow, OrderUpdate, apply_order_update, compute_updates, fetch_truth,
-                                  open_order_rows)
-from tradebook.phases.order_sync import order_update, window_end  # noqa: F401  (re-exported: flatten.py uses them)
-from tradebook.phases.positions import EPS, next_position
+from tradebook.phases.order_sync import OrderRow, OrderUpdate, compute_updates, fetch_truth, open_order_rows
+from tradebook.phases.positions import EPS
+from tradebook.phases.reconcile_diff import (BACKFILL, CORRECTION, EXTERNAL_CLOSE, Action, Pos, diff, price_only,
+                                             project)
+from tradebook.phases.reconcile_write import LedgerMoved, ledger_fingerprint, write
 
 if TYPE_CHECKING:
     import duckdb
 
     from tradebook.context import Context
 
-QTY_TOL = 1e-6
-PRICE_TOL = 1e-6          # relative
-BACKFILL, EXTERNAL_CLOSE, CORRECTION = "BACKFILL", "EXTERNAL_CLOSE", "CORRECTION"
 
-
-class Pos(NamedTuple):
-    symbol: str
-    qty: float
-    avg_price: float
-
-
-@dataclass(frozen=True)
-class Action:
-    kind: str                 # BACKFILL | EXTERNAL_CLOSE | CORRECTION
-    symbol: str
-    qty: float                # broker quantity (0 for EXTERNAL_CLOSE)
-    price: float | None       # broker average price
-    ledger_qty: float
-    ledger_price: float | None
-    reason: str
-
-    @property
-    def delta(self) -> float:
-        return self.qty - self.ledger_qty
-
-
-def diff(broker_positions: Iterable[Any], ledger_positions: Iterable[Any]) -> list[Action]:
-    """Pure: the actions that make the ledger equal the broker (objects with symbol, qty, avg_price)."""
-    broker = {p.symbol: p for p in broker_positions if abs(p.qty) > QTY_TOL}
-    ledger = {p.symbol: p for p in ledger_positions if abs(p.qty) > QTY_TOL}
-    out: list[Action] = []
-    for sym in sorted(broker.keys() | ledger.keys()):
-        b, led = broker.get(sym), ledger.get(sym)
-        if led is None:
-            out.append(Action(BACKFILL, sym, b.qty, b.avg_price, 0.0, None,
-                              "position at the broker unknown to the ledger: backfilled as EXTERNAL"))
-        elif b is None:
-            out.append(Action(EXTERNAL_CLOSE, sym, 0.0, None, led.qty, led.avg_price,
-                              "position in the ledger not found at the broker: closed outside tradebook"))
-        elif abs(b.qty - led.qty) > QTY_TOL or abs(b.avg_price - led.avg_price) > PRICE_TOL * max(abs(b.avg_price), 1):
-            out.append(Action(CORRECTION, sym, b.qty, b.avg_price, led.qty, led.avg_price,
-                              f"broker wins: qty {led.qty:g} -> {b.qty:g}, avg {led.avg_price:.4f} -> "
-                              f"{b.avg_price:.4f}"))
-    return out
-
-
-def project(ledger: dict[str, Any], updates: list[OrderUpdate]) -> dict[str, Pos]:
-    """Pure: ledger positions after the fills in ``updates``."""
-    if not any(u.fill_qty > EPS for u in updates):
-        return ledger
-    out = {s: Pos(s, p.qty, p.avg_price) for s, p in ledger.items()}
-    for u in updates:
-        if u.fill_qty <= EPS:
-            continue
-        cur = out.get(u.row.symbol, Pos(u.row.symbol, 0.0, 0.0))
-        qty, avg = next_position(cur.qty, cur.avg_price, u.row.side, u.fill_qty, u.fill_price or 0.0)
-        if qty <= EPS:
-            out.pop(u.row.symbol, None)
-        else:
-            out[u.row.symbol] = Pos(u.row.symbol, qty, avg)
-    return out
-
-
-# --- the phase ---------------------------------------------------------------------------------
 @dataclass
 class ReconcileReport:
+    """What one reconcile saw and did (the phase notebook shows its tables and summary)."""
+
     now: datetime
     light: bool
     broker_positions: list[Any] = field(default_factory=list)
@@ -168,20 +109,6 @@ def _update_row(u: OrderUpdate) -> dict[str, Any]:
             "reason": u.reason}
 
 
-def _price_only(a: Action) -> bool:
-    return a.kind == CORRECTION and abs(a.qty - a.ledger_qty) <= QTY_TOL
-
-
-class _LedgerMoved(LedgerError):
-    """The ledger changed between our read and our write (another writer): redo the reconcile."""
-
-
-def _fingerprint(con: "duckdb.DuckDBPyConnection") -> tuple:
-    """What changes whenever another writer touches orders, intents, positions or trades."""
-    return (*order_store.fingerprint(con), intent_store.last_update(con), *position_store.version(con),
-            trade_store.count(con))
-
-
 def run_reconcile(ctx: "Context", *, light: bool = False) -> ReconcileReport:
     """REC-1…8: bring the ledger in line with the broker; ``light`` = our orders and fills only.
 
@@ -230,7 +157,7 @@ def _reconcile(ctx: "Context", light: bool, cids: Iterable[str] | None = None) -
     for _ in range(3):
         try:
             report = _reconcile_once(ctx, light, cids)
-        except _LedgerMoved:
+        except LedgerMoved:
             continue  # another writer changed the ledger between our read and our write: redo
         if cids is None:  # EXIT-3/EXIT-8: no intent stays "under way" without a live order
             report.settled = settle_intents(ctx, report.now)
@@ -249,7 +176,7 @@ def _read_ledger(ctx: "Context", cids: Iterable[str] | None, light: bool):
         positions = load_quantities(con)
         first = not positions and not (trade_store.count(con) + order_store.count(con))
         mark = None if light else ledger_meta.get(con, ledger_meta.RECONCILE_KEY)
-        return rows, positions, first, _fingerprint(con), mark
+        return rows, positions, first, ledger_fingerprint(con), mark
 
 
 def _check(ctx: "Context", rows: list[OrderRow], ledger: dict[str, Pos], light: bool, now: datetime):
@@ -289,76 +216,10 @@ def _reconcile_once(ctx: "Context", light: bool, cids: Iterable[str] | None = No
     report.unread = [] if light else unread
     # An average-price difference alone is Alpaca's FIFO end-of-day average, not a divergence:
     # a quiet broker-wins correction (REC-4), no incident.
-    report.divergence = any(not _price_only(a) for a in actions) and not first
+    report.divergence = any(not price_only(a) for a in actions) and not first
     # REC-8, written once per session; a run that had to leave a symbol out (its order look-up
     # failed) did not compare the whole book, so it does not count as a success.
     mark_due = not light and not report.unread and outcome.needs_success_mark(mark, now)
     if report.wrote or mark_due:
-        _write(ctx, report, fingerprint, mark if mark_due else None, mark_due)
+        write(ctx, report, fingerprint, mark if mark_due else None, mark_due)
     return report
-
-
-def _write(ctx: "Context", report: ReconcileReport, fingerprint: tuple, mark: dict | None = None,
-           mark_due: bool = False) -> None:
-    with ctx.ledger.transaction() as con:
-        if _fingerprint(con) != fingerprint:
-            raise _LedgerMoved("ledger changed since it was read")
-        if mark_due:
-            outcome.mark_success(con, mark, report.now)
-        for u in report.order_updates:
-            apply_order_update(con, u, ctx, report.now)
-        if report.actions:
-            apply_actions(con, report.actions, ctx, report.now)
-        if report.divergence:
-            _raise_divergence(con, report, ctx)
-        if report.unread:
-            from tradebook.safety.controls import record_incident
-
-            record_incident(con, "ORDER_LOOKUP_FAILED",
-                            f"order look-up failed for {', '.join(report.unread)}: left out of the position "
-                            "comparison (our own fill is never booked as an external close); the next run "
-                            "settles it", report.now)
-
-
-def apply_actions(con: "duckdb.DuckDBPyConnection", actions: list[Action], ctx: "Context", now: datetime) -> None:
-    """REC-2/3/4/6 in bulk (set-based SQL over a registered frame: 5,000 actions stay fast)."""
-    import pandas as pd
-
-    from tradebook.sessions import session_date
-
-    p = ctx.params
-    frame = pd.DataFrame({
-        "kind": [a.kind for a in actions], "symbol": [a.symbol for a in actions],
-        "qty": [a.qty for a in actions], "price": [a.price for a in actions],
-        "delta": [a.delta for a in actions], "reason": [a.reason for a in actions],
-        "tier": [p.symbol_tiers.get(a.symbol) for a in actions],
-        "sector": [p.symbol_sectors.get(a.symbol) for a in actions],
-        "ledger_qty": [a.ledger_qty for a in actions], "ledger_price": [a.ledger_price for a in actions],
-    })
-    with staged(con, "rec_actions", frame):
-        _bulk_sql(con, now, ctx.run_id, session_date(now))
-
-
-def _bulk_sql(con: "duckdb.DuckDBPyConnection", now: datetime, run_id: str | None, day) -> None:
-    position_store.apply_reconcile_actions(con, now)
-    closed_today.mark_external_closes(con, day, now)
-    trade_store.append_reconcile_actions(con, now, run_id)
-    events.record_reconcile_actions(con, now, run_id)
-
-
-def _raise_divergence(con: "duckdb.DuckDBPyConnection", report: ReconcileReport, ctx: "Context") -> None:
-    """REC-7: incident + ALERT + REDUCE_ONLY, all in the reconcile's transaction."""
-    from tradebook import alerts
-    from tradebook.safety import controls
-
-    shown = 10  # an alert is read by a person: name a few, count the rest (all are audit events)
-    listed = "; ".join(f"{a.kind} {a.symbol} ledger {a.ledger_qty:g} -> broker {a.qty:g}"
-                       for a in report.actions[:shown])
-    more = len(report.actions) - shown
-    detail = (f"ledger and broker diverged on {report.checks} consecutive checks for "
-              f"{len(report.actions)} position(s): {listed}" + (f"; and {more} more" if more > 0 else ""))
-    controls.record_incident(con, "RECONCILE_DIVERGENCE", detail, report.now)
-    alerts.alert(con, "DIVERGENCE", detail, params=ctx.params, run_id=ctx.run_id, now=report.now,
-                 data={"symbols": [a.symbol for a in report.actions]})
-    controls.reduce_only(con, f"reconcile divergence: {len(report.actions)} position(s) corrected to the broker",
-                         source="reconcile", now=report.now, incident=False)

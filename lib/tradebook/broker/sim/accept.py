@@ -18,7 +18,7 @@ from tradebook.broker.base import Order, OrderRequest
 from tradebook.errors import (BrokerRejected, BrokerUnavailable, DuplicateClientOrderId, FractionalNotSupported)
 
 if TYPE_CHECKING:
-    from tradebook.broker.sim.broker import SimBroker
+    from tradebook.broker.sim.access import StateAccess
 
 SUBMIT_FAULTS = ("timeout_after_accept", "http_500", "http_503", "http_429", "reject_buying_power",
                  "partial_fill", "fractional_reject")
@@ -27,7 +27,7 @@ CANCEL_FAULTS = READ_FAULTS + ("cancel_fill_race",)   # VEN-2: the order fills b
 FAULT_OPS = ("submit", "get_order", "positions", "account", "open_orders", "cancel", "quotes")
 
 
-def accept(sim: "SimBroker", con, book: state.Book, request: OrderRequest, *, partial: bool,
+def accept(sim: "StateAccess", con, book: state.Book, request: OrderRequest, *, partial: bool,
            liquidation: bool) -> Order:
     """Validate and record ``request`` in the book (the caller saves it); fill it at once when the
     market is open and it is marketable."""
@@ -58,7 +58,7 @@ def broker_id(seed: int, seq: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"tradebook-sim/{seed}/{seq}"))
 
 
-def _validate(sim: "SimBroker", con, book: state.Book, request: OrderRequest,
+def _validate(sim: "StateAccess", con, book: state.Book, request: OrderRequest,
               liquidation: bool) -> tuple[int, float, float]:
     """Every venue check, before anything changes: (session index, bid, ask) when accepted."""
     if not isinstance(request, OrderRequest):
@@ -87,7 +87,7 @@ def _validate(sim: "SimBroker", con, book: state.Book, request: OrderRequest,
     return i, bid, ask
 
 
-def _check_asset(sim: "SimBroker", request: OrderRequest, day, liquidation: bool) -> None:
+def _check_asset(sim: "StateAccess", request: OrderRequest, day, liquidation: bool) -> None:
     prices.symbol_bars(request.symbol)      # UnknownSymbol for data the simulator does not have
     if not prices.has_data(request.symbol, day) and not liquidation:
         raise BrokerRejected(f"asset {request.symbol} is not tradable on {day} (outside the replayed data)",
