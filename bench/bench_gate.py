@@ -17,7 +17,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from tradebook.broker.base import Quote
-from tradebook.safety.gate import GateContext, GateRun, Holding, PortfolioView, ProposedOrder
+from tradebook.safety.gate import GateContext, GateRun, ProposedOrder
+from tradebook.safety.portfolio_view import Holding, PortfolioView
 from tradebook.safety.rules import CorrelationMap, correlation_index
 from tradebook.params import Params
 

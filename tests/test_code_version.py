@@ -60,7 +60,7 @@ def test_run_when_library_edited_between_runs_then_different_code_version_record
     shutil.copytree(cv.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(cv, "PACKAGE_DIR", copy)
     first = _run(project, pool, "ok")
-    (copy / "params.py").write_text((copy / "params.py").read_text() + "\n# a later edit\n")
+    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# a later edit\n")
     second = _run(project, pool, "ok")
     assert first.ok and second.ok
     assert _row(project, first.run_id)[0] != _row(project, second.run_id)[0]

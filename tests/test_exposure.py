@@ -7,7 +7,8 @@ import math
 import pytest
 
 from tradebook.safety import exposure as ex
-from tradebook.safety.gate import GateContext, Holding, PortfolioView, ProposedOrder
+from tradebook.safety.gate import GateContext, ProposedOrder
+from tradebook.safety.portfolio_view import Holding, PortfolioView
 from tradebook.safety.rules.exposure import concentration
 from tradebook.panel.widgets import ControlPanel
 from tradebook.report.build import build_report

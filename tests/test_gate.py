@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from tradebook.broker.base import Quote
-from tradebook.safety.gate import (GateContext, GateResult, GateRun, Holding, PortfolioView, ProposedOrder, Verdict,
-                            evaluate, record)
+from tradebook.safety.gate import GateContext, GateResult, GateRun, ProposedOrder, Verdict, evaluate, record
+from tradebook.safety.portfolio_view import Holding, PortfolioView
 from tradebook.safety.rules import REASON_CODES, RULES, CorrelationMap, correlations, planned_age_hours
 from tradebook.params import Params
 

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradebook.broker.base import Quote
-from tradebook.safety.gate import QTY_EPS, GateContext, GateRun, Holding, PortfolioView, ProposedOrder, evaluate
+from tradebook.safety.gate import GateContext, GateRun, ProposedOrder, evaluate
+from tradebook.safety.portfolio_view import QTY_EPS, Holding, PortfolioView
 from tradebook.params import Params
 
 SYMBOLS = ("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")

@@ -52,15 +52,16 @@ def build_gate_run(ctx: "Context", intents: list[it.Intent], now: datetime,
                    control_state: "TradingState") -> tuple["GateRun", dict[str, "Quote"], dict[str, float]]:
     """(GateRun, quotes, sellable qty by symbol) for one execute run."""
     from tradebook.safety import gate
+    from tradebook.safety.portfolio_view import Holding, PortfolioView
 
     broker, p = ctx.broker, ctx.params
     account, positions, open_orders = _account(ctx, intents), broker.positions(), broker.open_orders()
     clock = broker.clock()
     quotes = broker.quotes(sorted({i.symbol for i in intents}))
     origins, by_symbol, closed, last = _ledger_inputs(ctx, now)
-    holdings = {q.symbol: gate.Holding(q.qty, q.market_price, origins.get(q.symbol, "EXTERNAL"))
+    holdings = {q.symbol: Holding(q.qty, q.market_price, origins.get(q.symbol, "EXTERNAL"))
                 for q in positions if abs(q.qty) > EPS}
-    view = gate.PortfolioView(account.equity, account.buying_power, holdings, p.symbol_tiers, p.symbol_sectors)
+    view = PortfolioView(account.equity, account.buying_power, holdings, p.symbol_tiers, p.symbol_sectors)
     available = {q.symbol: q.qty for q in positions}
     for o in open_orders:  # working orders count as if filled (their exposure is committed)
         rest = o.qty - o.filled_qty

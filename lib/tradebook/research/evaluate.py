@@ -86,13 +86,13 @@ def set_params(job: Job, params: Mapping[str, Any]) -> "Params":
     """The base params with a set applied; bare names are the strategy's own params."""
     from pathlib import Path
 
-    from tradebook.params import _set_dotted, validate_params
+    from tradebook.params import set_dotted, validate_params
     from tradebook.strategies.loader import strategy_class
 
     fields = strategy_class(job.strategy, Path(job.root) if job.root else None).Params.model_fields
     data = copy.deepcopy(dict(job.base))
     for name, value in params.items():
-        _set_dotted(data, f"strategy.params.{name}" if name in fields else name, value)
+        set_dotted(data, f"strategy.params.{name}" if name in fields else name, value)
     return validate_params(data, source="<sweep parameter set>", override_keys=set())
 
 

@@ -227,7 +227,8 @@ class GateAdapter:
         import numpy as np
 
         from tradebook.broker.base import Quote
-        from tradebook.safety.gate import GateContext, GateRun, Holding, PortfolioView
+        from tradebook.safety.gate import GateContext, GateRun
+        from tradebook.safety.portfolio_view import Holding, PortfolioView
 
         m, p = self.m, self.p
         price = np.where(m.has_bar[t], m.open[t], self.close_ff[t - 1] if t else np.nan)

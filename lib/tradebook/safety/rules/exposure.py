@@ -9,7 +9,8 @@ that a NaN or infinite equity, price or buying power rejects instead of passing.
 from __future__ import annotations
 
 from tradebook.safety.exposure import UNMAPPED, cap_of, in_buffer
-from tradebook.safety.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject, warn
+from tradebook.safety.gate import GateContext, ProposedOrder, Verdict, reject, warn
+from tradebook.safety.portfolio_view import PortfolioView
 from tradebook.safety.rules._common import passed, r2, r4, rule
 
 _PASS3, _PASS4, _PASS11, _PASS12 = (passed(g) for g in ("GATE-3", "GATE-4", "GATE-11", "GATE-12"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tradebook.safety.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject, warn
+from tradebook.safety.gate import GateContext, ProposedOrder, Verdict, reject, warn
+from tradebook.safety.portfolio_view import PortfolioView
 from tradebook.safety.rules._common import passed, r4, rule
 
 EXCHANGE_TZ = ZoneInfo("America/New_York")

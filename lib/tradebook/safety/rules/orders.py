@@ -1,7 +1,8 @@
 """Rules on the order itself: GATE-5 notional bounds, GATE-6 no shorts, GATE-10 order rates."""
 from __future__ import annotations
 
-from tradebook.safety.gate import QTY_EPS, GateContext, PortfolioView, ProposedOrder, Verdict, reject, warn
+from tradebook.safety.gate import GateContext, ProposedOrder, Verdict, reject, warn
+from tradebook.safety.portfolio_view import QTY_EPS, PortfolioView
 from tradebook.safety.rules._common import passed, r2, rule
 
 _PASS5, _PASS6, _PASS10 = passed("GATE-5"), passed("GATE-6"), passed("GATE-10")

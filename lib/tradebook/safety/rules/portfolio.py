@@ -2,7 +2,8 @@
 max concurrent positions (POS-3). Position-reducing exits pass both."""
 from __future__ import annotations
 
-from tradebook.safety.gate import QTY_EPS, GateContext, PortfolioView, ProposedOrder, Verdict, reject
+from tradebook.safety.gate import GateContext, ProposedOrder, Verdict, reject
+from tradebook.safety.portfolio_view import QTY_EPS, PortfolioView
 from tradebook.safety.rules._common import passed, r2, r4, rule
 from tradebook.safety.rules.correlation import correlation_index
 

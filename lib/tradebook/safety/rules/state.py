@@ -1,7 +1,8 @@
 """GATE-1 (trading state) and GATE-2 (market open)."""
 from __future__ import annotations
 
-from tradebook.safety.gate import GateContext, PortfolioView, ProposedOrder, Verdict, reject
+from tradebook.safety.gate import GateContext, ProposedOrder, Verdict, reject
+from tradebook.safety.portfolio_view import PortfolioView
 from tradebook.safety.rules._common import passed, rule
 from tradebook.safety.state import TradingState
 
