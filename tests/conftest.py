@@ -1,4 +1,4 @@
-"""Shared fixtures: a throw-away project root with its own runs/ and params."""
+"""Shared fixtures: a throw-away project root with its own runs/ and params (helpers: ``tests/support/``)."""
 from __future__ import annotations
 
 import shutil
@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from support import REPO
 from tradebook.context import Context
 from tradebook.params import Params, load_params
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -60,9 +59,9 @@ def ctx(root: Path, make_params) -> Context:
 @pytest.fixture(autouse=True)
 def alpaca_contract():
     """VEN-1/VEN-2: every answer the loopback Alpaca fake gives in a test is checked against
-    Alpaca's published contract (tests/alpaca_contract.py); a violation fails the test.
+    Alpaca's published contract (tests/support/alpaca_contract.py); a violation fails the test.
     Tests that break it on purpose call ``alpaca_contract.take()``."""
-    from alpaca_contract import ContractLog
+    from support.alpaca_contract import ContractLog
 
     from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
 

@@ -13,7 +13,7 @@ from tradebook.ledger import events
 from tradebook.ledger.db import Ledger
 from tradebook.logs import reset_logging, setup_logging
 
-from webhook import WebhookReceiver
+from support.webhook import WebhookReceiver
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The Alpaca contract checks themselves (VEN-1, VEN-2): they see every fake answer and they bite.
 
 conftest.py's autouse ``alpaca_contract`` fixture checks each answer of the loopback fake
-against tests/alpaca_contract.py (facts from Alpaca's OpenAPI specs and alpaca-py). These
+against tests/support/alpaca_contract.py (facts from Alpaca's OpenAPI specs and alpaca-py). These
 tests show the checks run, and that a wrong field type, an unknown enum value, a missing
 field, a null where the spec has none and an undocumented header all fail them.
 """
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
-from alpaca_contract import check_answer, check_object, check_value
+from support.alpaca_contract import check_answer, check_object, check_value
 
 from tradebook.testing.alpaca_fake import models as alpaca_fake_models
 from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
@@ -128,7 +128,7 @@ def test_observers_when_test_ends_then_fixture_removed_its_log(alpaca_contract):
 def test_fake_divergences_when_triggered_then_each_listed_extra_is_sent_and_only_tolerated_by_name(fake):
     """Where the fake diverges from the spec on purpose (DELIBERATE), the extras are real: the fake sends
     each of them, and without its DELIBERATE entry each would be a violation."""
-    import alpaca_contract as contract
+    from support import alpaca_contract as contract
 
     call(fake, "POST", "/v2/orders", order("c1"))
     answers = [call(fake, "POST", "/v2/orders", order("big", qty="100000")).json(),             # buying power
@@ -152,7 +152,7 @@ def _minimal(schema: str, **values):
     """An object with only the contract's required fields (sample values by kind)."""
     import uuid as _uuid
 
-    from alpaca_contract import ENUMS, SCHEMAS
+    from support.alpaca_contract import ENUMS, SCHEMAS
 
     required, fields = SCHEMAS[schema]
     sample = {"str": "1", "int": 1, "num": 1.0, "bool": True, "uuid": str(_uuid.uuid4()), "array": [],

@@ -26,7 +26,7 @@ from tradebook.research import backtest
 from tradebook.context import Context
 from tradebook.safety.controls import session_date
 from tradebook.demo import run_demo
-from trading_helpers import stored_intents
+from support.trading import stored_intents
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 DAYS = 8          # 2011-07-26 .. 2011-08-04: entries, add-ons, signal exits and the first August stops

@@ -20,7 +20,7 @@ from tradebook.ledger import equity as equity_store
 from tradebook.ledger import events
 from tradebook.ledger.db import Ledger
 from tradebook.params import Params
-from trading_helpers import control_rows
+from support.trading import control_rows
 
 P = Params()
 T0 = datetime(2012, 6, 4, 13, 0, tzinfo=timezone.utc)   # 09:00 New York
@@ -202,7 +202,7 @@ GAP_FRIDAY, GAP_MONDAY = (2011, 8, 5), (2011, 8, 8)   # AAPL: -3.7% from Friday'
 def _gap_ctx(root, shares: float):
     from datetime import date
 
-    from trading_helpers import hold, make_ctx, mid, ny
+    from support.trading import hold, make_ctx, mid, ny
 
     ctx = make_ctx(root)
     ctx.broker.advance_to(ny(date(*GAP_FRIDAY), 15, 0))
@@ -249,7 +249,7 @@ def test_monitor_when_account_read_fails_then_breakers_skipped_and_stop_loss_sti
     """BRK / EXIT-9 (issue 12 item 8): a failed account read skips the breakers for that tick,
     never the protective exits: the breached stop is sold in the same tick."""
     from tradebook.phases.monitor import run_monitor
-    from trading_helpers import EXEC_DAY, hold, make_ctx, mid, ny
+    from support.trading import EXEC_DAY, hold, make_ctx, mid, ny
 
     ctx = make_ctx(root)
     ctx.broker.advance_to(ny(EXEC_DAY, 12))
@@ -281,7 +281,7 @@ def test_brk1_when_alpaca_first_reading_is_mid_session_after_a_drop_then_start_o
 
     from tradebook.params import load_params
     from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
-    from trading_helpers import ny
+    from support.trading import ny
 
     keys = {"APCA_API_KEY_ID": "PKLASTEQUITYTEST0001", "APCA_API_SECRET_KEY": "SKLASTEQUITYTESTSECRET01"}
     for name, value in keys.items():

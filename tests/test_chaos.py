@@ -17,7 +17,7 @@ from tradebook.phases import intents as it
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decide_time, gate_passed_intents, hold, incidents, intent_states,
+from support.trading import (EXEC_DAY, broker_orders, decide_time, gate_passed_intents, hold, incidents, intent_states,
                              ledger_positions, make_ctx, mid, ny, plant, positions_match, stored_orders, window_time)
 
 CHILD = """

@@ -7,7 +7,7 @@ from tradebook.safety import controls
 from tradebook.clock import operator_now
 from tradebook.ledger import events
 from tradebook.safety.killswitch import flag_path, read_flag
-from trading_helpers import EXEC_DAY, control_rows, make_ctx, ny
+from support.trading import EXEC_DAY, control_rows, make_ctx, ny
 
 
 def test_halt_resume_when_sim_mode_then_flag_rows_and_events_use_the_simulated_clock(root):

@@ -18,7 +18,7 @@ from tradebook.ledger import controls as control_store
 from tradebook.ledger import events
 from tradebook.ledger import trades as trade_store
 from tradebook.ledger.db import Ledger
-from trading_helpers import stored_intents, stored_verdicts
+from support.trading import stored_intents, stored_verdicts
 
 T0 = datetime(2011, 7, 5, 14, 0, tzinfo=timezone.utc)  # 10:00 in New York
 

@@ -31,9 +31,9 @@ from tradebook.ledger import fills as fill_store
 from tradebook.ledger.backup import BACKUP_EVENT
 from tradebook.ledger.db import Ledger
 from tradebook.ops.schedule import day_plan, parse_clock_time
-from trading_helpers import stored_intents, stored_orders
+from support.trading import stored_intents, stored_orders
 
-from webhook import WebhookReceiver
+from support.webhook import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 NY = ZoneInfo("America/New_York")

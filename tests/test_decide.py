@@ -8,7 +8,7 @@ import pytest
 from tradebook.ledger import events
 from tradebook.phases.decide import plan, run_decide
 from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
-from trading_helpers import (DECIDE_DAY, decide_time, hold, intent_state, make_ctx, mid, ny, plant, stored_intents,
+from support.trading import (DECIDE_DAY, decide_time, hold, intent_state, make_ctx, mid, ny, plant, stored_intents,
                              table_counts)
 
 

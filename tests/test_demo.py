@@ -11,7 +11,7 @@ from tradebook.demo import PHASES, run_demo
 from tradebook.ledger import fills as fill_store
 from tradebook.ledger import runs
 from tradebook.ledger.db import Ledger
-from trading_helpers import stored_intents, stored_orders, stored_verdicts
+from support.trading import stored_intents, stored_orders, stored_verdicts
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 DAYS = 3
@@ -21,7 +21,7 @@ DAYS = 3
 def demo_root(tmp_path_factory) -> Path:
     import shutil
 
-    from conftest import REPO
+    from support import REPO
 
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(REPO / "params", root / "params")

@@ -11,9 +11,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-import notebook_fixture
+from support import notebook_fixture
 from tradebook.context import Context
-from trading_helpers import stored_intents
+from support.trading import stored_intents
 
 pytestmark = [pytest.mark.integration]
 

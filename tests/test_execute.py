@@ -12,7 +12,7 @@ from tradebook.broker.base import OrderRequest
 from tradebook.ledger import closed_today, cooldowns, events
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
-from trading_helpers import (EXEC_DAY, broker_orders, decided_book, decide_time, fills, hold, intent_state, intent_states,
+from support.trading import (EXEC_DAY, broker_orders, decided_book, decide_time, fills, hold, intent_state, intent_states,
                              ledger_positions, make_ctx, mid, ny, plant, positions_match, record_order, stored_intents,
                              stored_orders, stored_verdicts, window_time)
 

@@ -11,7 +11,7 @@ from tradebook.phases.execute import run_execute
 from tradebook.engine.notebook_files import printed_summary
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
-from trading_helpers import decided_book, decide_time, fills, make_ctx, mid, plant, window_time
+from support.trading import decided_book, decide_time, fills, make_ctx, mid, plant, window_time
 
 ORDERS = "orders: limit, fill price, slippage vs decision (bps, + = worse)"
 REFUSALS = "gate refusals: rule, reason and its numbers"

@@ -24,7 +24,7 @@ from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.strategies.swing_rules import EntrySignal, ExitSignal, Signals
-from trading_helpers import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, fills, gate_passed_intents, hold,
+from support.trading import (DECIDE_DAY, REPO_PARAMS, SYMBOLS, broker_orders, fills, gate_passed_intents, hold,
                              make_ctx, mid, ny, positions_match, stored_orders)
 
 ENTRY = st.tuples(st.just("entry"), st.sampled_from(SYMBOLS), st.sampled_from([0.05, 0.3, 0.65, 0.9]))

@@ -14,7 +14,7 @@ from tradebook.ledger import events
 from tradebook.phases.execute import run_execute
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import sync_orders
-from trading_helpers import (
+from support.trading import (
     EXEC_DAY,
     broker_orders,
     decide_time,

@@ -39,8 +39,8 @@ from tradebook.ledger import events
 from tradebook.phases.monitor import run_monitor
 from tradebook.phases.reconcile import sync_orders
 from tradebook.safety.controls import session_date
-from conftest import REPO
-from trading_helpers import (EXEC_DAY, hold, make_ctx, mid, ny, plant, positions_match, record_order, stored_intents,
+from support import REPO
+from support.trading import (EXEC_DAY, hold, make_ctx, mid, ny, plant, positions_match, record_order, stored_intents,
                              stored_orders)
 
 N_CASES = 30

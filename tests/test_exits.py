@@ -8,7 +8,7 @@ import pytest
 from tradebook.broker.base import Quote
 from tradebook.phases.exits import EOD_LIQUIDATION, PROFIT_TARGET, STOP_LOSS, check_position, check_positions
 from tradebook.phases.positions import LedgerPosition
-from trading_helpers import ny
+from support.trading import ny
 
 DAY = date(2011, 7, 21)
 CLOSE = ny(DAY, 16)

@@ -12,7 +12,7 @@ from tradebook.safety.portfolio_view import Holding, PortfolioView
 from tradebook.safety.rules.exposure import concentration
 from tradebook.panel.widgets import ControlPanel
 from tradebook.report.build import build_report
-from trading_helpers import decide_time, hold, make_ctx, mid
+from support.trading import decide_time, hold, make_ctx, mid
 
 # IBM has no tier: its tier is UNMAPPED and has no cap (the gate refuses entries there).
 # TIER3 (AAPL + GOOG) 27% of equity: within 5 points of its 30% cap; Technology 31%: over 30%.

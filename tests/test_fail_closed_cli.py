@@ -126,7 +126,7 @@ def test_status_when_running_then_0_and_when_halted_then_3(root: Path, cli):
 def test_halt_when_params_invalid_and_sim_state_exists_then_stamped_with_the_simulated_clock(root: Path, cli):
     """CTL-6 + the one-clock rule: `halt` with a broken params file next to a simulation stamps its
     flag and its ledger row with the simulated time (not today's), and the row's source says which clock."""
-    from trading_helpers import EXEC_DAY, control_rows, make_ctx, ny
+    from support.trading import EXEC_DAY, control_rows, make_ctx, ny
 
     ctx = make_ctx(root)
     sim_time = ny(EXEC_DAY, 10, 0)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from test_ledger_integrity import age, truncate_to
-from trading_helpers import EXEC_DAY, fills, hold, incidents, make_ctx, ny, trades
+from support.trading import EXEC_DAY, fills, hold, incidents, make_ctx, ny, trades
 from tradebook.ledger import equity as equity_store
 from tradebook.ledger import events as event_store
 from tradebook.ledger.backup import backup, restore
@@ -276,7 +276,7 @@ def test_reconcile_when_restored_backup_predates_executed_intents_then_their_ord
     (tb-<intent>-a<n> at the broker, not in the restored ledger) are recorded as our orders and fills:
     intents FILLED, MSFT's exit with its realized P&L, AAPL/IBM as STRATEGY positions; no BACKFILL, no
     EXTERNAL_CLOSE, no divergence; done once."""
-    from trading_helpers import decided_book, intent_states, ledger_positions, positions_match, window_time
+    from support.trading import decided_book, intent_states, ledger_positions, positions_match, window_time
     from tradebook.phases.execute import run_execute
 
     ctx = decided_book(root)

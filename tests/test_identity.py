@@ -20,7 +20,7 @@ from tradebook.ledger.db import Ledger
 from tradebook.params import load_params
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
-from trading_helpers import DECIDE_DAY, hold, make_ctx, ny
+from support.trading import DECIDE_DAY, hold, make_ctx, ny
 
 KEYS = {"APCA_API_KEY_ID": "PKIDENTITYTEST000001", "APCA_API_SECRET_KEY": "SKIDENTITYTESTSECRET000001"}
 

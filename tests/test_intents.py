@@ -13,7 +13,7 @@ from tradebook.ledger import intents as intent_store
 from tradebook.phases import intents as it
 from tradebook.broker.base import Session
 from tradebook.ledger import events
-from trading_helpers import NY, make_ctx, plant, ny, stored_intents
+from support.trading import NY, make_ctx, plant, ny, stored_intents
 
 
 def test_exe1_when_ids_are_derived_then_same_inputs_give_same_ids():

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import REPO
+from support import REPO
 from tradebook.engine.kernelfork import FORK_SUPPORTED
 from tradebook.engine.runner import run_phase
 

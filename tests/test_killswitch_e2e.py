@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import notebook_fixture
+from support import notebook_fixture
 from test_cli import tradebook
 from tradebook.broker.sim.broker import SimBroker
 from tradebook.context import Context
-from trading_helpers import stored_intents, stored_orders
+from support.trading import stored_intents, stored_orders
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("killswitch")]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-import notebook_fixture
+from support import notebook_fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

@@ -6,7 +6,7 @@ import pytest
 from tradebook.ledger import closed_today, events
 from tradebook.phases import intents as it
 from tradebook.phases.monitor import run_monitor
-from trading_helpers import (EXEC_DAY, broker_orders, hold, intent_state, intent_states, ledger_positions, make_ctx, mid,
+from support.trading import (EXEC_DAY, broker_orders, hold, intent_state, intent_states, ledger_positions, make_ctx, mid,
                              ny, plant, positions_match, stored_intents, stored_orders, stored_verdicts)
 
 MIDDAY = ny(EXEC_DAY, 12)

@@ -1,8 +1,8 @@
 """nbval over every notebook in notebooks/, against the deterministic fixture state.
 
-Each notebook stores the outputs of a run against ``tests/notebook_fixture.py``;
+Each notebook stores the outputs of a run against ``tests/support/notebook_fixture.py``;
 nbval re-executes it and fails when a checked output changes. Refresh the stored
-outputs deliberately with ``python tests/notebook_fixture.py --refresh``.
+outputs deliberately with ``python tests/support/notebook_fixture.py --refresh``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import notebook_fixture
+from support import notebook_fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("notebooks")]
 

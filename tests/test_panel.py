@@ -8,7 +8,7 @@ import pytest
 
 from tradebook.safety.controls import effective_state, flag_path, freeze
 from tradebook.panel.widgets import ControlPanel
-from trading_helpers import control_rows
+from support.trading import control_rows
 
 
 @pytest.fixture(autouse=True)

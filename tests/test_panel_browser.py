@@ -1,6 +1,6 @@
 """The control panel in a real browser (CTL-1, CTL-2, CTL-4, CTL-5, OPS-1; issue 9).
 
-`tradebook panel` runs as a subprocess against a demo project (tests/notebook_fixture.py
+`tradebook panel` runs as a subprocess against a demo project (tests/support/notebook_fixture.py
 plus two seeded positions); headless Debian Chromium, driven by Playwright, clicks the
 buttons an operator would click. Screenshots of every step go to tests/artifacts/panel/.
 Timings are printed, never asserted. Chromium missing is a failure (`make browser-deps`
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-import notebook_fixture
+from support import notebook_fixture
 from tradebook.ledger import intents as intent_store
 from tradebook.ledger import orders as order_store
 

@@ -10,7 +10,7 @@ from tradebook.ledger import fills as fill_store
 from tradebook.ledger import trades as trade_store
 from tradebook.phases.positions import (EXTERNAL, STRATEGY, FillInfo, LedgerPosition, apply_fill, decide_entry,
                                  load_positions, next_position, size_qty, slippage_bps)
-from trading_helpers import make_ctx, ny
+from support.trading import make_ctx, ny
 
 EQUITY = 100_000.0
 

@@ -11,7 +11,7 @@ from tradebook.broker.base import Order
 from tradebook.ledger import closed_today, events
 from tradebook.ledger import positions as position_store
 from tradebook.phases.positions import LedgerPosition
-from trading_helpers import DECIDE_DAY, hold, incidents, ledger_positions, make_ctx, ny, table_counts, trades
+from support.trading import DECIDE_DAY, hold, incidents, ledger_positions, make_ctx, ny, table_counts, trades
 
 
 # --- the pure diff, tested with tables ----------------------------------------------------------
@@ -116,7 +116,7 @@ def test_rec2_when_broker_has_unknown_position_then_backfilled_external(rctx):
 def test_rec2_when_external_position_backfilled_then_counted_in_exposure(rctx):
     """REC-2: an EXTERNAL position counts in the gate's exposure (same view as execute uses)."""
     from tradebook.phases.execute_support import build_gate_run
-    from trading_helpers import plant
+    from support.trading import plant
 
     rctx.broker.seed_position("AAPL", 20, 50.0)
     run_reconcile(rctx)
@@ -252,7 +252,7 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
     from tradebook.broker.base import OrderRequest
     from tradebook.errors import BrokerUnavailable
     from tradebook.ledger import meta as ledger_meta
-    from trading_helpers import EXEC_DAY, mid, plant, positions_match, record_order
+    from support.trading import EXEC_DAY, mid, plant, positions_match, record_order
 
     ctx = make_ctx(root)
     ctx.broker.advance_to(ny(EXEC_DAY, 9, 36))
@@ -287,7 +287,7 @@ def test_rec3_when_order_lookup_failed_then_symbol_left_out_with_incident_and_ne
 
 
 def intent_state_of(ctx, iid):
-    from trading_helpers import intent_state
+    from support.trading import intent_state
 
     return intent_state(ctx, iid)
 

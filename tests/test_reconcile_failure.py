@@ -15,7 +15,7 @@ from tradebook.phases.execute import run_execute
 from tradebook.params import load_params
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.engine.runner import run_phase
-from trading_helpers import (DECIDE_DAY, EXEC_DAY, broker_orders, control_rows, decide_time, hold, incidents,
+from support.trading import (DECIDE_DAY, EXEC_DAY, broker_orders, control_rows, decide_time, hold, incidents,
                              intent_states, make_ctx, ny, plant, stored_intents, stored_verdicts, window_time)
 
 EXIT_ID, ENTRY_ID = "20110720-MSFT-EXIT", "20110720-AAPL-ENTRY"

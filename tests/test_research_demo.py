@@ -12,7 +12,7 @@ from test_research_model import _choice, _train
 from tradebook.demo import run_demo
 from tradebook.ledger import events
 from tradebook.ledger.db import Ledger
-from trading_helpers import stored_intents
+from support.trading import stored_intents
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("demo")]
 REPO = Path(__file__).resolve().parents[1]

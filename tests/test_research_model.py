@@ -16,7 +16,7 @@ from tradebook.research import StrategyError, training
 from tradebook.strategies import features
 from tradebook.strategies.loader import load_strategy
 from tradebook.strategies.model import save_model
-from trading_helpers import make_ctx, ny, stored_intents
+from support.trading import make_ctx, ny, stored_intents
 
 # A hand-written classifier with only predict_proba: the strategy needs the interface, not a library.
 # It lives in the project's strategies/ folder so that any process (decide kernels, the demo) can

@@ -101,8 +101,8 @@ def test_ven2_when_checks_off_then_cancel_is_synchronous_and_no_wash_check(tmp_p
 def test_ven2_when_params_ask_for_real_venue_then_sim_from_params_has_it(tmp_path):
     import shutil
 
-    from conftest import REPO
-    from trading_helpers import make_ctx
+    from support import REPO
+    from support.trading import make_ctx
 
     shutil.copytree(REPO / "params", tmp_path / "params")
     ctx = make_ctx(tmp_path, **{"sim.cancel_polls": 3, "sim.wash_trade_check": True})

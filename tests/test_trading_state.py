@@ -10,7 +10,7 @@ from tradebook.safety import controls, gate
 from tradebook.phases.execute import run_execute
 from tradebook.phases.reconcile import run_reconcile
 from tradebook.safety.state import STATES, TradingState, strictest
-from trading_helpers import (control_rows, decide_time, hold, make_ctx, plant, stored_intents, stored_verdicts,
+from support.trading import (control_rows, decide_time, hold, make_ctx, plant, stored_intents, stored_verdicts,
                              window_time)
 
 
@@ -133,7 +133,7 @@ def test_monitor_when_the_circuit_opens_on_a_stop_exit_send_then_the_order_path_
     the first send, the order path looks the id up and sends the exit again (same client_order_id), GATE-1
     passes it under REDUCE_ONLY."""
     from tradebook.phases.monitor import run_monitor
-    from trading_helpers import EXEC_DAY, mid, ny
+    from support.trading import EXEC_DAY, mid, ny
 
     ctx = make_ctx(root)
     ctx.broker.advance_to(ny(EXEC_DAY, 12))
@@ -151,7 +151,7 @@ def alpaca_ctx(root, monkeypatch):
     """A context whose broker is the real AlpacaBroker against the loopback Alpaca fake at midday; its API
     circuit opens on the first failure."""
     from tradebook.testing.alpaca_fake.server import FakeAlpacaServer
-    from trading_helpers import EXEC_DAY, ny
+    from support.trading import EXEC_DAY, ny
 
     monkeypatch.setenv("APCA_API_KEY_ID", "PKCIRCUITTEST0001")
     monkeypatch.setenv("APCA_API_SECRET_KEY", "SKCIRCUITTESTSECRET0001")

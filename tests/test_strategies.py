@@ -17,7 +17,7 @@ from tradebook.params import Params, load_params
 from tradebook.research import Held, StrategyError
 from tradebook.strategies.base import call_strategy
 from tradebook.strategies.loader import build, load_strategy
-from trading_helpers import make_ctx, ny, stored_intents
+from support.trading import make_ctx, ny, stored_intents
 
 RAISES_EVERYWHERE = '''
 from tradebook.research import Signals, Strategy

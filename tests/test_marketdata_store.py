@@ -18,7 +18,7 @@ from tradebook.params import Params
 from tradebook.marketdata import store as datastore
 from tradebook.marketdata.store import DataStoreError
 from tradebook.sessions import sessions
-from trading_helpers import make_ctx, ny, stored_intents
+from support.trading import make_ctx, ny, stored_intents
 
 KEYS = {"APCA_API_KEY_ID": "PKTESTDATASTORE0000000", "APCA_API_SECRET_KEY": "SKTESTDATASTORE00000000000000000000000000"}
 

@@ -24,7 +24,7 @@ from tradebook.sessions import EXCHANGE_TZ as NY
 if TYPE_CHECKING:
     from tradebook.ledger.db import Ledger
 
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params"
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params"
 DECIDE_DAY = date(2011, 7, 20)
 EXEC_DAY = date(2011, 7, 21)
 SYMBOLS = ("AAPL", "GOOG", "IBM", "MSFT")

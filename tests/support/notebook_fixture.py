@@ -2,7 +2,7 @@
 
 ``build(root)`` replays a few SimBroker sessions in-process (no papermill) and leaves
 the clock at the next session's execution window with intents planned, so each phase
-notebook has something real to show. ``python tests/notebook_fixture.py --refresh``
+notebook has something real to show. ``python tests/support/notebook_fixture.py --refresh``
 re-executes the notebooks against a fresh fixture and stores their outputs, which
 nbval then compares on every test run.
 """
@@ -15,7 +15,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # nbval runs them in this order; each one sees the state the previous one left.
 NOTEBOOKS = ["reconcile", "execute", "report", "control_panel", "decide", "research/backtest",
              "research/strategy", "research/sweep", "research/model"]
