@@ -135,3 +135,109 @@ def test_held_when_calls_made_inside_then_one_check_one_attachment_and_released_
                           ".execute('SELECT count(*) FROM heartbeats').fetchone()[0])"],
                          capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "5", out.stderr   # committed and checkpointed into the file
+
+
+# A parent that made its DuckDB instances (ledger and simulated venue), then forks children that end as
+# kernels and scripts do: a normal interpreter exit (SystemExit), never os._exit.
+FORK_SCRIPT = """
+import os, sys, time
+from datetime import datetime, timezone
+from pathlib import Path
+from tradebook.broker.sim.store import _memory_connection
+from tradebook.ledger import heartbeats
+from tradebook.ledger.db import Ledger
+
+path, hold = Path(sys.argv[1]), sys.argv[2] == "hold"
+ledger = Ledger(path, lock_timeout_s=1)
+ledger.check()
+_memory_connection()
+held = ledger.connect()
+if hold:
+    held.__enter__()
+
+def child(name):
+    try:
+        with Ledger(path, lock_timeout_s=1).transaction() as con:
+            heartbeats.put(con, name, datetime.now(timezone.utc), {})
+        print(name, "wrote", flush=True)
+    except Exception as exc:
+        print(name, type(exc).__name__, flush=True)
+    sys.exit(0)   # the interpreter's normal exit: finalizers run
+
+pids = []
+for name in ("first", "second"):
+    pid = os.fork()
+    if pid == 0:
+        child(name)
+    pids.append(pid)
+    if hold:
+        time.sleep(1.5)
+        held.__exit__(None, None, None)
+        hold = False
+for pid in pids:
+    print("exit", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+print("rows", sorted(Ledger(path).read(heartbeats.components)), flush=True)
+"""
+
+
+def _fork_script(path: Path, mode: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(path), mode], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_fork_when_parent_made_duckdb_instances_then_children_exit_cleanly_and_write_the_ledger(tmp_path):
+    """OPS-1/OPS-2 (fork safety): a child forked by a process that has its in-memory DuckDB instances (between
+    ledger calls) writes the ledger with an instance of its own and exits with 0. The old child read the
+    ledger, then died at exit with SIGABRT ("terminate called without an active exception") or SIGSEGV:
+    the inherited instance's destructor ran without its threads."""
+    out = _fork_script(tmp_path / "ledger.duckdb", "between")
+    assert out.count("exit 0") == 2, out
+    assert "first wrote" in out and "second wrote" in out
+    assert out[-1] == "rows ['first', 'second']"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_fork_when_parent_holds_the_ledger_then_child_gets_ledger_locked_and_exits_cleanly(tmp_path):
+    """OPS-1: a child forked while its parent holds the ledger gets LedgerLocked after its lock timeout
+    (the old one got a bare LedgerError "Unique file handle conflict", and aborted at exit); a child forked
+    after the parent let go writes it."""
+    out = _fork_script(tmp_path / "ledger.duckdb", "hold")
+    assert "first LedgerLocked" in out and "second wrote" in out, out
+    assert out.count("exit 0") == 2, out
+    assert out[-1] == "rows ['second']"
+
+
+def _mp_child(path: str, timeout: float, answers) -> None:
+    try:
+        with Ledger(path, lock_timeout_s=timeout).transaction() as con:
+            heartbeats.put(con, "mp-child", datetime.now(timezone.utc), {})
+        answers.put("wrote")
+    except Exception as exc:   # reported to the parent, which asserts on it
+        answers.put(type(exc).__name__)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_multiprocessing_fork_when_parent_holds_then_locked_and_after_release_child_writes(tmp_path):
+    """OPS-1: multiprocessing's fork children (the sweep pool's kind): LedgerLocked while the parent holds
+    the ledger, a write once it released it; both end with exit code 0."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    path = tmp_path / "ledger.duckdb"
+    ledger = Ledger(path)
+    ledger.check()
+    answers = ctx.Queue()
+    with ledger.connect():
+        locked = ctx.Process(target=_mp_child, args=(str(path), 0.5, answers))
+        locked.start()
+        assert answers.get(timeout=60) == "LedgerLocked"
+        locked.join(60)
+    writer = ctx.Process(target=_mp_child, args=(str(path), 5.0, answers))
+    writer.start()
+    assert answers.get(timeout=60) == "wrote"
+    writer.join(60)
+    assert (locked.exitcode, writer.exitcode) == (0, 0)
+    assert ledger.read(heartbeats.components) == ["mp-child"]

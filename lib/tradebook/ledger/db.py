@@ -74,6 +74,14 @@ class Ledger:
                 raise LedgerCorrupt(corrupt_message(self.path, problem))
             try:
                 return self._cursor(read_only)
+            except ledger_attach.ForkedWhileHeld as exc:
+                # Waits like a lock (the parent may still hold it); the message says why waiting may not help.
+                if time.monotonic() >= deadline:
+                    raise LedgerLocked(f"ledger {self.path} cannot be opened in this process ({exc}). "
+                                       "The kill switch still works: `tradebook halt` uses the flag file.") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+                continue
             except duckdb.Error as exc:
                 text = str(exc)
                 if any(m in text for m in LOCK_MARKERS):
@@ -116,7 +124,7 @@ class Ledger:
                 raise LedgerCorrupt(corrupt_message(self.path, str(exc))) from None
             raise
         finally:
-            con.close()
+            ledger_attach.close_cursor(con)
             # Trusted only once detached: DuckDB has checkpointed and let go of these exact bytes.
             if ledger_attach.release(self.path) and clean:
                 ledger_file.trust(self.path)
@@ -148,8 +156,12 @@ class Ledger:
                 try:
                     yield con
                 except BaseException:
-                    con.execute("ROLLBACK")
+                    if not ledger_attach.is_inherited(con):   # a forked child never runs its parent's DuckDB
+                        con.execute("ROLLBACK")
                     raise
+                if ledger_attach.is_inherited(con):
+                    raise LedgerError(f"this process was forked inside a ledger transaction on {self.path}; "
+                                      "only the parent may commit it (nothing was committed here)")
                 con.execute("COMMIT")
                 hooks = _after_commit.pop(key, [])
         finally:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterator
 from tradebook.broker.sim import state
 from tradebook.errors import BrokerError, BrokerUnavailable
 from tradebook.duckdb_errors import CORRUPT_MARKERS, LOCK_MARKERS
+from tradebook.duckdb_fork import abandon
 
 if TYPE_CHECKING:
     import duckdb
@@ -45,8 +46,9 @@ def _memory_connection() -> "duckdb.DuckDBPyConnection":
     if _memory is None or _memory_pid != os.getpid():
         import duckdb
 
-        if _memory is not None:
-            _inherited.append(_memory)   # never close the parent's copy in a forked child
+        if _memory is not None:   # forked without the at-fork hook: never close or destroy the parent's copy
+            abandon(_memory)
+            _inherited.append(_memory)
         _memory = duckdb.connect(":memory:")
         # Simulator state, not money: skip fsync (~4 per write). A killed process still leaves a
         # consistent file (the OS has the writes); only an OS crash could damage it.
@@ -54,6 +56,21 @@ def _memory_connection() -> "duckdb.DuckDBPyConnection":
         _memory.execute("SET threads = 1")
         _memory_pid = os.getpid()
     return _memory
+
+
+def _after_fork_in_child() -> None:
+    """Forget the parent's instance without closing or destroying it (``tradebook.duckdb_fork``)."""
+    global _memory, _memory_pid, _lock
+    _lock = threading.RLock()   # a parent's thread may have held it; that thread does not exist here
+    if _memory is not None:
+        abandon(_memory)
+        _inherited.append(_memory)
+    _memory, _memory_pid = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: _lock.acquire(), after_in_parent=lambda: _lock.release(),
+                        after_in_child=_after_fork_in_child)
 
 
 class SimStore:
