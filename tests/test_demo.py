@@ -141,3 +141,34 @@ def test_archive_when_fresh_sim_demo_then_paper_live_ledgers_and_kill_switch_sta
     assert dest is not None
     assert sorted(p.name for p in runs_dir.iterdir() if p.name != "archive") == sorted(kept)
     assert sorted(p.name for p in dest.iterdir()) == sorted(moved)
+
+
+def test_replay_when_broker_is_not_the_simulator_then_monitor_never_holds_the_ledger(ctx, monkeypatch):
+    """OPS-1: the demo's monitor tick holds the ledger for its burst of calls only on SimBroker (in-process,
+    no waiting). With the loopback Alpaca fake (mode paper) the tick's broker calls go over HTTP with retries
+    and 429 back-off: the ledger is not held across them, so another process can open it meanwhile. The
+    old replay held it for every broker."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    from tradebook.demo import replay
+    from tradebook.ledger import attach
+    from tradebook.phases import monitor
+
+    def other_process_opens(path: Path) -> bool:
+        code = f"import duckdb; duckdb.connect({str(path)!r}).close()"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
+
+    seen: dict[str, tuple[bool, bool]] = {}
+
+    def tick(c) -> None:   # stands in for run_monitor: where its broker calls would wait
+        if c.params.mode not in seen:
+            seen[c.params.mode] = (attach.is_attached(c.ledger.path), other_process_opens(c.ledger.path))
+
+    monkeypatch.setattr(monitor, "run_monitor", tick)
+    ctx.ledger.check()
+    fake_account = SimpleNamespace(params=ctx.params.model_copy(update={"mode": "paper"}), ledger=ctx.ledger)
+    replay(fake_account, ctx.broker, 1, lambda step: None)
+    replay(ctx, ctx.broker, 1, lambda step: None)
+    assert seen == {"paper": (False, True), "sim": (True, False)}

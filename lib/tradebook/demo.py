@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -176,8 +176,9 @@ def replay(ctx: Context, clock: Any, days: int, run_step: Callable[[str], None],
             if on_step:
                 on_step(str(session.day), step)
             if step == "monitor":
-                # Simulated venue, nothing waits: one attachment for the tick's dozen ledger calls.
-                with ctx.ledger.held():
+                # SimBroker answers in-process, nothing waits: one attachment for the tick's dozen ledger
+                # calls. Any other broker answers over the network (retries, 429 back-off): never held then.
+                with ctx.ledger.held() if ctx.params.mode == "sim" else nullcontext():
                     run_monitor(ctx)
             else:
                 run_step(step)
