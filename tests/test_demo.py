@@ -115,32 +115,83 @@ def test_demo_when_trading_halted_at_start_then_first_lines_say_so(root: Path):
     assert summary.lines()[0] == told[0] and "tradebook resume" in " ".join(summary.lines()[:4])
 
 
-def test_archive_when_fresh_sim_demo_then_paper_live_ledgers_and_kill_switch_stay(tmp_path: Path):
-    """OPS-8 / CTL-1: `demo --fresh` moves the simulator's output aside, never the paper or live
-    account's ledger (or its WAL), heartbeat or breaker state, a flatten journal, the fake demo's folder,
-    backups, or the kill-switch flag."""
-    from tradebook.demo import archive_runs
+HOLD_DAEMON_LOCK = """
+import sys, time
+from pathlib import Path
+from tradebook.ops.health import DaemonLock
+with DaemonLock(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
 
-    runs_dir = tmp_path / "runs"
-    kept = ["paper-ledger.duckdb", "paper-ledger.duckdb.wal", "live-ledger.duckdb", "KILL_SWITCH", "KILL_SWITCH-ledger",
-            "KILL_SWITCH-paper-ledger", "heartbeat-paper-ledger.json", "api_breaker-live.json",
-            "flatten-unrecorded-20110823T150000Z.json", "README.md", "demo-alpaca-fake", "backups"]
-    moved = ["ledger.duckdb", "sim_state.duckdb", "report.html", "2011-07-05", "heartbeat-ledger.json",
-             "api_breaker-sim.json", "flatten-unrecorded-20110701T150000Z.json"]
-    journals = {"flatten-unrecorded-20110823T150000Z.json": "paper-ledger.duckdb",
-                "flatten-unrecorded-20110701T150000Z.json": "ledger.duckdb"}
-    for name in kept + moved:
+
+def _other_accounts_files(runs_dir: Path) -> dict[str, str]:
+    """What the reviewer found archived: a custom-named live ledger, paper's unapplied flatten journal,
+    API breaker state, the daemon's lock, heartbeats, kill-switch flags, backups, logs, another account's
+    notebook."""
+    files = {"my-live.duckdb": "live ledger", "my-live.duckdb.wal": "wal", "paper-ledger.duckdb": "paper ledger",
+             "flatten-unrecorded-20260101T150000000000Z.json": json.dumps({"ledger": "paper-ledger.duckdb"}),
+             "flatten-unrecorded-20260102T150000000000Z.json": "{not json",
+             "api_breaker-paper.json": "{}", "api_breaker-live.json": "{}", "heartbeat-paper-ledger.json": "{}",
+             "heartbeat-my-live.json": "{}", "KILL_SWITCH-ledger": "HALTED", "KILL_SWITCH-my-live": "HALTED",
+             "README.md": "readme", "backups/ledger-20110101T000000Z.duckdb": "backup",
+             "2011-07-26/093000-reconcile.ipynb": "the live account's notebook, same day folder"}
+    for name, text in files.items():
         (runs_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        if name in journals:
-            (runs_dir / name).write_text(json.dumps({"ledger": journals[name]}))
-        elif "." in name or name.startswith("KILL_SWITCH"):
-            (runs_dir / name).write_text(name)
-        else:
-            (runs_dir / name).mkdir()
-    dest = archive_runs(runs_dir)
-    assert dest is not None
-    assert sorted(p.name for p in runs_dir.iterdir() if p.name != "archive") == sorted(kept)
-    assert sorted(p.name for p in dest.iterdir()) == sorted(moved)
+        (runs_dir / name).write_text(text)
+    return files
+
+
+def test_demo_fresh_when_runs_folder_is_shared_then_only_the_sim_accounts_own_output_moves(root: Path):
+    """OPS-8 / CTL-1: `demo --fresh` moves only what the sim account wrote (its ledger and state, its
+    notebooks, report.html, its heartbeat and its own flatten journal); every other account's file stays
+    where its owner looks for it: the old rule moved a custom-named live ledger, paper's unapplied flatten
+    journal, breaker state, daemon.lock and heartbeats."""
+    runs_dir = root / "runs"
+    first = run_demo(1, root=root)
+    assert first.failures == []
+    ours = sorted(p.relative_to(runs_dir).as_posix() for p in runs_dir.rglob("*")
+                  if p.is_file() and "logs" not in p.parts)
+    others = _other_accounts_files(runs_dir)
+    (runs_dir / "daemon.lock").write_text("pid 1 on nowhere\n")   # not held: the daemon stopped
+    own_extra = {"heartbeat-ledger.json": "{}",
+                 "flatten-unrecorded-20110726T150000000000Z.json": json.dumps({"ledger": "ledger.duckdb"})}
+    for name, text in own_extra.items():
+        (runs_dir / name).write_text(text)
+    run_demo(1, root=root, fresh=True)
+    archived = sorted(p.relative_to(next((runs_dir / "archive").iterdir())).as_posix()
+                      for p in (runs_dir / "archive").rglob("*") if p.is_file())
+    assert archived == sorted([*ours, *own_extra])
+    for name, text in others.items():
+        assert (runs_dir / name).read_text() == text, name
+    assert (runs_dir / "daemon.lock").exists() and (runs_dir / "logs").is_dir()
+
+
+def test_demo_fresh_when_a_daemon_holds_the_runs_lock_then_refused_and_nothing_moved(root: Path):
+    """OPS-4 / OPS-8: while a running daemon holds runs/daemon.lock, `demo --fresh` refuses with a plain
+    error naming it and moves nothing (the old one moved the lock from under the daemon, letting a second
+    daemon start); once the daemon stopped, --fresh works."""
+    import subprocess
+    import sys
+
+    from tradebook.errors import TradebookError
+
+    runs_dir = root / "runs"
+    assert run_demo(1, root=root).failures == []
+    daemon = subprocess.Popen([sys.executable, "-c", HOLD_DAEMON_LOCK, str(runs_dir / "daemon.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert daemon.stdout.readline().strip() == "held"
+        before = sorted(p.relative_to(runs_dir) for p in runs_dir.rglob("*"))
+        with pytest.raises(TradebookError, match=r"daemon is running .*pid \d+.*stop it first"):
+            run_demo(1, root=root, fresh=True)
+        assert sorted(p.relative_to(runs_dir) for p in runs_dir.rglob("*")) == before
+    finally:
+        daemon.kill()
+        daemon.wait(30)
+    run_demo(1, root=root, fresh=True)
+    assert (runs_dir / "daemon.lock").exists()
+    assert [p.name for p in (runs_dir / "archive").glob("*/ledger.duckdb")] == ["ledger.duckdb"]
 
 
 def test_replay_when_broker_is_not_the_simulator_then_monitor_never_holds_the_ledger(ctx, monkeypatch):

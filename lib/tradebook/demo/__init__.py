@@ -8,8 +8,6 @@ fake's when ``broker="alpaca-fake"``.
 """
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from tradebook.context import Context, project_root
+from tradebook.demo.fresh import archive_runs  # noqa: F401 (the demo's --fresh; re-exported)
 from tradebook.errors import ConfigError
 from tradebook.logs import log_event, setup_logging
 
@@ -26,9 +25,6 @@ BROKERS = ("sim", "alpaca-fake")
 # The loopback fake's account is not the paper account: its demo keeps everything (ledger,
 # kill-switch flag, heartbeat, notebooks) in a runs folder of its own, under the params' runs_dir.
 FAKE_RUNS_SUBDIR = "demo-alpaca-fake"
-# Other accounts' files a --fresh sim demo never moves aside (nor the kill-switch flag: a halt
-# is cleared only by `tradebook resume`, never by archiving).
-_NEVER_ARCHIVED = ("README.md", "archive", FAKE_RUNS_SUBDIR, "backups")
 
 
 @dataclass
@@ -92,40 +88,6 @@ def start_state_lines(ctx: Context) -> list[str]:
         hint += "; unset KILL_SWITCH in the environment first"
     lines.append(f"  {hint}; ledger {ctx.params.ledger_path(ctx.root)}.")
     return lines
-
-
-def archive_runs(runs_dir: Path) -> Path | None:
-    """Move previous demo output aside (never delete a ledger): runs/archive/<stamp>/."""
-    if not runs_dir.exists():
-        return None
-    from tradebook.params import DEFAULT_LEDGER_FILES
-    from tradebook.safety.killswitch import FLAG_FILE
-
-    # A sim demo's --fresh must not move the paper/live accounts' files away with it: their ledgers (and
-    # WAL), heartbeats, API breaker state and unrecorded-flatten journals (the next reconcile of the
-    # ledger a journal belongs to adopts it).
-    others = [(mode, Path(name).stem) for mode, name in DEFAULT_LEDGER_FILES.items() if mode != "sim"]
-    kept = (FLAG_FILE, *(stem for _, stem in others),
-            *(f"heartbeat-{stem}" for _, stem in others), *(f"api_breaker-{mode}" for mode, _ in others))
-    movable = [p for p in runs_dir.iterdir() if p.name not in _NEVER_ARCHIVED and not p.name.startswith(kept)
-               and not _journal_of_another_ledger(p, DEFAULT_LEDGER_FILES["sim"])]
-    if not movable:
-        return None
-    dest = runs_dir / "archive" / datetime.now().strftime("%Y%m%dT%H%M%S")
-    dest.mkdir(parents=True)
-    for p in movable:
-        shutil.move(str(p), dest / p.name)
-    return dest
-
-
-def _journal_of_another_ledger(path: Path, sim_ledger: str) -> bool:
-    """An unrecorded-flatten journal that names a ledger other than the simulator's (or cannot be read)."""
-    if not (path.name.startswith("flatten-unrecorded-") and path.suffix == ".json"):
-        return False
-    try:
-        return json.loads(path.read_text()).get("ledger") != sim_ledger
-    except (OSError, ValueError, AttributeError):
-        return True   # unreadable: not ours to move
 
 
 def _schedule(session, params) -> list[tuple[datetime, str]]:
@@ -206,8 +168,8 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
         ctx = Context.load(params_file, overrides, root=root)
         if broker == "sim" and ctx.params.mode != "sim":
             raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
-        if fresh:
-            archive_runs(ctx.runs_dir)
+        if fresh:   # only this account's own output (demo/fresh.py); refused while a daemon runs
+            archive_runs(ctx.params, root)
         # OPS-6: logged as the daemon logs, to runs/logs/tradebook-<UTC date>.jsonl (after --fresh moved the
         # old runs/ aside). No console handler: the progress bar and the summary are the demo's console.
         setup_logging(ctx.params, root)
