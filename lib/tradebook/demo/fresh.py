@@ -81,16 +81,16 @@ def owned_files(params: "Params", root: Path) -> list[Path]:
 
 def _notebooks(ledger: Path) -> list[Path]:
     """The executed notebooks this ledger's runs point at; none from a damaged ledger (they stay)."""
+    from tradebook.ledger import runs
     from tradebook.ledger.db import Ledger
 
     if not ledger.exists():
         return []
     try:
         with Ledger(ledger, create=False).connect(read_only=True) as con:
-            rows = con.execute("SELECT notebook_path FROM runs WHERE notebook_path IS NOT NULL").fetchall()
+            return [Path(p) for p in runs.notebook_paths(con)]
     except LedgerCorrupt:
         return []
-    return [Path(r[0]) for r in rows]
 
 
 def _names_ledger(journal: Path, ledger_name: str) -> bool:

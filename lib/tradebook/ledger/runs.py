@@ -116,3 +116,9 @@ def failed(con: "duckdb.DuckDBPyConnection", limit: int = 10) -> "pd.DataFrame":
     """The ``limit`` latest runs that ended neither OK nor RUNNING, newest first."""
     return con.execute("SELECT coalesce(sim_time, started_at) AS started_at, phase, status, error, notebook_path "
                        "FROM runs WHERE status NOT IN ('OK', 'RUNNING') ORDER BY 1 DESC LIMIT ?", [limit]).df()
+
+
+def notebook_paths(con: "duckdb.DuckDBPyConnection") -> list[str]:
+    """Every executed notebook this ledger's runs point at (what `demo --fresh` moves with the ledger)."""
+    return [r[0] for r in con.execute("SELECT notebook_path FROM runs WHERE notebook_path IS NOT NULL "
+                                      "ORDER BY started_at").fetchall()]
