@@ -99,6 +99,7 @@ class Progress:
     ended: set[str] = field(default_factory=set)       # closing ids spent today (never reused)
     cancelled: list[str] = field(default_factory=list)  # cancels the broker accepted
     recorded: set[str] = field(default_factory=set)     # closing ids already written to the ledger
+    sent: list[str] = field(default_factory=list)       # closing ids the broker accepted (some maybe unrecorded)
 
 
 def _flatten_recorded(ctx: "Context", reason: str, actor: str, source: str, done: Progress) -> FlattenResult:
@@ -228,6 +229,8 @@ def _close_one(ctx: "Context", pos: "Position", prefix: str, done: Progress, rea
     done.recorded.add(cid)
     try:
         order = _close_clearing(ctx, pos.symbol, cid, now)
+        if order is not None:
+            done.sent.append(cid)
     except OrderOutcomeUnknown as exc:
         try:
             order = ctx.broker.get_order(cid)
@@ -235,6 +238,7 @@ def _close_one(ctx: "Context", pos: "Position", prefix: str, done: Progress, rea
             order = None
         if order is None:  # left pending_submit: reconcile looks it up by client id later
             return _Close("failed", pos.symbol, f"outcome unknown, reconcile will look {cid} up: {exc}")
+        done.sent.append(cid)
     except BrokerError as exc:
         waits = isinstance(exc, BrokerRejected) and needs_cancel_first(exc)
         with ctx.ledger.transaction() as con:   # cancel-first refusal: PLANNED, never FAILED (VEN-2)

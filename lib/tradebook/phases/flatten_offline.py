@@ -56,7 +56,7 @@ def flatten_at_broker(ctx: "Context", reason: str, actor: str, source: str, ledg
         "already_closing": closing, "already_closing_orders": kept,
         "recorded_in_ledger": sorted(done.recorded), "failed": [list(f) for f in failed]})
     journal.write()   # before anything is sent
-    submitted = _send(ctx, plan, journal, failed, ledger_name)
+    submitted = done.sent + _send(ctx, plan, journal, failed, ledger_name)   # the normal path's, then ours
     journal.payload.update(complete=True, failed=[list(f) for f in failed])
     journal.write()
     raise_flag(flag_path(ctx.params, ctx.root), "FROZEN", f"flattened (ledger not recorded): {reason}", actor,
