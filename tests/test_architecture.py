@@ -148,12 +148,12 @@ def test_table_rule_when_a_phase_writes_or_reads_an_owned_table_then_it_is_found
 
 
 # Folders are the architecture: only the face and what every part shares sit at the top.
-TOP_LEVEL = {"cli", "demo", "nb", "dryrun", "context", "params", "sessions", "clock", "errors", "duckdb_errors",
+TOP_LEVEL = {"demo", "nb", "dryrun", "context", "params", "sessions", "clock", "errors", "duckdb_errors",
              "logs", "alerts", "style"}
 
 
 def test_package_when_listed_then_top_level_holds_only_the_face_and_shared_modules():
-    """A new module goes into its part's folder (docs/architecture.md), not next to cli.py."""
+    """A new module goes into its part's folder (docs/architecture.md), not next to demo.py."""
     top = {p.stem for p in (REPO / "lib" / "tradebook").glob("*.py")} - {"__init__"}
     assert top <= TOP_LEVEL, f"modules outside the folders: {sorted(top - TOP_LEVEL)}"
 

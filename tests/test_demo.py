@@ -79,6 +79,25 @@ def test_demo_when_rerun_then_continues_from_broker_clock_without_duplicates(dem
     assert sum(summary.rejects_by_reason.values()) == own_rejects
 
 
+def test_demo_when_run_on_a_fresh_clone_then_it_logs_to_runs_logs_as_the_daemon_does(demo_root: Path):
+    """OPS-6 (README "Logs"): the demo writes JSON lines to runs/logs/tradebook-<UTC date>.jsonl as the
+    daemon does: its start, one line per phase notebook (run id, phase, notebook) and its end. The old
+    demo left no runs/logs/ at all; logs appeared only once the daemon ran."""
+    files = sorted((demo_root / "runs" / "logs").glob("tradebook-*.jsonl"))
+    assert files, "no runs/logs/tradebook-*.jsonl"
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    demo = [line for line in lines if line["logger"] == "tradebook.demo"]
+    assert demo[0]["message"] == f"demo started: {DAYS} sessions on sim"
+    finished = next(line for line in demo if line["message"].startswith("demo finished"))
+    assert finished["message"].startswith(f"demo finished: {DAYS} sessions") and finished["level"] == "INFO"
+    with Ledger(demo_root / "runs" / "ledger.duckdb").connect() as con:
+        run_ids = {run.run_id for run in runs.latest(con, None)}
+    phases = [line for line in demo if line["fields"].get("phase")]   # every demo on this root (reruns too)
+    assert {line["run_id"] for line in phases} == run_ids and len(phases) == len(run_ids)
+    assert all(line["message"] == f"{line['fields']['phase']} OK" and line["fields"]["notebook"].endswith(".ipynb")
+               for line in phases)
+
+
 def test_demo_when_trading_halted_at_start_then_first_lines_say_so(root: Path):
     """CTL-1: a demo that starts HALTED says so before its first session (and at the head of the
     summary), with the reason; the old summary only showed `gate rejections: HALTED=n`."""

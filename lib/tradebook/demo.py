@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from tradebook.context import Context, project_root
 from tradebook.errors import ConfigError
+from tradebook.logs import log_event, setup_logging
 
 PHASES = ("reconcile", "execute", "decide", "report")
 BROKERS = ("sim", "alpaca-fake")
@@ -206,6 +207,10 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             raise ConfigError("the demo replays history on SimBroker: use a params file with mode: sim")
         if fresh:
             archive_runs(ctx.runs_dir)
+        # OPS-6: logged as the daemon logs, to runs/logs/tradebook-<UTC date>.jsonl (after --fresh moved the
+        # old runs/ aside). No console handler: the progress bar and the summary are the demo's console.
+        setup_logging(ctx.params, root)
+        log_event("demo", "info", f"demo started: {days} sessions on {broker}", days=days, broker=broker)
         # Bound to the root now, so the fork server starts importing at once, while this process
         # builds the broker and its session table (~1 s), instead of at the first notebook.
         pool = stack.enter_context(KernelPool(root, fork=True))
@@ -222,12 +227,17 @@ def run_demo(days: int = 20, *, params_file: str | None = None, overrides: dict[
             record = run_phase(phase, params_file=params_file, overrides=overrides, root=root,
                                pool=pool, raise_on_failure=False, now=fake.now if fake else None)
             notebooks += 1
+            log_event("demo", "info" if record.status == "OK" else "error", f"{phase} {record.status}",
+                      run_id=record.run_id, phase=phase, sim_time=record.sim_time, notebook=record.notebook_path,
+                      error=record.error)
             if record.status != "OK":
                 failures.append(f"{phase}: {record.error} ({record.notebook_path})")
 
         sessions = replay(ctx, clock, days, run_step, on_step)
         html = _export_report(ctx)
         fills, rejects = _own_activity(ctx, since)
+        log_event("demo", "info" if not failures else "error", f"demo finished: {len(sessions)} sessions, "
+                  f"{notebooks} notebooks, {len(failures)} failed", sessions=len(sessions), failures=failures)
         return DemoSummary(
             days=len(sessions), notebooks=notebooks, wall_s=time.monotonic() - started, fills=fills,
             equity_start=equity_start, equity_end=ctx.broker.account().equity, rejects_by_reason=rejects,

@@ -1,6 +1,6 @@
 """The papermill engine the runner uses: a pre-started kernel, and throttled progress saves.
 
-Imported only by :mod:`tradebook.engine.runner` when it runs a notebook: importing papermill
+Imported only by :mod:`tradebook.engine.notebook_exec` when it runs a notebook: importing papermill
 costs ~1 s here (~3 s with jsonschema's rfc3987 grammar, skipped below), once per process,
 never in a kernel.
 

@@ -17,7 +17,8 @@ that run many notebooks (demo, daemon, tests, benchmarks) pass a
 :class:`~tradebook.engine.kernelpool.KernelPool` made with ``fork=True``, which supplies a kernel
 forked from a warm fork server while the previous notebook ran, and falls back to
 ordinary kernels where forking is unsupported (not Linux) or the fork server fails
-twice (logged). Every notebook still gets its own fresh kernel.
+twice (logged). Every notebook still gets its own fresh kernel. Executing the notebook
+is ``notebook_exec``; here: the inputs, the ``runs`` row, the record.
 """
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 from tradebook.engine.code_version import code_version
 from tradebook.ledger import events, runs
 from tradebook.errors import ConfigError, PhaseFailed
-from tradebook.engine.kernelclient import connect_client
 from tradebook.engine.kernelpool import KernelPool
-from tradebook.engine.notebook_files import notebook_kernel_name, reserve_output, validate_notebook_parameters
+from tradebook.engine.notebook_exec import NotebookOutcome, describe_error, run_notebook
+from tradebook.engine.notebook_files import reserve_output, validate_notebook_parameters
 
 if TYPE_CHECKING:
     from tradebook.ledger.db import Ledger
@@ -103,9 +104,9 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     parameters = {"params_file": str(params_path), "overrides": clean, "run_id": run_id}
     timeout = timeout_s or (params.execution_timeout_s if phase == "execute" else DEFAULT_CELL_TIMEOUT_S)
     try:
-        outcome = _execute(source, output, parameters, base, pool, timeout)
+        outcome = run_notebook(source, output, parameters, base, pool, timeout)
     except BaseException as exc:  # Ctrl-C or a runner bug: the row must not stay RUNNING
-        _record_end(ledger, run_id, phase, "FAILED", _describe(exc), output, sim_time=sim_time)
+        _record_end(ledger, run_id, phase, "FAILED", describe_error(exc), output, sim_time=sim_time)
         raise
     status = "FAILED" if outcome.error else "OK"
     ended = _record_end(ledger, run_id, phase, status, outcome.error, output, outcome, sim_time=sim_time)
@@ -190,7 +191,7 @@ def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", s
 
 
 def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: str | None,
-                output: Path, outcome: "_Outcome | None" = None, *, sim_time: datetime | None = None) -> datetime:
+                output: Path, outcome: "NotebookOutcome | None" = None, *, sim_time: datetime | None = None) -> datetime:
     from tradebook.engine.run_liveness import record_end
 
     ended = _utcnow()
@@ -202,105 +203,3 @@ def _record_end(ledger: "Ledger", run_id: str, phase: str, status: str, error: s
             events.record(con, "RUN_FAILED", run_id=run_id, reason=error,
                           data={"phase": phase, "notebook": str(output)}, ts=sim_time or ended)  # one clock
     return ended
-
-
-# --- execution -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Outcome:
-    error: str | None
-    kernel_pid: int | None
-    stopped_early: bool
-
-
-def _execute(source: Path, output: Path, parameters: dict[str, Any], root: Path,
-             pool: KernelPool | None, timeout: float) -> _Outcome:
-    """papermill in this process, on a pre-started kernel from ``pool`` (or a fresh one)."""
-    kernel_name = notebook_kernel_name(source)
-    own_pool = pool is None or pool.kernel_name != kernel_name
-    if own_pool:  # one kernel just for this run, same code path; no spares kept
-        pool = KernelPool(root, size=0, fork=False, kernel_name=kernel_name).start()
-    km = kc = None
-    hung = False
-    try:
-        # Overlap papermill's import (~2 s, once per process) with kernel start-up: a cold
-        # kernel is launched first; a pool's fork server boots while we import.
-        if own_pool:
-            km = pool.take(root)
-        else:
-            pool.prepare(root)
-        _register_engine()
-        km = km or pool.take(root)
-        kc = connect_client(km, context=pool.context)
-        nb = _papermill(source, output, parameters, km, kc, timeout, kernel_name)
-        return _Outcome(None, _pid(km), _stopped_early(nb))
-    except Exception as exc:
-        hung = _is_timeout(exc)
-        _keep_failed_notebook(output, source, exc)
-        return _Outcome(_describe(exc), _pid(km), False)
-    except BaseException:  # Ctrl-C mid-cell: the kernel may be busy; do not wait for it
-        hung = True
-        raise
-    finally:
-        if kc is not None:
-            kc.stop_channels()
-        if km is not None:
-            pool.retire(km, kill=hung)
-        if own_pool:
-            pool.close()
-
-
-def _papermill(source: Path, output: Path, parameters: dict[str, Any], km: Any, kc: Any,
-               timeout: float, kernel_name: str) -> Any:
-    import papermill
-
-    engine = _register_engine()
-    # No cwd= here: papermill would chdir this whole process; the kernel already runs in root.
-    return papermill.execute_notebook(
-        str(source), str(output), parameters=parameters, engine_name=engine, kernel_name=kernel_name,
-        progress_bar=False, log_output=False, execution_timeout=timeout, km=km, kc=kc)
-
-
-def _register_engine() -> str:
-    """Import papermill (~2 s, once per process) and register our engine; returns its name."""
-    from tradebook.engine.pmengine import ENGINE_NAME
-
-    return ENGINE_NAME
-
-
-def _pid(km: Any) -> int | None:
-    provisioner = getattr(km, "provisioner", None)
-    return getattr(provisioner, "pid", None)
-
-
-def _stopped_early(nb: Any) -> bool:
-    """sys.exit(0) in a cell: papermill stops without an error; we note the clean halt."""
-    return any(out.get("output_type") == "error" and out.get("ename") == "SystemExit"
-               for cell in nb.cells for out in cell.get("outputs", ()))
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, TimeoutError) or type(exc).__name__ in ("CellTimeoutError", "DeadKernelError")
-
-
-def _describe(exc: BaseException) -> str:
-    """The notebook's exception as 'Name: message' (no traceback), bounded in size."""
-    name, message = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    if name is None:
-        name, message = type(exc).__name__, str(exc)
-    text = f"{name}: {message}" if message else str(name)
-    first_lines = " ".join(text.strip().splitlines()[:3])
-    return first_lines[:500]
-
-
-def _keep_failed_notebook(output: Path, source: Path, exc: BaseException) -> None:
-    """papermill saves the executed notebook on a cell error; if it never got that far, say so."""
-    if output.exists() and output.stat().st_size > 0:
-        return
-    import nbformat
-
-    nb = nbformat.read(str(source), as_version=4)
-    note = nbformat.v4.new_markdown_cell(
-        f"**This run failed before its first cell executed:** `{_describe(exc)}`. "
-        "The cells below are the unexecuted notebook.")
-    nb.cells.insert(0, note)
-    nbformat.write(nb, str(output))

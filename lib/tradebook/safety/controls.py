@@ -13,21 +13,26 @@ effective state is the most restrictive of every source (CTL-1):
 Writers only escalate (a lower request while a higher state holds is noted as an
 event, never written as a row), so nothing but ``resume`` (operator, with a reason)
 or ``try_rearm`` (auto trips only) lowers the state (CTL-2, CTL-3).
+
+The effective state is read by ``safety/control_status`` (re-exported here: callers ask
+``controls.effective_state``); this module changes it.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from tradebook.clock import operator_now
+from tradebook.clock import operator_now, wall_now
 from tradebook.ledger import events
 from tradebook.ledger.controls import append_control, append_incident, episode, incidents_on
 from tradebook.errors import ControlRefused
-from tradebook.safety.killswitch import (ENV_VAR, Part, all_accounts_flag, all_accounts_note, env_part, flag_path,
-                                         raise_flag, read_flag)
+from tradebook.safety.control_status import (STATUS_LOCK_TIMEOUT_S, ControlStatus, effective_state, ledger_state,
+                                             state_at, utcnow)
+from tradebook.safety.killswitch import (ENV_VAR, all_accounts_flag, all_accounts_note, env_part, flag_path,
+                                         is_all_accounts, raise_flag, read_flag)
 from tradebook.sessions import session_date
 from tradebook.safety.state import RANK, STATES, TradingState, strictest
 
@@ -38,100 +43,12 @@ if TYPE_CHECKING:
     from tradebook.ledger.db import Ledger
     from tradebook.params import Params
 
-__all__ = ["RANK", "STATES", "TradingState"]  # re-exported: callers rank states through controls
+# re-exported: callers rank states and read the effective state through controls
+__all__ = ["RANK", "STATES", "TradingState", "ControlStatus", "effective_state", "ledger_state", "state_at",
+           "STATUS_LOCK_TIMEOUT_S", "utcnow"]
 AUTO_ACTOR = "auto"
-STATUS_LOCK_TIMEOUT_S = 2.0   # status must stay responsive while a run writes
-QUICK_LOCK_TIMEOUT_S = 0.25   # flag/env already halt: the ledger can only add detail
 
 
-@dataclass(frozen=True)
-class ControlStatus:
-    """The effective trading state with every reason and the sources that set it."""
-
-    state: TradingState
-    reasons: tuple[str, ...]
-    sources: tuple[str, ...]
-    since: datetime | None
-    notes: tuple[str, ...] = ()       # what an action did or could not do (e.g. ledger busy)
-    ledger_error: str | None = None   # set when the ledger could not be read
-
-    @property
-    def allows_entries(self) -> bool:
-        return self.state.allows_entries
-
-    @property
-    def allows_exits(self) -> bool:
-        """REDUCE_ONLY still lets position-reducing orders through (GATE-1)."""
-        return self.state.allows_exits
-
-    def describe(self) -> str:
-        since = f" since {self.since:%Y-%m-%d %H:%M:%S %Z}" if self.since else ""
-        lines = [f"{self.state}{since}"] + [f"  - {r}" for r in self.reasons]
-        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# --- ledger state ----------------------------------------------------------------------------
-def ledger_state(con: "duckdb.DuckDBPyConnection") -> TradingState:
-    """The ledger's state: the most restrictive row of the current episode (RUNNING if none)."""
-    return strictest(row[0] for row in episode(con))
-
-
-def _ledger_parts(path: Path | None, ledger: "Ledger | None", quick: bool) -> tuple[list[Part], str | None]:
-    from tradebook.ledger.db import Ledger
-
-    if ledger is None:
-        if path is None or not path.exists():
-            return [], None  # no ledger yet: nothing recorded, and a status check must not create one
-        timeout = QUICK_LOCK_TIMEOUT_S if quick else STATUS_LOCK_TIMEOUT_S
-        ledger = Ledger(path, lock_timeout_s=timeout, create=False)
-    try:
-        with ledger.connect() as con:
-            rows = episode(con)
-    except Exception as exc:  # locked, corrupt, anything: fail closed
-        text = f"{type(exc).__name__}: {exc}"
-        return [Part("HALTED", f"ledger unreadable, failing closed: {text}", "ledger_unavailable",
-                      utcnow())], text
-    return [Part(state, f"{state}: {reason} ({actor} via {source}, {ts:%Y-%m-%d %H:%M:%S %Z})",
-                  "ledger", ts) for state, reason, actor, source, ts in reversed(rows)], None
-
-
-def _combine(parts: list[Part], ledger_error: str | None) -> ControlStatus:
-    if not parts:
-        return ControlStatus(TradingState.RUNNING, (), (), None, ledger_error=ledger_error)
-    state = strictest(p.state for p in parts)
-    since = min((p.since for p in parts if p.state == state and p.since), default=None)
-    ordered = sorted(parts, key=lambda p: -RANK[p.state])  # stable: source order within a state
-    return ControlStatus(state, tuple(p.reason for p in ordered),
-                         tuple(dict.fromkeys(p.source for p in parts)), since, ledger_error=ledger_error)
-
-
-def effective_state(params: "Params", root: Path, ledger: "Ledger | None" = None) -> ControlStatus:
-    """CTL-1: flag file first, then env KILL_SWITCH, then the ledger; most restrictive wins.
-
-    Without ``ledger`` the ledger is read with a short lock timeout; a ledger that
-    cannot be read (locked, corrupt) makes the result HALTED with that reason.
-    """
-    flags = (flag_path(params, root), all_accounts_flag(params, root))
-    return state_at(flags, params.ledger_path(root), ledger)
-
-
-def state_at(flags: "Path | tuple[Path, ...]", ledger_path: Path | None,
-             ledger: "Ledger | None" = None) -> ControlStatus:
-    """``effective_state`` from paths alone: what `status` shows when the params cannot be loaded (CTL-6).
-
-    ``flags``: every flag file that halts this account (its own and the all-accounts one).
-    """
-    flags = (flags,) if isinstance(flags, Path) else tuple(dict.fromkeys(flags))
-    parts = [p for p in (*(read_flag(f) for f in flags), env_part()) if p]
-    ledger_parts, error = _ledger_parts(ledger_path, ledger, quick=bool(parts))
-    return _combine(parts + ledger_parts, error)
-
-
-# --- state changes ---------------------------------------------------------------------------
 @contextmanager
 def _tx(ledger_or_con: Any) -> Iterator["duckdb.DuckDBPyConnection"]:
     """A Ledger gets its own transaction; a connection is the caller's transaction."""
@@ -173,6 +90,18 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
                    also=(all_accounts_flag(params, root),))
 
 
+def halt_all(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
+             *, now: datetime | None = None) -> ControlStatus:
+    """Kill switch for every account of the runs folder: the all-accounts flag ``runs/KILL_SWITCH``,
+    then best-effort a HALTED row in this account's ledger (never a new ledger).
+
+    What a bare ``tradebook halt`` does: a panicking operator must stop sim, paper and live alike.
+    """
+    now = now or operator_now(params, root)   # the ledger row's clock; the flag carries the wall clock
+    return halt_at(all_accounts_flag(params, root), params.ledger_path(root), reason, actor, source, now=now,
+                   create_ledger=False, also=(flag_path(params, root),))
+
+
 def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator", source: str = "cli",
             *, now: datetime | None = None, create_ledger: bool = True,
             also: tuple[Path, ...] = ()) -> ControlStatus:
@@ -183,9 +112,11 @@ def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator",
     """
     reason = clean_reason(reason) or "halted without a reason"
     now = now or operator_now(None, None)   # no params: the wall clock (CTL-6)
+    # The all-accounts flag is about the real world (it halts paper and live too): never a sim clock.
+    flag_now = wall_now() if is_all_accounts(path) else now
     notes, failures = [], []
     try:
-        raise_flag(path, "HALTED", reason, actor, source, now)
+        raise_flag(path, "HALTED", reason, actor, source, flag_now)
         notes.append(f"kill-switch flag written: {path}")
     except OSError as exc:
         failures.append(f"flag file {path}: {exc}")

@@ -148,6 +148,19 @@ def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any]
     The file is read as plain YAML (no validation); ``-p runs_dir=...`` still wins; anything
     unreadable falls back to the defaults. Never raises.
     """
+    try:
+        return _locate(root, params_file, overrides)
+    except Exception as exc:  # noqa: BLE001 — halting must never fail because of the params (CTL-6)
+        return _default_where(root, f"default runs_dir (params unusable: {type(exc).__name__}: {exc})")
+
+
+def _default_where(root: Path, how: str) -> Where:
+    """The built-in places: ``runs/`` under the project root, sim's ledger name."""
+    runs = root / "runs"
+    return Where(runs / FLAG_FILE, runs / "ledger.duckdb", runs, how, None, runs / "sim.duckdb")
+
+
+def _locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any] | None) -> Where:
     from tradebook.params import DEFAULT_LEDGER_FILES, DEFAULT_PARAMS_FILE, Params
 
     source = Path(params_file or DEFAULT_PARAMS_FILE)
@@ -171,10 +184,10 @@ def _lenient_yaml(source: Path) -> tuple[dict[str, Any], str]:
     import yaml
 
     try:
-        loaded = yaml.safe_load(source.read_text())
-    except OSError:
-        return {}, f"default runs_dir ({source} cannot be read)"
-    except yaml.YAMLError:
+        loaded = yaml.safe_load(source.read_bytes().decode("utf-8", errors="replace"))
+    except OSError as exc:   # missing, a directory, no permission
+        return {}, f"default runs_dir ({source} cannot be read: {exc.strerror or type(exc).__name__})"
+    except Exception:  # noqa: BLE001 — any YAML (or decoding) failure: the defaults still halt
         return {}, f"default runs_dir ({source} is not valid YAML)"
     if not isinstance(loaded, dict):
         return {}, f"default runs_dir ({source} is not a mapping)"
