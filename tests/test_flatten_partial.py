@@ -255,3 +255,34 @@ def test_reconcile_when_sale_already_booked_as_external_close_then_journal_adopt
     from support.trading import intent_state
     assert intent_state(ctx, AAPL) == "FILLED"
     assert not run_reconcile(make_ctx(root)).wrote
+
+
+def test_reconcile_when_reused_id_filled_and_already_booked_externally_then_row_corrected_sale_not_booked_twice(
+        root: Path, holders):
+    """CTL-5/REC-3/REC-5: the reused (ledger: rejected) id filled at the broker and a reconcile booked that
+    sale as an EXTERNAL_CLOSE before the journal was readable: adoption corrects the row to the broker's
+    answer but books no second sale; no new divergence; nothing written the next time."""
+    ledger = _book(root, ("GOOG", 5, 600.0))
+    ctx = make_ctx(root)
+    _rejected_once(ctx, "GOOG")
+    flatten(ctx, "first", source="test")
+    for side in (root / "runs").glob("flatten-ended-*.json"):
+        side.unlink()
+    holders.append(Holder(ledger))
+    assert flatten(make_ctx(root), "again", source="test").submitted == (GOOG,)
+    holders[0].release()
+    journal, = _journals(root)
+    (root / "aside").mkdir()
+    shutil.move(str(journal), root / "aside" / journal.name)
+    run_reconcile(make_ctx(root))
+    ctx = make_ctx(root)
+    diverged = len(incidents(ctx, "RECONCILE_DIVERGENCE"))
+    shutil.move(str(root / "aside" / journal.name), journal)
+
+    report = run_reconcile(make_ctx(root))
+
+    assert [a.client_order_id for a in report.adopted] == [GOOG] and not report.actions, report.summary()
+    assert [t["kind"] for t in trades(ctx) if t["side"] == "sell"] == ["EXTERNAL_CLOSE"]
+    assert ctx.ledger.read(lambda con: order_store.load(con, GOOG)).status == "filled"
+    assert len(incidents(ctx, "RECONCILE_DIVERGENCE")) == diverged and positions_match(ctx)
+    assert not run_reconcile(make_ctx(root)).wrote

@@ -87,8 +87,8 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
     except (LedgerCorrupt, LedgerLocked) as exc:  # never write a damaged ledger; never wait on a busy one
         # From whatever step the ledger became unavailable: the rest at the broker, journaled (offline path).
         return _offline(ctx, reason, actor, source, exc, done)
-    except BrokerError as exc:   # only before any close: _close_one keeps its own broker errors
-        _not_completed(ctx, reason, actor, source, exc)
+    except BrokerError as exc:   # before any close: _close_one keeps its own broker errors
+        _not_completed(ctx, reason, actor, source, exc, sent=done.sent)
         raise  # unreachable: _not_completed raises
 
 
@@ -141,7 +141,7 @@ def _offline(ctx: "Context", reason: str, actor: str, source: str, exc: Exceptio
         return flatten_at_broker(ctx, reason, actor, source, str(exc), locked=isinstance(exc, LedgerLocked),
                                  done=done)
     except BrokerError as broker_exc:
-        _not_completed(ctx, reason, actor, source, broker_exc, sent=sorted(done.recorded) if done else [])
+        _not_completed(ctx, reason, actor, source, broker_exc, sent=done.sent if done else [])
         raise  # unreachable: _not_completed raises
 
 
@@ -149,7 +149,7 @@ def _not_completed(ctx: "Context", reason: str, actor: str, source: str, exc: Br
                    sent: list[str] | None = None) -> None:
     """The broker did not answer: say so on the flag and to the operator (and what was sent before)."""
     why, path = " ".join(str(exc).split()), flag_path(ctx.params, ctx.root)
-    sold = (f"closing order(s) {', '.join(sent)} were sent before (recorded in the ledger), the rest not"
+    sold = (f"closing order(s) {', '.join(sent)} were sent before, the rest not"
             if sent else "nothing was sold")
     raise_flag(path, "HALTED", f"flatten did NOT complete (broker unreachable: {why}); {sold}: {reason}",
                actor, source, operator_now(ctx.params, ctx.root))

@@ -134,12 +134,13 @@ def _adopt_one(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: dict[s
     if truth is None:
         return None
     row = order_store.load(con, truth.client_order_id)
-    if row is None and guard.already_booked(con, truth, sent_at(payload, truth, now)):
+    booked = guard.already_booked(con, truth, sent_at(payload, truth, now))
+    if row is None and booked:
         guard.record_booked(con, ctx, payload, truth, now, journal)
     elif row is None:
         record_closing(con, ctx, payload, truth, now, journal)
     elif guard.is_stale_refusal(row, truth):
-        guard.correct_refusal(con, ctx, row, truth, now, journal)
+        guard.correct_refusal(con, ctx, row, truth, now, journal, book=not booked)
     else:
         return None   # already recorded (REC-5)
     return Adopted(journal, truth.client_order_id, truth.symbol, truth.status, truth.filled_qty,

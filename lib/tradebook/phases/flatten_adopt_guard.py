@@ -52,21 +52,26 @@ def already_booked(con: "duckdb.DuckDBPyConnection", truth: "Order", since: date
 
 
 def correct_refusal(con: "duckdb.DuckDBPyConnection", ctx: "Context", row: "OrderRecord", truth: "Order",
-                    now: datetime, source: str) -> None:
-    """Case 1: the broker's answer through reconcile's order-update path, then the intent set to match."""
+                    now: datetime, source: str, *, book: bool = True) -> None:
+    """Case 1: the broker's answer through reconcile's order-update path, then the intent set to match.
+    ``book`` False (case 2 as well: reconcile already booked the sale): the answer only, no second sale."""
     from tradebook.phases.order_sync import OrderRow, apply_order_update, intent_state_for, order_update
 
     order_row = OrderRow(*order_store.with_intent(con, (), [row.client_order_id])[0])
     update = order_update(order_row, truth, window_over=False, now=now)
-    if update is not None:
+    if update is not None and book:
         apply_order_update(con, update, ctx, now)
+    elif update is not None:
+        order_store.record_broker_view(con, row.client_order_id, truth.status, truth.broker_id, truth.filled_qty,
+                                       truth.filled_avg_price, truth.reject_reason, now)
     state = intent_state_for(truth.status, truth.filled_qty, "immediate") or "SUBMITTED"
     before = intent_store.load(con, row.intent_id)
     intent_store.set_state(con, row.intent_id, state, row.attempt, now)   # a final record corrected: the event says why
     events.record(con, "FLATTEN_ORDER_CORRECTED", run_id=ctx.run_id, symbol=truth.symbol, qty=truth.filled_qty,
                   price=truth.filled_avg_price, ts=now,
                   reason=(f"closing order {row.client_order_id} was {row.status} in the ledger, but the broker has it "
-                          f"{truth.status} (sent again under the same id by {source}); the broker wins"),
+                          f"{truth.status} (sent again under the same id by {source}); the broker wins"
+                          + ("" if book else "; its sale was already booked as an EXTERNAL_CLOSE, not booked twice")),
                   data={"client_order_id": row.client_order_id, "from": row.status, "to": truth.status,
                         "intent_from": before.state if before else None, "intent_to": state})
 
