@@ -39,7 +39,8 @@ def halt(reason: str = typer.Option("halted from the CLI", "--reason", "-r", hel
         runs = ctx.params.runs_path(ctx.root)
         plain(out, f"halted EVERY account in {runs}: the all-accounts flag {runs / 'KILL_SWITCH'} is written "
                    f"(sim, paper and live ledgers there all stop). To halt one account only: "
-                   f"`tradebook halt --params <file>`. Clearing it takes `tradebook resume -r <reason> --all-accounts`.")
+                   "`tradebook halt --params <file>`. Clearing it takes "
+                   "`tradebook resume -r <reason> --all-accounts`.")
     else:
         status = halt_account(ctx.params, ctx.root, reason, actor(), "cli")
         plain(out, f"halted this account only ({ctx.params.mode}, ledger {ctx.params.ledger_path(ctx.root).name}); "
@@ -59,8 +60,8 @@ def _halt_unknown_account(out, reason: str, where, problem: str):
     status = halt_at(where.flag, where.ledger, reason, actor(), f"cli (params invalid; {clock})", now=now,
                      create_ledger=False, also=where.flags)
     plain(out, f"params invalid, so the account is unknown: the all-accounts flag {where.flag} "
-               f"({where.how}) halts EVERY account in {where.runs}; the flag is stamped with the wall clock, a ledger row "
-               f"with the {clock}. Clearing "
+               f"({where.how}) halts EVERY account in {where.runs}; the flag is stamped with the wall clock, "
+               f"a ledger row with the {clock}. Clearing "
                f"it takes `tradebook resume -r <reason> --all-accounts`.\n{problem}")
     return status
 
@@ -71,7 +72,7 @@ def resume(reason: str = typer.Option(..., "--reason", "-r", help="why it is saf
            reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
                                            "(BRK-2): restart the peak at today's equity, recorded"),
            all_accounts: bool = typer.Option(False, "--all-accounts", help="also remove runs/KILL_SWITCH, "
-                                             "the flag that halts every account (a halt without valid params)"),
+                                             "the flag that halts every account (a bare `tradebook halt` writes it)"),
            ) -> None:
     """Clear a halt or freeze (CTL-2): needs a reason; removes this account's flag file; recorded."""
     from tradebook.safety.controls import resume as resume_account

@@ -167,7 +167,7 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
            *, now: datetime | None = None, all_accounts: bool = False) -> ControlStatus:
     """CTL-2: the only way out of FROZEN/HALTED: needs a reason; recorded; removes this account's flag.
 
-    The all-accounts flag ``runs/KILL_SWITCH`` (a halt without valid params, or a `touch`) is
+    The all-accounts flag ``runs/KILL_SWITCH`` (a bare `tradebook halt`, a halt without valid params, or a `touch`) is
     removed only with ``all_accounts``; otherwise it stays, trading stays HALTED and the note says so.
     Another account's flag is never touched.
     """

@@ -5,10 +5,11 @@ ledgers may share one ``runs/`` folder):
 
 - the account's flag, next to its ledger and named after it (``runs/KILL_SWITCH-ledger``
   for ``ledger.duckdb``, ``runs/KILL_SWITCH-paper-ledger`` for ``paper-ledger.duckdb``):
-  written by halt/flatten with valid params, removed by that account's ``resume``;
-- the all-accounts flag ``runs/KILL_SWITCH``: halts every account of the folder. A halt
-  with no valid params writes it (it cannot know whose account is meant, CTL-6), and so
-  does ``touch runs/KILL_SWITCH``. Only ``resume --all-accounts`` removes it.
+  written by ``halt --params X`` and flatten, removed by that account's ``resume``;
+- the all-accounts flag ``runs/KILL_SWITCH``: halts every account of the folder. A bare
+  ``tradebook halt`` (no --params) and ``halt --all-accounts`` write it, a halt with no valid
+  params too (it cannot know whose account is meant, CTL-6), and so does
+  ``touch runs/KILL_SWITCH``. Only ``resume --all-accounts`` removes it.
 
 Nothing here opens the ledger (or imports duckdb): these sources must answer while
 another process holds the ledger, or when its file is corrupt. ``controls`` combines
@@ -114,7 +115,8 @@ def all_accounts_note(path: Path, shared: Part | None, cleared: bool) -> tuple[s
     if cleared:
         return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} may trade again",)
     return (f"still HALTED by the all-accounts kill-switch flag {path}: it halts every account in {path.parent} "
-            "(written by a halt without valid params, or by hand). When every account is safe, clear it with "
+            "(written by a bare `tradebook halt`, `halt --all-accounts`, a halt without valid params, or by "
+            "hand). When every account is safe, clear it with "
             "`tradebook resume -r <reason> --all-accounts`",)
 
 
