@@ -9,7 +9,8 @@ import pytest
 
 from tradebook.research import backtest
 from tradebook.strategies import swing_rules as strategy
-from tradebook.research.simulator import Market, rolling_correlation
+from tradebook.research.arrays import rolling_correlation
+from tradebook.research.simulator import Market
 from tradebook.marketdata import load_bars
 from tradebook.params import Params, load_params
 from tradebook.strategies.swing import SwingParams

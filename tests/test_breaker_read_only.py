@@ -48,3 +48,26 @@ def test_read_only_breaker_when_trading_process_opened_it_then_seen_open_and_lef
     watcher.record_success()
     watcher.record_failure("again")
     assert path.read_text() == before and trading.is_open
+
+
+def test_report_when_broker_down_and_no_ledger_then_refused_no_ledger_created_breaker_untouched(root: Path):
+    """EXE-4 + OPS-8: a report only looks: against a dead broker and no paper ledger it says there is
+    nothing to report, creates no paper-ledger.duckdb and counts no failure toward the trading breaker."""
+    out = tradebook(root, "report", *DOWN, env=KEYS)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2 and "paper-ledger.duckdb" in text and "Traceback" not in text, text
+    assert not (root / "runs" / "paper-ledger.duckdb").exists()
+    assert _recent_failures(root) == 0
+
+
+def test_report_when_broker_down_then_report_written_and_breaker_never_counts(root: Path):
+    """EXE-4: `tradebook report` (twice, as a cron would) against a dead broker: the report is written
+    from the ledger (positions at cost), and not one failure reaches the shared API breaker."""
+    from tradebook.ledger import controls as control_store
+    from tradebook.ledger.db import Ledger
+
+    Ledger(root / "runs" / "paper-ledger.duckdb").read(control_store.control_history)   # the ledger exists
+    for _ in range(2):
+        out = tradebook(root, "report", *DOWN, env=KEYS, timeout=300)
+        assert out.returncode == 0 and "report: OK" in out.stdout, out.stdout + out.stderr
+    assert _recent_failures(root) == 0

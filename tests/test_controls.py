@@ -280,7 +280,7 @@ def cli(root, monkeypatch):
 
 def test_ctl4_cli_when_halt_then_status_shows_it_and_resume_needs_typed_confirmation(cli, params, root):
     """CTL-4: tradebook halt / status / resume (typed RESUME unless --yes), each recorded."""
-    out = cli("halt", "--reason", "cli test halt")
+    out = cli("halt", "--reason", "cli test halt", "--params", "params/sim.yaml")   # this account only
     assert out.exit_code == 0 and "HALTED" in out.output and flag_path(params, root).exists()
     status = cli("status")
     assert status.exit_code == 3 and "HALTED" in status.output and "cli test halt" in status.output

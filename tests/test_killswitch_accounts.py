@@ -57,7 +57,7 @@ def test_status_when_another_account_halted_then_own_state_shown(root: Path):
     assert code == 0, text
     code, text = _cli(root, "status")
     assert code == 0 and "RUNNING" in text and "paper only" not in text, text
-    code, text = _cli(root, "halt", "-r", "sim only")
+    code, text = _cli(root, "halt", "-r", "sim only", "--params", "params/sim.yaml")
     code, text = _cli(root, "status", *PAPER)
     assert "HALTED" in text and "paper only" in text and "sim only" not in text, text
 

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from tradebook.params import DEFAULT_PARAMS_FILE, Params, load_params
 
+# Phases that only look: their broker reads never count toward the API breaker, no new ledger.
+READ_ONLY_PHASES = frozenset({"report"})
+
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Callable
@@ -61,15 +64,18 @@ class Context:
     params: Params
     root: Path
     run_id: str | None = None
+    # A report (READ_ONLY_PHASES): its broker calls never count toward the shared API circuit
+    # breaker (EXE-4), and it never starts a ledger (a missing one is a clear error instead).
+    read_only: bool = False
 
     @classmethod
     def load(cls, params_file: str | None = None, overrides: dict[str, Any] | None = None,
-             run_id: str | None = None, root: Path | None = None) -> "Context":
+             run_id: str | None = None, root: Path | None = None, *, read_only: bool = False) -> "Context":
         root = root or project_root()
         path = Path(params_file or DEFAULT_PARAMS_FILE)
         if not path.is_absolute():
             path = root / path
-        return cls(load_params(path, overrides), root, run_id)
+        return cls(load_params(path, overrides), root, run_id, read_only)
 
     @property
     def runs_dir(self) -> Path:
@@ -83,10 +89,11 @@ class Context:
         from tradebook.clock import wall_now
         from tradebook.ledger.db import Ledger
 
-        ledger = Ledger(self.params.ledger_path(self.root))
+        ledger = Ledger(self.params.ledger_path(self.root), create=not self.read_only)
         stamp = self.now() if self.params.mode == "sim" else wall_now()   # one clock (sim: simulated)
         # A broker of its own for the identity read: self.broker records incidents in self.ledger.
-        identity.verify(ledger, self.params, lambda: make_broker(self.params, self.root), stamp)
+        identity.verify(ledger, self.params,
+                        lambda: make_broker(self.params, self.root, read_only=self.read_only), stamp)
         return ledger
 
     @cached_property
@@ -95,6 +102,8 @@ class Context:
 
         if self.params.mode == "sim":
             return make_broker(self.params, self.root)
+        if self.read_only:
+            return make_broker(self.params, self.root, read_only=True)
         return make_broker(self.params, self.root, on_incident=_incident_recorder(lambda: self.ledger))
 
     def now(self) -> "datetime":

@@ -81,8 +81,9 @@ def dry_context(ctx: "Context", phase: str) -> "Context":
         _copy_db(state, folder / state.name)
     params = p.model_copy(update={"runs_dir": str(folder), "ledger_file": ledger.name,
                                   "sim": p.sim.model_copy(update={"state_file": state.name})})
-    dry = Context(params, ctx.root, None)
-    dry.__dict__["broker"] = DryRunBroker(make_broker(params, ctx.root), phase)  # fills the cached_property
+    dry = Context(params, ctx.root, None, ctx.read_only)   # a report's dry run still never counts (EXE-4)
+    broker = make_broker(params, ctx.root, read_only=ctx.read_only)
+    dry.__dict__["broker"] = DryRunBroker(broker, phase)  # fills the cached_property
     return dry
 
 

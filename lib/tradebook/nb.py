@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from tradebook.context import Context
+from tradebook.context import READ_ONLY_PHASES, Context
 
 
 class PhaseReport(Protocol):
@@ -21,9 +21,10 @@ def start(phase: str, params_file: str | None, overrides: dict[str, Any] | None,
     from tradebook.dryrun import dry_context, is_dry_run
     from tradebook.logs import setup_logging
 
-    ctx = Context.load(params_file, overrides or {}, run_id)
+    read_only = phase in READ_ONLY_PHASES   # a report never counts toward the API breaker (EXE-4)
+    ctx = Context.load(params_file, overrides or {}, run_id, read_only=read_only)
     if is_dry_run(phase, run_id):
-        ctx = dry_context(ctx, phase)
+        ctx = dry_context(ctx, phase)   # keeps read_only
         print(f"DRY RUN: {phase} opened outside the runner; it runs on a copy of the ledger "
               f"({ctx.runs_dir}, removed when this kernel stops) and sends nothing. To trade: tradebook run {phase}")
     # JSON-lines log under runs/logs with secrets redacted (OPS-6); console keeps warnings visible.

@@ -36,7 +36,11 @@ def context(params_file: Optional[Path], param: Optional[list[str]] = None):
 
 
 def load_leniently(params_file: Optional[Path], param: Optional[list[str]]):
-    """(ctx, None), or (None, (where, problem)) when the params cannot be loaded (CTL-6)."""
+    """(ctx, None), or (None, (where, problem)) when the params cannot be loaded (CTL-6).
+
+    Any failure to load counts, not only a ConfigError: halt must never fail because of the
+    params, and status/health fail closed (exit 2) instead of ending in a traceback.
+    """
     from tradebook.context import project_root
     from tradebook.errors import ConfigError
     from tradebook.params import parse_override
@@ -44,7 +48,9 @@ def load_leniently(params_file: Optional[Path], param: Optional[list[str]]):
 
     try:
         return context(params_file, param), None
-    except ConfigError as exc:
+    except Exception as exc:  # noqa: BLE001 — see above
+        problem = str(exc) if isinstance(exc, ConfigError) else \
+            f"params could not be loaded: {type(exc).__name__}: {exc}"
         # The overrides that do parse still say where the account's files are (runs_dir, ledger).
         pairs = {}
         for text in param or []:
@@ -53,7 +59,7 @@ def load_leniently(params_file: Optional[Path], param: Optional[list[str]]):
                 pairs[key] = value
             except ConfigError:
                 continue
-        return None, (locate(project_root(), params_file, pairs), str(exc))
+        return None, (locate(project_root(), params_file, pairs), problem)
 
 
 def actor() -> str:

@@ -16,33 +16,54 @@ from tradebook.cli.common import (OverrideOpt, ParamsOpt, YesOpt, actor, confirm
 
 
 def halt(reason: str = typer.Option("halted from the CLI", "--reason", "-r", help="why (recorded)"),
-         params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt) -> None:
-    """Kill switch (CTL-1, CTL-6): write this account's flag runs/KILL_SWITCH-<ledger> now, record it
-    in the ledger if it can.
+         params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] = OverrideOpt,
+         all_accounts: bool = typer.Option(False, "--all-accounts", help="halt every account of the runs "
+                                           "folder (the default when --params is not given)")) -> None:
+    """Kill switch (CTL-1, CTL-6). Without --params (or with --all-accounts): halt EVERY account of the
+    runs folder (the all-accounts flag runs/KILL_SWITCH). With --params X: only that account
+    (its flag runs/KILL_SWITCH-<ledger>). Then a ledger row, if it can.
 
     Needs nothing else: with a damaged or locked ledger, or the broker down, the flag file is
-    still written and the output says what could not be done. With invalid params the account
-    is unknown, so the all-accounts flag runs/KILL_SWITCH is written (it halts every account).
+    still written and the output says what could not be done. With params that cannot be read
+    or are invalid the account is unknown, so the all-accounts flag is written.
     """
-    from tradebook.clock import fallback_now
-    from tradebook.safety.controls import halt as halt_account, halt_at
+    from tradebook.safety.controls import halt as halt_account, halt_all
 
     ctx, fallback = load_leniently(params_file, param)
     out = console()
-    if ctx is not None:
-        status = halt_account(ctx.params, ctx.root, reason, actor(), "cli")
+    if ctx is None:
+        status = _halt_unknown_account(out, reason, *fallback)
+    elif all_accounts or params_file is None:
+        # A bare `tradebook halt` is the panic button: it must stop paper and live too, not only sim.
+        status = halt_all(ctx.params, ctx.root, reason, actor(), "cli")
+        runs = ctx.params.runs_path(ctx.root)
+        plain(out, f"halted EVERY account in {runs}: the all-accounts flag {runs / 'KILL_SWITCH'} is written "
+                   f"(sim, paper and live ledgers there all stop). To halt one account only: "
+                   "`tradebook halt --params <file>`. Clearing it takes "
+                   "`tradebook resume -r <reason> --all-accounts`.")
     else:
-        where, problem = fallback
-        now, clock = fallback_now(where.mode, where.sim_state)   # one clock: a simulation's if there is one
-        # Only an existing ledger is written: a guessed path must never start a new one.
-        status = halt_at(where.flag, where.ledger, reason, actor(), f"cli (params invalid; {clock})", now=now,
-                         create_ledger=False, also=where.flags)
-        plain(out, f"params invalid, so the account is unknown: the all-accounts flag {where.flag} "
-                   f"({where.how}) halts EVERY account in {where.runs}; stamped with the {clock}. Clearing "
-                   f"it takes `tradebook resume -r <reason> --all-accounts`.\n{problem}")
+        status = halt_account(ctx.params, ctx.root, reason, actor(), "cli")
+        plain(out, f"halted this account only ({ctx.params.mode}, ledger {ctx.params.ledger_path(ctx.root).name}); "
+                   "`tradebook halt` without --params halts every account")
     print_control(out, status)
     plain(out, "  note: the broker was not contacted: orders already sent stay open at the broker; "
                "`tradebook flatten` cancels them and closes positions")
+
+
+def _halt_unknown_account(out, reason: str, where, problem: str):
+    """Params unreadable or invalid: the all-accounts flag, and a row only in a ledger that exists."""
+    from tradebook.clock import fallback_now
+    from tradebook.safety.controls import halt_at
+
+    now, clock = fallback_now(where.mode, where.sim_state)   # a sim ledger row keeps the sim clock
+    # Only an existing ledger is written: a guessed path must never start a new one.
+    status = halt_at(where.flag, where.ledger, reason, actor(), f"cli (params invalid; {clock})", now=now,
+                     create_ledger=False, also=where.flags)
+    plain(out, f"params invalid, so the account is unknown: the all-accounts flag {where.flag} "
+               f"({where.how}) halts EVERY account in {where.runs}; the flag is stamped with the wall clock, "
+               f"a ledger row with the {clock}. Clearing "
+               f"it takes `tradebook resume -r <reason> --all-accounts`.\n{problem}")
+    return status
 
 
 def resume(reason: str = typer.Option(..., "--reason", "-r", help="why it is safe to trade again (recorded)"),
@@ -51,7 +72,7 @@ def resume(reason: str = typer.Option(..., "--reason", "-r", help="why it is saf
            reset_peak: bool = typer.Option(False, "--reset-peak", help="after a max-drawdown freeze "
                                            "(BRK-2): restart the peak at today's equity, recorded"),
            all_accounts: bool = typer.Option(False, "--all-accounts", help="also remove runs/KILL_SWITCH, "
-                                             "the flag that halts every account (a halt without valid params)"),
+                                             "the flag that halts every account (a bare `tradebook halt` writes it)"),
            ) -> None:
     """Clear a halt or freeze (CTL-2): needs a reason; removes this account's flag file; recorded."""
     from tradebook.safety.controls import resume as resume_account

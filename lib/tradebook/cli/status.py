@@ -8,7 +8,7 @@ simulated clock (labelled so); the wall clock only measures how long a run took.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import typer
 
@@ -47,7 +47,7 @@ def status(params_file: Optional[Path] = ParamsOpt, param: Optional[list[str]] =
     raise typer.Exit(code)
 
 
-def aligned(headers: tuple[str, ...], rows: list[tuple[str, ...]], right: frozenset[int] = frozenset()) -> list[str]:
+def aligned(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], right: frozenset[int] = frozenset()) -> list[str]:
     """Rows as lines of space-aligned columns (``right``: the indexes aligned right, numbers).
 
     The last column is not padded, so a long path or message ends the line whole.

@@ -92,7 +92,7 @@ def run_phase(phase: str, *, params_file: str | Path | None = None, overrides: d
     _check_broker_settings(params, phase)     # live opt-in, keys: refused before any ledger, row or notebook
     at = _exchange_time(now if now is not None else _broker_now(params, base))
     run_id = f"{at:%Y-%m-%d-%H%M%S}-{phase}-{uuid.uuid4().hex[:8]}"
-    ledger = _ledger(params, base)   # OPS-8 refusal comes before any file or row
+    ledger = _ledger(params, base, phase)   # OPS-8 refusal comes before any file or row
     output = reserve_output(params.runs_path(base) / f"{at:%Y-%m-%d}", f"{at:%H%M%S}-{phase}")
     sim_time = at if params.mode == "sim" else None
     started = _utcnow()
@@ -171,11 +171,14 @@ def _utcnow() -> datetime:
 
 
 # --- the runs row (own short transactions; the notebook opens the ledger itself) ----------
-def _ledger(params: "Params", root: Path) -> "Ledger":
-    """The run's ledger, checked to belong to this broker identity before any row (OPS-8)."""
-    from tradebook.context import Context
+def _ledger(params: "Params", root: Path, phase: str) -> "Ledger":
+    """The run's ledger, checked to belong to this broker identity before any row (OPS-8).
 
-    return Context(params, root).ledger
+    A read-only phase (report) never starts a ledger, and its identity read never counts
+    toward the API breaker (EXE-4)."""
+    from tradebook.context import READ_ONLY_PHASES, Context
+
+    return Context(params, root, read_only=phase in READ_ONLY_PHASES).ledger
 
 
 def _record_start(ledger: "Ledger", run_id: str, phase: str, params: "Params", started: datetime,

@@ -45,3 +45,9 @@ def history(con: "duckdb.DuckDBPyConnection") -> list[dict[str, Any]]:
     """Every trade, oldest first (by trade_id), as a dict per row."""
     return [dict(zip(_HISTORY, r)) for r in
             con.execute(f"SELECT {', '.join(_HISTORY)} FROM trades ORDER BY trade_id").fetchall()]
+
+
+def external_closes_since(con: "duckdb.DuckDBPyConnection", symbol: str, since: datetime) -> list[tuple]:
+    """(ts, side, qty) of reconcile's EXTERNAL_CLOSE trades on ``symbol`` at or after ``since``, oldest first."""
+    return con.execute("SELECT ts, side, qty FROM trades WHERE kind = 'EXTERNAL_CLOSE' AND symbol = ? AND ts >= ? "
+                       "ORDER BY trade_id", [symbol, since]).fetchall()

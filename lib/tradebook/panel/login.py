@@ -44,8 +44,8 @@ part of the address to open: <code>http://127.0.0.1:&lt;port&gt;/?token=&lt;toke
 Open that address, or paste the part after <code>token=</code> here.</p>
 <p>Lost it? Stop the panel (Ctrl-C in its terminal) and start <code>tradebook panel</code> again: it
 prints a new token, and the old one stops working. The token is the only password; do not share it.</p>
-<p>Trading can also be halted without this page: <code>tradebook halt --reason "..."</code>, or
-<code>touch runs/KILL_SWITCH</code>.</p>
+<p>Trading can also be halted without this page, for every account of the runs folder:
+<code>tradebook halt --reason "..."</code>, or <code>touch runs/KILL_SWITCH</code>.</p>
 </body>
 </html>
 """

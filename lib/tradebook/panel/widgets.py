@@ -68,7 +68,7 @@ def build_widgets() -> SimpleNamespace:
                                  layout=w.Layout(width="60%")), "tb-reason"),
         confirm_box=tagged(w.Text(description="Confirm", placeholder="type RESUME or FLATTEN"), "tb-confirm"),
         halt_button=tagged(w.Button(description="Halt", button_style="danger", icon="stop",
-                                    tooltip="Kill switch: stop all trading now"), "tb-halt"),
+                                    tooltip="Kill switch: stop this account's trading now (`tradebook halt` stops every account)"), "tb-halt"),
         resume_button=tagged(w.Button(description="Resume", button_style="success", icon="play",
                                       tooltip="Clear halt/freeze (type RESUME, give a reason)"), "tb-resume"),
         flatten_button=tagged(w.Button(description="Flatten", button_style="warning", icon="times",

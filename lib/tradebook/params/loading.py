@@ -48,10 +48,8 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
     data: dict[str, Any] = {}
     loaded_file: dict[str, Any] = {}
     if source is not None:
-        if not source.exists():
-            raise ConfigError(f"params file {source} does not exist")
         try:
-            loaded = yaml.safe_load(source.read_text()) or {}
+            loaded = yaml.safe_load(read_params_text(source)) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"params file {source} is not valid YAML: {exc}") from None
         if not isinstance(loaded, dict):
@@ -62,6 +60,30 @@ def load_params(path: str | Path | None = None, overrides: dict[str, Any] | None
         set_dotted(data, key, value)
     return validate_params(data, source=str(source) if source else "<defaults>",
                            override_keys=set(overrides or {}), file_keys=_dotted_keys(loaded_file))
+
+
+def read_params_text(source: Path) -> str:
+    """The params file's text; any reason it cannot be read is a ConfigError naming the file (CTL-6).
+
+    Halt, status and health turn a ConfigError into their fail-closed path, so nothing
+    unreadable (a directory, no permission, not UTF-8) may escape as another exception.
+    """
+    if not source.exists():
+        raise ConfigError(f"params file {source} does not exist")
+    if source.is_dir():
+        raise ConfigError(f"params file {source} is a directory, not a file; give the YAML file inside it "
+                          "(e.g. --params params/sim.yaml)")
+    try:
+        raw = source.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"params file {source} cannot be read ({exc.strerror or type(exc).__name__}); "
+                          "check its permissions") from None
+    try:
+        return raw.decode("utf-8-sig")   # a BOM (some editors write one) is not content
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"params file {source} is not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                          "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
 def _require_mapping(overrides: Any) -> None:

@@ -19,7 +19,7 @@ closed yet; running flatten again retries it; it expires at the close, EXIT-8).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,7 @@ from tradebook.safety.controls import ControlStatus, clean_reason, effective_sta
 from tradebook.errors import (BrokerError, BrokerRejected, ControlRefused, LedgerCorrupt, LedgerLocked,
                               OrderOutcomeUnknown)
 from tradebook.ledger import events
+from tradebook.phases.flatten_ended import remember as remember_ended
 from tradebook.sessions import session_date
 
 if TYPE_CHECKING:
@@ -80,20 +81,39 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
     # Halt first: nothing else may trade while we unwind, even if a step below fails.
     raise_flag(path, "HALTED", f"flatten in progress: {reason}", actor, source,
                operator_now(ctx.params, ctx.root))   # one clock: the simulated one in sim mode
+    done = Progress()
     try:
-        now = ctx.now()
-        prefix = f"flat-{session_date(now):%Y%m%d}-"
-        with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger cannot be opened
-            events.record(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
-                          data={"actor": actor, "source": source}, ts=now)
-            ended = _ended_today(con, prefix)
-        cancelled, failed = _cancel_others(ctx, prefix, now)
-        positions = [pos for pos in ctx.broker.positions() if pos.qty]
+        return _flatten_recorded(ctx, reason, actor, source, done)
     except (LedgerCorrupt, LedgerLocked) as exc:  # never write a damaged ledger; never wait on a busy one
-        return _offline(ctx, reason, actor, source, exc)
-    except BrokerError as exc:
-        _not_completed(ctx, reason, actor, source, exc)
-    closes = [_close_one(ctx, pos, prefix, ended, reason, now) for pos in positions]
+        # From whatever step the ledger became unavailable: the rest at the broker, journaled (offline path).
+        return _offline(ctx, reason, actor, source, exc, done)
+    except BrokerError as exc:   # before any close: _close_one keeps its own broker errors
+        _not_completed(ctx, reason, actor, source, exc, sent=done.sent)
+        raise  # unreachable: _not_completed raises
+
+
+@dataclass
+class Progress:
+    """What a flatten already did, so the offline path can carry on from there (never twice)."""
+
+    ended: set[str] = field(default_factory=set)       # closing ids spent today (never reused)
+    cancelled: list[str] = field(default_factory=list)  # cancels the broker accepted
+    recorded: set[str] = field(default_factory=set)     # closing ids already written to the ledger
+    sent: list[str] = field(default_factory=list)       # closing ids the broker accepted (some maybe unrecorded)
+
+
+def _flatten_recorded(ctx: "Context", reason: str, actor: str, source: str, done: Progress) -> FlattenResult:
+    """The normal path: every step recorded in the ledger (see flatten)."""
+    path = flag_path(ctx.params, ctx.root)
+    now = ctx.now()
+    prefix = f"flat-{session_date(now):%Y%m%d}-"
+    with ctx.ledger.transaction() as con:  # fails early (nothing sent) if the ledger cannot be opened
+        events.record(con, "FLATTEN_START", run_id=ctx.run_id, reason=reason,
+                      data={"actor": actor, "source": source}, ts=now)
+        done.ended |= _ended_today(con, prefix)
+    cancelled, failed = _cancel_others(ctx, prefix, now, done)
+    positions = [pos for pos in ctx.broker.positions() if pos.qty]
+    closes = [_close_one(ctx, pos, prefix, done, reason, now) for pos in positions]
     failed += [(c.key, c.detail) for c in closes if c.outcome == "failed"]
     submitted = tuple(c.key for c in closes if c.outcome == "submitted")
     closing = tuple(c.key for c in closes if c.outcome == "closing")
@@ -108,7 +128,8 @@ def flatten(ctx: "Context", reason: str, actor: str = "operator", source: str = 
                          effective_state(ctx.params, ctx.root, ctx.ledger))
 
 
-def _offline(ctx: "Context", reason: str, actor: str, source: str, exc: Exception) -> FlattenResult:
+def _offline(ctx: "Context", reason: str, actor: str, source: str, exc: Exception,
+             done: Progress | None = None) -> FlattenResult:
     """Close at the broker without the ledger; a broker that does not answer either: not completed."""
     from tradebook.phases.flatten_offline import flatten_at_broker
 
@@ -117,19 +138,24 @@ def _offline(ctx: "Context", reason: str, actor: str, source: str, exc: Exceptio
 
         ctx.broker = make_broker(ctx.params, ctx.root)
     try:
-        return flatten_at_broker(ctx, reason, actor, source, str(exc), locked=isinstance(exc, LedgerLocked))
+        return flatten_at_broker(ctx, reason, actor, source, str(exc), locked=isinstance(exc, LedgerLocked),
+                                 done=done)
     except BrokerError as broker_exc:
-        _not_completed(ctx, reason, actor, source, broker_exc)
+        _not_completed(ctx, reason, actor, source, broker_exc, sent=done.sent if done else [])
         raise  # unreachable: _not_completed raises
 
 
-def _not_completed(ctx: "Context", reason: str, actor: str, source: str, exc: BrokerError) -> None:
-    """The broker did not answer before anything was closed: say so on the flag and to the operator."""
+def _not_completed(ctx: "Context", reason: str, actor: str, source: str, exc: BrokerError,
+                   sent: list[str] | None = None) -> None:
+    """The broker did not answer: say so on the flag and to the operator (and what was sent before)."""
     why, path = " ".join(str(exc).split()), flag_path(ctx.params, ctx.root)
-    raise_flag(path, "HALTED", f"flatten did NOT complete (broker unreachable: {why}); nothing was sold: {reason}",
+    sold = (f"closing order(s) {', '.join(sent)} were sent before, the rest not"
+            if sent else "nothing was sold")
+    raise_flag(path, "HALTED", f"flatten did NOT complete (broker unreachable: {why}); {sold}: {reason}",
                actor, source, operator_now(ctx.params, ctx.root))
-    raise ControlRefused(f"flatten did not complete: the broker did not answer ({why}). Nothing was sold; "
-                         f"trading is HALTED ({path}); run flatten again when the broker answers") from exc
+    raise ControlRefused(f"flatten did not complete: the broker did not answer ({why}). "
+                         f"{sold[0].upper() + sold[1:]}; trading is HALTED ({path}); run flatten again when the "
+                         "broker answers") from exc
 
 
 def _ended_today(con, prefix: str) -> set[str]:
@@ -140,7 +166,8 @@ def _ended_today(con, prefix: str) -> set[str]:
     return intent_store.ids_with_prefix(con, prefix, TERMINAL)
 
 
-def _cancel_others(ctx: "Context", prefix: str, now: datetime) -> tuple[list[str], list[tuple[str, str]]]:
+def _cancel_others(ctx: "Context", prefix: str, now: datetime,
+                   done: Progress) -> tuple[list[str], list[tuple[str, str]]]:
     """Cancel every open order except our own closing orders of today (kept: they are the exit)."""
     cancelled, failed = [], []
     for order in ctx.broker.open_orders():
@@ -149,6 +176,7 @@ def _cancel_others(ctx: "Context", prefix: str, now: datetime) -> tuple[list[str
         try:
             ctx.broker.cancel(order.client_order_id)
             cancelled.append(order)
+            done.cancelled.append(order.client_order_id)   # sent: journaled if the ledger fails below
         except BrokerError as exc:
             failed.append((order.client_order_id, f"cancel failed: {exc}"))
     if not cancelled and not failed:
@@ -187,10 +215,10 @@ def _cid(base: str, attempt: int) -> str:
     return base if attempt == 1 else f"{base}-{attempt}"
 
 
-def _close_one(ctx: "Context", pos: "Position", prefix: str, ended: set[str], reason: str,
+def _close_one(ctx: "Context", pos: "Position", prefix: str, done: Progress, reason: str,
                now: datetime) -> _Close:
     try:
-        attempt, existing = _next_attempt(ctx, prefix + pos.symbol, ended)
+        attempt, existing = _next_attempt(ctx, prefix + pos.symbol, done.ended)
     except (BrokerError, ControlRefused) as exc:
         return _Close("failed", pos.symbol, str(exc))
     if existing is not None:
@@ -198,8 +226,11 @@ def _close_one(ctx: "Context", pos: "Position", prefix: str, ended: set[str], re
     cid = _cid(prefix + pos.symbol, attempt)
     with ctx.ledger.transaction() as con:  # write-ahead: on record before the broker sees it (EXE-1)
         _record_submit(con, ctx, cid, attempt, pos, reason, now)
+    done.recorded.add(cid)
     try:
         order = _close_clearing(ctx, pos.symbol, cid, now)
+        if order is not None:
+            done.sent.append(cid)
     except OrderOutcomeUnknown as exc:
         try:
             order = ctx.broker.get_order(cid)
@@ -207,10 +238,14 @@ def _close_one(ctx: "Context", pos: "Position", prefix: str, ended: set[str], re
             order = None
         if order is None:  # left pending_submit: reconcile looks it up by client id later
             return _Close("failed", pos.symbol, f"outcome unknown, reconcile will look {cid} up: {exc}")
+        done.sent.append(cid)
     except BrokerError as exc:
         waits = isinstance(exc, BrokerRejected) and needs_cancel_first(exc)
         with ctx.ledger.transaction() as con:   # cancel-first refusal: PLANNED, never FAILED (VEN-2)
             _record_end(con, ctx, cid, pos, "rejected", "PLANNED" if waits else "FAILED", str(exc)[:500], now)
+        if not waits:   # spent: the offline path, which cannot read the ledger, must not reuse it either
+            done.ended.add(cid)
+            remember_ended(ctx.runs_dir, ctx.params.ledger_path(ctx.root).name, cid)
         detail = (f"not closed yet: our own working order on {pos.symbol} is not confirmed cancelled ({exc}); "
                   "run flatten again" if waits else str(exc))
         return _Close("failed", pos.symbol, detail)

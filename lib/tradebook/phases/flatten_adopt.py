@@ -17,7 +17,9 @@ is adopted as working; a later reconcile records its fill like any other.
 
 Applied journals are listed in ``ledger_meta`` (key ``flatten_journals``) in the same
 transaction as the adoption, so a journal is never applied twice and an order already
-in the ledger is skipped. The file itself stays as the audit record: a ledger restored
+in the ledger is skipped (except a stale refusal, and a sale reconcile already booked is
+never booked again: flatten_adopt_guard). A journal still being written (``complete``
+false, same session) is adopted as far as the broker knows it but not marked. The file itself stays as the audit record: a ledger restored
 again from an older backup lacks the mark, and the journal is read again (its orders
 are missing from that ledger too).
 """
@@ -106,22 +108,53 @@ def adopt_journaled(ctx: "Context") -> list[Adopted]:
                  for path, payload in ((p, _read(p)) for p in todo)]
     now, out = ctx.now(), []
     with ctx.ledger.transaction() as con:
-        marks = applied(con)
+        marks, marked = applied(con), False
         for path, payload, orders in looked_up:
             if path.name in marks:
                 continue  # another reconcile applied it between our read and our write
-            for symbol, cid, truth in orders:
-                if truth is not None and not order_store.exists(con, cid):
-                    record_closing(con, ctx, payload, truth, now, path.name)
-                    out.append(Adopted(path.name, cid, symbol, truth.status, truth.filled_qty,
-                                       truth.filled_avg_price))
-            marks[path.name] = now.isoformat()
+            found = [_adopt_one(con, ctx, payload, truth, now, path.name) for _, _, truth in orders]
+            out += [a for a in found if a is not None]
+            if _in_progress(payload, now):
+                continue  # its flatten may still send the planned ids: read it again next time
+            marks[path.name], marked = now.isoformat(), True
             events.record(con, "FLATTEN_JOURNAL_APPLIED", run_id=ctx.run_id, ts=now,
                           reason=f"unrecorded flatten journal {path.name} applied",
                           data={"journal": path.name, "orders": [cid for _, cid, _ in orders],
                                 "adopted": [a.client_order_id for a in out if a.source == path.name]})
-        ledger_meta.put(con, META_KEY, {"applied": marks}, now)
+        if marked:
+            ledger_meta.put(con, META_KEY, {"applied": marks}, now)
     return out
+
+
+def _adopt_one(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: dict[str, Any], truth: "Order | None",
+               now: datetime, journal: str) -> Adopted | None:
+    """Record one journaled order the broker knows: new to the ledger, or a stale refusal (flatten_adopt_guard)."""
+    from tradebook.phases import flatten_adopt_guard as guard
+
+    if truth is None:
+        return None
+    row = order_store.load(con, truth.client_order_id)
+    booked = guard.already_booked(con, truth, sent_at(payload, truth, now))
+    if row is None and booked:
+        guard.record_booked(con, ctx, payload, truth, now, journal)
+    elif row is None:
+        record_closing(con, ctx, payload, truth, now, journal)
+    elif guard.is_stale_refusal(row, truth):
+        guard.correct_refusal(con, ctx, row, truth, now, journal, book=not booked)
+    else:
+        return None   # already recorded (REC-5)
+    return Adopted(journal, truth.client_order_id, truth.symbol, truth.status, truth.filled_qty,
+                   truth.filled_avg_price)
+
+
+def _in_progress(payload: dict[str, Any], now: datetime) -> bool:
+    """Written by a flatten still sending (``complete`` false) on this session; older journals have no key,
+    and one left incomplete by a flatten that died on an earlier session is applied as it stands."""
+    from tradebook.sessions import session_date
+
+    if payload.get("complete") is not False or not payload.get("at"):
+        return False
+    return session_date(datetime.fromisoformat(payload["at"])) == session_date(now)
 
 
 def adopt_own_orders(ctx: "Context") -> list[Adopted]:
@@ -184,20 +217,27 @@ def closing_orders_of(ctx: "Context", day: date, symbol: str) -> list["Order"]:
 def record_closing(con: "duckdb.DuckDBPyConnection", ctx: "Context", payload: dict[str, Any], truth: "Order",
             now: datetime, journal: str) -> None:
     """As the normal flatten records a closing order (flatten._record_submit/_record_order), dated when sent."""
-    from types import SimpleNamespace
-
     from tradebook.phases.flatten import _record_order, _record_submit
 
     cid = truth.client_order_id
-    sent = truth.submitted_at or (datetime.fromisoformat(payload["at"]) if payload.get("at") else now)
+    reason = f"{payload.get('reason') or 'flatten'} (recorded later, from {journal})"
+    _record_submit(con, ctx, cid, _attempt(cid), closing_position(payload, truth), reason, sent_at(payload, truth, now))
+    _record_order(con, ctx, cid, truth, now)
+
+
+def sent_at(payload: dict[str, Any], truth: "Order", now: datetime) -> datetime:
+    """When the closing order was sent: the broker's time, else the journal's."""
+    return truth.submitted_at or (datetime.fromisoformat(payload["at"]) if payload.get("at") else now)
+
+
+def closing_position(payload: dict[str, Any], truth: "Order") -> "Position":
+    """The position as flatten saw it; no market price when the journal has none (slippage then unknown)."""
+    from types import SimpleNamespace
+
     held = truth.qty if truth.side == "sell" else -truth.qty   # what the order closed (short: a buy)
     price = next((a.get("market_price") for a in payload.get("closing_orders", [])
-                  if a.get("client_order_id") == cid), None)
-    # The position as flatten saw it; no market price when the journal has none (slippage then unknown).
-    pos = cast("Position", SimpleNamespace(symbol=truth.symbol, qty=held, market_price=price))
-    reason = f"{payload.get('reason') or 'flatten'} (recorded later, from {journal})"
-    _record_submit(con, ctx, cid, _attempt(cid), pos, reason, sent)
-    _record_order(con, ctx, cid, truth, now)
+                  if a.get("client_order_id") == truth.client_order_id), None)
+    return cast("Position", SimpleNamespace(symbol=truth.symbol, qty=held, market_price=price))
 
 
 def _attempt(cid: str) -> int:

@@ -20,7 +20,8 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any, Sequence
 
-from tradebook.research.simulator import Book, Market, Order, pd_ffill, simulate
+from tradebook.research.arrays import pd_ffill
+from tradebook.research.simulator import Book, Market, Order, simulate
 from tradebook.research.results import BacktestResult, compare, show_compare
 from tradebook.strategies.sma_cross import crossings
 

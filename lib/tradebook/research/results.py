@@ -6,7 +6,8 @@ from functools import cached_property
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from tradebook.research.simulator import Book, pd_ffill
+from tradebook.research.arrays import pd_ffill
+from tradebook.research.simulator import Book
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Sequence
 
-from tradebook.research.simulator import Book, Market, Order, pd_ffill
+from tradebook.research.arrays import pd_ffill
+from tradebook.research.simulator import Book, Market, Order
 from tradebook.strategies.base import Held, StrategyError, call_strategy
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class StrategyRules:
     def __init__(self, market: Market, bars: "pd.DataFrame", strategy: "Strategy", params: "Params"):
         import numpy as np
 
-        from tradebook.research.simulator import to_days
+        from tradebook.research.arrays import to_days
 
         self.market, self.strategy, self.p = market, strategy, params
         self.bars = bars.reset_index(drop=True)

@@ -25,13 +25,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from tradebook.clock import operator_now
+from tradebook.clock import operator_now, wall_now
 from tradebook.ledger import events
 from tradebook.ledger.controls import append_control, append_incident, episode, incidents_on
 from tradebook.errors import ControlRefused
 from tradebook.safety.control_status import (STATUS_LOCK_TIMEOUT_S, ControlStatus, effective_state, ledger_state,
                                              state_at, utcnow)
-from tradebook.safety.killswitch import ENV_VAR, all_accounts_flag, all_accounts_note, env_part, flag_path, raise_flag, read_flag
+from tradebook.safety.killswitch import (ENV_VAR, all_accounts_flag, all_accounts_note, env_part, flag_path,
+                                         is_all_accounts, raise_flag, read_flag)
 from tradebook.sessions import session_date
 from tradebook.safety.state import RANK, STATES, TradingState, strictest
 
@@ -89,6 +90,18 @@ def halt(params: "Params", root: Path, reason: str, actor: str = "operator", sou
                    also=(all_accounts_flag(params, root),))
 
 
+def halt_all(params: "Params", root: Path, reason: str, actor: str = "operator", source: str = "cli",
+             *, now: datetime | None = None) -> ControlStatus:
+    """Kill switch for every account of the runs folder: the all-accounts flag ``runs/KILL_SWITCH``,
+    then best-effort a HALTED row in this account's ledger (never a new ledger).
+
+    What a bare ``tradebook halt`` does: a panicking operator must stop sim, paper and live alike.
+    """
+    now = now or operator_now(params, root)   # the ledger row's clock; the flag carries the wall clock
+    return halt_at(all_accounts_flag(params, root), params.ledger_path(root), reason, actor, source, now=now,
+                   create_ledger=False, also=(flag_path(params, root),))
+
+
 def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator", source: str = "cli",
             *, now: datetime | None = None, create_ledger: bool = True,
             also: tuple[Path, ...] = ()) -> ControlStatus:
@@ -99,9 +112,11 @@ def halt_at(path: Path, ledger_path: Path, reason: str, actor: str = "operator",
     """
     reason = clean_reason(reason) or "halted without a reason"
     now = now or operator_now(None, None)   # no params: the wall clock (CTL-6)
+    # The all-accounts flag is about the real world (it halts paper and live too): never a sim clock.
+    flag_now = wall_now() if is_all_accounts(path) else now
     notes, failures = [], []
     try:
-        raise_flag(path, "HALTED", reason, actor, source, now)
+        raise_flag(path, "HALTED", reason, actor, source, flag_now)
         notes.append(f"kill-switch flag written: {path}")
     except OSError as exc:
         failures.append(f"flag file {path}: {exc}")
@@ -152,7 +167,7 @@ def resume(params: "Params", root: Path, reason: str, actor: str = "operator", s
            *, now: datetime | None = None, all_accounts: bool = False) -> ControlStatus:
     """CTL-2: the only way out of FROZEN/HALTED: needs a reason; recorded; removes this account's flag.
 
-    The all-accounts flag ``runs/KILL_SWITCH`` (a halt without valid params, or a `touch`) is
+    The all-accounts flag ``runs/KILL_SWITCH`` (a bare `tradebook halt`, a halt without valid params, or a `touch`) is
     removed only with ``all_accounts``; otherwise it stays, trading stays HALTED and the note says so.
     Another account's flag is never touched.
     """

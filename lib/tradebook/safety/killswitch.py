@@ -5,10 +5,11 @@ ledgers may share one ``runs/`` folder):
 
 - the account's flag, next to its ledger and named after it (``runs/KILL_SWITCH-ledger``
   for ``ledger.duckdb``, ``runs/KILL_SWITCH-paper-ledger`` for ``paper-ledger.duckdb``):
-  written by halt/flatten with valid params, removed by that account's ``resume``;
-- the all-accounts flag ``runs/KILL_SWITCH``: halts every account of the folder. A halt
-  with no valid params writes it (it cannot know whose account is meant, CTL-6), and so
-  does ``touch runs/KILL_SWITCH``. Only ``resume --all-accounts`` removes it.
+  written by ``halt --params X`` and flatten, removed by that account's ``resume``;
+- the all-accounts flag ``runs/KILL_SWITCH``: halts every account of the folder. A bare
+  ``tradebook halt`` (no --params) and ``halt --all-accounts`` write it, a halt with no valid
+  params too (it cannot know whose account is meant, CTL-6), and so does
+  ``touch runs/KILL_SWITCH``. Only ``resume --all-accounts`` removes it.
 
 Nothing here opens the ledger (or imports duckdb): these sources must answer while
 another process holds the ledger, or when its file is corrupt. ``controls`` combines
@@ -114,7 +115,8 @@ def all_accounts_note(path: Path, shared: Part | None, cleared: bool) -> tuple[s
     if cleared:
         return (f"removed the all-accounts kill-switch flag {path}: every account in {path.parent} may trade again",)
     return (f"still HALTED by the all-accounts kill-switch flag {path}: it halts every account in {path.parent} "
-            "(written by a halt without valid params, or by hand). When every account is safe, clear it with "
+            "(written by a bare `tradebook halt`, `halt --all-accounts`, a halt without valid params, or by "
+            "hand). When every account is safe, clear it with "
             "`tradebook resume -r <reason> --all-accounts`",)
 
 
@@ -148,6 +150,19 @@ def locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any]
     The file is read as plain YAML (no validation); ``-p runs_dir=...`` still wins; anything
     unreadable falls back to the defaults. Never raises.
     """
+    try:
+        return _locate(root, params_file, overrides)
+    except Exception as exc:  # noqa: BLE001 — halting must never fail because of the params (CTL-6)
+        return _default_where(root, f"default runs_dir (params unusable: {type(exc).__name__}: {exc})")
+
+
+def _default_where(root: Path, how: str) -> Where:
+    """The built-in places: ``runs/`` under the project root, sim's ledger name."""
+    runs = root / "runs"
+    return Where(runs / FLAG_FILE, runs / "ledger.duckdb", runs, how, None, runs / "sim.duckdb")
+
+
+def _locate(root: Path, params_file: str | Path | None, overrides: dict[str, Any] | None) -> Where:
     from tradebook.params import DEFAULT_LEDGER_FILES, DEFAULT_PARAMS_FILE, Params
 
     source = Path(params_file or DEFAULT_PARAMS_FILE)
@@ -171,10 +186,10 @@ def _lenient_yaml(source: Path) -> tuple[dict[str, Any], str]:
     import yaml
 
     try:
-        loaded = yaml.safe_load(source.read_text())
-    except OSError:
-        return {}, f"default runs_dir ({source} cannot be read)"
-    except yaml.YAMLError:
+        loaded = yaml.safe_load(source.read_bytes().decode("utf-8", errors="replace"))
+    except OSError as exc:   # missing, a directory, no permission
+        return {}, f"default runs_dir ({source} cannot be read: {exc.strerror or type(exc).__name__})"
+    except Exception:  # noqa: BLE001 — any YAML (or decoding) failure: the defaults still halt
         return {}, f"default runs_dir ({source} is not valid YAML)"
     if not isinstance(loaded, dict):
         return {}, f"default runs_dir ({source} is not a mapping)"
