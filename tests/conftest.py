@@ -57,6 +57,16 @@ def ctx(root: Path, make_params) -> Context:
 
 
 @pytest.fixture(autouse=True)
+def _logging_left_as_found():
+    """A command run in-process (demo, daemon) installs tradebook's log handlers for the process; a later
+    test in the same worker must not inherit them (their redaction rewrites every record it sees)."""
+    yield
+    logs = sys.modules.get("tradebook.logs")
+    if logs is not None and logs._state:
+        logs.reset_logging()
+
+
+@pytest.fixture(autouse=True)
 def alpaca_contract():
     """VEN-1/VEN-2: every answer the loopback Alpaca fake gives in a test is checked against
     Alpaca's published contract (tests/support/alpaca_contract.py); a violation fails the test.

@@ -118,3 +118,31 @@ def test_ctl4_notebook_when_run_with_papermill_then_panel_built_without_changing
                       if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert widget_outputs
     assert not list((root / "runs").glob("KILL_SWITCH*"))
+
+
+def test_ctl4_panel_last_runs_when_ledger_has_runs_then_listed_and_when_locked_then_busy(ctx):
+    """CTL-4 / OPS-1: the panel's last runs come from the runs store (a broken import inside the panel is
+    an error, never shown as "ledger busy"); a ledger held by another process is shown as busy."""
+    import subprocess
+    import sys
+    from datetime import datetime, timezone
+
+    from tradebook.ledger import runs
+    from tradebook.panel.widgets import _runs_html, recent_runs
+
+    started = datetime(2011, 7, 5, 13, 25, tzinfo=timezone.utc)
+    with ctx.ledger.transaction() as con:
+        runs.start(con, "run-1", "reconcile", started_at=started, notebook_path="runs/2011-07-05/reconcile.ipynb",
+                   sim_time=started)
+    assert [(phase, state) for phase, state, *_ in recent_runs(ctx)] == [("reconcile", "RUNNING")]
+    status = effective_state(ctx.params, ctx.root)
+    assert "reconcile" in _runs_html(ctx, status) and "busy" not in _runs_html(ctx, status)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(30)", str(ctx.params.ledger_path(ctx.root))],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert "ledger busy" in _runs_html(ctx, status)
+    finally:
+        holder.kill()
+        holder.wait()

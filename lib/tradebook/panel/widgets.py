@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from zoneinfo import ZoneInfo
 
 from tradebook.context import Context
+from tradebook.errors import LedgerError
 from tradebook.safety.controls import ControlStatus, effective_state, halt, resume
 from tradebook.safety.exposure import ExposureLine, exposure_lines
 from tradebook.phases.flatten import flatten
@@ -244,7 +245,7 @@ def _exposure_table(rows: list[ExposureLine]) -> str:
 
 def recent_runs(ctx: Context, limit: int = RUN_ROWS) -> list[tuple]:
     """The last runs (phase, status, broker time, notebook path, error); short lock wait (OPS-1)."""
-    from tradebook.safety.controls import QUICK_LOCK_TIMEOUT_S
+    from tradebook.safety.control_status import QUICK_LOCK_TIMEOUT_S
     from tradebook.ledger import runs
     from tradebook.ledger.db import Ledger
 
@@ -261,7 +262,7 @@ def _runs_html(ctx: Context, status: ControlStatus) -> str:
         return "<b>Last runs</b> ledger busy or unreadable; press Refresh<br>"
     try:
         rows = recent_runs(ctx)
-    except Exception as exc:  # a busy ledger must not break the panel
+    except (LedgerError, OSError) as exc:  # a busy ledger must not break the panel (a bug must show)
         return f"<b>Last runs</b> ledger busy ({html.escape(type(exc).__name__)}); press Refresh<br>"
     if not rows:
         return "<b>Last runs</b> none yet<br>"
