@@ -167,7 +167,7 @@ def test_demo_fresh_when_runs_folder_is_shared_then_only_the_sim_accounts_own_ou
     assert (runs_dir / "daemon.lock").exists() and (runs_dir / "logs").is_dir()
 
 
-def test_demo_fresh_when_a_daemon_holds_the_runs_lock_then_refused_and_nothing_moved(root: Path):
+def test_demo_fresh_when_a_daemon_holds_the_runs_lock_then_refused_and_nothing_moved(root: Path, cli):
     """OPS-4 / OPS-8: while a running daemon holds runs/daemon.lock, `demo --fresh` refuses with a plain
     error naming it and moves nothing (the old one moved the lock from under the daemon, letting a second
     daemon start); once the daemon stopped, --fresh works."""
@@ -185,6 +185,8 @@ def test_demo_fresh_when_a_daemon_holds_the_runs_lock_then_refused_and_nothing_m
         before = sorted(p.relative_to(runs_dir) for p in runs_dir.rglob("*"))
         with pytest.raises(TradebookError, match=r"daemon is running .*pid \d+.*stop it first"):
             run_demo(1, root=root, fresh=True)
+        code, out = cli("demo", "--days", "1", "--fresh")   # the command line: one plain line, exit 2
+        assert code == 2 and "a tradebook daemon is running on" in out and "Traceback" not in out, out
         assert sorted(p.relative_to(runs_dir) for p in runs_dir.rglob("*")) == before
     finally:
         daemon.kill()

@@ -131,3 +131,30 @@ def test_swp1_when_cli_strategy_calls_os_exit_for_one_set_then_plain_error_namin
     finally:
         con.close()
     assert kept == ['{"level": 1}', '{"level": 2}', '{"level": 4}']
+
+
+def test_swp2_when_sweeping_process_has_duckdb_instances_then_workers_make_their_own(tmp_path, monkeypatch):
+    """OPS-1 (fork safety): the pool's workers are forked from a process that may have used the ledger (a
+    lab kernel): no worker ever sees its parent's DuckDB instance as its own (it is abandoned at the fork),
+    and each opens a ledger with an instance of its own. The old workers found the parent's instance."""
+    from tradebook.ledger import attach
+    from tradebook.ledger.db import Ledger
+    from tradebook.marketdata import load_bars
+
+    Ledger(tmp_path / "parent.duckdb").check()   # this process's instance exists from here on
+    assert attach._instance is not None
+    log = tmp_path / "workers.log"
+
+    def run(job, params, bars):
+        own = attach._instance is None or attach._instance_pid == os.getpid()
+        Ledger(tmp_path / f"worker-{os.getpid()}.duckdb").check()
+        with log.open("a") as f:
+            f.write(f"{'own' if own and attach._instance_pid == os.getpid() else 'parent'}\n")
+        return evaluate(job, params, bars)
+
+    monkeypatch.setattr(runners, "evaluate", run)
+    job, bars = Job("sma_reference", ("IBM",)), load_bars(["IBM"])
+    sets = [(i, space.set_key(p, job.scope()), p) for i, p in enumerate(space.grid_sets(GRID))][:4]
+    rows = [r for batch in runners.run_pool(job, [sets[:2], sets[2:]], bars, 2) for r in batch]
+    assert len(rows) == 4
+    assert log.read_text().split() == ["own"] * 4
