@@ -9,6 +9,7 @@ import pytest
 
 from support import REPO
 from tradebook.context import Context
+from tradebook.ledger.db import Ledger
 from tradebook.params import Params, load_params
 
 
@@ -49,6 +50,12 @@ def cli(root: Path, monkeypatch, capsys):
         out = capsys.readouterr()
         return code, (out.out + out.err).replace("\n", "")
     return run
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    """An empty ledger file of its own (the store tests)."""
+    return Ledger(tmp_path / "ledger.duckdb")
 
 
 @pytest.fixture

@@ -7,14 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tradebook.ledger import events
-from tradebook.ledger.db import Ledger
 
 T0 = datetime(2011, 11, 23, 21, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def ledger(tmp_path) -> Ledger:
-    return Ledger(tmp_path / "ledger.duckdb")
 
 
 def test_event_filters_when_data_fields_and_times_given_then_text_match_and_inclusive_range(ledger):

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from tradebook.ledger import runs
-from tradebook.ledger.db import Ledger
 
 T0 = datetime(2011, 11, 23, 21, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def ledger(tmp_path) -> Ledger:
-    return Ledger(tmp_path / "ledger.duckdb")
 
 
 def test_run_count_when_sim_time_set_then_it_counts_else_the_wall_clock_and_until_is_exclusive(ledger):
