@@ -32,14 +32,20 @@ def _no_env_kill_switch(monkeypatch):
     monkeypatch.delenv("KILL_SWITCH", raising=False)
 
 
-def _held_backed_up_then_damaged(root: Path):
-    """AAPL 10 @ 300 held by the strategy and reconciled, backed up, then the ledger truncated."""
+def _held_and_backed_up(root: Path) -> Path:
+    """AAPL 10 @ 300 held by the strategy and reconciled, then backed up; returns the ledger file."""
     ctx = make_ctx(root)
     ctx.broker.advance_to(ny(EXEC_DAY, 10))
     hold(ctx, "AAPL", 10, 300.0)
     run_reconcile(ctx)
     ledger = ctx.params.ledger_path(ctx.root)
     backup(ledger, now=ctx.now())
+    return ledger
+
+
+def _held_backed_up_then_damaged(root: Path):
+    """AAPL 10 @ 300 held by the strategy and reconciled, backed up, then the ledger truncated."""
+    ledger = _held_and_backed_up(root)
     truncate_to(0.5)(ledger)
     age(ledger)
     return ledger
@@ -247,12 +253,7 @@ def test_reconcile_when_restored_ledger_predates_a_recorded_flatten_then_broker_
     ledger was damaged. After the restore, the next reconcile looks the held symbols' flat- ids up at the
     broker and books the sale as our FILL with realized P&L (no EXTERNAL_CLOSE, no divergence); the
     restore's mark is cleared, so the look-up happens once."""
-    ctx = make_ctx(root)
-    ctx.broker.advance_to(ny(EXEC_DAY, 10))
-    hold(ctx, "AAPL", 10, 300.0)
-    run_reconcile(ctx)
-    ledger = ctx.params.ledger_path(ctx.root)
-    backup(ledger, now=ctx.now())
+    ledger = _held_and_backed_up(root)
     assert flatten(make_ctx(root), "get out", source="test").submitted == (CID,)   # recorded in the ledger
     truncate_to(0.5)(ledger)
     age(ledger)

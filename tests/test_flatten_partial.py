@@ -154,6 +154,20 @@ def _rejected_once(ctx, symbol: str) -> None:
     ctx.broker.close_position = close_position
 
 
+def _goog_close_resent_offline_after_a_reject(root: Path, holders: list) -> None:
+    """GOOG 5 @ 600 held; today's flatten close of it rejected; the side record of spent ids lost (as an
+    older version wrote none); a second flatten with the ledger locked resends flat-<day>-GOOG offline."""
+    ledger = _book(root, ("GOOG", 5, 600.0))
+    ctx = make_ctx(root)
+    _rejected_once(ctx, "GOOG")
+    flatten(ctx, "first", source="test")
+    for side in (root / "runs").glob("flatten-ended-*.json"):
+        side.unlink()
+    holders.append(Holder(ledger))
+    assert flatten(make_ctx(root), "again", source="test").submitted == (GOOG,)
+    holders[0].release()
+
+
 def test_flatten_offline_when_earlier_close_rejected_today_then_next_attempt_id_used(root: Path, holders):
     """CTL-5/EXE-1: GOOG's close was refused earlier today (flat-<day>-GOOG FAILED in the ledger, unknown
     to the broker); a flatten with the ledger locked sends flat-<day>-GOOG-2, never the spent id, and the
@@ -179,15 +193,7 @@ def test_reconcile_when_journaled_id_is_rejected_in_ledger_but_filled_at_broker_
     by an older version) resent flat-<day>-GOOG and the broker filled it; adoption updates the ledger's
     rejected row with the broker's answer: FILL at the real price with P&L, intent FILLED, no
     EXTERNAL_CLOSE, no divergence, once."""
-    ledger = _book(root, ("GOOG", 5, 600.0))
-    ctx = make_ctx(root)
-    _rejected_once(ctx, "GOOG")
-    flatten(ctx, "first", source="test")
-    for side in (root / "runs").glob("flatten-ended-*.json"):
-        side.unlink()
-    holders.append(Holder(ledger))
-    assert flatten(make_ctx(root), "again", source="test").submitted == (GOOG,)
-    holders[0].release()
+    _goog_close_resent_offline_after_a_reject(root, holders)
 
     _settled(root)
 
@@ -262,15 +268,7 @@ def test_reconcile_when_reused_id_filled_and_already_booked_externally_then_row_
     """CTL-5/REC-3/REC-5: the reused (ledger: rejected) id filled at the broker and a reconcile booked that
     sale as an EXTERNAL_CLOSE before the journal was readable: adoption corrects the row to the broker's
     answer but books no second sale; no new divergence; nothing written the next time."""
-    ledger = _book(root, ("GOOG", 5, 600.0))
-    ctx = make_ctx(root)
-    _rejected_once(ctx, "GOOG")
-    flatten(ctx, "first", source="test")
-    for side in (root / "runs").glob("flatten-ended-*.json"):
-        side.unlink()
-    holders.append(Holder(ledger))
-    assert flatten(make_ctx(root), "again", source="test").submitted == (GOOG,)
-    holders[0].release()
+    _goog_close_resent_offline_after_a_reject(root, holders)
     journal, = _journals(root)
     (root / "aside").mkdir()
     shutil.move(str(journal), root / "aside" / journal.name)
