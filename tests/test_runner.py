@@ -28,6 +28,14 @@ NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 SIM_NOW = datetime(2011, 7, 6, 13, 35, 7, tzinfo=timezone.utc)  # 09:35:07 in New York
 
 
+@pytest.fixture(autouse=True)
+def _ledger_exists(project: Path) -> None:
+    """The report phase never creates the ledger (it only reads); whichever test of this module runs
+    first, the shared project has one."""
+    with Ledger(project / "runs" / "ledger.duckdb").transaction():
+        pass
+
+
 def _run(project: Path, pool: KernelPool, name: str, **kwargs):
     kwargs.setdefault("now", SIM_NOW)
     return run_phase(kwargs.pop("phase", "reconcile"), root=project, pool=pool,
@@ -78,12 +86,13 @@ def test_run_phase_when_notebook_succeeds_then_dated_notebook_and_ok_row(project
 
 
 def test_run_phase_when_output_name_taken_then_suffix_added(project, pool):
-    """SPEC §3: two runs in the same simulated second never overwrite each other's audit record."""
+    """SPEC §3: two runs in the same simulated second never overwrite each other's audit record.
+    (decide, not report: a report never creates the ledger, and this test may run first in its module.)"""
     moment = datetime(2011, 7, 7, 20, 15, tzinfo=timezone.utc)
-    first = _run(project, pool, "ok", phase="report", now=moment)
-    second = _run(project, pool, "ok", phase="report", now=moment)
-    assert first.notebook_path.name == "161500-report.ipynb"
-    assert second.notebook_path.name == "161500-report-2.ipynb"
+    first = _run(project, pool, "ok", phase="decide", now=moment)
+    second = _run(project, pool, "ok", phase="decide", now=moment)
+    assert first.notebook_path.name == "161500-decide.ipynb"
+    assert second.notebook_path.name == "161500-decide-2.ipynb"
     assert first.run_id != second.run_id
 
 
