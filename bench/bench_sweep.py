@@ -15,24 +15,16 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+from bench_backtest import median_time  # run as a script from bench/, like its neighbours
+
 SWING_GRID = {"rsi_entry": [20, 25, 30, 35, 40], "max_hold_days": [5, 10, 15, 20],
               "trend_sma": [50, 100, 150, 200, 250]}  # 100 sets
-
-
-def median_time(fn, runs: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(runs):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
 
 
 COLD = ("import time; t = time.perf_counter(); from tradebook.marketdata import load_bars; "
