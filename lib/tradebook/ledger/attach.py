@@ -214,7 +214,7 @@ def _reset() -> None:
     if _instance is not None:
         try:
             _instance.close()
-        except duckdb.Error:
+        except duckdb.Error:   # a broken instance is dropped anyway: the next call builds a fresh one
             pass
     _instance = None
     _attached.clear()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tradebook.ledger.sql import marks
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
@@ -83,6 +85,5 @@ def slippage_by_order(con: "duckdb.DuckDBPyConnection", cids: list[str]) -> dict
     none of its fills has a slippage)."""
     if not cids:
         return {}
-    marks = ", ".join("?" for _ in cids)
     return dict(con.execute(f"SELECT client_order_id, sum(qty * slippage_bps) / nullif(sum(qty), 0) FROM fills "
-                            f"WHERE client_order_id IN ({marks}) GROUP BY client_order_id", cids).fetchall())
+                            f"WHERE client_order_id IN ({marks(cids)}) GROUP BY client_order_id", cids).fetchall())

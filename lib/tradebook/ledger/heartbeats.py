@@ -9,6 +9,8 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from tradebook.ledger.sql import marks
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -33,6 +35,5 @@ def details(con: "duckdb.DuckDBPyConnection", components: Iterable[str]) -> dict
     wanted = list(components)
     if not wanted:
         return {}
-    marks = ", ".join("?" for _ in wanted)
-    rows = con.execute(f"SELECT component, detail FROM heartbeats WHERE component IN ({marks})", wanted).fetchall()
+    rows = con.execute(f"SELECT component, detail FROM heartbeats WHERE component IN ({marks(wanted)})", wanted).fetchall()
     return {component: json.loads(detail) for component, detail in rows if detail}

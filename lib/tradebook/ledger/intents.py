@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
+from tradebook.ledger.sql import marks
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
@@ -49,10 +51,6 @@ _SELECT = f"SELECT {', '.join(COLUMNS)} FROM intents"
 _ORDER = " ORDER BY created_at, intent_id"
 
 
-def _marks(items: list) -> str:
-    return ", ".join("?" for _ in items)
-
-
 def _intents(con: "duckdb.DuckDBPyConnection", where: str, params: list) -> list[Intent]:
     return [Intent(*r) for r in con.execute(f"{_SELECT} WHERE {where}{_ORDER}", params).fetchall()]
 
@@ -63,7 +61,7 @@ def insert(con: "duckdb.DuckDBPyConnection", intent: Intent) -> bool:
     before = con.execute("SELECT count(*) FROM intents WHERE intent_id = ?", [intent.intent_id]).fetchall()[0][0]
     if before:
         return False
-    con.execute(f"INSERT INTO intents ({', '.join(COLUMNS)}) VALUES ({_marks(list(COLUMNS))})",
+    con.execute(f"INSERT INTO intents ({', '.join(COLUMNS)}) VALUES ({marks(list(COLUMNS))})",
                 [getattr(intent, c) for c in COLUMNS])
     return True
 
@@ -95,7 +93,7 @@ def every(con: "duckdb.DuckDBPyConnection") -> list[Intent]:
 def in_states(con: "duckdb.DuckDBPyConnection", states: Iterable[str]) -> list[Intent]:
     """Intents in any of ``states``, oldest first."""
     states = list(states)
-    return _intents(con, f"state IN ({_marks(states)})", states)
+    return _intents(con, f"state IN ({marks(states)})", states)
 
 
 def planned_immediate(con: "duckdb.DuckDBPyConnection") -> list[Intent]:
@@ -115,7 +113,7 @@ def ids_with_prefix(con: "duckdb.DuckDBPyConnection", prefix: str, states: Itera
     sql, params = "SELECT intent_id FROM intents WHERE starts_with(intent_id, ?)", [prefix]
     if states is not None:
         states = list(states)
-        sql += f" AND state IN ({_marks(states)})"
+        sql += f" AND state IN ({marks(states)})"
         params += states
     return {r[0] for r in con.execute(sql, params).fetchall()}
 
@@ -127,7 +125,7 @@ def stranded(con: "duckdb.DuckDBPyConnection", final_statuses: Iterable[str]) ->
     return con.execute(
         "SELECT i.intent_id, o.client_order_id, o.status, o.filled_qty, o.reject_reason, i.urgency "
         "FROM intents i JOIN orders o ON o.intent_id = i.intent_id AND o.attempt = i.attempt "
-        f"WHERE i.state = 'SUBMITTED' AND o.status IN ({_marks(statuses)}) ORDER BY i.intent_id",
+        f"WHERE i.state = 'SUBMITTED' AND o.status IN ({marks(statuses)}) ORDER BY i.intent_id",
         statuses).fetchall()
 
 
@@ -139,7 +137,7 @@ def count_in_state(con: "duckdb.DuckDBPyConnection", state: str) -> int:
 def count_open(con: "duckdb.DuckDBPyConnection", open_states: Iterable[str]) -> int:
     """How many intents are in any of ``open_states``."""
     states = list(open_states)
-    return con.execute(f"SELECT count(*) FROM intents WHERE state IN ({_marks(states)})", states).fetchone()[0]
+    return con.execute(f"SELECT count(*) FROM intents WHERE state IN ({marks(states)})", states).fetchone()[0]
 
 
 def count_gate_rejected(con: "duckdb.DuckDBPyConnection") -> int:
@@ -165,6 +163,6 @@ def open_listing(con: "duckdb.DuckDBPyConnection", open_states: Iterable[str]) -
                           confidence, decision_price,
                           CASE WHEN kind = 'EXIT' THEN 'EXIT_' || state ELSE state END AS state,
                           attempt, gate_status, gate_reason, reason
-                   FROM intents WHERE state IN ({_marks(states)}) ORDER BY created_at, intent_id""",
+                   FROM intents WHERE state IN ({marks(states)}) ORDER BY created_at, intent_id""",
                        states).df()
 

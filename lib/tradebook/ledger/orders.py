@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
+from tradebook.ledger.sql import marks
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -44,10 +46,6 @@ _WITH_INTENT = (
     "SELECT o.client_order_id, o.intent_id, o.attempt, o.broker_id, o.symbol, o.side, o.qty, o.status, "
     "o.filled_qty, o.filled_avg_price, o.submitted_at, i.urgency, i.decision_price, i.confidence, i.state, "
     "i.attempt FROM orders o JOIN intents i USING (intent_id)")
-
-
-def _marks(items: list) -> str:
-    return ", ".join("?" for _ in items)
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -128,12 +126,12 @@ def with_intent(con: "duckdb.DuckDBPyConnection", exclude_statuses: Iterable[str
     """Orders whose status is not in ``exclude_statuses`` (optionally only ``cids``), joined with their
     intent, oldest first: the columns of tradebook.phases.order_sync.OrderRow."""
     excluded = sorted(exclude_statuses)
-    sql, params = f"{_WITH_INTENT} WHERE o.status NOT IN ({_marks(excluded)})", list(excluded)
+    sql, params = f"{_WITH_INTENT} WHERE o.status NOT IN ({marks(excluded)})", list(excluded)
     if cids is not None:
         cids = list(cids)
         if not cids:
             return []
-        sql += f" AND o.client_order_id IN ({_marks(cids)})"
+        sql += f" AND o.client_order_id IN ({marks(cids)})"
         params += cids
     return con.execute(sql + " ORDER BY o.submitted_at, o.client_order_id", params).fetchall()
 
@@ -163,7 +161,7 @@ def working_immediate_exit_symbols(con: "duckdb.DuckDBPyConnection", skip_status
     return [r[0] for r in con.execute(
         "SELECT DISTINCT o.symbol FROM orders o JOIN intents i USING (intent_id) WHERE i.state = 'SUBMITTED' "
         "AND i.urgency = 'immediate' AND i.kind = 'EXIT' AND NOT starts_with(i.intent_id, ?) "
-        f"AND o.attempt = i.attempt AND o.status NOT IN ({_marks(skip)}) AND o.submitted_at < ? ORDER BY 1",
+        f"AND o.attempt = i.attempt AND o.status NOT IN ({marks(skip)}) AND o.submitted_at < ? ORDER BY 1",
         [skip_intent_prefix, *skip, sent_before]).fetchall()]
 
 
@@ -176,6 +174,6 @@ def audit_rows(con: "duckdb.DuckDBPyConnection", cids: Iterable[str]) -> list[tu
     sql = (f"SELECT o.client_order_id, o.symbol, o.side, o.qty, o.order_type, o.limit_price, o.status, "
            f"o.filled_qty, o.filled_avg_price, i.decision_price "
            f"FROM orders o LEFT JOIN intents i ON i.intent_id = o.intent_id "
-           f"WHERE o.client_order_id IN ({_marks(cids)}) ORDER BY o.submitted_at NULLS LAST, o.client_order_id")
+           f"WHERE o.client_order_id IN ({marks(cids)}) ORDER BY o.submitted_at NULLS LAST, o.client_order_id")
     return con.execute(sql, cids).fetchall()
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from tradebook.ledger.sql import marks
+
 if TYPE_CHECKING:
     import duckdb
     import pandas as pd
@@ -59,11 +61,10 @@ def rejections_with_intent(con: "duckdb.DuckDBPyConnection", intent_ids: Iterabl
     ids = sorted(set(intent_ids))
     if not ids:
         return []
-    marks = ", ".join("?" for _ in ids)
     return con.execute(
         f"SELECT v.intent_id, i.symbol, i.kind, i.side, i.qty, v.rule, v.reason_code, v.detail "
         f"FROM verdicts v JOIN intents i ON i.intent_id = v.intent_id "
-        f"WHERE v.severity = 'reject' AND v.ts >= ? AND v.intent_id IN ({marks}) "
+        f"WHERE v.severity = 'reject' AND v.ts >= ? AND v.intent_id IN ({marks(ids)}) "
         f"ORDER BY v.ts, v.intent_id, v.rule", [since, *ids]).fetchall()
 
 
